@@ -1,0 +1,74 @@
+use std::fmt;
+use std::path::PathBuf;
+
+pub type Result<T, E = PipelineError> = std::result::Result<T, E>;
+
+/// Everything that can be wrong with a pipeline file before any data is touched.
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    #[error("cannot read pipeline file {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// The YAML does not parse, or does not have the shape of a pipeline.
+    #[error("{}:{line}:{column}: {key}: {message}", file.display())]
+    Syntax {
+        file: PathBuf,
+        line: usize,
+        column: usize,
+        /// Where in the document, e.g. `steps[3].sql`; `(root)` for the document itself.
+        key: String,
+        message: String,
+    },
+    /// The file has the right shape but breaks rules of a pipeline; every problem is listed.
+    #[error("{}", Problems { file, problems })]
+    Invalid {
+        file: PathBuf,
+        problems: Vec<Problem>,
+    },
+}
+
+/// One broken rule, located by its key path in the pipeline file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Problem {
+    /// e.g. `steps[2].sql_file`
+    pub key: String,
+    pub message: String,
+}
+
+impl Problem {
+    pub fn new(key: impl Into<String>, message: impl Into<String>) -> Self {
+        Problem {
+            key: key.into(),
+            message: message.into(),
+        }
+    }
+}
+
+struct Problems<'a> {
+    file: &'a std::path::Path,
+    problems: &'a [Problem],
+}
+
+impl fmt::Display for Problems<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let count = self.problems.len();
+        write!(
+            f,
+            "{}: {count} problem{}",
+            self.file.display(),
+            if count == 1 { "" } else { "s" }
+        )?;
+        for problem in self.problems {
+            write!(
+                f,
+                "\n  {}: {}: {}",
+                self.file.display(),
+                problem.key,
+                problem.message
+            )?;
+        }
+        Ok(())
+    }
+}

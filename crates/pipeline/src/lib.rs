@@ -1,0 +1,283 @@
+//! segflow-pipeline: reads a pipeline file and turns it into a validated [`Pipeline`].
+//!
+//! Two phases, as the file is written and as the engine needs it: [`raw`] mirrors the YAML
+//! exactly, [`resolve`] checks every rule (collecting all problems, not just the first),
+//! substitutes variables, reads SQL files and resolves store URLs. This crate does no I/O
+//! beyond reading the pipeline and its SQL files, and knows nothing about DataFusion.
+
+mod error;
+mod raw;
+mod resolve;
+mod vars;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+pub use error::{PipelineError, Problem, Result};
+pub use resolve::{did_you_mean, resolve};
+pub use url::Url;
+
+/// A pipeline ready to plan and run.
+#[derive(Debug, Clone)]
+pub struct Pipeline {
+    pub name: String,
+    /// The pipeline file, as given.
+    pub file: PathBuf,
+    /// Variable values after `--var` overrides.
+    pub vars: BTreeMap<String, String>,
+    /// Variables whose value came from the environment (`${env:NAME}`): never shown.
+    pub secret_vars: BTreeSet<String>,
+    pub stores: Vec<Store>,
+    pub sources: Vec<Source>,
+    /// In the order written; the planner decides the order they run in.
+    pub steps: Vec<Step>,
+    pub segment: Segment,
+}
+
+impl Pipeline {
+    pub fn store(&self, name: &str) -> Option<&Store> {
+        self.stores.iter().find(|store| store.name == name)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Store {
+    pub name: String,
+    /// The store's root, always ending in `/`; `file://` roots are absolute.
+    pub url: Url,
+    pub options: BTreeMap<String, String>,
+}
+
+/// A place under a store: a file, a folder or a glob.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Location {
+    pub store: String,
+    pub url: Url,
+}
+
+#[derive(Debug, Clone)]
+pub struct Source {
+    pub name: String,
+    pub location: Location,
+    pub format: Format,
+    pub csv: CsvOptions,
+    pub schema: Option<Vec<Column>>,
+    /// Files read from a folder or glob end with this; a `.gz` ending means gzip.
+    pub extension: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Csv,
+    Ndjson,
+    Parquet,
+}
+
+impl Format {
+    fn parse(text: &str) -> Option<Format> {
+        match text {
+            "csv" => Some(Format::Csv),
+            "ndjson" | "json" => Some(Format::Ndjson),
+            "parquet" => Some(Format::Parquet),
+            _ => None,
+        }
+    }
+
+    pub fn default_extension(self) -> &'static str {
+        match self {
+            Format::Csv => ".csv",
+            Format::Ndjson => ".json",
+            Format::Parquet => ".parquet",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct CsvOptions {
+    pub has_header: bool,
+    pub delimiter: u8,
+    pub quote: u8,
+    pub null_value: Option<String>,
+}
+
+impl Default for CsvOptions {
+    fn default() -> Self {
+        CsvOptions {
+            has_header: true,
+            delimiter: b',',
+            quote: b'"',
+            null_value: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Column {
+    pub name: String,
+    pub data_type: ColumnType,
+    pub nullable: bool,
+}
+
+/// The column types a pipeline can declare; the engine maps them to Arrow types.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ColumnType {
+    String,
+    Int32,
+    Int64,
+    Float64,
+    Boolean,
+    Date,
+    Timestamp,
+}
+
+impl ColumnType {
+    const NAMES: &'static [(&'static str, ColumnType)] = &[
+        ("string", ColumnType::String),
+        ("utf8", ColumnType::String),
+        ("int32", ColumnType::Int32),
+        ("int", ColumnType::Int32),
+        ("int64", ColumnType::Int64),
+        ("bigint", ColumnType::Int64),
+        ("float64", ColumnType::Float64),
+        ("double", ColumnType::Float64),
+        ("boolean", ColumnType::Boolean),
+        ("bool", ColumnType::Boolean),
+        ("date", ColumnType::Date),
+        ("timestamp", ColumnType::Timestamp),
+    ];
+
+    fn parse(text: &str) -> Option<ColumnType> {
+        let lower = text.to_ascii_lowercase();
+        Self::NAMES
+            .iter()
+            .find(|(name, _)| *name == lower)
+            .map(|(_, column_type)| *column_type)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StepKind {
+    Clean,
+    Validate,
+    Merge,
+}
+
+impl StepKind {
+    fn parse(text: &str) -> Option<StepKind> {
+        match text {
+            "clean" => Some(StepKind::Clean),
+            "validate" => Some(StepKind::Validate),
+            "merge" => Some(StepKind::Merge),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StepKind::Clean => "clean",
+            StepKind::Validate => "validate",
+            StepKind::Merge => "merge",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Step {
+    pub name: String,
+    pub kind: StepKind,
+    /// The SQL with variables substituted.
+    pub sql: String,
+    /// The file the SQL came from, when it was not inline.
+    pub sql_file: Option<PathBuf>,
+    /// Where the step is declared, e.g. `steps[2]`, for error messages.
+    pub key: String,
+}
+
+impl Step {
+    /// Where the SQL lives, for error messages: the SQL file, or the step's key in the pipeline.
+    pub fn sql_origin(&self) -> String {
+        match &self.sql_file {
+            Some(file) => file.display().to_string(),
+            None => format!("{}.sql", self.key),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Segment {
+    pub input: String,
+    pub key: String,
+    pub features: Vec<String>,
+    pub carry: Vec<String>,
+    pub k: usize,
+    pub seed: u64,
+    pub restarts: usize,
+    pub max_iterations: usize,
+    pub tolerance: f64,
+    pub output: Location,
+}
+
+/// Reads and resolves the pipeline at `path`, with `overrides` replacing variable defaults.
+pub fn load(path: &Path, overrides: &BTreeMap<String, String>) -> Result<Pipeline> {
+    let text = std::fs::read_to_string(path).map_err(|source| PipelineError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let raw = parse_yaml(path, &text)?;
+    resolve(raw, path, overrides)
+}
+
+/// The one place that knows the YAML library (serde_yaml is deprecated upstream; replacing it
+/// should touch nothing else).
+fn parse_yaml(file: &Path, text: &str) -> Result<raw::RawPipeline> {
+    let deserializer = serde_yaml::Deserializer::from_str(text);
+    serde_path_to_error::deserialize(deserializer).map_err(|error| {
+        let key = match error.path().to_string() {
+            path if path == "." => "(root)".to_string(),
+            path => path,
+        };
+        let inner = error.inner();
+        let (line, column) = inner
+            .location()
+            .map(|location| (location.line(), location.column()))
+            .unwrap_or((1, 1));
+        let message = describe(&inner.to_string(), &key);
+        PipelineError::Syntax {
+            file: file.to_path_buf(),
+            line,
+            column,
+            key,
+            message,
+        }
+    })
+}
+
+/// serde_yaml appends " at line L column C", reported in its own fields here; an unknown key
+/// gains a "did you mean" when one of the expected keys is a near miss.
+fn describe(message: &str, key: &str) -> String {
+    let message = match message.rfind(" at line ") {
+        Some(index) => &message[..index],
+        None => message,
+    };
+    // serde_yaml names the enclosing key itself ("segment: unknown field ..."); the key is
+    // reported in its own field.
+    let message = match message.split_once(": ") {
+        Some((prefix, rest)) if key.starts_with(prefix) => rest,
+        _ => message,
+    };
+    let Some(rest) = message.strip_prefix("unknown field `") else {
+        return message.to_string();
+    };
+    let Some((field, expected)) = rest.split_once('`') else {
+        return message.to_string();
+    };
+    let candidates: Vec<&str> = expected.split('`').skip(1).step_by(2).collect();
+    let hint = resolve::did_you_mean(field, &candidates);
+    format!(
+        "unknown key `{field}`{hint}; expected one of {}",
+        candidates.join(", ")
+    )
+}
+
+#[cfg(test)]
+mod tests;

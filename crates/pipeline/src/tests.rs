@@ -1,0 +1,199 @@
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use super::*;
+
+const VALID: &str = r#"
+name: shop
+vars:
+  as_of: "2011-12-10"
+stores:
+  data: { url: "file://../data" }
+  out: { url: "s3://bucket/prefix" }
+sources:
+  - name: transactions
+    store: data
+    path: retail/*.csv
+    format: csv
+    csv: { delimiter: ";" }
+    schema:
+      - { name: id, type: bigint }
+      - { name: at, type: string, nullable: false }
+steps:
+  - name: features
+    kind: merge
+    sql: "SELECT id FROM transactions WHERE at < '${as_of}'"
+segment:
+  input: features
+  key: id
+  features: [x, y]
+  k: 3
+  seed: 7
+  output: { store: out, path: "runs/${as_of}" }
+"#;
+
+fn load_text(dir: &Path, text: &str, overrides: &[(&str, &str)]) -> Result<Pipeline> {
+    let file = dir.join("pipelines").join("p.yaml");
+    std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+    std::fs::write(&file, text).unwrap();
+    let overrides: BTreeMap<String, String> = overrides
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    load(&file, &overrides)
+}
+
+fn problems(error: PipelineError) -> Vec<(String, String)> {
+    match error {
+        PipelineError::Invalid { problems, .. } => problems
+            .into_iter()
+            .map(|problem| (problem.key, problem.message))
+            .collect(),
+        other => panic!("expected Invalid, got {other}"),
+    }
+}
+
+#[test]
+fn resolves_a_valid_pipeline() {
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = load_text(dir.path(), VALID, &[]).unwrap();
+    let data_root = std::path::absolute(dir.path().join("data")).unwrap();
+    assert_eq!(pipeline.stores[0].url.to_file_path().unwrap(), data_root);
+    assert_eq!(
+        pipeline.sources[0].location.url.as_str(),
+        format!("{}retail/*.csv", pipeline.stores[0].url)
+    );
+    assert_eq!(pipeline.sources[0].csv.delimiter, b';');
+    assert_eq!(pipeline.sources[0].extension, ".csv");
+    assert_eq!(
+        pipeline.steps[0].sql,
+        "SELECT id FROM transactions WHERE at < '2011-12-10'"
+    );
+    assert_eq!(
+        pipeline.segment.output.url.as_str(),
+        "s3://bucket/prefix/runs/2011-12-10/"
+    );
+    assert_eq!(pipeline.segment.restarts, 1);
+}
+
+#[test]
+fn var_override_replaces_the_default() {
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = load_text(dir.path(), VALID, &[("as_of", "2012-01-01")]).unwrap();
+    assert!(pipeline.steps[0].sql.ends_with("'2012-01-01'"));
+}
+
+#[test]
+fn overriding_an_undeclared_variable_is_a_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let error = load_text(dir.path(), VALID, &[("asof", "2012-01-01")]).unwrap_err();
+    assert_eq!(
+        problems(error),
+        [(
+            "vars".to_string(),
+            "--var asof=... sets a variable the pipeline does not declare (declared: as_of)"
+                .to_string()
+        )]
+    );
+}
+
+#[test]
+fn unknown_key_names_line_key_and_near_miss() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = VALID.replace("    kind: merge", "    kind: merge\n    sqll: x");
+    let error = load_text(dir.path(), &text, &[]).unwrap_err();
+    let PipelineError::Syntax {
+        line, key, message, ..
+    } = error
+    else {
+        panic!("expected a syntax error, got {error}");
+    };
+    assert_eq!(line, 20);
+    assert_eq!(key, "steps[0].sqll");
+    assert!(
+        message.starts_with("unknown key `sqll` (did you mean `sql`?)"),
+        "{message}"
+    );
+}
+
+#[test]
+fn every_problem_is_reported_not_just_the_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = VALID
+        .replace("k: 3", "k: 1")
+        .replace("store: data", "store: dta")
+        .replace("name: features\n", "name: Features\n")
+        .replace("${as_of}'\"", "${asof}'\"");
+    let found = problems(load_text(dir.path(), &text, &[]).unwrap_err());
+    let keys: Vec<&str> = found.iter().map(|(key, _)| key.as_str()).collect();
+    assert_eq!(
+        keys,
+        [
+            "sources[0].store",
+            "steps[0].name",
+            "steps[0].sql",
+            "segment.k"
+        ],
+        "{found:?}"
+    );
+    assert_eq!(found[0].1, "unknown store `dta` (did you mean `data`?)");
+}
+
+#[test]
+fn missing_sql_file_names_the_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = VALID.replace(
+        "sql: \"SELECT id FROM transactions WHERE at < '${as_of}'\"",
+        "sql_file: ../sql/nope.sql",
+    );
+    let found = problems(load_text(dir.path(), &text, &[]).unwrap_err());
+    assert_eq!(found[0].0, "steps[0].sql_file");
+    assert!(found[0].1.contains("nope.sql"), "{}", found[0].1);
+}
+
+#[test]
+fn sql_file_is_read_relative_to_the_pipeline() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("sql")).unwrap();
+    std::fs::write(
+        dir.path().join("sql/f.sql"),
+        "SELECT * FROM transactions -- ${as_of}",
+    )
+    .unwrap();
+    let text = VALID.replace(
+        "sql: \"SELECT id FROM transactions WHERE at < '${as_of}'\"",
+        "sql_file: ../sql/f.sql",
+    );
+    let pipeline = load_text(dir.path(), &text, &[]).unwrap();
+    assert_eq!(
+        pipeline.steps[0].sql,
+        "SELECT * FROM transactions -- 2011-12-10"
+    );
+    assert!(pipeline.steps[0].sql_origin().ends_with("sql/f.sql"));
+}
+
+#[test]
+fn sources_and_steps_share_one_namespace() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = VALID.replace("name: features\n", "name: transactions\n");
+    let found = problems(load_text(dir.path(), &text, &[]).unwrap_err());
+    assert_eq!(found[0].0, "steps[0].name");
+    assert!(found[0].1.contains("sources[0]"), "{}", found[0].1);
+}
+
+#[test]
+fn yaml_syntax_error_has_a_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let error = load_text(dir.path(), "name: [unclosed\n", &[]).unwrap_err();
+    assert!(matches!(error, PipelineError::Syntax { .. }), "{error}");
+    assert!(error.to_string().contains("p.yaml:"), "{error}");
+}
+
+#[test]
+fn unsupported_scheme_is_a_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = VALID.replace("s3://bucket/prefix", "ftp://host/x");
+    let found = problems(load_text(dir.path(), &text, &[]).unwrap_err());
+    assert_eq!(found[0].0, "stores.out.url");
+    assert!(found[0].1.starts_with("unsupported scheme `ftp://`"));
+}
