@@ -1,0 +1,146 @@
+//! The stage's results as Arrow batches, with column names a warehouse can rely on.
+
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, Float64Array, Int32Array, Int64Array, RecordBatch};
+use arrow::datatypes::{DataType, Field, Schema};
+
+use crate::{ClusterError, Result, Segmentation};
+
+pub const SEGMENT_ID: &str = "segment_id";
+pub const DISTANCE: &str = "distance";
+
+/// One batch per input batch: the key column as read, `segment_id`, `distance`, the raw
+/// feature values, then the `carry` columns as read.
+pub fn segments_batches(
+    input: &[RecordBatch],
+    key: &str,
+    carry: &[String],
+    segmentation: &Segmentation,
+) -> Result<Vec<RecordBatch>> {
+    let mut offset = 0;
+    let mut out = Vec::with_capacity(input.len());
+    for batch in input {
+        let rows = batch.num_rows();
+        let key_column = column(batch, key)?;
+        let mut fields = vec![
+            Field::new(key, key_column.data_type().clone(), false),
+            Field::new(SEGMENT_ID, DataType::Int32, false),
+            Field::new(DISTANCE, DataType::Float64, false),
+        ];
+        let mut columns: Vec<ArrayRef> = vec![
+            key_column,
+            Arc::new(Int32Array::from_iter_values(
+                segmentation.assignments[offset..offset + rows]
+                    .iter()
+                    .map(|&c| c as i32),
+            )),
+            Arc::new(Float64Array::from(
+                segmentation.distances[offset..offset + rows].to_vec(),
+            )),
+        ];
+        for name in &segmentation.features {
+            fields.push(Field::new(name, DataType::Float64, false));
+            columns.push(column(batch, name)?);
+        }
+        let schema = batch.schema();
+        for name in carry {
+            let field = schema
+                .field_with_name(name)
+                .map_err(|_| ClusterError::MissingColumn(name.clone()))?;
+            fields.push(field.clone());
+            columns.push(column(batch, name)?);
+        }
+        out.push(RecordBatch::try_new(
+            Arc::new(Schema::new(fields)),
+            columns,
+        )?);
+        offset += rows;
+    }
+    Ok(out)
+}
+
+/// `segment_id`, then per feature its centroid in model (scaled) units as `<feature>_scaled`
+/// and in raw units as `<feature>`.
+pub fn centroids_batch(segmentation: &Segmentation) -> Result<RecordBatch> {
+    let raw = segmentation.scaler.inverse(segmentation.centroids.view());
+    let k = segmentation.centroids.nrows();
+    let mut fields = vec![Field::new(SEGMENT_ID, DataType::Int32, false)];
+    let mut columns: Vec<ArrayRef> = vec![Arc::new(Int32Array::from_iter_values(0..k as i32))];
+    for (j, name) in segmentation.features.iter().enumerate() {
+        fields.push(Field::new(
+            format!("{name}_scaled"),
+            DataType::Float64,
+            false,
+        ));
+        columns.push(Arc::new(Float64Array::from(
+            segmentation.centroids.column(j).to_vec(),
+        )));
+        fields.push(Field::new(name, DataType::Float64, false));
+        columns.push(Arc::new(Float64Array::from(raw.column(j).to_vec())));
+    }
+    Ok(RecordBatch::try_new(
+        Arc::new(Schema::new(fields)),
+        columns,
+    )?)
+}
+
+/// `segment_id`, `customers`, `share` of all customers, and `mean_<feature>` of the raw values.
+pub fn profile_batch(input: &[RecordBatch], segmentation: &Segmentation) -> Result<RecordBatch> {
+    let k = segmentation.sizes.len();
+    let features = &segmentation.features;
+    let mut sums = vec![vec![0.0f64; features.len()]; k];
+    let mut offset = 0;
+    for batch in input {
+        for (j, name) in features.iter().enumerate() {
+            let values = column(batch, name)?;
+            let values = values
+                .as_any()
+                .downcast_ref::<Float64Array>()
+                .ok_or_else(|| ClusterError::NotFloat {
+                    column: name.clone(),
+                    found: values.data_type().clone(),
+                })?;
+            for (i, value) in values.values().iter().enumerate() {
+                sums[segmentation.assignments[offset + i] as usize][j] += value;
+            }
+        }
+        offset += batch.num_rows();
+    }
+    let total: u64 = segmentation.sizes.iter().sum();
+    let mut fields = vec![
+        Field::new(SEGMENT_ID, DataType::Int32, false),
+        Field::new("customers", DataType::Int64, false),
+        Field::new("share", DataType::Float64, false),
+    ];
+    let mut columns: Vec<ArrayRef> = vec![
+        Arc::new(Int32Array::from_iter_values(0..k as i32)),
+        Arc::new(Int64Array::from_iter_values(
+            segmentation.sizes.iter().map(|&n| n as i64),
+        )),
+        Arc::new(Float64Array::from_iter_values(
+            segmentation
+                .sizes
+                .iter()
+                .map(|&n| n as f64 / total.max(1) as f64),
+        )),
+    ];
+    for (j, name) in features.iter().enumerate() {
+        fields.push(Field::new(format!("mean_{name}"), DataType::Float64, true));
+        columns.push(Arc::new(Float64Array::from_iter((0..k).map(|c| {
+            let size = segmentation.sizes[c];
+            (size > 0).then(|| sums[c][j] / size as f64)
+        }))));
+    }
+    Ok(RecordBatch::try_new(
+        Arc::new(Schema::new(fields)),
+        columns,
+    )?)
+}
+
+fn column(batch: &RecordBatch, name: &str) -> Result<ArrayRef> {
+    batch
+        .column_by_name(name)
+        .cloned()
+        .ok_or_else(|| ClusterError::MissingColumn(name.to_string()))
+}

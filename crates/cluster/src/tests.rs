@@ -1,0 +1,161 @@
+use std::sync::Arc;
+
+use arrow::array::{Float64Array, Int64Array};
+use arrow::datatypes::{Field, Schema};
+
+use super::*;
+
+fn settings(k: usize, seed: u64) -> KMeansSettings {
+    KMeansSettings {
+        k,
+        seed,
+        restarts: 1,
+        max_iterations: 300,
+        tolerance: 1e-4,
+    }
+}
+
+/// Three tight blobs of 40, 30 and 20 points around (0, 0), (100, 0) and (0, 1000).
+fn blobs() -> Vec<RecordBatch> {
+    let centers = [(0.0, 0.0, 40), (100.0, 0.0, 30), (0.0, 1000.0, 20)];
+    let (mut ids, mut xs, mut ys) = (Vec::new(), Vec::new(), Vec::new());
+    for (c, &(cx, cy, n)) in centers.iter().enumerate() {
+        for i in 0..n {
+            let jitter = (i as f64 * 0.37).sin();
+            ids.push((c * 1000 + i) as i64);
+            xs.push(cx + jitter);
+            ys.push(cy + jitter * 2.0);
+        }
+    }
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("id", arrow::datatypes::DataType::Int64, false),
+        Field::new("x", arrow::datatypes::DataType::Float64, false),
+        Field::new("y", arrow::datatypes::DataType::Float64, true),
+    ]));
+    let batch = RecordBatch::try_new(
+        schema,
+        vec![
+            Arc::new(Int64Array::from(ids)),
+            Arc::new(Float64Array::from(xs)),
+            Arc::new(Float64Array::from(ys)),
+        ],
+    )
+    .unwrap();
+    // Two batches, so offsets across batches are exercised.
+    vec![batch.slice(0, 50), batch.slice(50, 40)]
+}
+
+fn features() -> Vec<String> {
+    vec!["x".to_string(), "y".to_string()]
+}
+
+#[test]
+fn recovers_well_separated_blobs_with_ids_by_size() {
+    let result = segment(&blobs(), &features(), &settings(3, 42)).unwrap();
+    assert_eq!(result.sizes, [40, 30, 20]);
+    assert_eq!(&result.assignments[..40], &[0; 40]);
+    assert_eq!(&result.assignments[40..70], &[1; 30]);
+    assert_eq!(&result.assignments[70..], &[2; 20]);
+    assert!(result.converged);
+    let expected_inertia: f64 = result.distances.iter().map(|d| d * d).sum();
+    assert!((result.inertia - expected_inertia).abs() < 1e-9);
+    let raw = result.scaler.inverse(result.centroids.view());
+    assert!((raw[(2, 1)] - 1000.0).abs() < 2.0, "{raw}");
+}
+
+#[test]
+fn same_seed_same_result() {
+    let a = segment(&blobs(), &features(), &settings(4, 7)).unwrap();
+    let b = segment(&blobs(), &features(), &settings(4, 7)).unwrap();
+    assert_eq!(a.assignments, b.assignments);
+    assert_eq!(a.centroids, b.centroids);
+    assert_eq!(a.iterations, b.iterations);
+}
+
+#[test]
+fn restarts_never_do_worse_than_one_start() {
+    let one = segment(&blobs(), &features(), &settings(5, 3)).unwrap();
+    let many = segment(
+        &blobs(),
+        &features(),
+        &KMeansSettings {
+            restarts: 5,
+            ..settings(5, 3)
+        },
+    )
+    .unwrap();
+    assert!(many.inertia <= one.inertia + 1e-9);
+}
+
+#[test]
+fn non_finite_feature_is_named_with_its_count() {
+    let batch = &blobs()[0];
+    let mut ys: Vec<Option<f64>> = batch
+        .column(2)
+        .as_primitive::<Float64Type>()
+        .iter()
+        .collect();
+    ys[3] = None;
+    ys[4] = Some(f64::NAN);
+    let batch = RecordBatch::try_new(
+        batch.schema(),
+        vec![
+            batch.column(0).clone(),
+            batch.column(1).clone(),
+            Arc::new(Float64Array::from(ys)),
+        ],
+    )
+    .unwrap();
+    let error = segment(&[batch], &features(), &settings(2, 1)).unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "feature `y` has 2 null, NaN or infinite values; k-means needs a number for every customer"
+    );
+}
+
+#[test]
+fn more_segments_than_customers_is_an_error() {
+    let batch = blobs()[0].slice(0, 2);
+    let error = segment(&[batch], &features(), &settings(3, 1)).unwrap_err();
+    assert!(matches!(error, ClusterError::TooFewRows { rows: 2, k: 3 }));
+}
+
+#[test]
+fn output_batches_line_up_with_the_input() {
+    let input = blobs();
+    let result = segment(&input, &features(), &settings(3, 42)).unwrap();
+    let segments = segments_batches(&input, "id", &[], &result).unwrap();
+    assert_eq!(segments.len(), 2);
+    let names: Vec<String> = segments[0]
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
+    assert_eq!(names, ["id", "segment_id", "distance", "x", "y"]);
+    let last = segments[1]
+        .column(1)
+        .as_primitive::<arrow::datatypes::Int32Type>();
+    assert_eq!(last.value(last.len() - 1), 2);
+
+    let profile = profile_batch(&input, &result).unwrap();
+    let customers = profile
+        .column(1)
+        .as_primitive::<arrow::datatypes::Int64Type>();
+    assert_eq!(customers.values().to_vec(), [40, 30, 20]);
+    let mean_y = profile
+        .column_by_name("mean_y")
+        .unwrap()
+        .as_primitive::<Float64Type>();
+    assert!((mean_y.value(2) - 1000.0).abs() < 2.0);
+
+    let centroids = centroids_batch(&result).unwrap();
+    assert_eq!(centroids.num_rows(), 3);
+    let names: Vec<String> = centroids
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
+    assert_eq!(names, ["segment_id", "x_scaled", "x", "y_scaled", "y"]);
+}
