@@ -1,0 +1,197 @@
+//! The segment stage: one row per customer in, Parquet segments, centroids and profile out.
+
+use std::time::Instant;
+
+use arrow::array::{AsArray, RecordBatch};
+use arrow::datatypes::{DataType, Int64Type};
+use datafusion::prelude::{SessionContext, cast, col};
+use segflow_cluster::{
+    ClusterError, DISTANCE, KMeansSettings, SEGMENT_ID, Segmentation, centroids_batch,
+    profile_batch, segments_batches,
+};
+use segflow_pipeline::Segment;
+use segflow_publish::Staging;
+
+use crate::report::SegmentReport;
+use crate::{EngineError, Result};
+
+/// Rows per file under `segments/`: files stay a size warehouses load in parallel.
+const ROWS_PER_SEGMENT_FILE: usize = 1_000_000;
+
+pub async fn run_segment(
+    ctx: &SessionContext,
+    segment: &Segment,
+    staging: &mut Staging,
+) -> Result<SegmentReport> {
+    let started = Instant::now();
+    let input = read_input(ctx, segment).await?;
+    let settings = KMeansSettings {
+        k: segment.k,
+        seed: segment.seed,
+        restarts: segment.restarts,
+        max_iterations: segment.max_iterations,
+        tolerance: segment.tolerance,
+    };
+    tracing::info!(customers = rows(&input), k = segment.k, "fitting k-means");
+    let segmentation =
+        segflow_cluster::segment(&input, &segment.features, &settings).map_err(cluster_error)?;
+    write_outputs(&input, segment, &segmentation, staging).await?;
+    Ok(SegmentReport {
+        input: segment.input.clone(),
+        key: segment.key.clone(),
+        features: segment.features.clone(),
+        customers: rows(&input) as u64,
+        k: segment.k,
+        seed: segment.seed,
+        iterations: segmentation.iterations,
+        converged: segmentation.converged,
+        inertia: segmentation.inertia,
+        sizes: segmentation.sizes.clone(),
+        duration_ms: started.elapsed().as_millis() as u64,
+    })
+}
+
+fn rows(batches: &[RecordBatch]) -> usize {
+    batches.iter().map(RecordBatch::num_rows).sum()
+}
+
+/// The key and the features as Float64, sorted by key so the fit does not depend on the
+/// order partitions happened to finish in. Fails on a missing or non-numeric column and on a
+/// key that is null or not unique.
+async fn read_input(ctx: &SessionContext, segment: &Segment) -> Result<Vec<RecordBatch>> {
+    let invalid = |message: String| EngineError::SegmentSpec(message);
+    let table = ctx
+        .table(segment.input.as_str())
+        .await
+        .map_err(|error| invalid(format!("cannot read `{}`: {error}", segment.input)))?;
+    let schema = table.schema().clone();
+    let reserved = [SEGMENT_ID, DISTANCE];
+    for (key, name) in std::iter::once(("segment.key", &segment.key))
+        .chain(segment.features.iter().map(|f| ("segment.features", f)))
+        .chain(segment.carry.iter().map(|c| ("segment.carry", c)))
+    {
+        let Ok(field) = schema.field_with_unqualified_name(name) else {
+            let columns: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+            return Err(invalid(format!(
+                "{key}: column `{name}` is not in `{}`{}; its columns: {}",
+                segment.input,
+                segflow_pipeline::did_you_mean(name, &columns),
+                columns.join(", ")
+            )));
+        };
+        if reserved.contains(&name.as_str()) {
+            return Err(invalid(format!(
+                "{key}: `{name}` is the name of an output column; rename it in the input"
+            )));
+        }
+        if key == "segment.features" && !field.data_type().is_numeric() {
+            return Err(invalid(format!(
+                "segment.features: column `{name}` of `{}` is {}, not a number",
+                segment.input,
+                field.data_type()
+            )));
+        }
+    }
+    check_key(ctx, segment).await?;
+    let mut columns = vec![col(quoted(&segment.key))];
+    columns.extend(
+        segment
+            .features
+            .iter()
+            .map(|name| cast(col(quoted(name)), DataType::Float64).alias(name)),
+    );
+    columns.extend(segment.carry.iter().map(|name| col(quoted(name))));
+    let frame = table
+        .select(columns)
+        .and_then(|frame| frame.sort(vec![col(quoted(&segment.key)).sort(true, true)]))
+        .map_err(|error| EngineError::Segment(error.to_string()))?;
+    frame
+        .collect()
+        .await
+        .map_err(|error| EngineError::Segment(format!("reading `{}`: {error}", segment.input)))
+}
+
+/// Every customer must appear once: a null or repeated key is bad data upstream.
+async fn check_key(ctx: &SessionContext, segment: &Segment) -> Result<()> {
+    let key = quoted(&segment.key);
+    let input = &segment.input;
+    let sql = format!(
+        "SELECT count(*) - count({key}) AS null_keys, \
+         (SELECT count(*) FROM (SELECT {key} FROM {input} WHERE {key} IS NOT NULL GROUP BY {key} HAVING count(*) > 1)) AS repeated_keys \
+         FROM {input}"
+    );
+    let batches = ctx
+        .sql(&sql)
+        .await
+        .map_err(|error| EngineError::Segment(error.to_string()))?
+        .collect()
+        .await
+        .map_err(|error| EngineError::Segment(error.to_string()))?;
+    let batch = &batches[0];
+    let null_keys = batch.column(0).as_primitive::<Int64Type>().value(0);
+    let repeated = batch.column(1).as_primitive::<Int64Type>().value(0);
+    if null_keys > 0 || repeated > 0 {
+        return Err(EngineError::SegmentData(format!(
+            "key `{}` of `{input}` must identify one customer per row: {null_keys} row(s) have a null key, {repeated} key value(s) appear more than once",
+            segment.key
+        )));
+    }
+    Ok(())
+}
+
+/// Data the stage cannot cluster is a validation failure; the rest is a failed run.
+fn cluster_error(error: ClusterError) -> EngineError {
+    match error {
+        ClusterError::NotFinite { .. } | ClusterError::TooFewRows { .. } => {
+            EngineError::SegmentData(error.to_string())
+        }
+        _ => EngineError::Segment(error.to_string()),
+    }
+}
+
+fn quoted(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+async fn write_outputs(
+    input: &[RecordBatch],
+    segment: &Segment,
+    segmentation: &Segmentation,
+    staging: &mut Staging,
+) -> Result<()> {
+    let segments = segments_batches(input, &segment.key, &segment.carry, segmentation)
+        .map_err(cluster_error)?;
+    let schema = segments
+        .first()
+        .map(RecordBatch::schema)
+        .ok_or_else(|| EngineError::Segment("no customers to segment".to_string()))?;
+    let mut part = 0;
+    let mut pending: Vec<RecordBatch> = Vec::new();
+    let mut pending_rows = 0;
+    for batch in segments {
+        pending_rows += batch.num_rows();
+        pending.push(batch);
+        if pending_rows >= ROWS_PER_SEGMENT_FILE {
+            let name = format!("segments/part-{part:05}.parquet");
+            staging
+                .write_parquet(&name, schema.clone(), &pending)
+                .await?;
+            part += 1;
+            pending.clear();
+            pending_rows = 0;
+        }
+    }
+    if !pending.is_empty() {
+        let name = format!("segments/part-{part:05}.parquet");
+        staging.write_parquet(&name, schema, &pending).await?;
+    }
+    let centroids = centroids_batch(segmentation).map_err(cluster_error)?;
+    staging
+        .write_parquet("centroids.parquet", centroids.schema(), &[centroids])
+        .await?;
+    let profile = profile_batch(input, segmentation).map_err(cluster_error)?;
+    staging
+        .write_parquet("profile.parquet", profile.schema(), &[profile])
+        .await?;
+    Ok(())
+}
