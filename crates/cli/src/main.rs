@@ -1,0 +1,188 @@
+//! `segflow`: the command line. Parses arguments, calls the engine, renders results and
+//! errors, and maps failures to exit codes. The only crate that prints.
+
+mod summary;
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+use segflow_engine::{EngineError, ErrorClass, RunOptions};
+use segflow_pipeline::PipelineError;
+
+/// Exit codes are an API for schedulers; keep them stable and in step with the README.
+mod exit {
+    pub const RUNTIME_ERROR: u8 = 1;
+    pub const PIPELINE_INVALID: u8 = 3;
+    pub const VALIDATION_FAILED: u8 = 4;
+}
+
+#[derive(Parser)]
+#[command(
+    name = "segflow",
+    version,
+    about = "Declarative data preparation and customer segmentation"
+)]
+struct Cli {
+    /// More log output on stderr (-v: progress, -vv: debug).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+    /// Only errors on stderr, no summary on stdout.
+    #[arg(short, long, global = true)]
+    quiet: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a pipeline: extract, clean, merge, segment, publish.
+    Run {
+        /// The pipeline file.
+        pipeline: PathBuf,
+        /// Override a variable declared under `vars:` (repeatable).
+        #[arg(long = "var", value_name = "NAME=VALUE", value_parser = parse_var)]
+        vars: Vec<(String, String)>,
+        /// Also write the run report as JSON to this file.
+        #[arg(long, value_name = "FILE")]
+        report_json: Option<PathBuf>,
+        /// Name of the run (default: start time and process id).
+        #[arg(long)]
+        run_id: Option<String>,
+    },
+    /// Check a pipeline without reading any data: structure, SQL syntax, tables, cycles.
+    Check {
+        pipeline: PathBuf,
+        #[arg(long = "var", value_name = "NAME=VALUE", value_parser = parse_var)]
+        vars: Vec<(String, String)>,
+    },
+    /// Write synthetic, dirty retail transactions (for examples and benchmarks).
+    Generate {
+        /// Where to write the file.
+        output: PathBuf,
+        /// Invoice lines to write.
+        #[arg(long, default_value_t = 30_000)]
+        rows: u64,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        #[arg(long, value_enum, default_value_t = GenerateFormat::Csv)]
+        format: GenerateFormat,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum GenerateFormat {
+    Csv,
+    Parquet,
+}
+
+fn parse_var(text: &str) -> Result<(String, String), String> {
+    text.split_once('=')
+        .map(|(name, value)| (name.trim().to_string(), value.to_string()))
+        .ok_or_else(|| format!("expected NAME=VALUE, got `{text}`"))
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.verbose, cli.quiet);
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            #[allow(clippy::print_stderr)]
+            {
+                eprintln!("error: {error:#}");
+            }
+            ExitCode::from(exit_code(&error))
+        }
+    }
+}
+
+fn exit_code(error: &anyhow::Error) -> u8 {
+    if let Some(error) = error.downcast_ref::<EngineError>() {
+        return match error.class() {
+            ErrorClass::PipelineInvalid => exit::PIPELINE_INVALID,
+            ErrorClass::ValidationFailed => exit::VALIDATION_FAILED,
+            ErrorClass::Runtime => exit::RUNTIME_ERROR,
+        };
+    }
+    match error.downcast_ref::<PipelineError>() {
+        Some(PipelineError::Read { .. }) | None => exit::RUNTIME_ERROR,
+        Some(_) => exit::PIPELINE_INVALID,
+    }
+}
+
+fn init_logging(verbose: u8, quiet: bool) {
+    let level = match (quiet, verbose) {
+        (true, _) => "error",
+        (false, 0) => "warn",
+        (false, 1) => "info",
+        (false, _) => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SEGFLOW_LOG").unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(format!("segflow={level},segflow_engine={level},warn"))
+    });
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Run {
+            pipeline,
+            vars,
+            report_json,
+            run_id,
+        } => {
+            let pipeline = segflow_pipeline::load(&pipeline, &vars.into_iter().collect())?;
+            let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+            let report =
+                runtime.block_on(segflow_engine::run(&pipeline, &RunOptions { run_id }))?;
+            if let Some(path) = report_json {
+                let json = serde_json::to_string_pretty(&report)?;
+                std::fs::write(&path, json + "\n")
+                    .with_context(|| format!("writing the run report to {}", path.display()))?;
+            }
+            if !cli.quiet {
+                summary::print_run(&report);
+            }
+            Ok(())
+        }
+        Command::Check { pipeline, vars } => {
+            let vars: BTreeMap<String, String> = vars.into_iter().collect();
+            let pipeline = segflow_pipeline::load(&pipeline, &vars)?;
+            let graph = segflow_engine::check(&pipeline)?;
+            if !cli.quiet {
+                summary::print_check(&pipeline, &graph);
+            }
+            Ok(())
+        }
+        Command::Generate {
+            output,
+            rows,
+            seed,
+            format,
+        } => {
+            let file = std::fs::File::create(&output)
+                .with_context(|| format!("creating {}", output.display()))?;
+            let format = match format {
+                GenerateFormat::Csv => segflow_datagen::OutputFormat::Csv,
+                GenerateFormat::Parquet => segflow_datagen::OutputFormat::Parquet,
+            };
+            let config = segflow_datagen::GeneratorConfig::new(rows, seed);
+            let mut out = std::io::BufWriter::new(file);
+            let written = segflow_datagen::write(&mut out, format, &config)
+                .with_context(|| format!("writing {}", output.display()))?;
+            out.flush()
+                .with_context(|| format!("writing {}", output.display()))?;
+            if !cli.quiet {
+                summary::print_generated(&output, &written);
+            }
+            Ok(())
+        }
+    }
+}

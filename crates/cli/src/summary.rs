@@ -1,0 +1,133 @@
+//! What a person sees on stdout after a command: one screen, numbers aligned.
+
+#![allow(clippy::print_stdout)]
+
+use std::path::Path;
+
+use segflow_engine::RunReport;
+use segflow_pipeline::Pipeline;
+use segflow_plan::StepGraph;
+
+pub fn print_run(report: &RunReport) {
+    println!("{}", render_run(report));
+}
+
+pub fn render_run(report: &RunReport) -> String {
+    let mut out = format!("pipeline {} (run {})\n", report.pipeline, report.run_id);
+    let width = report
+        .steps
+        .iter()
+        .map(|step| step.name.len())
+        .max()
+        .unwrap_or(0);
+    out.push_str("steps\n");
+    for step in &report.steps {
+        out.push_str(&format!(
+            "  {:<width$}  {:<8}  {:>11} rows in  {:>11} rows out  {:>8}\n",
+            step.name,
+            step.kind,
+            thousands(step.rows_in),
+            thousands(step.rows_out),
+            seconds(step.duration_ms),
+        ));
+    }
+    let segment = &report.segment;
+    out.push_str(&format!(
+        "segments  k={}  customers={}  iterations={}{}  inertia={:.1}  {}\n",
+        segment.k,
+        thousands(segment.customers),
+        segment.iterations,
+        if segment.converged {
+            ""
+        } else {
+            " (not converged)"
+        },
+        segment.inertia,
+        seconds(segment.duration_ms),
+    ));
+    for (id, size) in segment.sizes.iter().enumerate() {
+        let share = 100.0 * *size as f64 / segment.customers.max(1) as f64;
+        out.push_str(&format!(
+            "  segment {id:<3} {:>11} customers  {share:5.1}%\n",
+            thousands(*size)
+        ));
+    }
+    out.push_str("outputs\n");
+    for output in &report.outputs {
+        match (output.kind.as_str(), output.rows) {
+            ("folder", _) => out.push_str(&format!("  {}\n", output.url)),
+            (_, Some(rows)) => out.push_str(&format!(
+                "    {}  {} rows\n",
+                relative(&output.url, &report.outputs[0].url),
+                thousands(rows)
+            )),
+            _ => out.push_str(&format!(
+                "    {}\n",
+                relative(&output.url, &report.outputs[0].url)
+            )),
+        }
+    }
+    out.push_str(&format!("done in {}", seconds(report.duration_ms)));
+    out
+}
+
+pub fn print_check(pipeline: &Pipeline, graph: &StepGraph) {
+    println!(
+        "{}: ok ({} sources, {} steps)",
+        pipeline.file.display(),
+        pipeline.sources.len(),
+        graph.steps.len()
+    );
+    for planned in &graph.steps {
+        println!(
+            "  {}. {} ({}) reads {}",
+            planned.level,
+            planned.step.name,
+            planned.step.kind.as_str(),
+            planned.reads.join(", ")
+        );
+    }
+}
+
+pub fn print_generated(path: &Path, summary: &segflow_datagen::Summary) {
+    println!(
+        "wrote {} rows ({} customers, {} invoices) to {}",
+        thousands(summary.rows),
+        thousands(summary.customers),
+        thousands(summary.invoices),
+        path.display()
+    );
+}
+
+fn relative<'a>(url: &'a str, folder: &str) -> &'a str {
+    url.strip_prefix(folder).unwrap_or(url)
+}
+
+fn seconds(ms: u64) -> String {
+    format!("{:.2}s", ms as f64 / 1000.0)
+}
+
+fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::thousands;
+
+    #[test]
+    fn groups_thousands() {
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(1000), "1,000");
+        assert_eq!(thousands(1234567), "1,234,567");
+    }
+}

@@ -1,0 +1,297 @@
+//! Runs the shipped example pipeline end to end with the real binary and checks its
+//! published outputs row by row.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::datatypes::{Float64Type, Int32Type, Int64Type};
+use common::{Project, read_parquet, read_parquet_folder};
+
+const K: usize = 5;
+
+#[test]
+fn example_pipeline_segments_every_valid_customer_once() {
+    let project = Project::copy_of_repository();
+    let run = project.segflow(&[
+        "run",
+        "pipelines/customer_segments.yaml",
+        "--report-json",
+        "report.json",
+    ]);
+    run.assert_exit(0);
+    assert!(run.stdout.contains("segment 0"), "{}", run.stdout);
+
+    let output = project.path("out/customer_segments");
+    assert!(output.join("_SUCCESS").exists());
+    assert!(
+        !output.join("_staging").exists(),
+        "staging is cleaned after publishing"
+    );
+    let segments = read_parquet_folder(&output.join("segments"));
+    let keys = int64_column(&segments, "customer_id");
+    let unique: BTreeSet<i64> = keys.iter().copied().collect();
+    assert_eq!(keys.len(), unique.len(), "each customer appears once");
+    assert_eq!(
+        unique,
+        expected_customers(&project),
+        "exactly the customers with a valid purchase before the as-of date"
+    );
+
+    let ids: Vec<i32> = segments
+        .iter()
+        .flat_map(|b| {
+            b.column_by_name("segment_id")
+                .unwrap()
+                .as_primitive::<Int32Type>()
+                .values()
+                .to_vec()
+        })
+        .collect();
+    assert!(ids.iter().all(|&id| (0..K as i32).contains(&id)));
+
+    let profile = read_parquet(&output.join("profile.parquet"));
+    let sizes = int64_column(&profile, "customers");
+    assert_eq!(sizes.len(), K);
+    assert_eq!(sizes.iter().sum::<i64>() as usize, keys.len());
+    for (segment, size) in sizes.iter().enumerate() {
+        let counted = ids.iter().filter(|&&id| id == segment as i32).count();
+        assert_eq!(*size as usize, counted, "profile size of segment {segment}");
+    }
+    let centroids = read_parquet(&output.join("centroids.parquet"));
+    assert_eq!(
+        centroids.iter().map(RecordBatch::num_rows).sum::<usize>(),
+        K
+    );
+
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(project.path("report.json")).unwrap())
+            .unwrap();
+    assert_eq!(report["segment"]["k"], K);
+    assert_eq!(report["segment"]["customers"], keys.len());
+    let report_sizes: Vec<i64> = report["segment"]["sizes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_i64().unwrap())
+        .collect();
+    assert_eq!(report_sizes, sizes);
+    let steps: Vec<&str> = report["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            "clean_transactions",
+            "daily_purchases",
+            "customer_refunds",
+            "customer_features"
+        ]
+    );
+    assert_eq!(
+        report["steps"][0]["rows_in"], 30_000,
+        "the whole fixture is read"
+    );
+    assert_eq!(report["steps"][3]["rows_out"], keys.len());
+    let outputs: Vec<&str> = report["outputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["url"].as_str().unwrap())
+        .collect();
+    assert!(
+        outputs
+            .iter()
+            .any(|u| u.ends_with("/segments/part-00000.parquet")),
+        "{outputs:?}"
+    );
+    assert!(outputs.iter().any(|u| u.ends_with("/profile.parquet")));
+    assert!(outputs.iter().any(|u| u.ends_with("/centroids.parquet")));
+}
+
+#[test]
+fn hand_checked_customers_have_exact_rfm_values() {
+    let project = Project::copy_of_repository();
+    project
+        .segflow(&["run", "pipelines/customer_segments.yaml"])
+        .assert_exit(0);
+    let segments = read_parquet_folder(&project.path("out/customer_segments/segments"));
+    let rows = rows_by_customer(&segments);
+    // (frequency, recency, T, monetary_value, total_spend, refund_value), worked out in
+    // crates/datagen/src/scripted.rs.
+    let expected = [
+        (90001, (0.0, 0, 270, 0.0, 22.8, 0.0)),
+        (90002, (2.0, 146, 334, 25.0, 100.0, 5.0)),
+        (90003, (1.0, 80, 100, 30.0, 50.0, 0.0)),
+        (90004, (0.0, 0, 39, 0.0, 50.0, 0.0)),
+    ];
+    for (customer, (frequency, recency, t, monetary, total, refunds)) in expected {
+        let row = &rows[&customer];
+        assert_eq!(row.frequency, frequency, "frequency of {customer}");
+        assert_eq!(row.recency, recency, "recency of {customer}");
+        assert_eq!(row.t, t, "T of {customer}");
+        assert!(
+            (row.monetary_value - monetary).abs() < 1e-9,
+            "monetary_value of {customer}: {}",
+            row.monetary_value
+        );
+        assert!(
+            (row.total_spend - total).abs() < 1e-9,
+            "total_spend of {customer}: {}",
+            row.total_spend
+        );
+        assert!(
+            (row.refund_value - refunds).abs() < 1e-9,
+            "refund_value of {customer}"
+        );
+        assert_eq!(
+            row.days_since_last_purchase,
+            (t - recency) as f64,
+            "days since last purchase of {customer}"
+        );
+    }
+}
+
+#[test]
+fn same_seed_gives_identical_segments_and_reruns_replace_outputs() {
+    let project = Project::copy_of_repository();
+    project
+        .segflow(&["run", "pipelines/customer_segments.yaml"])
+        .assert_exit(0);
+    let first = read_parquet_folder(&project.path("out/customer_segments/segments"));
+    project
+        .segflow(&["run", "pipelines/customer_segments.yaml"])
+        .assert_exit(0);
+    let files: Vec<_> = std::fs::read_dir(project.path("out/customer_segments/segments"))
+        .unwrap()
+        .collect();
+    assert_eq!(
+        files.len(),
+        1,
+        "a rerun replaces its files, it does not add to them"
+    );
+    let second = read_parquet_folder(&project.path("out/customer_segments/segments"));
+    let (first, second) = (pretty(&first), pretty(&second));
+    let differing = first.lines().zip(second.lines()).find(|(a, b)| a != b);
+    assert_eq!(differing, None, "first differing row between the two runs");
+    assert_eq!(first.lines().count(), second.lines().count());
+}
+
+/// Customers with at least one purchase line that survives the cleaning rules, computed
+/// here independently of the SQL from the raw fixture.
+fn expected_customers(project: &Project) -> BTreeSet<i64> {
+    let text = std::fs::read_to_string(project.path("fixtures/retail/transactions.csv")).unwrap();
+    let mut reader = csv_rows(&text);
+    reader.remove(0);
+    reader
+        .into_iter()
+        .filter(|r| {
+            let valid_date = chrono::NaiveDateTime::parse_from_str(&r[4], "%Y-%m-%d %H:%M:%S")
+                .map(|at| at.date() < chrono::NaiveDate::from_ymd_opt(2011, 12, 10).unwrap())
+                .unwrap_or(false);
+            let quantity: i64 = r[3].parse().unwrap();
+            let price: f64 = r[5].parse().unwrap();
+            !r[6].is_empty() && valid_date && quantity > 0 && price > 0.0 && !r[0].starts_with('C')
+        })
+        .map(|r| r[6].parse().unwrap())
+        .collect()
+}
+
+fn csv_rows(text: &str) -> Vec<Vec<String>> {
+    text.lines()
+        .map(|line| {
+            let mut fields = vec![String::new()];
+            let mut quoted = false;
+            let mut chars = line.chars().peekable();
+            while let Some(c) = chars.next() {
+                match c {
+                    '"' if quoted && chars.peek() == Some(&'"') => {
+                        chars.next();
+                        fields.last_mut().unwrap().push('"');
+                    }
+                    '"' => quoted = !quoted,
+                    ',' if !quoted => fields.push(String::new()),
+                    c => fields.last_mut().unwrap().push(c),
+                }
+            }
+            fields
+        })
+        .collect()
+}
+
+fn pretty(batches: &[RecordBatch]) -> String {
+    arrow::util::pretty::pretty_format_batches(batches)
+        .unwrap()
+        .to_string()
+}
+
+fn int64_column(batches: &[RecordBatch], name: &str) -> Vec<i64> {
+    batches
+        .iter()
+        .flat_map(|b| {
+            b.column_by_name(name)
+                .unwrap()
+                .as_primitive::<Int64Type>()
+                .values()
+                .to_vec()
+        })
+        .collect()
+}
+
+struct Rfm {
+    frequency: f64,
+    recency: i64,
+    t: i64,
+    monetary_value: f64,
+    total_spend: f64,
+    refund_value: f64,
+    days_since_last_purchase: f64,
+}
+
+fn rows_by_customer(batches: &[RecordBatch]) -> BTreeMap<i64, Rfm> {
+    let mut rows = BTreeMap::new();
+    for batch in batches {
+        let f64s = |name: &str| {
+            batch
+                .column_by_name(name)
+                .unwrap()
+                .as_primitive::<Float64Type>()
+                .clone()
+        };
+        let i64s = |name: &str| {
+            batch
+                .column_by_name(name)
+                .unwrap()
+                .as_primitive::<Int64Type>()
+                .clone()
+        };
+        let (keys, recency, t) = (i64s("customer_id"), i64s("recency"), i64s("T"));
+        let (frequency, monetary, total, refunds, since) = (
+            f64s("frequency"),
+            f64s("monetary_value"),
+            f64s("total_spend"),
+            f64s("refund_value"),
+            f64s("days_since_last_purchase"),
+        );
+        for i in 0..batch.num_rows() {
+            assert!(!monetary.is_null(i));
+            rows.insert(
+                keys.value(i),
+                Rfm {
+                    frequency: frequency.value(i),
+                    recency: recency.value(i),
+                    t: t.value(i),
+                    monetary_value: monetary.value(i),
+                    total_spend: total.value(i),
+                    refund_value: refunds.value(i),
+                    days_since_last_purchase: since.value(i),
+                },
+            );
+        }
+    }
+    rows
+}

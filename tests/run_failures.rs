@@ -1,0 +1,155 @@
+//! What a user sees when a run cannot succeed: the exit code that tells a scheduler whose
+//! problem it is, a message naming the step and file, and published outputs left as they were.
+
+mod common;
+
+use common::Project;
+
+const PIPELINE: &str = "pipelines/customer_segments.yaml";
+
+fn replace_in(project: &Project, relative: &str, from: &str, to: &str) {
+    let text = std::fs::read_to_string(project.path(relative)).unwrap();
+    assert!(text.contains(from), "{relative} does not contain {from:?}");
+    project.write(relative, &text.replacen(from, to, 1));
+}
+
+#[test]
+fn unknown_column_is_a_pipeline_error_naming_step_and_file() {
+    let project = Project::copy_of_repository();
+    replace_in(
+        &project,
+        "sql/retail/daily_purchases.sql",
+        "sum(amount)",
+        "sum(amout)",
+    );
+    let run = project.segflow(&["run", PIPELINE]);
+    run.assert_exit(3);
+    assert!(
+        run.stderr.contains("step `daily_purchases`")
+            && run.stderr.contains("sql/retail/daily_purchases.sql")
+            && run.stderr.contains("amout"),
+        "{}",
+        run.stderr
+    );
+    assert!(!project.path("out/customer_segments/_SUCCESS").exists());
+}
+
+#[test]
+fn unknown_table_is_caught_before_anything_runs() {
+    let project = Project::copy_of_repository();
+    replace_in(
+        &project,
+        "sql/retail/daily_purchases.sql",
+        "FROM clean_transactions",
+        "FROM clean_transaction",
+    );
+    let run = project.segflow(&["check", PIPELINE]);
+    run.assert_exit(3);
+    assert!(
+        run.stderr.contains("reads table `clean_transaction`, which no source or step defines (did you mean `clean_transactions`?)"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn yaml_mistake_names_file_line_and_key() {
+    let project = Project::copy_of_repository();
+    replace_in(&project, PIPELINE, "  k: 5\n", "  k: 5\n  seeed: 1\n");
+    let text = std::fs::read_to_string(project.path(PIPELINE)).unwrap();
+    let line = 1 + text.lines().position(|l| l.contains("seeed")).unwrap();
+    let run = project.segflow(&["run", PIPELINE]);
+    run.assert_exit(3);
+    let expected = format!(
+        "error: {PIPELINE}:{line}:3: segment.seeed: unknown key `seeed` (did you mean `seed`?); expected one of input, key, features,"
+    );
+    assert!(run.stderr.starts_with(&expected), "{}", run.stderr);
+}
+
+#[test]
+fn missing_source_file_is_a_runtime_error_naming_the_source() {
+    let project = Project::copy_of_repository();
+    std::fs::remove_file(project.path("fixtures/retail/transactions.csv")).unwrap();
+    let run = project.segflow(&["run", PIPELINE]);
+    run.assert_exit(1);
+    assert!(
+        run.stderr.contains("source `raw_transactions`") && run.stderr.contains("transactions.csv"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn repeated_segment_key_fails_validation() {
+    let project = Project::copy_of_repository();
+    // Many customers share a frequency.
+    replace_in(
+        &project,
+        PIPELINE,
+        "  key: customer_id\n",
+        "  key: frequency\n",
+    );
+    replace_in(
+        &project,
+        PIPELINE,
+        "features: [days_since_last_purchase, frequency, total_spend]",
+        "features: [days_since_last_purchase, total_spend]",
+    );
+    let run = project.segflow(&["run", PIPELINE]);
+    run.assert_exit(4);
+    assert!(
+        run.stderr
+            .contains("key `frequency` of `customer_features` must identify one customer per row"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn non_numeric_feature_is_a_pipeline_error() {
+    let project = Project::copy_of_repository();
+    replace_in(
+        &project,
+        PIPELINE,
+        "features: [days_since_last_purchase,",
+        "features: [first_purchase, days_since_last_purchase,",
+    );
+    replace_in(
+        &project,
+        PIPELINE,
+        "refund_value, first_purchase, last_purchase]",
+        "refund_value, last_purchase]",
+    );
+    let run = project.segflow(&["run", PIPELINE]);
+    run.assert_exit(3);
+    assert!(
+        run.stderr
+            .contains("column `first_purchase` of `customer_features` is Date32, not a number"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn failed_run_leaves_the_previous_outputs_published() {
+    let project = Project::copy_of_repository();
+    project.segflow(&["run", PIPELINE]).assert_exit(0);
+    let profile = std::fs::read(project.path("out/customer_segments/profile.parquet")).unwrap();
+
+    // k larger than the number of customers fails in the segment stage, after every step ran.
+    replace_in(&project, PIPELINE, "  k: 5\n", "  k: 100000\n");
+    let run = project.segflow(&["run", PIPELINE]);
+    run.assert_exit(4);
+    assert!(
+        run.stderr.contains("cannot form 100000 segments"),
+        "{}",
+        run.stderr
+    );
+
+    assert!(project.path("out/customer_segments/_SUCCESS").exists());
+    assert_eq!(
+        std::fs::read(project.path("out/customer_segments/profile.parquet")).unwrap(),
+        profile,
+        "the previous run's outputs are untouched"
+    );
+}
