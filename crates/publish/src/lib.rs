@@ -272,11 +272,19 @@ mod tests {
         let mut first = folder.stage("a");
         let b = batch(vec![1, 2, 3]);
         first
-            .write_parquet("segments/part-00000.parquet", b.schema(), &[b.clone()])
+            .write_parquet(
+                "segments/part-00000.parquet",
+                b.schema(),
+                std::slice::from_ref(&b),
+            )
             .await
             .unwrap();
         first
-            .write_parquet("segments/part-00001.parquet", b.schema(), &[b.clone()])
+            .write_parquet(
+                "segments/part-00001.parquet",
+                b.schema(),
+                std::slice::from_ref(&b),
+            )
             .await
             .unwrap();
         assert!(
@@ -319,7 +327,7 @@ mod tests {
         let b = batch(vec![1]);
         let mut first = folder.stage("a");
         first
-            .write_parquet("x.parquet", b.schema(), &[b.clone()])
+            .write_parquet("x.parquet", b.schema(), std::slice::from_ref(&b))
             .await
             .unwrap();
         first.publish().await.unwrap();
