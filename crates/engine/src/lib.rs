@@ -30,7 +30,7 @@ pub type Result<T, E = EngineError> = std::result::Result<T, E>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
-    #[error("{0}")]
+    #[error(transparent)]
     Plan(#[from] PlanError),
     #[error("store `{store}` ({url}): {message}")]
     Store {
@@ -66,7 +66,7 @@ pub enum EngineError {
     SegmentData(String),
     #[error("segment: {0}")]
     Segment(String),
-    #[error("publishing outputs: {0}")]
+    #[error("publishing outputs")]
     Publish(#[from] PublishError),
 }
 

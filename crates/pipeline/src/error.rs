@@ -6,10 +6,10 @@ pub type Result<T, E = PipelineError> = std::result::Result<T, E>;
 /// Everything that can be wrong with a pipeline file before any data is touched.
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
-    #[error("cannot read pipeline file {}: {source}", path.display())]
+    #[error("cannot read pipeline file {}: {error}", path.display())]
     Read {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The YAML does not parse, or does not have the shape of a pipeline.
     #[error("{}:{line}:{column}: {key}: {message}", file.display())]
@@ -35,6 +35,8 @@ pub struct Problem {
     /// e.g. `steps[2].sql_file`
     pub key: String,
     pub message: String,
+    /// (line, column) of the key in the file, when it is written there.
+    pub position: Option<(usize, usize)>,
 }
 
 impl Problem {
@@ -42,7 +44,16 @@ impl Problem {
         Problem {
             key: key.into(),
             message: message.into(),
+            position: None,
         }
+    }
+}
+
+/// `file:line:column: key`, or `file: key` when the key is not written in the file.
+pub fn located(file: &std::path::Path, position: Option<(usize, usize)>, key: &str) -> String {
+    match position {
+        Some((line, column)) => format!("{}:{line}:{column}: {key}", file.display()),
+        None => format!("{}: {key}", file.display()),
     }
 }
 
@@ -63,9 +74,8 @@ impl fmt::Display for Problems<'_> {
         for problem in self.problems {
             write!(
                 f,
-                "\n  {}: {}: {}",
-                self.file.display(),
-                problem.key,
+                "\n  {}: {}",
+                located(self.file, problem.position, &problem.key),
                 problem.message
             )?;
         }

@@ -6,6 +6,7 @@
 //! beyond reading the pipeline and its SQL files, and knows nothing about DataFusion.
 
 mod error;
+mod locate;
 mod raw;
 mod resolve;
 mod vars;
@@ -13,7 +14,8 @@ mod vars;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-pub use error::{PipelineError, Problem, Result};
+pub use error::{PipelineError, Problem, Result, located};
+pub use locate::KeyIndex;
 pub use resolve::{did_you_mean, resolve};
 pub use url::Url;
 
@@ -32,9 +34,16 @@ pub struct Pipeline {
     /// In the order written; the planner decides the order they run in.
     pub steps: Vec<Step>,
     pub segment: Segment,
+    /// Where each key is written in the file.
+    pub locations: KeyIndex,
 }
 
 impl Pipeline {
+    /// `file:line:column: key` for messages about `key`.
+    pub fn at(&self, key: &str) -> String {
+        located(&self.file, self.locations.locate(key), key)
+    }
+
     pub fn store(&self, name: &str) -> Option<&Store> {
         self.stores.iter().find(|store| store.name == name)
     }
@@ -194,6 +203,14 @@ pub struct Step {
 }
 
 impl Step {
+    /// The key holding the SQL: `steps[i].sql` or `steps[i].sql_file`.
+    pub fn sql_key(&self) -> String {
+        match &self.sql_file {
+            Some(_) => format!("{}.sql_file", self.key),
+            None => format!("{}.sql", self.key),
+        }
+    }
+
     /// Where the SQL lives, for error messages: the SQL file, or the step's key in the pipeline.
     pub fn sql_origin(&self) -> String {
         match &self.sql_file {
@@ -219,12 +236,25 @@ pub struct Segment {
 
 /// Reads and resolves the pipeline at `path`, with `overrides` replacing variable defaults.
 pub fn load(path: &Path, overrides: &BTreeMap<String, String>) -> Result<Pipeline> {
-    let text = std::fs::read_to_string(path).map_err(|source| PipelineError::Read {
+    let text = std::fs::read_to_string(path).map_err(|error| PipelineError::Read {
         path: path.to_path_buf(),
-        source,
+        error,
     })?;
     let raw = parse_yaml(path, &text)?;
-    resolve(raw, path, overrides)
+    let locations = KeyIndex::new(&text);
+    match resolve(raw, path, overrides) {
+        Ok(pipeline) => Ok(Pipeline {
+            locations,
+            ..pipeline
+        }),
+        Err(PipelineError::Invalid { file, mut problems }) => {
+            for problem in &mut problems {
+                problem.position = locations.locate(&problem.key);
+            }
+            Err(PipelineError::Invalid { file, problems })
+        }
+        Err(other) => Err(other),
+    }
 }
 
 /// The one place that knows the YAML library (serde_yaml is deprecated upstream; replacing it

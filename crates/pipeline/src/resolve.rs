@@ -54,6 +54,7 @@ pub fn resolve(
         sources,
         steps,
         segment: segment.expect("a segment without problems resolves"),
+        locations: crate::KeyIndex::default(),
     })
 }
 
@@ -333,7 +334,7 @@ impl Resolver {
             let (sql, sql_file) = match (step.sql, step.sql_file) {
                 (Some(sql), None) => (Some(sql), None),
                 (None, Some(file)) => {
-                    let path = self.base_dir.join(&file);
+                    let path = normalize(&self.base_dir.join(&file));
                     match std::fs::read_to_string(&path) {
                         Ok(sql) => (Some(sql), Some(path)),
                         Err(error) => {
@@ -541,12 +542,15 @@ fn store_url(base_dir: &Path, text: &str) -> Result<Url, String> {
 }
 
 /// Removes `.` and `..` lexically: output folders need not exist yet, so no canonicalize.
+/// A leading `..` of a relative path is kept.
 fn normalize(path: &Path) -> PathBuf {
     let mut out = PathBuf::new();
     for component in path.components() {
         match component {
             Component::ParentDir => {
-                out.pop();
+                if !out.pop() {
+                    out.push("..");
+                }
             }
             Component::CurDir => {}
             other => out.push(other),

@@ -32,12 +32,23 @@ pub struct PlannedStep {
 #[derive(Debug, thiserror::Error)]
 #[error("{}", self.render())]
 pub struct PlanError {
-    pub problems: Vec<PlanProblem>,
+    pub problems: Vec<LocatedProblem>,
+}
+
+/// A problem and where in the pipeline file it is: `file:line:column: key`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LocatedProblem {
+    pub at: String,
+    pub problem: PlanProblem,
 }
 
 impl PlanError {
     fn render(&self) -> String {
-        let lines: Vec<String> = self.problems.iter().map(ToString::to_string).collect();
+        let lines: Vec<String> = self
+            .problems
+            .iter()
+            .map(|located| format!("{}: {}", located.at, located.problem))
+            .collect();
         lines.join("\n")
     }
 }
@@ -47,18 +58,18 @@ pub enum PlanProblem {
     /// The SQL does not parse; `message` carries the parser's line and column within the SQL.
     Syntax {
         step: String,
-        origin: String,
+        sql_file: Option<String>,
         message: String,
     },
     /// A step must be exactly one query (SELECT, WITH, VALUES).
     NotOneQuery {
         step: String,
-        origin: String,
+        sql_file: Option<String>,
         found: String,
     },
     UnknownTable {
         step: String,
-        origin: String,
+        sql_file: Option<String>,
         table: String,
         hint: String,
     },
@@ -76,25 +87,31 @@ impl fmt::Display for PlanProblem {
         match self {
             PlanProblem::Syntax {
                 step,
-                origin,
+                sql_file,
                 message,
-            } => write!(f, "step `{step}` ({origin}): SQL does not parse: {message}"),
+            } => write!(
+                f,
+                "step `{step}`{}: SQL does not parse: {message}",
+                in_file(sql_file)
+            ),
             PlanProblem::NotOneQuery {
                 step,
-                origin,
+                sql_file,
                 found,
             } => write!(
                 f,
-                "step `{step}` ({origin}): a step's SQL must be exactly one query (SELECT or WITH), found {found}"
+                "step `{step}`{}: a step's SQL must be exactly one query (SELECT or WITH), found {found}",
+                in_file(sql_file)
             ),
             PlanProblem::UnknownTable {
                 step,
-                origin,
+                sql_file,
                 table,
                 hint,
             } => write!(
                 f,
-                "step `{step}` ({origin}): reads table `{table}`, which no source or step defines{hint}"
+                "step `{step}`{}: reads table `{table}`, which no source or step defines{hint}",
+                in_file(sql_file)
             ),
             PlanProblem::Cycle { steps } => {
                 let mut ring = steps.clone();
@@ -105,12 +122,18 @@ impl fmt::Display for PlanProblem {
                     ring.join(" -> ")
                 )
             }
-            PlanProblem::UnknownSegmentInput { input, hint } => write!(
-                f,
-                "segment.input: table `{input}` is not a source or step{hint}"
-            ),
+            PlanProblem::UnknownSegmentInput { input, hint } => {
+                write!(f, "table `{input}` is not a source or step{hint}")
+            }
         }
     }
+}
+
+fn in_file(sql_file: &Option<String>) -> String {
+    sql_file
+        .as_ref()
+        .map(|file| format!(" ({file})"))
+        .unwrap_or_default()
 }
 
 /// Orders the pipeline's steps by the tables they read.
@@ -132,23 +155,30 @@ pub fn plan(pipeline: &Pipeline) -> Result<StepGraph, PlanError> {
         .chain(step_index.keys().copied())
         .collect();
 
-    let mut problems = Vec::new();
+    let mut problems: Vec<LocatedProblem> = Vec::new();
     let mut reads: Vec<Vec<String>> = Vec::with_capacity(pipeline.steps.len());
     for step in &pipeline.steps {
+        let at = pipeline.at(&step.sql_key());
         let tables = match tables_read(step) {
             Ok(tables) => tables,
             Err(problem) => {
-                problems.push(problem);
+                problems.push(LocatedProblem {
+                    at: at.clone(),
+                    problem,
+                });
                 Vec::new()
             }
         };
         for table in &tables {
             if !known.contains(&table.as_str()) {
-                problems.push(PlanProblem::UnknownTable {
-                    step: step.name.clone(),
-                    origin: step.sql_origin(),
-                    table: table.clone(),
-                    hint: did_you_mean(table, &known),
+                problems.push(LocatedProblem {
+                    at: at.clone(),
+                    problem: PlanProblem::UnknownTable {
+                        step: step.name.clone(),
+                        sql_file: sql_file(step),
+                        table: table.clone(),
+                        hint: did_you_mean(table, &known),
+                    },
                 });
             }
         }
@@ -156,9 +186,12 @@ pub fn plan(pipeline: &Pipeline) -> Result<StepGraph, PlanError> {
     }
     let input = &pipeline.segment.input;
     if !known.contains(&input.as_str()) {
-        problems.push(PlanProblem::UnknownSegmentInput {
-            input: input.clone(),
-            hint: did_you_mean(input, &known),
+        problems.push(LocatedProblem {
+            at: pipeline.at("segment.input"),
+            problem: PlanProblem::UnknownSegmentInput {
+                input: input.clone(),
+                hint: did_you_mean(input, &known),
+            },
         });
     }
 
@@ -174,11 +207,14 @@ pub fn plan(pipeline: &Pipeline) -> Result<StepGraph, PlanError> {
     let order = match topological_order(&step_deps) {
         Ok(order) => order,
         Err(cycle) => {
-            problems.push(PlanProblem::Cycle {
-                steps: cycle
-                    .into_iter()
-                    .map(|index| pipeline.steps[index].name.clone())
-                    .collect(),
+            problems.push(LocatedProblem {
+                at: pipeline.at(&pipeline.steps[cycle[0]].key),
+                problem: PlanProblem::Cycle {
+                    steps: cycle
+                        .into_iter()
+                        .map(|index| pipeline.steps[index].name.clone())
+                        .collect(),
+                },
             });
             Vec::new()
         }
@@ -210,7 +246,7 @@ pub fn plan(pipeline: &Pipeline) -> Result<StepGraph, PlanError> {
 pub fn tables_read(step: &Step) -> Result<Vec<String>, PlanProblem> {
     let syntax = |message: String| PlanProblem::Syntax {
         step: step.name.clone(),
-        origin: step.sql_origin(),
+        sql_file: sql_file(step),
         message,
     };
     let statements = DFParser::parse_sql(&step.sql).map_err(|error| {
@@ -223,7 +259,7 @@ pub fn tables_read(step: &Step) -> Result<Vec<String>, PlanProblem> {
     })?;
     let not_one_query = |found: String| PlanProblem::NotOneQuery {
         step: step.name.clone(),
-        origin: step.sql_origin(),
+        sql_file: sql_file(step),
         found,
     };
     if statements.len() != 1 {
@@ -246,6 +282,12 @@ pub fn tables_read(step: &Step) -> Result<Vec<String>, PlanProblem> {
         resolve_table_references(statement, true).map_err(|error| syntax(error.to_string()))?;
     let names: BTreeSet<String> = tables.into_iter().map(|table| table.to_string()).collect();
     Ok(names.into_iter().collect())
+}
+
+fn sql_file(step: &Step) -> Option<String> {
+    step.sql_file
+        .as_ref()
+        .map(|file| file.display().to_string())
 }
 
 /// Kahn's algorithm, taking ready steps in declaration order so the order is stable. On a

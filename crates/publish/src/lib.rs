@@ -24,16 +24,18 @@ pub const STAGING_DIR: &str = "_staging";
 
 #[derive(Debug, thiserror::Error)]
 pub enum PublishError {
-    #[error("{operation} {url}: {source}")]
+    // The underlying errors are part of the message (not a `source`), so that a report of
+    // the whole chain does not repeat them.
+    #[error("{operation} {url}: {error}")]
     Store {
         operation: &'static str,
         url: String,
-        source: object_store::Error,
+        error: object_store::Error,
     },
-    #[error("writing Parquet to {url}: {source}")]
+    #[error("writing Parquet to {url}: {error}")]
     Parquet {
         url: String,
-        source: parquet::errors::ParquetError,
+        error: parquet::errors::ParquetError,
     },
 }
 
@@ -104,9 +106,9 @@ impl Staging {
     ) -> Result<&WrittenFile> {
         let staged = format!("{}/{name}", self.prefix);
         let url = self.folder.url_of(&staged);
-        let parquet_error = |source| PublishError::Parquet {
+        let parquet_error = |error| PublishError::Parquet {
             url: url.clone(),
-            source,
+            error,
         };
         let writer = BufWriter::new(self.folder.store.clone(), self.folder.path(&staged));
         let properties = WriterProperties::builder()
@@ -125,10 +127,10 @@ impl Staging {
             .store
             .head(&self.folder.path(&staged))
             .await
-            .map_err(|source| PublishError::Store {
+            .map_err(|error| PublishError::Store {
                 operation: "reading the size of",
                 url: url.clone(),
-                source,
+                error,
             })?;
         self.files.push(WrittenFile {
             name: name.to_string(),
@@ -154,10 +156,10 @@ impl Staging {
                 .store
                 .rename(&from, &to)
                 .await
-                .map_err(|source| PublishError::Store {
+                .map_err(|error| PublishError::Store {
                     operation: "moving a staged file to",
                     url: folder.url_of(&file.name),
-                    source,
+                    error,
                 })?;
         }
         self.discard().await?;
@@ -165,10 +167,10 @@ impl Staging {
             .store
             .put(&folder.path(SUCCESS_MARKER), Vec::new().into())
             .await
-            .map_err(|source| PublishError::Store {
+            .map_err(|error| PublishError::Store {
                 operation: "writing",
                 url: folder.url_of(SUCCESS_MARKER),
-                source,
+                error,
             })?;
         Ok(self.files)
     }
@@ -182,10 +184,10 @@ impl Staging {
                 .store
                 .delete(&path)
                 .await
-                .map_err(|source| PublishError::Store {
+                .map_err(|error| PublishError::Store {
                     operation: "deleting staged file",
                     url: format!("{}{}", self.folder.url, path),
-                    source,
+                    error,
                 })?;
         }
         Ok(())
@@ -217,20 +219,20 @@ async fn list(folder: &OutputFolder, prefix: &Path) -> Result<Vec<Path>> {
         .map_ok(|meta| meta.location)
         .try_collect()
         .await
-        .map_err(|source| PublishError::Store {
+        .map_err(|error| PublishError::Store {
             operation: "listing",
             url: folder.url.clone(),
-            source,
+            error,
         })
 }
 
 async fn delete_if_present(folder: &OutputFolder, name: &str) -> Result<()> {
     match folder.store.delete(&folder.path(name)).await {
         Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-        Err(source) => Err(PublishError::Store {
+        Err(error) => Err(PublishError::Store {
             operation: "deleting",
             url: folder.url_of(name),
-            source,
+            error,
         }),
     }
 }
