@@ -124,7 +124,7 @@ fn non_numeric_feature_is_a_pipeline_error() {
     run.assert_exit(3);
     assert!(
         run.stderr
-            .contains("column `first_purchase` of `customer_features` is Date32, not a number"),
+            .contains("segment.features[0]: feature `first_purchase` of `customer_features` is Date32, not a number"),
         "{}",
         run.stderr
     );

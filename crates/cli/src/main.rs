@@ -155,7 +155,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Check { pipeline, vars } => {
             let vars: BTreeMap<String, String> = vars.into_iter().collect();
             let pipeline = segflow_pipeline::load(&pipeline, &vars)?;
-            let graph = segflow_engine::check(&pipeline)?;
+            let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+            let graph = runtime.block_on(segflow_engine::check(&pipeline))?;
             if !cli.quiet {
                 summary::print_check(&pipeline, &graph);
             }

@@ -6,6 +6,7 @@
 //! store, source or step it is about and whether the pipeline, the data or the run is to
 //! blame ([`ErrorClass`]).
 
+mod check;
 mod report;
 mod segment;
 mod sources;
@@ -58,6 +59,18 @@ pub enum EngineError {
         origin: String,
         error: Box<DataFusionError>,
     },
+    /// SQL or segment settings that do not plan against the schemas.
+    #[error(
+        "{}: {} problem{}\n  {}",
+        file.display(),
+        problems.len(),
+        if problems.len() == 1 { "" } else { "s" },
+        problems.iter().map(|p| p.replace('\n', "\n    ")).collect::<Vec<_>>().join("\n  ")
+    )]
+    Check {
+        file: std::path::PathBuf,
+        problems: Vec<String>,
+    },
     /// The segment settings do not fit the input table.
     #[error("segment: {0}")]
     SegmentSpec(String),
@@ -81,9 +94,10 @@ pub enum ErrorClass {
 impl EngineError {
     pub fn class(&self) -> ErrorClass {
         match self {
-            EngineError::Plan(_) | EngineError::Store { .. } | EngineError::SegmentSpec(_) => {
-                ErrorClass::PipelineInvalid
-            }
+            EngineError::Plan(_)
+            | EngineError::Check { .. }
+            | EngineError::Store { .. }
+            | EngineError::SegmentSpec(_) => ErrorClass::PipelineInvalid,
             EngineError::Step { error, .. } if is_sql_mistake(error) => ErrorClass::PipelineInvalid,
             EngineError::SegmentData(_) => ErrorClass::ValidationFailed,
             _ => ErrorClass::Runtime,
@@ -103,7 +117,7 @@ fn is_sql_mistake(error: &DataFusionError) -> bool {
     )
 }
 
-fn describe(error: &DataFusionError) -> String {
+pub(crate) fn describe(error: &DataFusionError) -> String {
     let message = error.find_root().strip_backtrace();
     match error.find_root() {
         DataFusionError::ResourcesExhausted(_) => {
@@ -120,9 +134,12 @@ pub struct RunOptions {
     pub run_id: Option<String>,
 }
 
-/// Checks what can be checked without reading data: the step graph.
-pub fn check(pipeline: &Pipeline) -> Result<StepGraph> {
-    Ok(segflow_plan::plan(pipeline)?)
+/// Checks the pipeline without reading data: the step graph first, then every step's SQL
+/// planned against the sources' schemas, then the segment settings against its input.
+pub async fn check(pipeline: &Pipeline) -> Result<StepGraph> {
+    let graph = segflow_plan::plan(pipeline)?;
+    check::check_schemas(pipeline, &graph).await?;
+    Ok(graph)
 }
 
 /// Runs the whole pipeline and publishes its outputs.
@@ -136,7 +153,7 @@ pub async fn run(pipeline: &Pipeline, options: &RunOptions) -> Result<RunReport>
             std::process::id()
         )
     });
-    let graph = check(pipeline)?;
+    let graph = check(pipeline).await?;
     let ctx = SessionContext::new_with_config(SessionConfig::new().with_information_schema(false));
     stores::register_stores(&ctx, &pipeline.stores)?;
     sources::register_sources(&ctx, &pipeline.sources).await?;

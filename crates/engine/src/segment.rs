@@ -3,7 +3,7 @@
 use std::time::Instant;
 
 use arrow::array::{AsArray, RecordBatch};
-use arrow::datatypes::{DataType, Int64Type};
+use arrow::datatypes::{DataType, Int64Type, Schema};
 use datafusion::prelude::{SessionContext, cast, col};
 use segflow_cluster::{
     ClusterError, DISTANCE, KMeansSettings, SEGMENT_ID, Segmentation, centroids_batch,
@@ -64,34 +64,8 @@ async fn read_input(ctx: &SessionContext, segment: &Segment) -> Result<Vec<Recor
         .table(segment.input.as_str())
         .await
         .map_err(|error| invalid(format!("cannot read `{}`: {error}", segment.input)))?;
-    let schema = table.schema().clone();
-    let reserved = [SEGMENT_ID, DISTANCE];
-    for (key, name) in std::iter::once(("segment.key", &segment.key))
-        .chain(segment.features.iter().map(|f| ("segment.features", f)))
-        .chain(segment.carry.iter().map(|c| ("segment.carry", c)))
-    {
-        let Ok(field) = schema.field_with_unqualified_name(name) else {
-            let columns: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
-            return Err(invalid(format!(
-                "{key}: column `{name}` is not in `{}`{}; its columns: {}",
-                segment.input,
-                segflow_pipeline::did_you_mean(name, &columns),
-                columns.join(", ")
-            )));
-        };
-        if reserved.contains(&name.as_str()) {
-            return Err(invalid(format!(
-                "{key}: `{name}` is the name of an output column; rename it in the input"
-            )));
-        }
-        if key == "segment.features" && !field.data_type().is_numeric() {
-            return Err(invalid(format!(
-                "segment.features: column `{name}` of `{}` is {}, not a number",
-                segment.input,
-                field.data_type()
-            )));
-        }
-    }
+    check_segment_schema(table.schema().as_arrow(), segment)
+        .map_err(|(_, message)| invalid(message))?;
     check_key(ctx, segment).await?;
     let mut columns = vec![col(quoted(&segment.key))];
     columns.extend(
@@ -109,6 +83,53 @@ async fn read_input(ctx: &SessionContext, segment: &Segment) -> Result<Vec<Recor
         .collect()
         .await
         .map_err(|error| EngineError::Segment(format!("reading `{}`: {error}", segment.input)))
+}
+
+/// The key, features and carried columns exist, features are numeric, and none is named
+/// like an output column. On failure, the key path to blame and the message.
+pub fn check_segment_schema(schema: &Schema, segment: &Segment) -> Result<(), (String, String)> {
+    let reserved = [SEGMENT_ID, DISTANCE];
+    let columns = std::iter::once(("segment.key".to_string(), &segment.key))
+        .chain(
+            segment
+                .features
+                .iter()
+                .enumerate()
+                .map(|(i, name)| (format!("segment.features[{i}]"), name)),
+        )
+        .chain(
+            segment
+                .carry
+                .iter()
+                .enumerate()
+                .map(|(i, name)| (format!("segment.carry[{i}]"), name)),
+        );
+    for (key, name) in columns {
+        let Ok(field) = schema.field_with_name(name) else {
+            let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+            let message = format!(
+                "column `{name}` is not in `{}`{}; its columns: {}",
+                segment.input,
+                segflow_pipeline::did_you_mean(name, &names),
+                names.join(", ")
+            );
+            return Err((key, message));
+        };
+        if reserved.contains(&name.as_str()) {
+            let message =
+                format!("`{name}` is the name of an output column; rename it in the input");
+            return Err((key, message));
+        }
+        if key.starts_with("segment.features") && !field.data_type().is_numeric() {
+            let message = format!(
+                "feature `{name}` of `{}` is {}, not a number",
+                segment.input,
+                field.data_type()
+            );
+            return Err((key, message));
+        }
+    }
+    Ok(())
 }
 
 /// Every customer must appear once: a null or repeated key is bad data upstream.

@@ -11,28 +11,27 @@ use crate::{EngineError, Result};
 
 pub async fn register_sources(ctx: &SessionContext, sources: &[Source]) -> Result<()> {
     for source in sources {
-        let source_error = |error| EngineError::Source {
-            source_name: source.name.clone(),
-            url: source.location.url.to_string(),
-            error: Box::new(error),
-        };
-        // A path that matches nothing would read as an empty table: say so instead.
-        if !has_files(ctx, source).await.map_err(source_error)? {
-            return Err(EngineError::NoFiles {
-                source_name: source.name.clone(),
-                url: source.location.url.to_string(),
-                extension: source.extension.clone(),
-            });
-        }
-        register(ctx, source)
-            .await
-            .map_err(|error| EngineError::Source {
-                source_name: source.name.clone(),
-                url: source.location.url.to_string(),
-                error: Box::new(error),
-            })?;
+        register_source(ctx, source).await?;
     }
     Ok(())
+}
+
+/// Registers one source, failing when its path matches no file (which would otherwise read
+/// as an empty table).
+pub async fn register_source(ctx: &SessionContext, source: &Source) -> Result<()> {
+    let source_error = |error| EngineError::Source {
+        source_name: source.name.clone(),
+        url: source.location.url.to_string(),
+        error: Box::new(error),
+    };
+    if !has_files(ctx, source).await.map_err(source_error)? {
+        return Err(EngineError::NoFiles {
+            source_name: source.name.clone(),
+            url: source.location.url.to_string(),
+            extension: source.extension.clone(),
+        });
+    }
+    register(ctx, source).await.map_err(source_error)
 }
 
 async fn has_files(ctx: &SessionContext, source: &Source) -> datafusion::error::Result<bool> {

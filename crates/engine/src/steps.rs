@@ -29,13 +29,8 @@ pub async fn run_step(
         error: Box::new(error),
     };
     tracing::info!(step = %step.name, reads = ?planned.reads, "running step");
-    // The planner already allows only queries; this also refuses DDL/DML should one slip by.
-    let options = SQLOptions::new()
-        .with_allow_ddl(false)
-        .with_allow_dml(false)
-        .with_allow_statements(false);
     let frame = ctx
-        .sql_with_options(&step.sql, options)
+        .sql_with_options(&step.sql, query_only())
         .await
         .map_err(sql_error)?;
     let physical = frame.create_physical_plan().await.map_err(sql_error)?;
@@ -66,6 +61,14 @@ pub async fn run_step(
     };
     tracing::info!(step = %step.name, rows_in = report.rows_in, rows_out, "step done");
     Ok(report)
+}
+
+/// The planner already allows only queries; this also refuses DDL/DML should one slip by.
+pub fn query_only() -> SQLOptions {
+    SQLOptions::new()
+        .with_allow_ddl(false)
+        .with_allow_dml(false)
+        .with_allow_statements(false)
 }
 
 /// Rows the plan's file scans produced: what the step read from sources. (Earlier steps'

@@ -1,0 +1,98 @@
+//! Plans every step's SQL against schemas alone, so mistakes a parser cannot see (an
+//! unknown column, a type mismatch, a wrong function) are found before any data is read.
+//!
+//! Sources with a declared schema are stood in for by empty tables; others get the schema
+//! the run would infer (Parquet footers, the first rows of CSV/JSON). Each planned step is
+//! registered as an empty table with its result schema, so later steps plan against it.
+//! A step whose input failed is skipped rather than reported again.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use datafusion::datasource::empty::EmptyTable;
+use datafusion::prelude::SessionContext;
+use segflow_pipeline::Pipeline;
+use segflow_plan::StepGraph;
+
+use crate::segment::check_segment_schema;
+use crate::sources::{arrow_schema, register_source};
+use crate::{EngineError, Result, describe, stores};
+
+/// Every problem found, each located in the pipeline file; empty when the pipeline plans.
+pub async fn check_schemas(pipeline: &Pipeline, graph: &StepGraph) -> Result<()> {
+    let ctx = SessionContext::new();
+    stores::register_stores(&ctx, &pipeline.stores)?;
+    let mut problems = Vec::new();
+    let mut failed: HashSet<String> = HashSet::new();
+    for (index, source) in pipeline.sources.iter().enumerate() {
+        let registered = match &source.schema {
+            Some(columns) => ctx
+                .register_table(
+                    source.name.as_str(),
+                    Arc::new(EmptyTable::new(Arc::new(arrow_schema(columns)))),
+                )
+                .map(|_| ())
+                .map_err(|error| describe(&error)),
+            None => register_source(&ctx, source)
+                .await
+                .map_err(|error| error.to_string()),
+        };
+        if let Err(message) = registered {
+            problems.push(format!(
+                "{}: source `{}`: cannot read its schema: {message}",
+                pipeline.at(&format!("sources[{index}]")),
+                source.name
+            ));
+            failed.insert(source.name.clone());
+        }
+    }
+    for planned in &graph.steps {
+        let step = &planned.step;
+        if planned.reads.iter().any(|table| failed.contains(table)) {
+            failed.insert(step.name.clone());
+            continue;
+        }
+        let frame = match ctx
+            .sql_with_options(&step.sql, crate::steps::query_only())
+            .await
+        {
+            Ok(frame) => frame,
+            Err(error) => {
+                let file = step
+                    .sql_file
+                    .as_ref()
+                    .map(|file| format!(" ({})", file.display()))
+                    .unwrap_or_default();
+                problems.push(format!(
+                    "{}: step `{}`{file}: {}",
+                    pipeline.at(&step.sql_key()),
+                    step.name,
+                    describe(&error)
+                ));
+                failed.insert(step.name.clone());
+                continue;
+            }
+        };
+        let schema = Arc::new(frame.schema().as_arrow().clone());
+        ctx.register_table(step.name.as_str(), Arc::new(EmptyTable::new(schema)))
+            .map_err(|error| EngineError::Segment(error.to_string()))?;
+    }
+    let segment = &pipeline.segment;
+    if !failed.contains(&segment.input) {
+        let table = ctx
+            .table(segment.input.as_str())
+            .await
+            .map_err(|error| EngineError::Segment(error.to_string()))?;
+        if let Err((key, message)) = check_segment_schema(table.schema().as_arrow(), segment) {
+            problems.push(format!("{}: {message}", pipeline.at(&key)));
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(EngineError::Check {
+            file: pipeline.file.clone(),
+            problems,
+        })
+    }
+}
