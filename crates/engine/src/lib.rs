@@ -118,7 +118,12 @@ fn is_sql_mistake(error: &DataFusionError) -> bool {
 }
 
 pub(crate) fn describe(error: &DataFusionError) -> String {
-    let message = error.find_root().strip_backtrace();
+    let mut message = error.find_root().strip_backtrace();
+    // A call with wrong argument types surfaces as an "internal error" wrapping the useful
+    // part; keep that part and drop the request to report a DataFusion bug.
+    if let Some(start) = message.find("No function matches the given name and argument types") {
+        message = message[start..].to_string();
+    }
     match error.find_root() {
         DataFusionError::ResourcesExhausted(_) => {
             format!("{message} (the step needs more memory than the session allows)")

@@ -263,7 +263,7 @@ fn parse_yaml(file: &Path, text: &str) -> Result<raw::RawPipeline> {
     let deserializer = serde_yaml::Deserializer::from_str(text);
     serde_path_to_error::deserialize(deserializer).map_err(|error| {
         let key = match error.path().to_string() {
-            path if path == "." => "(root)".to_string(),
+            path if path == "." || path == "?" => "(document)".to_string(),
             path => path,
         };
         let inner = error.inner();
@@ -296,7 +296,12 @@ fn describe(message: &str, key: &str) -> String {
         _ => message,
     };
     let Some(rest) = message.strip_prefix("unknown field `") else {
-        return message.to_string();
+        // Say it in the pipeline's terms, not Rust's.
+        return message
+            .replace("missing field", "missing required key")
+            .replace("expected i64", "expected a whole number")
+            .replace("expected u64", "expected a whole number >= 0")
+            .replace("expected f64", "expected a number");
     };
     let Some((field, expected)) = rest.split_once('`') else {
         return message.to_string();

@@ -29,10 +29,13 @@ pub fn resolve(
         problems: Vec::new(),
         vars: BTreeMap::new(),
         secret_vars: BTreeSet::new(),
+        declared_stores: Vec::new(),
     };
 
     check_identifier(&mut resolver.problems, "name", "pipeline name", &raw.name);
     resolver.vars = resolver.resolve_vars(raw.vars, overrides);
+    let declared_stores: Vec<String> = raw.stores.keys().cloned().collect();
+    resolver.declared_stores = declared_stores;
     let stores = resolver.resolve_stores(raw.stores);
     let sources = resolver.resolve_sources(raw.sources, &stores);
     let steps = resolver.resolve_steps(raw.steps);
@@ -63,6 +66,8 @@ struct Resolver {
     problems: Vec<Problem>,
     vars: BTreeMap<String, String>,
     secret_vars: BTreeSet<String>,
+    /// Every store name written, including those whose URL is broken (already reported).
+    declared_stores: Vec<String>,
 }
 
 impl Resolver {
@@ -161,6 +166,9 @@ impl Resolver {
     ) -> Option<Location> {
         let path = self.expand(&format!("{key}.path"), path)?;
         let Some(store) = stores.iter().find(|store| store.name == store_name) else {
+            if self.declared_stores.iter().any(|name| name == store_name) {
+                return None;
+            }
             let names: Vec<&str> = stores.iter().map(|store| store.name.as_str()).collect();
             self.problem(
                 format!("{key}.store"),

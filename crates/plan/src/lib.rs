@@ -250,12 +250,14 @@ pub fn tables_read(step: &Step) -> Result<Vec<String>, PlanProblem> {
         message,
     };
     let statements = DFParser::parse_sql(&step.sql).map_err(|error| {
-        syntax(
-            error
-                .strip_backtrace()
-                .trim_start_matches("SQL error: ")
-                .to_string(),
-        )
+        let message = error.strip_backtrace();
+        let message = message.trim_start_matches("SQL error: ");
+        // sqlparser's Debug form: ParserError("...")
+        let message = message
+            .strip_prefix("ParserError(\"")
+            .and_then(|inner| inner.strip_suffix("\")"))
+            .unwrap_or(message);
+        syntax(message.replace("\\\"", "\""))
     })?;
     let not_one_query = |found: String| PlanProblem::NotOneQuery {
         step: step.name.clone(),
