@@ -1,6 +1,8 @@
 //! One object store per pipeline store, registered with DataFusion under the store's
 //! `scheme://bucket` so sources and outputs under it resolve to it.
 
+use std::collections::BTreeMap;
+use std::str::FromStr;
 use std::sync::Arc;
 
 use datafusion::prelude::SessionContext;
@@ -40,7 +42,6 @@ fn bucket_url(url: &Url) -> Url {
 fn build(store: &Store) -> Result<Arc<dyn ObjectStore>, String> {
     let url = store.url.as_str();
     let options = &store.options;
-    let bad_option = |key: &str, error: object_store::Error| format!("option `{key}`: {error}");
     let store: Arc<dyn ObjectStore> = match store.url.scheme() {
         "file" => {
             if let Some(key) = options.keys().next() {
@@ -49,35 +50,23 @@ fn build(store: &Store) -> Result<Arc<dyn ObjectStore>, String> {
             Arc::new(LocalFileSystem::new())
         }
         "s3" => {
-            let mut builder = AmazonS3Builder::from_env().with_url(url);
-            for (key, value) in options {
-                let parsed = key.parse().map_err(|error| bad_option(key, error))?;
-                builder = builder.with_config(parsed, value);
-            }
+            let builder = AmazonS3Builder::from_env().with_url(url);
+            let builder = configure(builder, options, |b, k, v| b.with_config(k, v))?;
             Arc::new(builder.build().map_err(|error| error.to_string())?)
         }
         "gs" => {
-            let mut builder = GoogleCloudStorageBuilder::from_env().with_url(url);
-            for (key, value) in options {
-                let parsed = key.parse().map_err(|error| bad_option(key, error))?;
-                builder = builder.with_config(parsed, value);
-            }
+            let builder = GoogleCloudStorageBuilder::from_env().with_url(url);
+            let builder = configure(builder, options, |b, k, v| b.with_config(k, v))?;
             Arc::new(builder.build().map_err(|error| error.to_string())?)
         }
         "az" | "abfs" => {
-            let mut builder = MicrosoftAzureBuilder::from_env().with_url(url);
-            for (key, value) in options {
-                let parsed = key.parse().map_err(|error| bad_option(key, error))?;
-                builder = builder.with_config(parsed, value);
-            }
+            let builder = MicrosoftAzureBuilder::from_env().with_url(url);
+            let builder = configure(builder, options, |b, k, v| b.with_config(k, v))?;
             Arc::new(builder.build().map_err(|error| error.to_string())?)
         }
         "http" | "https" => {
-            let mut builder = HttpBuilder::new().with_url(bucket_url(&store.url).as_str());
-            for (key, value) in options {
-                let parsed = key.parse().map_err(|error| bad_option(key, error))?;
-                builder = builder.with_config(parsed, value);
-            }
+            let builder = HttpBuilder::new().with_url(bucket_url(&store.url).as_str());
+            let builder = configure(builder, options, |b, k, v| b.with_config(k, v))?;
             Arc::new(builder.build().map_err(|error| error.to_string())?)
         }
         other => return Err(format!("unsupported scheme `{other}://`")),
@@ -85,10 +74,26 @@ fn build(store: &Store) -> Result<Arc<dyn ObjectStore>, String> {
     Ok(store)
 }
 
+/// Applies the pipeline's options with the builder's own config keys, naming a key the
+/// builder does not know.
+fn configure<B, K>(
+    builder: B,
+    options: &BTreeMap<String, String>,
+    set: impl Fn(B, K, &String) -> B,
+) -> Result<B, String>
+where
+    K: FromStr<Err = object_store::Error>,
+{
+    options.iter().try_fold(builder, |builder, (key, value)| {
+        let parsed = key
+            .parse()
+            .map_err(|error| format!("option `{key}`: {error}"))?;
+        Ok(set(builder, parsed, value))
+    })
+}
+
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
-
     use super::*;
 
     fn store(url: &str, options: &[(&str, &str)]) -> Store {
