@@ -56,10 +56,15 @@ impl Project {
     }
 
     pub fn segflow(&self, args: &[&str]) -> Run {
+        self.segflow_with_env(args, &[])
+    }
+
+    pub fn segflow_with_env(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
         let output = Command::new(env!("CARGO_BIN_EXE_segflow"))
             .args(args)
             .current_dir(self.dir.path())
             .env_remove("SEGFLOW_LOG")
+            .envs(env.iter().copied())
             .output()
             .unwrap();
         Run {

@@ -1,17 +1,19 @@
 //! `segflow`: the command line. Parses arguments, calls the engine, renders results and
 //! errors, and maps failures to exit codes. The only crate that prints.
 
+mod plan_view;
 mod summary;
 
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::OnceLock;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use segflow_engine::{EngineError, ErrorClass, RunOptions};
-use segflow_pipeline::PipelineError;
+use segflow_pipeline::{Pipeline, PipelineError};
 
 /// Exit codes are an API for schedulers; keep them stable and in step with the README.
 mod exit {
@@ -33,6 +35,9 @@ struct Cli {
     /// Only errors on stderr, no summary on stdout.
     #[arg(short, long, global = true)]
     quiet: bool,
+    /// Log lines on stderr as text for people or JSON objects for schedulers.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -52,6 +57,23 @@ enum Command {
         /// Name of the run (default: start time and process id).
         #[arg(long)]
         run_id: Option<String>,
+        /// Run only this step and the steps it reads from (nothing is published).
+        #[arg(long, value_name = "STEP", conflicts_with = "until")]
+        select: Option<String>,
+        /// Run the steps up to and including this one (nothing is published).
+        #[arg(long, value_name = "STEP")]
+        until: Option<String>,
+        /// How many independent steps may run at once.
+        #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..))]
+        max_concurrent_steps: u16,
+    },
+    /// Show the step graph: what each step reads and writes, and the order steps run in.
+    Plan {
+        pipeline: PathBuf,
+        #[arg(long = "var", value_name = "NAME=VALUE", value_parser = parse_var)]
+        vars: Vec<(String, String)>,
+        #[arg(long, value_enum, default_value_t = PlanFormat::Text)]
+        format: PlanFormat,
     },
     /// Check a pipeline without reading any data: structure, SQL syntax, tables, cycles.
     Check {
@@ -74,6 +96,19 @@ enum Command {
 }
 
 #[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum PlanFormat {
+    Text,
+    Json,
+    Dot,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
 enum GenerateFormat {
     Csv,
     Parquet,
@@ -85,15 +120,30 @@ fn parse_var(text: &str) -> Result<(String, String), String> {
         .ok_or_else(|| format!("expected NAME=VALUE, got `{text}`"))
 }
 
+/// Values the loaded pipeline read from the environment; everything printed or written
+/// passes through [`redact`].
+static SECRETS: OnceLock<Vec<String>> = OnceLock::new();
+
+fn redact(text: &str) -> String {
+    segflow_pipeline::redact(text, SECRETS.get().map(Vec::as_slice).unwrap_or_default())
+}
+
+/// Loads the pipeline and registers its secrets for redaction.
+fn load(path: &std::path::Path, vars: Vec<(String, String)>) -> anyhow::Result<Pipeline> {
+    let pipeline = segflow_pipeline::load(path, &vars.into_iter().collect::<BTreeMap<_, _>>())?;
+    let _ = SECRETS.set(pipeline.secrets.clone());
+    Ok(pipeline)
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.verbose, cli.quiet);
+    init_logging(cli.verbose, cli.quiet, cli.log_format);
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             #[allow(clippy::print_stderr)]
             {
-                eprintln!("error: {error:#}");
+                eprintln!("error: {}", redact(&format!("{error:#}")));
             }
             ExitCode::from(exit_code(&error))
         }
@@ -114,7 +164,7 @@ fn exit_code(error: &anyhow::Error) -> u8 {
     }
 }
 
-fn init_logging(verbose: u8, quiet: bool) {
+fn init_logging(verbose: u8, quiet: bool, format: LogFormat) {
     let level = match (quiet, verbose) {
         (true, _) => "error",
         (false, 0) => "warn",
@@ -124,10 +174,28 @@ fn init_logging(verbose: u8, quiet: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("SEGFLOW_LOG").unwrap_or_else(|_| {
         tracing_subscriber::EnvFilter::new(format!("segflow={level},segflow_engine={level},warn"))
     });
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(|| RedactingStderr);
+    match format {
+        LogFormat::Text => logs.init(),
+        LogFormat::Json => logs.json().init(),
+    }
+}
+
+/// stderr for log lines, with secrets replaced (the formatter writes one whole line per call).
+struct RedactingStderr;
+
+impl Write for RedactingStderr {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let text = redact(&String::from_utf8_lossy(buf));
+        std::io::stderr().write_all(text.as_bytes())?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
@@ -137,13 +205,21 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             vars,
             report_json,
             run_id,
+            select,
+            until,
+            max_concurrent_steps,
         } => {
-            let pipeline = segflow_pipeline::load(&pipeline, &vars.into_iter().collect())?;
+            let pipeline = load(&pipeline, vars)?;
+            let options = RunOptions {
+                run_id,
+                max_concurrent_steps: usize::from(max_concurrent_steps),
+                select,
+                until,
+            };
             let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-            let report =
-                runtime.block_on(segflow_engine::run(&pipeline, &RunOptions { run_id }))?;
+            let report = runtime.block_on(segflow_engine::run(&pipeline, &options))?;
             if let Some(path) = report_json {
-                let json = serde_json::to_string_pretty(&report)?;
+                let json = redact(&serde_json::to_string_pretty(&report)?);
                 std::fs::write(&path, json + "\n")
                     .with_context(|| format!("writing the run report to {}", path.display()))?;
             }
@@ -153,13 +229,27 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Check { pipeline, vars } => {
-            let vars: BTreeMap<String, String> = vars.into_iter().collect();
-            let pipeline = segflow_pipeline::load(&pipeline, &vars)?;
+            let pipeline = load(&pipeline, vars)?;
             let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
             let graph = runtime.block_on(segflow_engine::check(&pipeline))?;
             if !cli.quiet {
                 summary::print_check(&pipeline, &graph);
             }
+            Ok(())
+        }
+        Command::Plan {
+            pipeline,
+            vars,
+            format,
+        } => {
+            let pipeline = load(&pipeline, vars)?;
+            let graph = segflow_engine::plan(&pipeline)?;
+            let text = match format {
+                PlanFormat::Text => plan_view::text(&pipeline, &graph),
+                PlanFormat::Json => plan_view::json(&pipeline, &graph),
+                PlanFormat::Dot => plan_view::dot(&pipeline, &graph),
+            };
+            summary::print_text(&text);
             Ok(())
         }
         Command::Generate {

@@ -9,7 +9,7 @@ use segflow_pipeline::Pipeline;
 use segflow_plan::StepGraph;
 
 pub fn print_run(report: &RunReport) {
-    println!("{}", render_run(report));
+    println!("{}", crate::redact(&render_run(report)));
 }
 
 pub fn render_run(report: &RunReport) -> String {
@@ -31,7 +31,11 @@ pub fn render_run(report: &RunReport) -> String {
             seconds(step.duration_ms),
         ));
     }
-    let segment = &report.segment;
+    let Some(segment) = &report.segment else {
+        out.push_str("only the selected steps ran: no segments, nothing published\n");
+        out.push_str(&format!("done in {}", seconds(report.duration_ms)));
+        return out;
+    };
     out.push_str(&format!(
         "segments  k={}  customers={}  iterations={}{}  inertia={:.1}  {}\n",
         segment.k,
@@ -73,20 +77,15 @@ pub fn render_run(report: &RunReport) -> String {
 
 pub fn print_check(pipeline: &Pipeline, graph: &StepGraph) {
     println!(
-        "{}: ok ({} sources, {} steps)",
+        "{}: ok ({} sources, {} steps, every step plans against its inputs' schemas)",
         pipeline.file.display(),
         pipeline.sources.len(),
         graph.steps.len()
     );
-    for planned in &graph.steps {
-        println!(
-            "  {}. {} ({}) reads {}",
-            planned.level,
-            planned.step.name,
-            planned.step.kind.as_str(),
-            planned.reads.join(", ")
-        );
-    }
+}
+
+pub fn print_text(text: &str) {
+    println!("{}", crate::redact(text));
 }
 
 pub fn print_generated(path: &Path, summary: &segflow_datagen::Summary) {

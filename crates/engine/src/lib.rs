@@ -13,7 +13,6 @@ mod sources;
 mod steps;
 mod stores;
 
-use std::collections::HashMap;
 use std::time::Instant;
 
 use datafusion::datasource::listing::ListingTableUrl;
@@ -22,7 +21,7 @@ use datafusion::prelude::{SessionConfig, SessionContext};
 use object_store::path::Path as StorePath;
 use segflow_pipeline::Url;
 use segflow_pipeline::{Format, Pipeline};
-use segflow_plan::{PlanError, StepGraph};
+use segflow_plan::{PlanError, PlannedStep, StepGraph};
 use segflow_publish::{OutputFolder, PublishError, STAGING_DIR, SUCCESS_MARKER};
 
 pub use report::{OutputReport, RunReport, SegmentReport, SourceReport, StepReport};
@@ -52,6 +51,12 @@ pub enum EngineError {
         source_name: String,
         url: String,
         extension: String,
+    },
+    #[error("{option} {name}: no step is named `{name}`{hint}")]
+    UnknownStep {
+        option: &'static str,
+        name: String,
+        hint: String,
     },
     #[error("step `{step}` ({origin}): {}", describe(error))]
     Step {
@@ -96,6 +101,7 @@ impl EngineError {
         match self {
             EngineError::Plan(_)
             | EngineError::Check { .. }
+            | EngineError::UnknownStep { .. }
             | EngineError::Store { .. }
             | EngineError::SegmentSpec(_) => ErrorClass::PipelineInvalid,
             EngineError::Step { error, .. } if is_sql_mistake(error) => ErrorClass::PipelineInvalid,
@@ -133,10 +139,33 @@ pub(crate) fn describe(error: &DataFusionError) -> String {
 }
 
 /// Settings of one run that are not part of the pipeline.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct RunOptions {
     /// Names the staging area; defaults to the start time and process id.
     pub run_id: Option<String>,
+    /// At most this many independent steps run at once (at least 1).
+    pub max_concurrent_steps: usize,
+    /// Run only this step and the steps it needs; no segment stage, nothing published.
+    pub select: Option<String>,
+    /// Run the steps up to and including this one in plan order; no segment stage,
+    /// nothing published.
+    pub until: Option<String>,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions {
+            run_id: None,
+            max_concurrent_steps: 4,
+            select: None,
+            until: None,
+        }
+    }
+}
+
+/// The step graph alone: structure, references and cycles, no schemas.
+pub fn plan(pipeline: &Pipeline) -> Result<StepGraph> {
+    Ok(segflow_plan::plan(pipeline)?)
 }
 
 /// Checks the pipeline without reading data: the step graph first, then every step's SQL
@@ -163,12 +192,19 @@ pub async fn run(pipeline: &Pipeline, options: &RunOptions) -> Result<RunReport>
     stores::register_stores(&ctx, &pipeline.stores)?;
     sources::register_sources(&ctx, &pipeline.sources).await?;
 
-    let mut step_reports = Vec::with_capacity(graph.steps.len());
-    let mut step_rows = HashMap::new();
-    for planned in &graph.steps {
-        let report = steps::run_step(&ctx, planned, &step_rows).await?;
-        step_rows.insert(report.name.clone(), report.rows_out);
-        step_reports.push(report);
+    let selected = select_steps(&graph, options)?;
+    let step_reports =
+        steps::run_steps(&ctx, &selected, options.max_concurrent_steps.max(1)).await?;
+    if options.select.is_some() || options.until.is_some() {
+        return Ok(report(
+            pipeline,
+            run_id,
+            started_at,
+            started,
+            step_reports,
+            None,
+            Vec::new(),
+        ));
     }
 
     let folder = output_folder(&ctx, pipeline)?;
@@ -203,7 +239,27 @@ pub async fn run(pipeline: &Pipeline, options: &RunOptions) -> Result<RunReport>
         rows: None,
         bytes: Some(0),
     });
-    Ok(RunReport {
+    Ok(report(
+        pipeline,
+        run_id,
+        started_at,
+        started,
+        step_reports,
+        Some(segment),
+        outputs,
+    ))
+}
+
+fn report(
+    pipeline: &Pipeline,
+    run_id: String,
+    started_at: chrono::DateTime<chrono::Utc>,
+    started: Instant,
+    steps: Vec<StepReport>,
+    segment: Option<SegmentReport>,
+    outputs: Vec<OutputReport>,
+) -> RunReport {
+    RunReport {
         pipeline: pipeline.name.clone(),
         run_id,
         started_at: started_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
@@ -225,7 +281,7 @@ pub async fn run(pipeline: &Pipeline, options: &RunOptions) -> Result<RunReport>
             .iter()
             .map(|source| SourceReport {
                 name: source.name.clone(),
-                url: source.location.url.to_string(),
+                url: pipeline.redact(source.location.url.as_str()),
                 format: match source.format {
                     Format::Csv => "csv",
                     Format::Ndjson => "ndjson",
@@ -234,10 +290,55 @@ pub async fn run(pipeline: &Pipeline, options: &RunOptions) -> Result<RunReport>
                 .to_string(),
             })
             .collect(),
-        steps: step_reports,
+        steps,
         segment,
         outputs,
-    })
+    }
+}
+
+/// The steps `--select` or `--until` ask for, in plan order; all of them by default.
+fn select_steps<'a>(graph: &'a StepGraph, options: &RunOptions) -> Result<Vec<&'a PlannedStep>> {
+    let position = |option: &'static str, name: &str| {
+        graph
+            .steps
+            .iter()
+            .position(|planned| planned.step.name == name)
+            .ok_or_else(|| {
+                let names: Vec<&str> = graph.steps.iter().map(|p| p.step.name.as_str()).collect();
+                EngineError::UnknownStep {
+                    option,
+                    name: name.to_string(),
+                    hint: segflow_pipeline::did_you_mean(name, &names),
+                }
+            })
+    };
+    if let Some(name) = &options.select {
+        let target = position("--select", name)?;
+        // Walk back from the target through what each step reads.
+        let mut needed = vec![false; graph.steps.len()];
+        needed[target] = true;
+        for index in (0..=target).rev() {
+            if !needed[index] {
+                continue;
+            }
+            for table in &graph.steps[index].reads {
+                if let Some(dep) = graph.steps.iter().position(|p| &p.step.name == table) {
+                    needed[dep] = true;
+                }
+            }
+        }
+        return Ok(graph
+            .steps
+            .iter()
+            .zip(needed)
+            .filter_map(|(planned, needed)| needed.then_some(planned))
+            .collect());
+    }
+    if let Some(name) = &options.until {
+        let last = position("--until", name)?;
+        return Ok(graph.steps[..=last].iter().collect());
+    }
+    Ok(graph.steps.iter().collect())
 }
 
 /// Object stores have no folders, but a local file system keeps the empty directories the

@@ -16,7 +16,8 @@ pub struct RunReport {
     pub sources: Vec<SourceReport>,
     /// In the order they ran.
     pub steps: Vec<StepReport>,
-    pub segment: SegmentReport,
+    /// Absent when only some steps ran (`--select`, `--until`).
+    pub segment: Option<SegmentReport>,
     /// The output folder and every file published in it.
     pub outputs: Vec<OutputReport>,
 }

@@ -2,7 +2,7 @@
 //! under the step's name, so later steps (and the segment stage) read it without running
 //! its SQL again, and its row count is exact.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -10,13 +10,46 @@ use datafusion::datasource::MemTable;
 use datafusion::execution::context::SQLOptions;
 use datafusion::physical_plan::{ExecutionPlan, collect_partitioned};
 use datafusion::prelude::SessionContext;
+use futures::{StreamExt, TryStreamExt};
 use segflow_plan::PlannedStep;
 
 use crate::report::StepReport;
 use crate::{EngineError, Result};
 
+/// Runs `steps` (in plan order) level by level: steps on one level do not read each other,
+/// so up to `max_concurrent` of them run at once. Reports come back in plan order.
+pub async fn run_steps(
+    ctx: &SessionContext,
+    steps: &[&PlannedStep],
+    max_concurrent: usize,
+) -> Result<Vec<StepReport>> {
+    let mut levels: BTreeMap<usize, Vec<&PlannedStep>> = BTreeMap::new();
+    for planned in steps {
+        levels.entry(planned.level).or_default().push(planned);
+    }
+    let mut step_rows = HashMap::new();
+    let mut reports = Vec::with_capacity(steps.len());
+    for level in levels.into_values() {
+        let done: Vec<StepReport> = futures::stream::iter(
+            level
+                .into_iter()
+                .map(|planned| run_step(ctx, planned, &step_rows)),
+        )
+        .buffered(max_concurrent)
+        .try_collect()
+        .await?;
+        for report in done {
+            step_rows.insert(report.name.clone(), report.rows_out);
+            reports.push(report);
+        }
+    }
+    let order = |name: &str| steps.iter().position(|p| p.step.name == name);
+    reports.sort_by_key(|report| order(&report.name));
+    Ok(reports)
+}
+
 /// Runs one step; `step_rows` holds the row counts of the steps that ran before it.
-pub async fn run_step(
+async fn run_step(
     ctx: &SessionContext,
     planned: &PlannedStep,
     step_rows: &HashMap<String, u64>,

@@ -29,6 +29,8 @@ pub struct Pipeline {
     pub vars: BTreeMap<String, String>,
     /// Variables whose value came from the environment (`${env:NAME}`): never shown.
     pub secret_vars: BTreeSet<String>,
+    /// Every value read from the environment; see [`Pipeline::redact`].
+    pub secrets: Vec<String>,
     pub stores: Vec<Store>,
     pub sources: Vec<Source>,
     /// In the order written; the planner decides the order they run in.
@@ -39,6 +41,12 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
+    /// `text` with every value read from the environment replaced by `***`: for anything
+    /// shown to people or written to logs and reports.
+    pub fn redact(&self, text: &str) -> String {
+        redact(text, &self.secrets)
+    }
+
     /// `file:line:column: key` for messages about `key`.
     pub fn at(&self, key: &str) -> String {
         located(&self.file, self.locations.locate(key), key)
@@ -232,6 +240,16 @@ pub struct Segment {
     pub max_iterations: usize,
     pub tolerance: f64,
     pub output: Location,
+}
+
+/// `text` with every one of `secrets` replaced by `***`, longest first so that a secret
+/// containing another is hidden whole.
+pub fn redact(text: &str, secrets: &[String]) -> String {
+    let mut sorted: Vec<&String> = secrets.iter().collect();
+    sorted.sort_by_key(|secret| std::cmp::Reverse(secret.len()));
+    sorted.into_iter().fold(text.to_string(), |text, secret| {
+        text.replace(secret.as_str(), "***")
+    })
 }
 
 /// Reads and resolves the pipeline at `path`, with `overrides` replacing variable defaults.

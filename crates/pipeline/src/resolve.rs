@@ -30,6 +30,7 @@ pub fn resolve(
         vars: BTreeMap::new(),
         secret_vars: BTreeSet::new(),
         declared_stores: Vec::new(),
+        secrets: BTreeSet::new(),
     };
 
     check_identifier(&mut resolver.problems, "name", "pipeline name", &raw.name);
@@ -53,6 +54,7 @@ pub fn resolve(
         file: file.to_path_buf(),
         vars: resolver.vars,
         secret_vars: resolver.secret_vars,
+        secrets: resolver.secrets.into_iter().collect(),
         stores,
         sources,
         steps,
@@ -68,6 +70,8 @@ struct Resolver {
     secret_vars: BTreeSet<String>,
     /// Every store name written, including those whose URL is broken (already reported).
     declared_stores: Vec<String>,
+    /// Values read from the environment.
+    secrets: BTreeSet<String>,
 }
 
 impl Resolver {
@@ -77,7 +81,7 @@ impl Resolver {
 
     /// Substitutes variables, recording a problem (and returning None) when one is unknown.
     fn expand(&mut self, key: &str, text: &str) -> Option<String> {
-        match expand(text, &self.vars) {
+        match expand(text, &self.vars, &mut self.secrets) {
             Ok(expanded) => Some(expanded),
             Err(message) => {
                 self.problem(key, message);
@@ -106,7 +110,7 @@ impl Resolver {
                 self.secret_vars.insert(name.clone());
             }
             // A default may read the environment; it may not refer to other variables.
-            match expand(value, &BTreeMap::new()) {
+            match expand(value, &BTreeMap::new(), &mut self.secrets) {
                 Ok(value) => {
                     values.insert(name.clone(), value);
                 }

@@ -3,12 +3,16 @@
 //! Hand-written because the rules are ours: an unknown variable is an error (never an empty
 //! string), and environment values are only read where the pipeline asks for them.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// Replaces every `${NAME}` with the variable's value and every `${env:NAME}` with the
-/// environment variable's value. Returns a readable message for the first reference that
-/// cannot be resolved.
-pub fn expand(text: &str, vars: &BTreeMap<String, String>) -> Result<String, String> {
+/// environment variable's value, adding each environment value to `secrets`. Returns a
+/// readable message for the first reference that cannot be resolved.
+pub fn expand(
+    text: &str,
+    vars: &BTreeMap<String, String>,
+    secrets: &mut BTreeSet<String>,
+) -> Result<String, String> {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(start) = rest.find("${") {
@@ -21,18 +25,26 @@ pub fn expand(text: &str, vars: &BTreeMap<String, String>) -> Result<String, Str
             ));
         };
         let reference = after[..end].trim();
-        out.push_str(&lookup(reference, vars)?);
+        out.push_str(&lookup(reference, vars, secrets)?);
         rest = &after[end + 1..];
     }
     out.push_str(rest);
     Ok(out)
 }
 
-fn lookup(reference: &str, vars: &BTreeMap<String, String>) -> Result<String, String> {
+fn lookup(
+    reference: &str,
+    vars: &BTreeMap<String, String>,
+    secrets: &mut BTreeSet<String>,
+) -> Result<String, String> {
     if let Some(name) = reference.strip_prefix("env:") {
-        return std::env::var(name).map_err(|_| {
+        let value = std::env::var(name).map_err(|_| {
             format!("environment variable `{name}` (referenced as `${{env:{name}}}`) is not set")
-        });
+        })?;
+        if !value.is_empty() {
+            secrets.insert(value.clone());
+        }
+        return Ok(value);
     }
     vars.get(reference).cloned().ok_or_else(|| {
         let known: Vec<&str> = vars.keys().map(String::as_str).collect();
@@ -50,6 +62,10 @@ fn lookup(reference: &str, vars: &BTreeMap<String, String>) -> Result<String, St
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn expand(text: &str, vars: &BTreeMap<String, String>) -> Result<String, String> {
+        super::expand(text, vars, &mut BTreeSet::new())
+    }
 
     fn vars(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         pairs
@@ -84,6 +100,14 @@ mod tests {
     #[test]
     fn unclosed_reference_is_an_error() {
         assert!(expand("a ${as_of", &vars(&[("as_of", "x")])).is_err());
+    }
+
+    #[test]
+    fn environment_values_are_collected_as_secrets() {
+        // PATH is set wherever tests run.
+        let mut secrets = BTreeSet::new();
+        let value = super::expand("${env:PATH}", &vars(&[]), &mut secrets).unwrap();
+        assert_eq!(secrets.into_iter().collect::<Vec<_>>(), [value]);
     }
 
     #[test]

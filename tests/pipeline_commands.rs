@@ -1,0 +1,218 @@
+//! `plan`, partial runs (`--select`, `--until`), variables, concurrency and secrets, run
+//! through the real binary on a copy of the example project.
+
+mod common;
+
+use arrow::array::{AsArray, RecordBatch};
+use arrow::datatypes::Int64Type;
+use common::{Project, read_parquet_folder};
+
+const PIPELINE: &str = "pipelines/customer_segments.yaml";
+
+fn replace_in(project: &Project, relative: &str, from: &str, to: &str) {
+    let text = std::fs::read_to_string(project.path(relative)).unwrap();
+    assert!(text.contains(from), "{relative} does not contain {from:?}");
+    project.write(relative, &text.replacen(from, to, 1));
+}
+
+fn step_names(project: &Project, report: &str) -> Vec<String> {
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(project.path(report)).unwrap()).unwrap();
+    report["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|step| step["name"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn plan_shows_levels_reads_and_writes_in_three_formats() {
+    let project = Project::copy_of_repository();
+    let text = project.segflow(&["plan", PIPELINE]);
+    text.assert_exit(0);
+    let root = project.path("");
+    let shown = text
+        .stdout
+        .replace(root.to_string_lossy().trim_end_matches('/'), "[PROJECT]");
+    insta::assert_snapshot!("plan_text", shown);
+
+    let json = project.segflow(&["plan", PIPELINE, "--format", "json"]);
+    json.assert_exit(0);
+    let plan: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+    let steps = plan["steps"].as_array().unwrap();
+    assert_eq!(steps.len(), 4);
+    assert_eq!(steps[3]["name"], "customer_features");
+    assert_eq!(
+        steps[3]["reads"],
+        serde_json::json!(["customer_refunds", "daily_purchases"])
+    );
+    assert_eq!(steps[3]["level"], 3);
+    assert_eq!(
+        steps[1]["level"], steps[2]["level"],
+        "independent steps share a level"
+    );
+
+    let dot = project.segflow(&["plan", PIPELINE, "--format", "dot"]);
+    dot.assert_exit(0);
+    assert!(dot.stdout.starts_with("digraph \"customer_segments\" {"));
+    assert!(
+        dot.stdout
+            .contains("\"clean_transactions\" -> \"daily_purchases\";")
+    );
+    assert!(dot.stdout.contains("\"customer_features\" -> \"segment\";"));
+}
+
+#[test]
+fn select_runs_a_step_and_what_it_needs_and_publishes_nothing() {
+    let project = Project::copy_of_repository();
+    let run = project.segflow(&[
+        "run",
+        PIPELINE,
+        "--select",
+        "customer_refunds",
+        "--report-json",
+        "r.json",
+    ]);
+    run.assert_exit(0);
+    assert!(
+        run.stdout.contains("only the selected steps ran"),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(
+        step_names(&project, "r.json"),
+        ["clean_transactions", "customer_refunds"]
+    );
+    assert!(!project.path("out").exists(), "nothing is published");
+
+    let until = project.segflow(&[
+        "run",
+        PIPELINE,
+        "--until",
+        "daily_purchases",
+        "--report-json",
+        "u.json",
+    ]);
+    until.assert_exit(0);
+    assert_eq!(
+        step_names(&project, "u.json"),
+        ["clean_transactions", "daily_purchases"]
+    );
+
+    let unknown = project.segflow(&["run", PIPELINE, "--select", "customer_refund"]);
+    unknown.assert_exit(3);
+    assert_eq!(
+        unknown.stderr.trim(),
+        "error: --select customer_refund: no step is named `customer_refund` (did you mean `customer_refunds`?)"
+    );
+}
+
+#[test]
+fn var_overrides_the_as_of_date() {
+    let project = Project::copy_of_repository();
+    project
+        .segflow(&["run", PIPELINE, "--var", "as_of=2011-09-01"])
+        .assert_exit(0);
+    let segments = read_parquet_folder(&project.path("out/customer_segments/segments"));
+    let t_of = |customer: i64| -> Option<i64> {
+        segments.iter().find_map(|batch: &RecordBatch| {
+            let keys = batch
+                .column_by_name("customer_id")
+                .unwrap()
+                .as_primitive::<Int64Type>();
+            let t = batch
+                .column_by_name("T")
+                .unwrap()
+                .as_primitive::<Int64Type>();
+            (0..batch.num_rows())
+                .find(|&i| keys.value(i) == customer)
+                .map(|i| t.value(i))
+        })
+    };
+    // 2011-03-15 to 2011-09-01 is 170 days; 90003's first purchase is on the as-of date.
+    assert_eq!(t_of(90001), Some(170));
+    assert_eq!(t_of(90003), None);
+}
+
+#[test]
+fn segments_do_not_depend_on_how_many_steps_run_at_once() {
+    let project = Project::copy_of_repository();
+    project
+        .segflow(&["run", PIPELINE, "--max-concurrent-steps", "1"])
+        .assert_exit(0);
+    let serial = std::fs::read(project.path("out/customer_segments/profile.parquet")).unwrap();
+    let serial_segments = read_parquet_folder(&project.path("out/customer_segments/segments"));
+    project
+        .segflow(&["run", PIPELINE, "--max-concurrent-steps", "8"])
+        .assert_exit(0);
+    let parallel_segments = read_parquet_folder(&project.path("out/customer_segments/segments"));
+    assert_eq!(serial_segments, parallel_segments);
+    assert_eq!(
+        serial,
+        std::fs::read(project.path("out/customer_segments/profile.parquet")).unwrap()
+    );
+}
+
+#[test]
+fn a_secret_from_the_environment_never_reaches_the_output() {
+    const SECRET: &str = "tok-9f8e7d6c5b";
+    let env = [("SEGFLOW_TEST_TOKEN", SECRET)];
+    let project = Project::copy_of_repository();
+    replace_in(
+        &project,
+        PIPELINE,
+        "vars:\n",
+        "vars:\n  token: \"${env:SEGFLOW_TEST_TOKEN}\"\n",
+    );
+    replace_in(
+        &project,
+        PIPELINE,
+        "WHERE is_refund AND",
+        "WHERE is_refund AND '${token}' IS NOT NULL AND",
+    );
+
+    let mut seen = Vec::new();
+    for args in [
+        vec![
+            "-vv",
+            "--log-format",
+            "json",
+            "run",
+            PIPELINE,
+            "--report-json",
+            "r.json",
+        ],
+        vec!["-vv", "run", PIPELINE],
+        vec!["plan", PIPELINE, "--format", "json"],
+        vec!["plan", PIPELINE],
+        vec!["check", PIPELINE],
+    ] {
+        let run = project.segflow_with_env(&args, &env);
+        run.assert_exit(0);
+        seen.push(run.stdout + &run.stderr);
+    }
+    let report = std::fs::read_to_string(project.path("r.json")).unwrap();
+    assert!(report.contains("\"token\": \"***\""), "{report}");
+    seen.push(report);
+
+    // A SQL error that quotes the secret shows it masked.
+    replace_in(
+        &project,
+        PIPELINE,
+        "'${token}' IS NOT NULL",
+        "\"${token}\" IS NOT NULL",
+    );
+    let failed = project.segflow_with_env(&["run", PIPELINE], &env);
+    failed.assert_exit(3);
+    assert!(
+        failed.stderr.contains("No field named \"***\""),
+        "{}",
+        failed.stderr
+    );
+    seen.push(failed.stderr);
+
+    for output in seen {
+        assert!(!output.contains(SECRET), "the secret leaked:\n{output}");
+    }
+}
