@@ -41,15 +41,15 @@ fn plan_shows_levels_reads_and_writes_in_three_formats() {
     json.assert_exit(0);
     let plan: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
     let steps = plan["steps"].as_array().unwrap();
-    assert_eq!(steps.len(), 4);
-    assert_eq!(steps[3]["name"], "customer_features");
+    assert_eq!(steps.len(), 5);
+    assert_eq!(steps[4]["name"], "customer_features");
     assert_eq!(
-        steps[3]["reads"],
+        steps[4]["reads"],
         serde_json::json!(["customer_refunds", "daily_purchases"])
     );
-    assert_eq!(steps[3]["level"], 3);
+    assert_eq!(steps[4]["level"], 4);
     assert_eq!(
-        steps[1]["level"], steps[2]["level"],
+        steps[2]["level"], steps[3]["level"],
         "independent steps share a level"
     );
 
@@ -58,7 +58,7 @@ fn plan_shows_levels_reads_and_writes_in_three_formats() {
     assert!(dot.stdout.starts_with("digraph \"customer_segments\" {"));
     assert!(
         dot.stdout
-            .contains("\"clean_transactions\" -> \"daily_purchases\";")
+            .contains("\"valid_transactions\" -> \"daily_purchases\";")
     );
     assert!(dot.stdout.contains("\"customer_features\" -> \"segment\";"));
 }
@@ -82,7 +82,11 @@ fn select_runs_a_step_and_what_it_needs_and_publishes_nothing() {
     );
     assert_eq!(
         step_names(&project, "r.json"),
-        ["clean_transactions", "customer_refunds"]
+        [
+            "clean_transactions",
+            "valid_transactions",
+            "customer_refunds"
+        ]
     );
     assert!(!project.path("out").exists(), "nothing is published");
 
@@ -97,7 +101,11 @@ fn select_runs_a_step_and_what_it_needs_and_publishes_nothing() {
     until.assert_exit(0);
     assert_eq!(
         step_names(&project, "u.json"),
-        ["clean_transactions", "daily_purchases"]
+        [
+            "clean_transactions",
+            "valid_transactions",
+            "daily_purchases"
+        ]
     );
 
     let unknown = project.segflow(&["run", PIPELINE, "--select", "customer_refund"]);

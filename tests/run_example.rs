@@ -87,16 +87,45 @@ fn example_pipeline_segments_every_valid_customer_once() {
         steps,
         [
             "clean_transactions",
+            "valid_transactions",
             "daily_purchases",
             "customer_refunds",
             "customer_features"
         ]
     );
+    let source = &report["sources"][0];
+    assert_eq!(source["rows_read"], 30_000, "the whole fixture is read");
+    let quarantined = source["rows_quarantined"].as_u64().unwrap();
+    assert!(quarantined > 0, "the fixture holds unparseable dates");
     assert_eq!(
-        report["steps"][0]["rows_in"], 30_000,
-        "the whole fixture is read"
+        source["rows_out"].as_u64().unwrap() + quarantined,
+        30_000,
+        "every row is passed on or quarantined"
     );
-    assert_eq!(report["steps"][3]["rows_out"], keys.len());
+    assert_eq!(report["steps"][0]["rows_in"], source["rows_out"]);
+    assert_eq!(report["steps"][4]["rows_out"], keys.len());
+    let validate = &report["steps"][1];
+    assert_eq!(
+        validate["rows_in"].as_u64().unwrap(),
+        validate["rows_out"].as_u64().unwrap() + validate["rows_quarantined"].as_u64().unwrap()
+    );
+    let rejects = read_parquet(&output.join("_rejects/raw_transactions.parquet"));
+    assert_eq!(
+        rejects.iter().map(RecordBatch::num_rows).sum::<usize>() as u64,
+        quarantined
+    );
+    for batch in &rejects {
+        let reasons = batch.column_by_name("reason").unwrap().as_string::<i32>();
+        let raws = batch.column_by_name("raw").unwrap().as_string::<i32>();
+        for row in 0..batch.num_rows() {
+            assert!(
+                reasons.value(row).starts_with("invoice_date: "),
+                "{}",
+                reasons.value(row)
+            );
+            assert!(raws.value(row).split(',').count() >= 8);
+        }
+    }
     let outputs: Vec<&str> = report["outputs"]
         .as_array()
         .unwrap()
@@ -193,8 +222,15 @@ fn expected_customers(project: &Project) -> BTreeSet<i64> {
                 .map(|at| at.date() < chrono::NaiveDate::from_ymd_opt(2011, 12, 10).unwrap())
                 .unwrap_or(false);
             let quantity: i64 = r[3].parse().unwrap();
+            // The validate step quarantines implausible quantities.
+            let plausible = quantity.abs() <= 10_000;
             let price: f64 = r[5].parse().unwrap();
-            !r[6].is_empty() && valid_date && quantity > 0 && price > 0.0 && !r[0].starts_with('C')
+            !r[6].is_empty()
+                && valid_date
+                && plausible
+                && quantity > 0
+                && price > 0.0
+                && !r[0].starts_with('C')
         })
         .map(|r| r[6].parse().unwrap())
         .collect()

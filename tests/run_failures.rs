@@ -40,13 +40,13 @@ fn unknown_table_is_caught_before_anything_runs() {
     replace_in(
         &project,
         "sql/retail/daily_purchases.sql",
-        "FROM clean_transactions",
-        "FROM clean_transaction",
+        "FROM valid_transactions",
+        "FROM valid_transaction",
     );
     let run = project.segflow(&["check", PIPELINE]);
     run.assert_exit(3);
     assert!(
-        run.stderr.contains("reads table `clean_transaction`, which no source or step defines (did you mean `clean_transactions`?)"),
+        run.stderr.contains("reads table `valid_transaction`, which no source or step defines (did you mean `valid_transactions`?)"),
         "{}",
         run.stderr
     );
@@ -152,4 +152,77 @@ fn failed_run_leaves_the_previous_outputs_published() {
         profile,
         "the previous run's outputs are untouched"
     );
+}
+
+#[test]
+fn error_severity_check_fails_the_run_with_its_table_and_publishes_nothing() {
+    let project = Project::copy_of_repository();
+    replace_in(
+        &project,
+        PIPELINE,
+        "        max: 10000\n        severity: quarantine",
+        "        max: 10000\n        severity: error",
+    );
+    let run = project.segflow(&["run", PIPELINE]);
+    run.assert_exit(4);
+    assert!(
+        run.stderr.contains("validation failed")
+            && run
+                .stderr
+                .contains("check `quantity_plausible` (range): 24 failing rows"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stdout.contains("valid_transactions.quantity_plausible") && run.stdout.contains("fail"),
+        "the checks table is printed: {}",
+        run.stdout
+    );
+    assert!(!project.path("out/customer_segments").exists());
+}
+
+#[test]
+fn warn_severity_check_reports_and_the_run_goes_on() {
+    let project = Project::copy_of_repository();
+    replace_in(
+        &project,
+        PIPELINE,
+        "        max: 10000\n        severity: quarantine",
+        "        max: 10000\n        severity: warn",
+    );
+    let run = project.segflow(&["run", PIPELINE]);
+    run.assert_exit(0);
+    assert!(
+        run.stdout
+            .lines()
+            .any(|line| line.contains("quantity_plausible") && line.contains("warn")),
+        "{}",
+        run.stdout
+    );
+    assert!(project.path("out/customer_segments/_SUCCESS").exists());
+    let rejects = common::read_parquet(
+        &project.path("out/customer_segments/_rejects/valid_transactions.parquet"),
+    );
+    assert_eq!(
+        rejects.iter().map(|b| b.num_rows()).sum::<usize>(),
+        0,
+        "a warning quarantines nothing (the pattern check, still quarantining, finds no row)"
+    );
+}
+
+#[test]
+fn strict_source_names_file_line_and_column_of_a_bad_row() {
+    let project = Project::copy_of_repository();
+    replace_in(&project, PIPELINE, "    on_error: quarantine\n", "");
+    let run = project.segflow(&["run", PIPELINE]);
+    run.assert_exit(4);
+    assert!(
+        run.stderr.contains("source `raw_transactions`")
+            && run.stderr.contains("retail/transactions.csv line ")
+            && run.stderr.contains("invoice_date: ")
+            && run.stderr.contains("on_error: quarantine"),
+        "{}",
+        run.stderr
+    );
+    assert!(!project.path("out/customer_segments/_SUCCESS").exists());
 }

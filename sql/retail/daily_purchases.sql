@@ -5,7 +5,7 @@ SELECT
     CAST(invoiced_at AS DATE) AS purchase_day,
     sum(amount) AS spend,
     count(DISTINCT invoice_no) AS invoices
-FROM clean_transactions
+FROM valid_transactions
 WHERE NOT is_refund
   AND invoiced_at < DATE '${as_of}'
 GROUP BY customer_id, CAST(invoiced_at AS DATE)

@@ -217,7 +217,17 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 until,
             };
             let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-            let report = runtime.block_on(segflow_engine::run(&pipeline, &options))?;
+            let report = match runtime.block_on(segflow_engine::run(&pipeline, &options)) {
+                Ok(report) => report,
+                Err(error) => {
+                    if let (EngineError::ValidationFailed { steps, .. }, false) =
+                        (&error, cli.quiet)
+                    {
+                        summary::print_checks(steps);
+                    }
+                    return Err(error.into());
+                }
+            };
             if let Some(path) = report_json {
                 let json = redact(&serde_json::to_string_pretty(&report)?);
                 std::fs::write(&path, json + "\n")

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use segflow_engine::RunReport;
+use segflow_engine::{CheckReport, RunReport, SourceReport, StepReport};
 use segflow_pipeline::Pipeline;
 use segflow_plan::StepGraph;
 
@@ -14,6 +14,7 @@ pub fn print_run(report: &RunReport) {
 
 pub fn render_run(report: &RunReport) -> String {
     let mut out = format!("pipeline {} (run {})\n", report.pipeline, report.run_id);
+    out.push_str(&render_sources(&report.sources));
     let width = report
         .steps
         .iter()
@@ -31,6 +32,7 @@ pub fn render_run(report: &RunReport) -> String {
             seconds(step.duration_ms),
         ));
     }
+    out.push_str(&render_checks(&report.steps));
     let Some(segment) = &report.segment else {
         out.push_str("only the selected steps ran: no segments, nothing published\n");
         out.push_str(&format!("done in {}", seconds(report.duration_ms)));
@@ -73,6 +75,79 @@ pub fn render_run(report: &RunReport) -> String {
     }
     out.push_str(&format!("done in {}", seconds(report.duration_ms)));
     out
+}
+
+/// Sources with rows read, passed on and quarantined.
+fn render_sources(sources: &[SourceReport]) -> String {
+    let width = sources.iter().map(|s| s.name.len()).max().unwrap_or(0);
+    let mut out = String::from("sources\n");
+    for source in sources {
+        let Some(read) = source.rows_read else {
+            out.push_str(&format!("  {:<width$}  not read\n", source.name));
+            continue;
+        };
+        out.push_str(&format!(
+            "  {:<width$}  {:<8}  {:>11} rows read {:>11} rows out",
+            source.name,
+            source.format,
+            thousands(read),
+            thousands(source.rows_out.unwrap_or(read)),
+        ));
+        if source.on_error == "quarantine" {
+            out.push_str(&format!(
+                "  {} quarantined",
+                thousands(source.rows_quarantined)
+            ));
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// Every check of every validate step: its status, failing rows and a few samples.
+pub fn render_checks(steps: &[StepReport]) -> String {
+    let checks: Vec<(&StepReport, &CheckReport)> = steps
+        .iter()
+        .flat_map(|step| step.checks.iter().map(move |check| (step, check)))
+        .collect();
+    if checks.is_empty() {
+        return String::new();
+    }
+    let name_width = checks
+        .iter()
+        .map(|(step, check)| step.name.len() + 1 + check.name.len())
+        .max()
+        .unwrap_or(0);
+    let type_width = checks
+        .iter()
+        .map(|(_, check)| check.check_type.len())
+        .max()
+        .unwrap_or(0);
+    let mut out = String::from("checks\n");
+    for (step, check) in checks {
+        let name = format!("{}.{}", step.name, check.name);
+        let mut line = format!(
+            "  {name:<name_width$}  {:<type_width$}  {:<11}  {:>9} failing",
+            check.check_type,
+            check.status,
+            thousands(check.failing_rows),
+        );
+        if let Some(detail) = &check.detail {
+            line.push_str(&format!("  {detail}"));
+        } else if !check.samples.is_empty() {
+            line.push_str(&format!("  e.g. {}", check.samples.join("; ")));
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+pub fn print_checks(steps: &[StepReport]) {
+    let table = render_checks(steps);
+    if !table.is_empty() {
+        print!("{}", crate::redact(&table));
+    }
 }
 
 pub fn print_check(pipeline: &Pipeline, graph: &StepGraph) {

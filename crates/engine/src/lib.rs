@@ -7,24 +7,31 @@
 //! blame ([`ErrorClass`]).
 
 mod check;
+mod lenient_csv;
 mod report;
 mod segment;
 mod sources;
 mod steps;
 mod stores;
+mod validate;
 
 use std::time::Instant;
 
+use arrow::error::ArrowError;
 use datafusion::datasource::listing::ListingTableUrl;
 use datafusion::error::DataFusionError;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use object_store::path::Path as StorePath;
 use segflow_pipeline::Url;
-use segflow_pipeline::{Format, Pipeline};
+use segflow_pipeline::{Format, OnError, Pipeline, Source};
 use segflow_plan::{PlanError, PlannedStep, StepGraph};
 use segflow_publish::{OutputFolder, PublishError, STAGING_DIR, SUCCESS_MARKER};
 
-pub use report::{OutputReport, RunReport, SegmentReport, SourceReport, StepReport};
+pub use report::{CheckReport, OutputReport, RunReport, SegmentReport, SourceReport, StepReport};
+
+/// Under the output folder: one Parquet table of rejected rows per quarantining source and
+/// per validate step with quarantine checks.
+pub const REJECTS_DIR: &str = "_rejects";
 
 pub type Result<T, E = EngineError> = std::result::Result<T, E>;
 
@@ -79,6 +86,24 @@ pub enum EngineError {
     /// The segment settings do not fit the input table.
     #[error("segment: {0}")]
     SegmentSpec(String),
+    /// A check of severity `error` found failing rows; nothing is published.
+    #[error("validation failed:\n  {}", failures.join("\n  "))]
+    ValidationFailed {
+        failures: Vec<String>,
+        /// Every step that ran, with its checks, for the checks table.
+        steps: Vec<StepReport>,
+    },
+    /// A strict (`on_error: fail`) CSV source holds a row that does not parse.
+    #[error(
+        "source `{source_name}`: {file}{}: {reason} (set `on_error: quarantine` on the source to set such rows aside)",
+        line.map(|line| format!(" line {line}")).unwrap_or_default()
+    )]
+    BadRow {
+        source_name: String,
+        file: String,
+        line: Option<u64>,
+        reason: String,
+    },
     /// The segment input holds data the stage refuses (null or repeated keys).
     #[error("segment: {0}")]
     SegmentData(String),
@@ -105,7 +130,9 @@ impl EngineError {
             | EngineError::Store { .. }
             | EngineError::SegmentSpec(_) => ErrorClass::PipelineInvalid,
             EngineError::Step { error, .. } if is_sql_mistake(error) => ErrorClass::PipelineInvalid,
-            EngineError::SegmentData(_) => ErrorClass::ValidationFailed,
+            EngineError::SegmentData(_)
+            | EngineError::ValidationFailed { .. }
+            | EngineError::BadRow { .. } => ErrorClass::ValidationFailed,
             _ => ErrorClass::Runtime,
         }
     }
@@ -190,17 +217,35 @@ pub async fn run(pipeline: &Pipeline, options: &RunOptions) -> Result<RunReport>
     let graph = check(pipeline).await?;
     let ctx = SessionContext::new_with_config(SessionConfig::new().with_information_schema(false));
     stores::register_stores(&ctx, &pipeline.stores)?;
-    sources::register_sources(&ctx, &pipeline.sources).await?;
+    let source_rejects = sources::register_sources(&ctx, &pipeline.sources).await?;
+    let quarantined_sources = source_rejects
+        .iter()
+        .map(|rejects| (rejects.source.clone(), rejects.rows_out))
+        .collect();
 
     let selected = select_steps(&graph, options)?;
-    let step_reports =
-        steps::run_steps(&ctx, &selected, options.max_concurrent_steps.max(1)).await?;
+    let max_concurrent = options.max_concurrent_steps.max(1);
+    let outcome = match steps::run_steps(&ctx, &selected, max_concurrent, quarantined_sources).await
+    {
+        Ok(outcome) => outcome,
+        Err(error) => return Err(name_bad_row(&ctx, pipeline, &selected, error).await),
+    };
+    let sources = source_reports(pipeline, &source_rejects, &outcome.scans);
+    let failures = validation_failures(&outcome.reports);
+    if !failures.is_empty() {
+        return Err(EngineError::ValidationFailed {
+            failures,
+            steps: outcome.reports,
+        });
+    }
+    let step_reports = outcome.reports;
+    let rejects = outcome.rejects;
     if options.select.is_some() || options.until.is_some() {
         return Ok(report(
             pipeline,
             run_id,
-            started_at,
-            started,
+            (started_at, started),
+            sources,
             step_reports,
             None,
             Vec::new(),
@@ -209,7 +254,22 @@ pub async fn run(pipeline: &Pipeline, options: &RunOptions) -> Result<RunReport>
 
     let folder = output_folder(&ctx, pipeline)?;
     let mut staging = folder.stage(&run_id);
-    let segment = match segment::run_segment(&ctx, &pipeline.segment, &mut staging).await {
+    let staged = async {
+        for rejected in &source_rejects {
+            let name = format!("{REJECTS_DIR}/{}.parquet", rejected.source);
+            staging
+                .write_parquet(&name, rejected.schema.clone(), &rejected.batches)
+                .await?;
+        }
+        for rejected in &rejects {
+            let name = format!("{REJECTS_DIR}/{}.parquet", rejected.step);
+            staging
+                .write_parquet(&name, rejected.schema.clone(), &rejected.batches)
+                .await?;
+        }
+        segment::run_segment(&ctx, &pipeline.segment, &mut staging).await
+    };
+    let segment = match staged.await {
         Ok(segment) => segment,
         Err(error) => {
             if let Err(cleanup) = staging.discard().await {
@@ -242,19 +302,145 @@ pub async fn run(pipeline: &Pipeline, options: &RunOptions) -> Result<RunReport>
     Ok(report(
         pipeline,
         run_id,
-        started_at,
-        started,
+        (started_at, started),
+        sources,
         step_reports,
         Some(segment),
         outputs,
     ))
 }
 
+/// Checks of severity `error` that found failing rows, one line each.
+fn validation_failures(steps: &[StepReport]) -> Vec<String> {
+    steps
+        .iter()
+        .flat_map(|step| {
+            step.checks
+                .iter()
+                .filter(|check| check.status == "fail")
+                .map(move |check| {
+                    let what = match (&check.detail, check.samples.is_empty()) {
+                        (Some(detail), _) => detail.clone(),
+                        (None, true) => format!("{} failing rows", check.failing_rows),
+                        (None, false) => format!(
+                            "{} failing rows, e.g. {}",
+                            check.failing_rows,
+                            check.samples.join("; ")
+                        ),
+                    };
+                    format!(
+                        "step `{}`, check `{}` ({}): {what}",
+                        step.name, check.name, check.check_type
+                    )
+                })
+        })
+        .collect()
+}
+
+/// DataFusion's CSV reader reports a bad value by column number and a line counted within
+/// its batch, without the file. When a step fails that way, re-read the CSV sources it
+/// reads to name the file, line and column of the first row that does not parse.
+async fn name_bad_row(
+    ctx: &SessionContext,
+    pipeline: &Pipeline,
+    selected: &[&PlannedStep],
+    error: EngineError,
+) -> EngineError {
+    let EngineError::Step {
+        step, error: cause, ..
+    } = &error
+    else {
+        return error;
+    };
+    let is_parse_error = matches!(
+        cause.find_root(),
+        DataFusionError::ArrowError(arrow_error, _)
+            if matches!(**arrow_error, ArrowError::ParseError(_) | ArrowError::CsvError(_))
+    );
+    let Some(planned) = selected.iter().find(|p| &p.step.name == step) else {
+        return error;
+    };
+    if !is_parse_error {
+        return error;
+    }
+    for source in &pipeline.sources {
+        if source.format != Format::Csv || !planned.reads.contains(&source.name) {
+            continue;
+        }
+        let Ok(table) = ctx.table(source.name.as_str()).await else {
+            continue;
+        };
+        let schema = std::sync::Arc::new(table.schema().as_arrow().clone());
+        if let Ok(Some(bad)) = lenient_csv::first_bad_row(ctx, source, schema).await {
+            return EngineError::BadRow {
+                source_name: source.name.clone(),
+                file: bad.file,
+                line: bad.line,
+                reason: bad.reason,
+            };
+        }
+    }
+    error
+}
+
+/// Per source: rows read (from the steps' file scans, or from the quarantining read),
+/// passed on and quarantined.
+fn source_reports(
+    pipeline: &Pipeline,
+    rejects: &[lenient_csv::SourceRejects],
+    scans: &[steps::Scan],
+) -> Vec<SourceReport> {
+    pipeline
+        .sources
+        .iter()
+        .map(|source| {
+            let (rows_read, rows_quarantined) =
+                match rejects.iter().find(|r| r.source == source.name) {
+                    Some(rejects) => (Some(rejects.rows_read), rejects.rows_quarantined()),
+                    None => (rows_scanned(source, scans), 0),
+                };
+            SourceReport {
+                name: source.name.clone(),
+                url: pipeline.redact(source.location.url.as_str()),
+                format: match source.format {
+                    Format::Csv => "csv",
+                    Format::Ndjson => "ndjson",
+                    Format::Parquet => "parquet",
+                }
+                .to_string(),
+                on_error: match source.on_error {
+                    OnError::Fail => "fail",
+                    OnError::Quarantine => "quarantine",
+                }
+                .to_string(),
+                rows_read,
+                rows_out: rows_read.map(|rows| rows - rows_quarantined),
+                rows_quarantined,
+            }
+        })
+        .collect()
+}
+
+/// The largest scan of the source's files by any step: a source read by two steps is
+/// read twice, but holds its rows once.
+fn rows_scanned(source: &Source, scans: &[steps::Scan]) -> Option<u64> {
+    let url = ListingTableUrl::parse(source.location.url.as_str()).ok()?;
+    let prefix = url.prefix().as_ref();
+    let reads_source = |file: &String| {
+        prefix.is_empty() || file == prefix || file.starts_with(&format!("{prefix}/"))
+    };
+    scans
+        .iter()
+        .filter(|scan| !scan.files.is_empty() && scan.files.iter().all(reads_source))
+        .map(|scan| scan.rows)
+        .max()
+}
+
 fn report(
     pipeline: &Pipeline,
     run_id: String,
-    started_at: chrono::DateTime<chrono::Utc>,
-    started: Instant,
+    (started_at, started): (chrono::DateTime<chrono::Utc>, Instant),
+    sources: Vec<SourceReport>,
     steps: Vec<StepReport>,
     segment: Option<SegmentReport>,
     outputs: Vec<OutputReport>,
@@ -276,20 +462,7 @@ fn report(
                 (name.clone(), shown)
             })
             .collect(),
-        sources: pipeline
-            .sources
-            .iter()
-            .map(|source| SourceReport {
-                name: source.name.clone(),
-                url: pipeline.redact(source.location.url.as_str()),
-                format: match source.format {
-                    Format::Csv => "csv",
-                    Format::Ndjson => "ndjson",
-                    Format::Parquet => "parquet",
-                }
-                .to_string(),
-            })
-            .collect(),
+        sources,
         steps,
         segment,
         outputs,

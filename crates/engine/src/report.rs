@@ -27,6 +27,15 @@ pub struct SourceReport {
     pub name: String,
     pub url: String,
     pub format: String,
+    /// `fail` or `quarantine`.
+    pub on_error: String,
+    /// Rows read from its files (for a source read by several steps, the largest scan);
+    /// absent when no step that ran read it.
+    pub rows_read: Option<u64>,
+    /// Rows passed on to the steps (rows_read minus rows_quarantined).
+    pub rows_out: Option<u64>,
+    /// Rows that did not parse, set aside in `_rejects/<source>.parquet`.
+    pub rows_quarantined: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -39,7 +48,29 @@ pub struct StepReport {
     /// Rows read from the tables the step reads.
     pub rows_in: u64,
     pub rows_out: u64,
+    /// Clean steps reading one table: rows the SQL itself filtered out (rows_in - rows_out).
+    pub rows_removed: Option<u64>,
+    /// Validate steps: rows removed to the rejects table (rows_in = rows_out + this).
+    pub rows_quarantined: u64,
+    /// Validate steps: the outcome of each check.
+    pub checks: Vec<CheckReport>,
     pub duration_ms: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CheckReport {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub check_type: String,
+    pub severity: String,
+    /// `pass`, `warn`, `fail` or `quarantined`.
+    pub status: String,
+    /// Failing rows (for table-level checks, 1 when the check fails).
+    pub failing_rows: u64,
+    /// A few failing rows, by the step's sample key.
+    pub samples: Vec<String>,
+    /// What a table-level check measured.
+    pub detail: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]

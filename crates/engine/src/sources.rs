@@ -5,33 +5,58 @@ use datafusion::datasource::file_format::file_compression_type::FileCompressionT
 use datafusion::datasource::listing::ListingTableUrl;
 use datafusion::prelude::{CsvReadOptions, JsonReadOptions, ParquetReadOptions, SessionContext};
 use futures::TryStreamExt;
-use segflow_pipeline::{Column, ColumnType, Format, Source};
+use segflow_pipeline::{Column, ColumnType, Format, OnError, Source};
 
+use crate::lenient_csv::{SourceRejects, register_quarantining};
 use crate::{EngineError, Result};
 
-pub async fn register_sources(ctx: &SessionContext, sources: &[Source]) -> Result<()> {
+/// Registers every source; those with `on_error: quarantine` are read now, and their
+/// rejects come back.
+pub async fn register_sources(
+    ctx: &SessionContext,
+    sources: &[Source],
+) -> Result<Vec<SourceRejects>> {
+    let mut rejects = Vec::new();
     for source in sources {
-        register_source(ctx, source).await?;
+        if source.on_error == OnError::Quarantine {
+            ensure_files(ctx, source).await?;
+            rejects.push(register_quarantining(ctx, source).await?);
+        } else {
+            register_source(ctx, source).await?;
+        }
     }
-    Ok(())
+    Ok(rejects)
 }
 
 /// Registers one source, failing when its path matches no file (which would otherwise read
 /// as an empty table).
 pub async fn register_source(ctx: &SessionContext, source: &Source) -> Result<()> {
-    let source_error = |error| EngineError::Source {
+    ensure_files(ctx, source).await?;
+    register(ctx, source)
+        .await
+        .map_err(|error| source_error(source, error))
+}
+
+async fn ensure_files(ctx: &SessionContext, source: &Source) -> Result<()> {
+    if has_files(ctx, source)
+        .await
+        .map_err(|error| source_error(source, error))?
+    {
+        return Ok(());
+    }
+    Err(EngineError::NoFiles {
+        source_name: source.name.clone(),
+        url: source.location.url.to_string(),
+        extension: source.extension.clone(),
+    })
+}
+
+fn source_error(source: &Source, error: datafusion::error::DataFusionError) -> EngineError {
+    EngineError::Source {
         source_name: source.name.clone(),
         url: source.location.url.to_string(),
         error: Box::new(error),
-    };
-    if !has_files(ctx, source).await.map_err(source_error)? {
-        return Err(EngineError::NoFiles {
-            source_name: source.name.clone(),
-            url: source.location.url.to_string(),
-            extension: source.extension.clone(),
-        });
     }
-    register(ctx, source).await.map_err(source_error)
 }
 
 async fn has_files(ctx: &SessionContext, source: &Source) -> datafusion::error::Result<bool> {

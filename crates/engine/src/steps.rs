@@ -7,30 +7,52 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use datafusion::datasource::MemTable;
+use datafusion::datasource::physical_plan::FileScanConfig;
+use datafusion::datasource::source::DataSourceExec;
 use datafusion::execution::context::SQLOptions;
 use datafusion::physical_plan::{ExecutionPlan, collect_partitioned};
 use datafusion::prelude::SessionContext;
 use futures::{StreamExt, TryStreamExt};
+use segflow_pipeline::StepKind;
 use segflow_plan::PlannedStep;
 
 use crate::report::StepReport;
+use crate::validate::{Rejects, run_validate};
 use crate::{EngineError, Result};
 
+/// What the steps did: their reports (in plan order), their rejects, and the file scans
+/// they ran (to count the rows read from each source).
+#[derive(Debug, Default)]
+pub struct StepsOutcome {
+    pub reports: Vec<StepReport>,
+    pub rejects: Vec<Rejects>,
+    pub scans: Vec<Scan>,
+}
+
+/// One file scan of a step's plan: the files it read and the rows it produced.
+#[derive(Debug)]
+pub struct Scan {
+    pub files: Vec<String>,
+    pub rows: u64,
+}
+
 /// Runs `steps` (in plan order) level by level: steps on one level do not read each other,
-/// so up to `max_concurrent` of them run at once. Reports come back in plan order.
+/// so up to `max_concurrent` of them run at once. `table_rows` holds the row counts of
+/// in-memory tables the steps may read (quarantining sources).
 pub async fn run_steps(
     ctx: &SessionContext,
     steps: &[&PlannedStep],
     max_concurrent: usize,
-) -> Result<Vec<StepReport>> {
+    table_rows: HashMap<String, u64>,
+) -> Result<StepsOutcome> {
     let mut levels: BTreeMap<usize, Vec<&PlannedStep>> = BTreeMap::new();
     for planned in steps {
         levels.entry(planned.level).or_default().push(planned);
     }
-    let mut step_rows = HashMap::new();
-    let mut reports = Vec::with_capacity(steps.len());
+    let mut step_rows = table_rows;
+    let mut outcome = StepsOutcome::default();
     for level in levels.into_values() {
-        let done: Vec<StepReport> = futures::stream::iter(
+        let done: Vec<(StepReport, Option<Rejects>, Vec<Scan>)> = futures::stream::iter(
             level
                 .into_iter()
                 .map(|planned| run_step(ctx, planned, &step_rows)),
@@ -38,14 +60,16 @@ pub async fn run_steps(
         .buffered(max_concurrent)
         .try_collect()
         .await?;
-        for report in done {
+        for (report, rejects, scans) in done {
             step_rows.insert(report.name.clone(), report.rows_out);
-            reports.push(report);
+            outcome.reports.push(report);
+            outcome.rejects.extend(rejects);
+            outcome.scans.extend(scans);
         }
     }
     let order = |name: &str| steps.iter().position(|p| p.step.name == name);
-    reports.sort_by_key(|report| order(&report.name));
-    Ok(reports)
+    outcome.reports.sort_by_key(|report| order(&report.name));
+    Ok(outcome)
 }
 
 /// Runs one step; `step_rows` holds the row counts of the steps that ran before it.
@@ -53,8 +77,12 @@ async fn run_step(
     ctx: &SessionContext,
     planned: &PlannedStep,
     step_rows: &HashMap<String, u64>,
-) -> Result<StepReport> {
+) -> Result<(StepReport, Option<Rejects>, Vec<Scan>)> {
     let step = &planned.step;
+    if let Some(validate) = &step.validate {
+        let (report, rejects) = run_validate(ctx, planned, validate).await?;
+        return Ok((report, rejects, Vec::new()));
+    }
     let started = Instant::now();
     let sql_error = |error| EngineError::Step {
         step: step.name.clone(),
@@ -78,22 +106,30 @@ async fn run_step(
     let table = MemTable::try_new(physical.schema(), partitions).map_err(sql_error)?;
     ctx.register_table(step.name.as_str(), Arc::new(table))
         .map_err(sql_error)?;
+    let mut scans = Vec::new();
+    collect_scans(physical.as_ref(), &mut scans);
+    let rows_in = scans.iter().map(|scan| scan.rows).sum::<u64>()
+        + planned
+            .reads
+            .iter()
+            .filter_map(|table| step_rows.get(table))
+            .sum::<u64>();
     let report = StepReport {
         name: step.name.clone(),
         kind: step.kind.as_str().to_string(),
         sql: step.sql_origin(),
         reads: planned.reads.clone(),
-        rows_in: rows_scanned(physical.as_ref())
-            + planned
-                .reads
-                .iter()
-                .filter_map(|table| step_rows.get(table))
-                .sum::<u64>(),
+        rows_in,
         rows_out,
+        // A clean step filters one table: what it did not pass on, its SQL removed.
+        rows_removed: (step.kind == StepKind::Clean && planned.reads.len() == 1)
+            .then(|| rows_in.saturating_sub(rows_out)),
+        rows_quarantined: 0,
+        checks: Vec::new(),
         duration_ms: started.elapsed().as_millis() as u64,
     };
     tracing::info!(step = %step.name, rows_in = report.rows_in, rows_out, "step done");
-    Ok(report)
+    Ok((report, None, scans))
 }
 
 /// The planner already allows only queries; this also refuses DDL/DML should one slip by.
@@ -104,18 +140,27 @@ pub fn query_only() -> SQLOptions {
         .with_allow_statements(false)
 }
 
-/// Rows the plan's file scans produced: what the step read from sources. (Earlier steps'
-/// results are in-memory tables, which keep no scan metrics; the caller counts those.)
-fn rows_scanned(plan: &dyn ExecutionPlan) -> u64 {
-    let children = plan.children();
-    if children.is_empty() {
-        return plan
-            .metrics()
-            .and_then(|metrics| metrics.output_rows())
-            .unwrap_or(0) as u64;
+/// The plan's file scans: what the step read from sources. (Earlier steps' results are
+/// in-memory tables, which keep no scan metrics; the caller counts those.)
+fn collect_scans(plan: &dyn ExecutionPlan, scans: &mut Vec<Scan>) {
+    if let Some(exec) = plan.downcast_ref::<DataSourceExec>() {
+        if let Some(config) = exec.data_source().downcast_ref::<FileScanConfig>() {
+            scans.push(Scan {
+                files: config
+                    .file_groups
+                    .iter()
+                    .flat_map(|group| group.files())
+                    .map(|file| file.object_meta.location.to_string())
+                    .collect(),
+                rows: plan
+                    .metrics()
+                    .and_then(|metrics| metrics.output_rows())
+                    .unwrap_or(0) as u64,
+            });
+        }
+        return;
     }
-    children
-        .iter()
-        .map(|child| rows_scanned(child.as_ref()))
-        .sum()
+    for child in plan.children() {
+        collect_scans(child.as_ref(), scans);
+    }
 }

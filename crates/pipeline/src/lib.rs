@@ -5,6 +5,7 @@
 //! substitutes variables, reads SQL files and resolves store URLs. This crate does no I/O
 //! beyond reading the pipeline and its SQL files, and knows nothing about DataFusion.
 
+mod checks;
 mod error;
 mod locate;
 mod raw;
@@ -14,6 +15,7 @@ mod vars;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
+pub use checks::{Check, CheckKind, Literal, Severity, Validate, column_type_name};
 pub use error::{PipelineError, Problem, Result, located};
 pub use locate::KeyIndex;
 pub use resolve::{did_you_mean, resolve};
@@ -81,6 +83,17 @@ pub struct Source {
     pub schema: Option<Vec<Column>>,
     /// Files read from a folder or glob end with this; a `.gz` ending means gzip.
     pub extension: String,
+    pub on_error: OnError,
+}
+
+/// What reading a source does with a row that does not parse.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OnError {
+    /// The run fails, naming the file, line and column.
+    #[default]
+    Fail,
+    /// The row goes to the source's rejects table with the reason; the run goes on.
+    Quarantine,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -206,6 +219,8 @@ pub struct Step {
     pub sql: String,
     /// The file the SQL came from, when it was not inline.
     pub sql_file: Option<PathBuf>,
+    /// For validate steps (whose `sql` is empty): the input and checks.
+    pub validate: Option<Validate>,
     /// Where the step is declared, e.g. `steps[2]`, for error messages.
     pub key: String,
 }

@@ -63,6 +63,10 @@ pub struct RawSource {
     /// format's usual extension, e.g. `.csv`; a `.gz` ending is read as gzip).
     #[serde(default)]
     pub extension: Option<String>,
+    /// `fail` (default): a row that does not parse fails the run, naming file, line and
+    /// column. `quarantine`: such rows go to the source's rejects table with the reason.
+    #[serde(default)]
+    pub on_error: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -82,7 +86,7 @@ pub struct RawCsvOptions {
     pub null_value: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawColumn {
     pub name: String,
@@ -110,6 +114,82 @@ pub struct RawStep {
     /// A file holding the step's SQL, relative to the pipeline file.
     #[serde(default)]
     pub sql_file: Option<String>,
+    /// For `kind: validate`: the table checked; the step's result is this table minus the
+    /// rows quarantined by its checks.
+    #[serde(default)]
+    pub input: Option<String>,
+    /// For `kind: validate`: the checks, each compiled to SQL.
+    #[serde(default)]
+    pub checks: Vec<RawCheck>,
+    /// For `kind: validate`: columns identifying a row in samples of failing rows
+    /// (default: the input's first column).
+    #[serde(default)]
+    pub sample_key: Vec<String>,
+}
+
+/// One declarative check. Which keys apply depends on `type`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCheck {
+    /// not_null, unique, accepted_values, range, pattern, relationships, row_count,
+    /// freshness, schema or sql.
+    #[serde(rename = "type")]
+    pub check_type: String,
+    /// Names the check in reports and rejects (default: `<type>_<column>`).
+    #[serde(default)]
+    pub name: Option<String>,
+    /// `error` (fail the run), `warn` (report only) or `quarantine` (remove failing rows to
+    /// the rejects table). Default `error`.
+    #[serde(default)]
+    pub severity: Option<String>,
+    #[serde(default)]
+    pub column: Option<String>,
+    /// For `unique`: the columns whose combination must be unique.
+    #[serde(default)]
+    pub columns: Vec<String>,
+    /// For `accepted_values`.
+    #[serde(default)]
+    pub values: Vec<RawLiteral>,
+    /// For `range` (a number, or a date/timestamp as text) and `row_count`.
+    #[serde(default)]
+    pub min: Option<RawLiteral>,
+    #[serde(default)]
+    pub max: Option<RawLiteral>,
+    /// For `range`: whether `min` / `max` themselves pass (default true).
+    #[serde(default)]
+    pub min_inclusive: Option<bool>,
+    #[serde(default)]
+    pub max_inclusive: Option<bool>,
+    /// For `pattern`: a regular expression every non-null value must match.
+    #[serde(default)]
+    pub regex: Option<String>,
+    /// For `relationships`: the table and column every non-null value must exist in.
+    #[serde(default)]
+    pub to: Option<String>,
+    #[serde(default)]
+    pub field: Option<String>,
+    /// For `freshness`: how old the newest value may be, e.g. `30d`, `12h`.
+    #[serde(default)]
+    pub max_age: Option<String>,
+    /// For `freshness`: the date to measure from (usually `${as_of}`).
+    #[serde(default)]
+    pub as_of: Option<String>,
+    /// For `schema`: expected columns and their types.
+    #[serde(default)]
+    pub expect: Vec<RawColumn>,
+    /// For `sql`: a query whose rows are the violations.
+    #[serde(default)]
+    pub sql: Option<String>,
+}
+
+/// A YAML scalar used as a SQL literal.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum RawLiteral {
+    Integer(i64),
+    Float(f64),
+    Boolean(bool),
+    Text(String),
 }
 
 #[derive(Debug, Deserialize)]

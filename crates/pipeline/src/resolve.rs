@@ -5,11 +5,12 @@ use std::path::{Component, Path, PathBuf};
 
 use url::Url;
 
+use crate::checks::Validate;
 use crate::raw::{RawColumn, RawCsvOptions, RawLocation, RawPipeline, RawSegment, RawSource};
 use crate::vars::expand;
 use crate::{
-    Column, ColumnType, CsvOptions, Format, Location, Pipeline, PipelineError, Problem, Result,
-    Segment, Source, Step, StepKind, Store,
+    Column, ColumnType, CsvOptions, Format, Location, OnError, Pipeline, PipelineError, Problem,
+    Result, Segment, Source, Step, StepKind, Store,
 };
 
 const SUPPORTED_SCHEMES: &[&str] = &["file", "s3", "gs", "az", "abfs", "http", "https"];
@@ -63,10 +64,10 @@ pub fn resolve(
     })
 }
 
-struct Resolver {
+pub(crate) struct Resolver {
     base_dir: PathBuf,
-    problems: Vec<Problem>,
-    vars: BTreeMap<String, String>,
+    pub(crate) problems: Vec<Problem>,
+    pub(crate) vars: BTreeMap<String, String>,
     secret_vars: BTreeSet<String>,
     /// Every store name written, including those whose URL is broken (already reported).
     declared_stores: Vec<String>,
@@ -75,12 +76,12 @@ struct Resolver {
 }
 
 impl Resolver {
-    fn problem(&mut self, key: impl Into<String>, message: impl Into<String>) {
+    pub(crate) fn problem(&mut self, key: impl Into<String>, message: impl Into<String>) {
         self.problems.push(Problem::new(key, message));
     }
 
     /// Substitutes variables, recording a problem (and returning None) when one is unknown.
-    fn expand(&mut self, key: &str, text: &str) -> Option<String> {
+    pub(crate) fn expand(&mut self, key: &str, text: &str) -> Option<String> {
         match expand(text, &self.vars, &mut self.secrets) {
             Ok(expanded) => Some(expanded),
             Err(message) => {
@@ -242,6 +243,31 @@ impl Resolver {
             let schema = source
                 .schema
                 .map(|columns| self.schema(&format!("{key}.schema"), columns));
+            let on_error = match source.on_error.as_deref() {
+                None | Some("fail") => OnError::Fail,
+                Some("quarantine") => OnError::Quarantine,
+                Some(other) => {
+                    self.problem(
+                        format!("{key}.on_error"),
+                        format!("unknown value `{other}`: use fail or quarantine"),
+                    );
+                    OnError::Fail
+                }
+            };
+            if on_error == OnError::Quarantine {
+                if format.is_some_and(|format| format != Format::Csv) {
+                    self.problem(
+                        format!("{key}.on_error"),
+                        "`on_error: quarantine` applies to csv sources (ndjson and parquet rows are typed by their writer)",
+                    );
+                }
+                if schema.is_none() {
+                    self.problem(
+                        format!("{key}.on_error"),
+                        "`on_error: quarantine` needs a `schema`: rows are checked against the declared columns and types",
+                    );
+                }
+            }
             let location = self.location(&key, &source.store, &source.path, stores);
             if let (Some(location), Some(format)) = (location, format) {
                 let extension = source
@@ -254,6 +280,7 @@ impl Resolver {
                     csv,
                     schema,
                     extension,
+                    on_error,
                 });
             }
         }
@@ -285,7 +312,7 @@ impl Resolver {
         options
     }
 
-    fn schema(&mut self, key: &str, columns: Vec<RawColumn>) -> Vec<Column> {
+    pub(crate) fn schema(&mut self, key: &str, columns: Vec<RawColumn>) -> Vec<Column> {
         if columns.is_empty() {
             self.problem(key, "an explicit schema needs at least one column");
         }
@@ -343,6 +370,34 @@ impl Resolver {
                     ),
                 );
             }
+            if kind == Some(StepKind::Validate) {
+                if let Some(validate) = self.resolve_validate(&key, &step) {
+                    steps.push(Step {
+                        name: step.name,
+                        kind: StepKind::Validate,
+                        sql: String::new(),
+                        sql_file: None,
+                        validate: Some(validate),
+                        key,
+                    });
+                }
+                continue;
+            }
+            for (given, name) in [
+                (step.input.is_some(), "input"),
+                (!step.checks.is_empty(), "checks"),
+                (!step.sample_key.is_empty(), "sample_key"),
+            ] {
+                if given {
+                    self.problem(
+                        format!("{key}.{name}"),
+                        format!(
+                            "`{name}` belongs to validate steps; this step is `{}`",
+                            step.kind
+                        ),
+                    );
+                }
+            }
             let (sql, sql_file) = match (step.sql, step.sql_file) {
                 (Some(sql), None) => (Some(sql), None),
                 (None, Some(file)) => {
@@ -386,11 +441,38 @@ impl Resolver {
                     kind,
                     sql,
                     sql_file,
+                    validate: None,
                     key,
                 });
             }
         }
         steps
+    }
+
+    fn resolve_validate(&mut self, key: &str, step: &crate::raw::RawStep) -> Option<Validate> {
+        if step.sql.is_some() || step.sql_file.is_some() {
+            self.problem(
+                key,
+                "a validate step declares `input` and `checks`, not SQL (use a `sql` check for a custom query)",
+            );
+        }
+        let Some(input) = step.input.clone() else {
+            self.problem(key, "a validate step needs `input`, the table it checks");
+            return None;
+        };
+        if step.checks.is_empty() {
+            self.problem(
+                key,
+                "a validate step needs at least one check under `checks`",
+            );
+            return None;
+        }
+        let checks = self.resolve_checks(key, step.checks.clone());
+        Some(Validate {
+            input,
+            sample_key: step.sample_key.clone(),
+            checks,
+        })
     }
 
     fn check_unique_table_names(&mut self, sources: &[Source], steps: &[Step]) {
@@ -500,7 +582,7 @@ impl Resolver {
 
 /// Table, store and variable names are lower-case identifiers so SQL can use them unquoted
 /// (DataFusion folds unquoted identifiers to lower case).
-fn check_identifier(problems: &mut Vec<Problem>, key: &str, what: &str, name: &str) {
+pub(crate) fn check_identifier(problems: &mut Vec<Problem>, key: &str, what: &str, name: &str) {
     let mut chars = name.chars();
     let valid = matches!(chars.next(), Some('a'..='z' | '_'))
         && chars.all(|c| matches!(c, 'a'..='z' | '0'..='9' | '_'));

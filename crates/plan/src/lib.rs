@@ -10,7 +10,7 @@ use std::fmt;
 use datafusion_sql::parser::{DFParser, Statement};
 use datafusion_sql::resolve::resolve_table_references;
 use datafusion_sql::sqlparser::ast;
-use segflow_pipeline::{Pipeline, Step, did_you_mean};
+use segflow_pipeline::{CheckKind, Pipeline, Step, did_you_mean};
 
 /// Steps in an order that respects every dependency.
 #[derive(Debug, Clone)]
@@ -242,14 +242,31 @@ pub fn plan(pipeline: &Pipeline) -> Result<StepGraph, PlanError> {
     Ok(StepGraph { steps })
 }
 
-/// The tables a step's single query reads, lower-cased as DataFusion resolves unquoted names.
+/// The tables a step reads: for a SQL step, those its single query reads (lower-cased as
+/// DataFusion resolves unquoted names); for a validate step, its input, the tables its
+/// `relationships` checks point to and those its `sql` checks read.
 pub fn tables_read(step: &Step) -> Result<Vec<String>, PlanProblem> {
+    let Some(validate) = &step.validate else {
+        return query_tables(step, &step.sql);
+    };
+    let mut tables: BTreeSet<String> = BTreeSet::new();
+    tables.insert(validate.input.clone());
+    tables.extend(validate.referenced_tables().into_iter().map(str::to_string));
+    for check in &validate.checks {
+        if let CheckKind::Sql { sql } = &check.kind {
+            tables.extend(query_tables(step, sql)?);
+        }
+    }
+    Ok(tables.into_iter().collect())
+}
+
+fn query_tables(step: &Step, sql: &str) -> Result<Vec<String>, PlanProblem> {
     let syntax = |message: String| PlanProblem::Syntax {
         step: step.name.clone(),
         sql_file: sql_file(step),
         message,
     };
-    let statements = DFParser::parse_sql(&step.sql).map_err(|error| {
+    let statements = DFParser::parse_sql(sql).map_err(|error| {
         let message = error.strip_backtrace();
         let message = message.trim_start_matches("SQL error: ");
         // sqlparser's Debug form: ParserError("...")
