@@ -252,6 +252,8 @@ fn parse(
 struct Chunk {
     columns: Vec<StringBuilder>,
     records: Vec<(Option<u64>, csv::ByteRecord)>,
+    /// Where this chunk's bad rows start in `Parsed::bad`.
+    first_bad: usize,
 }
 
 impl Chunk {
@@ -259,6 +261,7 @@ impl Chunk {
         Chunk {
             columns: (0..width).map(|_| StringBuilder::new()).collect(),
             records: Vec::new(),
+            first_bad: 0,
         }
     }
 
@@ -361,7 +364,8 @@ impl Chunk {
             });
         }
         // Within a chunk, width problems were found before cast problems; keep file order.
-        parsed.bad.sort_by_key(|bad| bad.line);
+        parsed.bad[self.first_bad..].sort_by_key(|bad| bad.line);
+        self.first_bad = parsed.bad.len();
         Ok(())
     }
 }
