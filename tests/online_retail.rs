@@ -87,7 +87,7 @@ fn every_line_is_kept_or_quarantined_and_each_customer_segmented_once() {
     let report: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(project.path("report.json")).unwrap())
             .unwrap();
-    let output = project.path("out/online_retail");
+    let output = common::published(&project.path("out/online_retail"));
 
     // Accounting: the source, then the validate step, add up to every line.
     let source = &report["sources"][0];

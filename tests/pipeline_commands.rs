@@ -122,7 +122,9 @@ fn var_overrides_the_as_of_date() {
     project
         .segflow(&["run", PIPELINE, "--var", "as_of=2011-09-01"])
         .assert_exit(0);
-    let segments = read_parquet_folder(&project.path("out/customer_segments/segments"));
+    // The run id follows the as-of day.
+    let segments =
+        read_parquet_folder(&project.path("out/customer_segments/run_id=2011-09-01/segments"));
     let t_of = |customer: i64| -> Option<i64> {
         segments.iter().find_map(|batch: &RecordBatch| {
             let keys = batch
@@ -149,16 +151,21 @@ fn segments_do_not_depend_on_how_many_steps_run_at_once() {
     project
         .segflow(&["run", PIPELINE, "--max-concurrent-steps", "1"])
         .assert_exit(0);
-    let serial = std::fs::read(project.path("out/customer_segments/profile.parquet")).unwrap();
-    let serial_segments = read_parquet_folder(&project.path("out/customer_segments/segments"));
+    let serial =
+        std::fs::read(project.path("out/customer_segments/run_id=2011-12-10/profile.parquet"))
+            .unwrap();
+    let serial_segments =
+        read_parquet_folder(&project.path("out/customer_segments/run_id=2011-12-10/segments"));
     project
         .segflow(&["run", PIPELINE, "--max-concurrent-steps", "8"])
         .assert_exit(0);
-    let parallel_segments = read_parquet_folder(&project.path("out/customer_segments/segments"));
+    let parallel_segments =
+        read_parquet_folder(&project.path("out/customer_segments/run_id=2011-12-10/segments"));
     assert_eq!(serial_segments, parallel_segments);
     assert_eq!(
         serial,
-        std::fs::read(project.path("out/customer_segments/profile.parquet")).unwrap()
+        std::fs::read(project.path("out/customer_segments/run_id=2011-12-10/profile.parquet"))
+            .unwrap()
     );
 }
 
@@ -223,4 +230,97 @@ fn a_secret_from_the_environment_never_reaches_the_output() {
     for output in seen {
         assert!(!output.contains(SECRET), "the secret leaked:\n{output}");
     }
+}
+
+#[test]
+fn runs_lists_runs_and_gc_removes_only_dead_ones() {
+    let project = Project::copy_of_repository();
+    project.segflow(&["run", PIPELINE]).assert_exit(0);
+    project
+        .segflow(&["run", PIPELINE, "--run-id", "second"])
+        .assert_exit(0);
+    // What a run killed while staging, and one killed while publishing, leave behind.
+    project.write("out/customer_segments/_staging/killed/profile.parquet", "x");
+    project.write(
+        "out/customer_segments/run_id=half/segments/part-00000.parquet",
+        "x",
+    );
+
+    let runs = project.segflow(&["runs", PIPELINE]);
+    runs.assert_exit(0);
+    let rows: Vec<(String, String, bool)> = runs
+        .stdout
+        .lines()
+        .skip(2)
+        .filter_map(|line| {
+            let words: Vec<&str> = line.split_whitespace().collect();
+            (words.len() >= 2 && !line.contains("folder")).then(|| {
+                (
+                    words[0].to_string(),
+                    words[1].to_string(),
+                    line.contains("(latest)"),
+                )
+            })
+        })
+        .collect();
+    let expected = [
+        ("second", "published", true),
+        ("2011-12-10", "published", false),
+        ("half", "incomplete", false),
+        ("killed", "staging", false),
+    ];
+    assert_eq!(
+        rows,
+        expected.map(|(id, status, latest)| (id.to_string(), status.to_string(), latest)),
+        "{}",
+        runs.stdout
+    );
+    assert!(runs.stdout.contains("`segflow gc`"), "{}", runs.stdout);
+
+    // The same listing by folder path instead of pipeline.
+    let by_path = project.segflow(&["runs", "out/customer_segments"]);
+    by_path.assert_exit(0);
+    assert_eq!(by_path.stdout.lines().count(), runs.stdout.lines().count());
+
+    // Fresh leftovers may belong to a live run: the default age keeps them.
+    let young = project.segflow(&["gc", PIPELINE]);
+    young.assert_exit(0);
+    assert!(
+        young.stdout.contains("nothing to clean"),
+        "{}",
+        young.stdout
+    );
+    let dry = project.segflow(&["gc", PIPELINE, "--older-than", "0s", "--dry-run"]);
+    dry.assert_exit(0);
+    assert_eq!(
+        dry.stdout.matches("would delete").count(),
+        2,
+        "{}",
+        dry.stdout
+    );
+    assert!(
+        project
+            .path("out/customer_segments/_staging/killed")
+            .exists()
+    );
+
+    let gc = project.segflow(&["gc", PIPELINE, "--older-than", "0s"]);
+    gc.assert_exit(0);
+    assert!(gc.stdout.contains("2 files deleted"), "{}", gc.stdout);
+    let after = project.segflow(&["runs", PIPELINE]);
+    assert!(!after.stdout.contains("half") && !after.stdout.contains("killed"));
+    assert!(
+        project
+            .path("out/customer_segments/run_id=second/_SUCCESS")
+            .exists()
+    );
+    assert!(
+        project
+            .path("out/customer_segments/run_id=2011-12-10/_SUCCESS")
+            .exists()
+    );
+
+    let bad = project.segflow(&["run", PIPELINE, "--run-id", "../escape"]);
+    bad.assert_exit(2);
+    assert!(bad.stderr.contains("contains `/`"), "{}", bad.stderr);
 }

@@ -23,10 +23,14 @@ fn example_pipeline_segments_every_valid_customer_once() {
     run.assert_exit(0);
     assert!(run.stdout.contains("segment 0"), "{}", run.stdout);
 
-    let output = project.path("out/customer_segments");
-    assert!(output.join("_SUCCESS").exists());
+    let output = common::published(&project.path("out/customer_segments"));
     assert!(
-        !output.join("_staging").exists(),
+        output.ends_with("run_id=2011-12-10"),
+        "the pipeline's run id is its as-of day: {}",
+        output.display()
+    );
+    assert!(
+        !project.path("out/customer_segments/_staging").exists(),
         "staging is cleaned after publishing"
     );
     let segments = read_parquet_folder(&output.join("segments"));
@@ -148,7 +152,8 @@ fn hand_checked_customers_have_exact_rfm_values() {
     project
         .segflow(&["run", "pipelines/customer_segments.yaml"])
         .assert_exit(0);
-    let segments = read_parquet_folder(&project.path("out/customer_segments/segments"));
+    let segments =
+        read_parquet_folder(&project.path("out/customer_segments/run_id=2011-12-10/segments"));
     let rows = rows_by_customer(&segments);
     // (frequency, recency, T, monetary_value, total_spend, refund_value), worked out in
     // crates/datagen/src/scripted.rs.
@@ -191,19 +196,22 @@ fn same_seed_gives_identical_segments_and_reruns_replace_outputs() {
     project
         .segflow(&["run", "pipelines/customer_segments.yaml"])
         .assert_exit(0);
-    let first = read_parquet_folder(&project.path("out/customer_segments/segments"));
+    let first =
+        read_parquet_folder(&project.path("out/customer_segments/run_id=2011-12-10/segments"));
     project
         .segflow(&["run", "pipelines/customer_segments.yaml"])
         .assert_exit(0);
-    let files: Vec<_> = std::fs::read_dir(project.path("out/customer_segments/segments"))
-        .unwrap()
-        .collect();
+    let files: Vec<_> =
+        std::fs::read_dir(project.path("out/customer_segments/run_id=2011-12-10/segments"))
+            .unwrap()
+            .collect();
     assert_eq!(
         files.len(),
         1,
         "a rerun replaces its files, it does not add to them"
     );
-    let second = read_parquet_folder(&project.path("out/customer_segments/segments"));
+    let second =
+        read_parquet_folder(&project.path("out/customer_segments/run_id=2011-12-10/segments"));
     let (first, second) = (pretty(&first), pretty(&second));
     let differing = first.lines().zip(second.lines()).find(|(a, b)| a != b);
     assert_eq!(differing, None, "first differing row between the two runs");
@@ -307,4 +315,102 @@ fn rows_by_customer(batches: &[RecordBatch]) -> BTreeMap<i64, Rfm> {
         }
     }
     rows
+}
+
+#[test]
+fn run_ids_keep_runs_apart_and_the_manifest_describes_each() {
+    let project = Project::copy_of_repository();
+    project
+        .segflow(&["run", "pipelines/customer_segments.yaml"])
+        .assert_exit(0);
+    let output = project.path("out/customer_segments");
+    let first = output.join("run_id=2011-12-10");
+    let first_profile = std::fs::read(first.join("profile.parquet")).unwrap();
+
+    let other = project.segflow(&[
+        "run",
+        "pipelines/customer_segments.yaml",
+        "--run-id",
+        "backfill-1",
+    ]);
+    other.assert_exit(0);
+    assert!(
+        other.stdout.contains("run_id=backfill-1/"),
+        "{}",
+        other.stdout
+    );
+    assert_eq!(
+        std::fs::read(first.join("profile.parquet")).unwrap(),
+        first_profile,
+        "another run id leaves the first run alone"
+    );
+    assert!(first.join("_SUCCESS").exists());
+    assert_eq!(
+        common::published(&output),
+        output.join("run_id=backfill-1/"),
+        "_LATEST.json names the run published last"
+    );
+
+    // Every file the manifest lists exists with its size and row count, and nothing else.
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(first.join("_MANIFEST.json")).unwrap())
+            .unwrap();
+    assert_eq!(manifest["run_id"], "2011-12-10");
+    assert_eq!(manifest["pipeline"], "customer_segments");
+    assert_eq!(manifest["vars"]["as_of"], "2011-12-10");
+    assert!(
+        manifest["pipeline_hash"]
+            .as_str()
+            .unwrap()
+            .starts_with("sha256:")
+    );
+    let mut listed = BTreeSet::new();
+    for file in manifest["files"].as_array().unwrap() {
+        let path = first.join(file["path"].as_str().unwrap());
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().len(),
+            file["bytes"].as_u64().unwrap(),
+            "{}",
+            path.display()
+        );
+        let rows: usize = read_parquet(&path).iter().map(RecordBatch::num_rows).sum();
+        assert_eq!(rows as u64, file["rows"].as_u64().unwrap());
+        listed.insert(file["path"].as_str().unwrap().to_string());
+    }
+    let mut on_disk = BTreeSet::new();
+    collect_files(&first, &first, &mut on_disk);
+    on_disk.remove("_MANIFEST.json");
+    on_disk.remove("_SUCCESS");
+    assert_eq!(listed, on_disk);
+    let tables: Vec<&str> = manifest["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|table| table["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        tables,
+        [
+            "_rejects/raw_transactions",
+            "_rejects/valid_transactions",
+            "centroids",
+            "profile",
+            "segments"
+        ]
+    );
+    let segments = &manifest["tables"][4];
+    assert_eq!(segments["columns"][0]["name"], "customer_id");
+    assert_eq!(segments["columns"][0]["type"], "Int64");
+}
+
+fn collect_files(root: &std::path::Path, dir: &std::path::Path, into: &mut BTreeSet<String>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            collect_files(root, &path, into);
+        } else {
+            let relative = path.strip_prefix(root).unwrap();
+            into.insert(relative.to_string_lossy().replace('\\', "/"));
+        }
+    }
 }

@@ -31,7 +31,11 @@ fn unknown_column_is_a_pipeline_error_naming_step_and_file() {
         "{}",
         run.stderr
     );
-    assert!(!project.path("out/customer_segments/_SUCCESS").exists());
+    assert!(
+        !project
+            .path("out/customer_segments/run_id=2011-12-10/_SUCCESS")
+            .exists()
+    );
 }
 
 #[test]
@@ -134,7 +138,9 @@ fn non_numeric_feature_is_a_pipeline_error() {
 fn failed_run_leaves_the_previous_outputs_published() {
     let project = Project::copy_of_repository();
     project.segflow(&["run", PIPELINE]).assert_exit(0);
-    let profile = std::fs::read(project.path("out/customer_segments/profile.parquet")).unwrap();
+    let profile =
+        std::fs::read(project.path("out/customer_segments/run_id=2011-12-10/profile.parquet"))
+            .unwrap();
 
     // k larger than the number of customers fails in the segment stage, after every step ran.
     replace_in(&project, PIPELINE, "  k: 5\n", "  k: 100000\n");
@@ -146,9 +152,14 @@ fn failed_run_leaves_the_previous_outputs_published() {
         run.stderr
     );
 
-    assert!(project.path("out/customer_segments/_SUCCESS").exists());
+    assert!(
+        project
+            .path("out/customer_segments/run_id=2011-12-10/_SUCCESS")
+            .exists()
+    );
     assert_eq!(
-        std::fs::read(project.path("out/customer_segments/profile.parquet")).unwrap(),
+        std::fs::read(project.path("out/customer_segments/run_id=2011-12-10/profile.parquet"))
+            .unwrap(),
         profile,
         "the previous run's outputs are untouched"
     );
@@ -199,9 +210,14 @@ fn warn_severity_check_reports_and_the_run_goes_on() {
         "{}",
         run.stdout
     );
-    assert!(project.path("out/customer_segments/_SUCCESS").exists());
+    assert!(
+        project
+            .path("out/customer_segments/run_id=2011-12-10/_SUCCESS")
+            .exists()
+    );
     let rejects = common::read_parquet(
-        &project.path("out/customer_segments/_rejects/valid_transactions.parquet"),
+        &project
+            .path("out/customer_segments/run_id=2011-12-10/_rejects/valid_transactions.parquet"),
     );
     assert_eq!(
         rejects.iter().map(|b| b.num_rows()).sum::<usize>(),
@@ -224,5 +240,9 @@ fn strict_source_names_file_line_and_column_of_a_bad_row() {
         "{}",
         run.stderr
     );
-    assert!(!project.path("out/customer_segments/_SUCCESS").exists());
+    assert!(
+        !project
+            .path("out/customer_segments/run_id=2011-12-10/_SUCCESS")
+            .exists()
+    );
 }

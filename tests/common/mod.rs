@@ -88,6 +88,27 @@ pub fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
+/// The folder of the run `_LATEST.json` in the output folder `output` names, checked to be
+/// complete (`_SUCCESS`) and to hold a manifest.
+pub fn published(output: &Path) -> PathBuf {
+    let pointer = output.join("_LATEST.json");
+    let text =
+        std::fs::read_to_string(&pointer).unwrap_or_else(|e| panic!("{}: {e}", pointer.display()));
+    let latest: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let run = output.join(latest["path"].as_str().expect("a path in _LATEST.json"));
+    assert!(
+        run.join("_SUCCESS").exists(),
+        "{} is complete",
+        run.display()
+    );
+    assert!(
+        run.join("_MANIFEST.json").exists(),
+        "{} has a manifest",
+        run.display()
+    );
+    run
+}
+
 pub fn read_parquet(path: &Path) -> Vec<RecordBatch> {
     let file = std::fs::File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)

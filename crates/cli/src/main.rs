@@ -54,8 +54,9 @@ enum Command {
         /// Also write the run report as JSON to this file.
         #[arg(long, value_name = "FILE")]
         report_json: Option<PathBuf>,
-        /// Name of the run (default: start time and process id).
-        #[arg(long)]
+        /// The run's id: outputs go to `<output>/run_id=<ID>/`, replacing an earlier run
+        /// of the same id (default: the pipeline's `run_id:`, else start time and process id).
+        #[arg(long, value_name = "ID", value_parser = parse_run_id)]
         run_id: Option<String>,
         /// Run only this step and the steps it reads from (nothing is published).
         #[arg(long, value_name = "STEP", conflicts_with = "until")]
@@ -80,6 +81,29 @@ enum Command {
         pipeline: PathBuf,
         #[arg(long = "var", value_name = "NAME=VALUE", value_parser = parse_var)]
         vars: Vec<(String, String)>,
+    },
+    /// List the runs in an output folder: published, incomplete and staging ones.
+    Runs {
+        /// A pipeline file (its output folder and store settings), or an output folder's
+        /// URL or local path (store settings from the environment).
+        target: String,
+        #[arg(long = "var", value_name = "NAME=VALUE", value_parser = parse_var)]
+        vars: Vec<(String, String)>,
+    },
+    /// Delete what dead runs left in an output folder: staging folders and published
+    /// folders without `_SUCCESS`. Published runs are never touched.
+    Gc {
+        /// A pipeline file, or an output folder's URL or local path.
+        target: String,
+        #[arg(long = "var", value_name = "NAME=VALUE", value_parser = parse_var)]
+        vars: Vec<(String, String)>,
+        /// Only folders whose newest file is at least this old (a younger one may belong
+        /// to a run still under way).
+        #[arg(long, value_name = "DURATION", default_value = "24h", value_parser = parse_age)]
+        older_than: chrono::Duration,
+        /// Show what would be deleted, delete nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Write synthetic, dirty retail transactions (for examples and benchmarks).
     Generate {
@@ -118,6 +142,47 @@ fn parse_var(text: &str) -> Result<(String, String), String> {
     text.split_once('=')
         .map(|(name, value)| (name.trim().to_string(), value.to_string()))
         .ok_or_else(|| format!("expected NAME=VALUE, got `{text}`"))
+}
+
+fn parse_run_id(text: &str) -> Result<String, String> {
+    segflow_pipeline::check_run_id(text).map(|()| text.to_string())
+}
+
+fn parse_age(text: &str) -> Result<chrono::Duration, String> {
+    let duration = humantime::parse_duration(text)
+        .map_err(|error| format!("`{text}` is not a duration like `24h` or `30m` ({error})"))?;
+    chrono::Duration::from_std(duration).map_err(|error| error.to_string())
+}
+
+/// The output folder `segflow runs` and `gc` work on: a pipeline's, or one given by URL or
+/// local path.
+fn open_output(
+    target: &str,
+    vars: Vec<(String, String)>,
+) -> anyhow::Result<segflow_engine::OutputFolder> {
+    let path = std::path::Path::new(target);
+    let is_pipeline = path.is_file()
+        && path
+            .extension()
+            .is_some_and(|ext| ext == "yaml" || ext == "yml");
+    if is_pipeline {
+        let pipeline = load(path, vars)?;
+        return Ok(segflow_engine::open_output(&pipeline)?);
+    }
+    if !vars.is_empty() {
+        anyhow::bail!("--var applies to a pipeline file, and `{target}` is an output folder");
+    }
+    let url = match segflow_pipeline::Url::parse(target) {
+        Ok(url) if url.scheme().len() > 1 => url,
+        // A path (a one-letter "scheme" is a Windows drive).
+        _ => {
+            let absolute = std::path::absolute(path)
+                .with_context(|| format!("resolving the path {target}"))?;
+            segflow_pipeline::Url::from_directory_path(&absolute)
+                .map_err(|()| anyhow::anyhow!("{target} is not a usable folder path"))?
+        }
+    };
+    Ok(segflow_engine::open_output_url(&url)?)
 }
 
 /// Values the loaded pipeline read from the environment; everything printed or written
@@ -260,6 +325,40 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 PlanFormat::Dot => plan_view::dot(&pipeline, &graph),
             };
             summary::print_text(&text);
+            Ok(())
+        }
+        Command::Runs { target, vars } => {
+            let folder = open_output(&target, vars)?;
+            let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+            let runs = runtime
+                .block_on(folder.runs())
+                .with_context(|| format!("listing the runs in {}", folder.url))?;
+            if !cli.quiet {
+                summary::print_runs(&folder.url, &runs);
+            }
+            Ok(())
+        }
+        Command::Gc {
+            target,
+            vars,
+            older_than,
+            dry_run,
+        } => {
+            let folder = open_output(&target, vars)?;
+            let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+            let stale = runtime
+                .block_on(folder.stale_runs(older_than))
+                .with_context(|| format!("listing the runs in {}", folder.url))?;
+            let deleted = if dry_run {
+                0
+            } else {
+                runtime
+                    .block_on(segflow_engine::remove_runs(&folder, &stale))
+                    .with_context(|| format!("deleting dead runs in {}", folder.url))?
+            };
+            if !cli.quiet {
+                summary::print_gc(&folder.url, &stale, dry_run, deleted);
+            }
             Ok(())
         }
         Command::Generate {

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use segflow_engine::{CheckReport, RunReport, SourceReport, StepReport};
+use segflow_engine::{CheckReport, RunEntry, RunReport, RunStatus, SourceReport, StepReport};
 use segflow_pipeline::Pipeline;
 use segflow_plan::StepGraph;
 
@@ -75,6 +75,82 @@ pub fn render_run(report: &RunReport) -> String {
     }
     out.push_str(&format!("done in {}", seconds(report.duration_ms)));
     out
+}
+
+pub fn print_runs(url: &str, runs: &[RunEntry]) {
+    println!("{}", crate::redact(&render_runs(url, runs)));
+}
+
+pub fn render_runs(url: &str, runs: &[RunEntry]) -> String {
+    if runs.is_empty() {
+        return format!("{url}: no runs");
+    }
+    let width = runs.iter().map(|run| run.run_id.len()).max().unwrap_or(0);
+    let mut out = format!("{url}\n");
+    out.push_str(&format!(
+        "  {:<width$}  {:<10}  {:<20}  {:>5}  {:>10}\n",
+        "run", "status", "last written (UTC)", "files", "size"
+    ));
+    for run in runs {
+        out.push_str(&format!(
+            "  {:<width$}  {:<10}  {:<20}  {:>5}  {:>10}{}\n",
+            run.run_id,
+            run.status.as_str(),
+            run.last_modified.format("%Y-%m-%d %H:%M:%S"),
+            run.files,
+            bytes(run.bytes),
+            if run.latest { "  (latest)" } else { "" },
+        ));
+    }
+    let dead = runs
+        .iter()
+        .filter(|run| run.status != RunStatus::Published)
+        .count();
+    if dead > 0 {
+        out.push_str(&format!(
+            "{dead} folder{} of unfinished runs: a run under way, or a dead one `segflow gc` can remove\n",
+            if dead == 1 { "" } else { "s" }
+        ));
+    }
+    out.trim_end().to_string()
+}
+
+pub fn print_gc(url: &str, stale: &[RunEntry], dry_run: bool, deleted: usize) {
+    let mut out = String::new();
+    if stale.is_empty() {
+        out.push_str(&format!("{url}: nothing to clean"));
+    } else {
+        for run in stale {
+            out.push_str(&format!(
+                "{} {}{}  ({}, {} files, last written {})\n",
+                if dry_run { "would delete" } else { "deleted" },
+                url,
+                run.path,
+                run.status.as_str(),
+                run.files,
+                run.last_modified.format("%Y-%m-%d %H:%M:%S UTC"),
+            ));
+        }
+        if !dry_run {
+            out.push_str(&format!("{deleted} files deleted"));
+        }
+    }
+    println!("{}", crate::redact(out.trim_end()));
+}
+
+fn bytes(count: u64) -> String {
+    const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
+    let mut value = count as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{count} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
 }
 
 /// Sources with rows read, passed on and quarantined.

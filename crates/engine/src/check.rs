@@ -70,7 +70,7 @@ async fn check_validate(
 /// Every problem found, each located in the pipeline file; empty when the pipeline plans.
 pub async fn check_schemas(pipeline: &Pipeline, graph: &StepGraph) -> Result<()> {
     let ctx = SessionContext::new();
-    stores::register_stores(&ctx, &pipeline.stores)?;
+    stores::register_stores(&ctx, pipeline)?;
     let mut problems = Vec::new();
     let mut failed: HashSet<String> = HashSet::new();
     for (index, source) in pipeline.sources.iter().enumerate() {

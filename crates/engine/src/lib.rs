@@ -25,9 +25,10 @@ use object_store::path::Path as StorePath;
 use segflow_pipeline::Url;
 use segflow_pipeline::{Format, OnError, Pipeline, Source};
 use segflow_plan::{PlanError, PlannedStep, StepGraph};
-use segflow_publish::{OutputFolder, PublishError, STAGING_DIR, SUCCESS_MARKER};
+use segflow_publish::{MANIFEST_FILE, PublishError, RunInfo, STAGING_DIR, SUCCESS_MARKER};
 
 pub use report::{CheckReport, OutputReport, RunReport, SegmentReport, SourceReport, StepReport};
+pub use segflow_publish::{Latest, OutputFolder, RunEntry, RunStatus};
 
 /// Under the output folder: one Parquet table of rejected rows per quarantining source and
 /// per validate step with quarantine checks.
@@ -45,7 +46,18 @@ pub enum EngineError {
         url: String,
         message: String,
     },
-    #[error("source `{source_name}` ({url}): {error}")]
+    /// A store setting its builder rejects.
+    #[error("{at}: {message}")]
+    StoreSettings { at: String, message: String },
+    /// A store that does not answer, refuses the credentials or lacks the bucket.
+    #[error("store `{store}` ({url}): {operation}: {message}")]
+    StoreAccess {
+        store: String,
+        url: String,
+        operation: &'static str,
+        message: String,
+    },
+    #[error("source `{source_name}` ({url}): {}", describe(error))]
     Source {
         source_name: String,
         url: String,
@@ -109,6 +121,8 @@ pub enum EngineError {
     SegmentData(String),
     #[error("segment: {0}")]
     Segment(String),
+    #[error("{0}")]
+    RunId(String),
     #[error("publishing outputs")]
     Publish(#[from] PublishError),
 }
@@ -128,6 +142,8 @@ impl EngineError {
             | EngineError::Check { .. }
             | EngineError::UnknownStep { .. }
             | EngineError::Store { .. }
+            | EngineError::StoreSettings { .. }
+            | EngineError::RunId(_)
             | EngineError::SegmentSpec(_) => ErrorClass::PipelineInvalid,
             EngineError::Step { error, .. } if is_sql_mistake(error) => ErrorClass::PipelineInvalid,
             EngineError::SegmentData(_)
@@ -151,6 +167,9 @@ fn is_sql_mistake(error: &DataFusionError) -> bool {
 }
 
 pub(crate) fn describe(error: &DataFusionError) -> String {
+    if let Some(store_error) = object_store_error(error) {
+        return format!("object store: {}", segflow_publish::explain(store_error));
+    }
     let mut message = error.find_root().strip_backtrace();
     // A call with wrong argument types surfaces as an "internal error" wrapping the useful
     // part; keep that part and drop the request to report a DataFusion bug.
@@ -163,6 +182,22 @@ pub(crate) fn describe(error: &DataFusionError) -> String {
         }
         _ => message,
     }
+}
+
+/// The object-store failure behind a query error, however deeply DataFusion, Arrow or
+/// Parquet wrapped it.
+fn object_store_error(error: &DataFusionError) -> Option<&object_store::Error> {
+    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(cause) = current {
+        if let Some(found) = cause.downcast_ref::<object_store::Error>() {
+            return Some(found);
+        }
+        if let Some(DataFusionError::ObjectStore(found)) = cause.downcast_ref::<DataFusionError>() {
+            return Some(found);
+        }
+        current = cause.source();
+    }
+    None
 }
 
 /// Settings of one run that are not part of the pipeline.
@@ -207,16 +242,11 @@ pub async fn check(pipeline: &Pipeline) -> Result<StepGraph> {
 pub async fn run(pipeline: &Pipeline, options: &RunOptions) -> Result<RunReport> {
     let started = Instant::now();
     let started_at = chrono::Utc::now();
-    let run_id = options.run_id.clone().unwrap_or_else(|| {
-        format!(
-            "{}-{}",
-            started_at.format("%Y%m%dT%H%M%SZ"),
-            std::process::id()
-        )
-    });
+    let run_id = run_id(pipeline, options, started_at)?;
     let graph = check(pipeline).await?;
     let ctx = SessionContext::new_with_config(SessionConfig::new().with_information_schema(false));
-    stores::register_stores(&ctx, &pipeline.stores)?;
+    stores::register_stores(&ctx, pipeline)?;
+    stores::preflight(&ctx, &pipeline.stores).await?;
     let source_rejects = sources::register_sources(&ctx, &pipeline.sources).await?;
     let quarantined_sources = source_rejects
         .iter()
@@ -253,18 +283,28 @@ pub async fn run(pipeline: &Pipeline, options: &RunOptions) -> Result<RunReport>
     }
 
     let folder = output_folder(&ctx, pipeline)?;
-    let mut staging = folder.stage(&run_id);
+    let mut staging = folder.stage(&run_id).await?;
     let staged = async {
         for rejected in &source_rejects {
-            let name = format!("{REJECTS_DIR}/{}.parquet", rejected.source);
+            let table = format!("{REJECTS_DIR}/{}", rejected.source);
             staging
-                .write_parquet(&name, rejected.schema.clone(), &rejected.batches)
+                .write_parquet(
+                    &table,
+                    &format!("{table}.parquet"),
+                    rejected.schema.clone(),
+                    &rejected.batches,
+                )
                 .await?;
         }
         for rejected in &rejects {
-            let name = format!("{REJECTS_DIR}/{}.parquet", rejected.step);
+            let table = format!("{REJECTS_DIR}/{}", rejected.step);
             staging
-                .write_parquet(&name, rejected.schema.clone(), &rejected.batches)
+                .write_parquet(
+                    &table,
+                    &format!("{table}.parquet"),
+                    rejected.schema.clone(),
+                    &rejected.batches,
+                )
                 .await?;
         }
         segment::run_segment(&ctx, &pipeline.segment, &mut staging).await
@@ -275,30 +315,41 @@ pub async fn run(pipeline: &Pipeline, options: &RunOptions) -> Result<RunReport>
             if let Err(cleanup) = staging.discard().await {
                 tracing::warn!(%cleanup, "could not remove staged files of the failed run");
             }
+            remove_empty_local_dirs(&pipeline.segment.output.url, STAGING_DIR);
             return Err(error);
         }
     };
-    let files = staging.publish().await?;
+    let info = RunInfo {
+        pipeline: pipeline.name.clone(),
+        pipeline_hash: pipeline.content_hash.clone(),
+        vars: shown_vars(pipeline),
+        started_at,
+    };
+    let published = staging.publish(&info).await;
     remove_empty_local_dirs(&pipeline.segment.output.url, STAGING_DIR);
+    let published = published?;
+    warn_about_stale_runs(&folder).await;
 
     let mut outputs = vec![OutputReport {
-        url: folder.url.clone(),
+        url: published.url.clone(),
         kind: "folder".to_string(),
         rows: None,
         bytes: None,
     }];
-    outputs.extend(files.iter().map(|file| OutputReport {
-        url: format!("{}{}", folder.url, file.name),
+    outputs.extend(published.files.iter().map(|file| OutputReport {
+        url: format!("{}{}", published.url, file.name),
         kind: "file".to_string(),
         rows: Some(file.rows),
         bytes: Some(file.bytes),
     }));
-    outputs.push(OutputReport {
-        url: format!("{}{SUCCESS_MARKER}", folder.url),
-        kind: "file".to_string(),
-        rows: None,
-        bytes: Some(0),
-    });
+    for marker in [MANIFEST_FILE, SUCCESS_MARKER] {
+        outputs.push(OutputReport {
+            url: format!("{}{marker}", published.url),
+            kind: "file".to_string(),
+            rows: None,
+            bytes: None,
+        });
+    }
     Ok(report(
         pipeline,
         run_id,
@@ -450,22 +501,64 @@ fn report(
         run_id,
         started_at: started_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         duration_ms: started.elapsed().as_millis() as u64,
-        vars: pipeline
-            .vars
-            .iter()
-            .map(|(name, value)| {
-                let shown = if pipeline.secret_vars.contains(name) {
-                    "***".to_string()
-                } else {
-                    value.clone()
-                };
-                (name.clone(), shown)
-            })
-            .collect(),
+        vars: shown_vars(pipeline),
         sources,
         steps,
         segment,
         outputs,
+    }
+}
+
+/// The variables as they may be shown: values read from the environment are `***`.
+fn shown_vars(pipeline: &Pipeline) -> std::collections::BTreeMap<String, String> {
+    pipeline
+        .vars
+        .iter()
+        .map(|(name, value)| {
+            let shown = if pipeline.secret_vars.contains(name) {
+                "***".to_string()
+            } else {
+                value.clone()
+            };
+            (name.clone(), shown)
+        })
+        .collect()
+}
+
+/// `--run-id`, else the pipeline's `run_id:`, else the start time (to the second, UTC, so
+/// ids sort in time order) and the process id.
+fn run_id(
+    pipeline: &Pipeline,
+    options: &RunOptions,
+    started_at: chrono::DateTime<chrono::Utc>,
+) -> Result<String> {
+    match options.run_id.as_ref().or(pipeline.run_id.as_ref()) {
+        Some(id) => {
+            segflow_pipeline::check_run_id(id).map_err(EngineError::RunId)?;
+            Ok(id.clone())
+        }
+        None => Ok(format!(
+            "{}-{}",
+            started_at.format("%Y%m%dT%H%M%SZ"),
+            std::process::id()
+        )),
+    }
+}
+
+/// Folders of runs that died (a day or more without a write) are worth a word in the log:
+/// they cost storage until `segflow gc` removes them.
+async fn warn_about_stale_runs(folder: &OutputFolder) {
+    match folder.stale_runs(chrono::Duration::hours(24)).await {
+        Ok(stale) if !stale.is_empty() => {
+            let paths: Vec<&str> = stale.iter().map(|run| run.path.as_str()).collect();
+            tracing::warn!(
+                output = %folder.url,
+                stale = %paths.join(", "),
+                "folders of runs that did not finish; `segflow gc` removes them"
+            );
+        }
+        Ok(_) => {}
+        Err(error) => tracing::warn!(%error, "could not list the output folder's runs"),
     }
 }
 
@@ -514,6 +607,19 @@ fn select_steps<'a>(graph: &'a StepGraph, options: &RunOptions) -> Result<Vec<&'
     Ok(graph.steps.iter().collect())
 }
 
+/// Deletes the folders of dead runs (see [`OutputFolder::stale_runs`]), returning how many
+/// files went.
+pub async fn remove_runs(folder: &OutputFolder, runs: &[RunEntry]) -> Result<usize> {
+    let deleted = folder.remove_runs(runs).await?;
+    if let Ok(url) = Url::parse(&folder.url) {
+        for run in runs {
+            remove_empty_local_dirs(&url, run.path.trim_end_matches('/'));
+        }
+        remove_empty_local_dirs(&url, STAGING_DIR);
+    }
+    Ok(deleted)
+}
+
 /// Object stores have no folders, but a local file system keeps the empty directories the
 /// staged files were in; remove them so a published folder holds only the outputs.
 fn remove_empty_local_dirs(output: &Url, relative: &str) {
@@ -534,6 +640,38 @@ fn remove_empty_local_dirs(output: &Url, relative: &str) {
     remove(&root.join(relative));
 }
 
+/// The pipeline's output folder (where `segflow runs` and `gc` look), its store built from
+/// the pipeline's settings.
+pub fn open_output(pipeline: &Pipeline) -> Result<OutputFolder> {
+    let location = &pipeline.segment.output;
+    let store = pipeline
+        .store(&location.store)
+        .expect("a resolved pipeline's output names one of its stores");
+    folder_on(store, &location.url)
+}
+
+/// An output folder given by URL: its store takes credentials and settings from the
+/// environment (e.g. `AWS_ENDPOINT_URL`, `AWS_ALLOW_HTTP`).
+pub fn open_output_url(url: &Url) -> Result<OutputFolder> {
+    let store = segflow_pipeline::Store {
+        name: url.scheme().to_string(),
+        url: url.clone(),
+        options: Default::default(),
+    };
+    folder_on(&store, url)
+}
+
+fn folder_on(store: &segflow_pipeline::Store, url: &Url) -> Result<OutputFolder> {
+    let invalid = |message: String| EngineError::Store {
+        store: store.name.clone(),
+        url: url.to_string(),
+        message,
+    };
+    let object_store = stores::build(store).map_err(invalid)?;
+    let root = stores::store_root(url).map_err(invalid)?;
+    Ok(OutputFolder::new(object_store, root, url.as_str()))
+}
+
 fn output_folder(ctx: &SessionContext, pipeline: &Pipeline) -> Result<OutputFolder> {
     let location = &pipeline.segment.output;
     let store = ListingTableUrl::parse(location.url.as_str())
@@ -549,9 +687,5 @@ fn output_folder(ctx: &SessionContext, pipeline: &Pipeline) -> Result<OutputFold
             url: location.url.to_string(),
             message: error.to_string(),
         })?;
-    Ok(OutputFolder {
-        store,
-        root,
-        url: location.url.to_string(),
-    })
+    Ok(OutputFolder::new(store, root, location.url.as_str()))
 }

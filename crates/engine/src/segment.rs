@@ -195,7 +195,7 @@ async fn write_outputs(
         if pending_rows >= ROWS_PER_SEGMENT_FILE {
             let name = format!("segments/part-{part:05}.parquet");
             staging
-                .write_parquet(&name, schema.clone(), &pending)
+                .write_parquet("segments", &name, schema.clone(), &pending)
                 .await?;
             part += 1;
             pending.clear();
@@ -204,15 +204,22 @@ async fn write_outputs(
     }
     if !pending.is_empty() {
         let name = format!("segments/part-{part:05}.parquet");
-        staging.write_parquet(&name, schema, &pending).await?;
+        staging
+            .write_parquet("segments", &name, schema, &pending)
+            .await?;
     }
     let centroids = centroids_batch(segmentation).map_err(cluster_error)?;
     staging
-        .write_parquet("centroids.parquet", centroids.schema(), &[centroids])
+        .write_parquet(
+            "centroids",
+            "centroids.parquet",
+            centroids.schema(),
+            &[centroids],
+        )
         .await?;
     let profile = profile_batch(input, segmentation).map_err(cluster_error)?;
     staging
-        .write_parquet("profile.parquet", profile.schema(), &[profile])
+        .write_parquet("profile", "profile.parquet", profile.schema(), &[profile])
         .await?;
     Ok(())
 }

@@ -27,6 +27,11 @@ pub struct Pipeline {
     pub name: String,
     /// The pipeline file, as given.
     pub file: PathBuf,
+    /// `sha256:<hex>` of the pipeline file and the SQL files its steps read, in step order:
+    /// which version of the pipeline produced an output.
+    pub content_hash: String,
+    /// The run id the pipeline asks for (`run_id:`, variables substituted), if any.
+    pub run_id: Option<String>,
     /// Variable values after `--var` overrides.
     pub vars: BTreeMap<String, String>,
     /// Variables whose value came from the environment (`${env:NAME}`): never shown.
@@ -277,6 +282,7 @@ pub fn load(path: &Path, overrides: &BTreeMap<String, String>) -> Result<Pipelin
     let locations = KeyIndex::new(&text);
     match resolve(raw, path, overrides) {
         Ok(pipeline) => Ok(Pipeline {
+            content_hash: content_hash(&text, &pipeline.steps),
             locations,
             ..pipeline
         }),
@@ -288,6 +294,39 @@ pub fn load(path: &Path, overrides: &BTreeMap<String, String>) -> Result<Pipelin
         }
         Err(other) => Err(other),
     }
+}
+
+/// A run id names a folder on every store: letters, digits, `.`, `_`, `-` and `=`, not
+/// starting with `.` or `_` (those are segflow's own folders), at most 128 characters.
+pub fn check_run_id(id: &str) -> std::result::Result<(), String> {
+    let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '=');
+    if id.is_empty() || id.len() > 128 {
+        return Err(format!("run id `{id}` must be 1 to 128 characters long"));
+    }
+    if let Some(bad) = id.chars().find(|&c| !allowed(c)) {
+        return Err(format!(
+            "run id `{id}` contains `{bad}`; use letters, digits, `.`, `_`, `-` and `=`"
+        ));
+    }
+    if id.starts_with(['.', '_']) {
+        return Err(format!("run id `{id}` may not start with `.` or `_`"));
+    }
+    Ok(())
+}
+
+fn content_hash(pipeline_text: &str, steps: &[Step]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut hasher = Sha256::new();
+    hasher.update(pipeline_text.as_bytes());
+    for file in steps.iter().filter_map(|step| step.sql_file.as_ref()) {
+        // Resolving already read each file; one that vanished since only changes the hash.
+        let sql = std::fs::read(file).unwrap_or_default();
+        hasher.update([0]);
+        hasher.update(&sql);
+    }
+    let digest = hasher.finalize();
+    let hex: String = digest.iter().map(|byte| format!("{byte:02x}")).collect();
+    format!("sha256:{hex}")
 }
 
 /// The one place that knows the YAML library (serde_yaml is deprecated upstream; replacing it

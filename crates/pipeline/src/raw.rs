@@ -19,6 +19,11 @@ pub struct RawPipeline {
     /// by the value, and `--var NAME=VALUE` overrides it.
     #[serde(default)]
     pub vars: BTreeMap<String, String>,
+    /// The id of a run, naming its output folder `run_id=<id>/`; may use variables, e.g.
+    /// `"${as_of}"`, so a scheduled rerun of the same day replaces that day's output.
+    /// `--run-id` overrides it; without either, the start time is used.
+    #[serde(default)]
+    pub run_id: Option<String>,
     /// Named object-store roots. A source or output names one of these and a path under it.
     pub stores: BTreeMap<String, RawStore>,
     /// The extract steps: tables read from a store.
@@ -37,7 +42,9 @@ pub struct RawStore {
     /// `gs://bucket/prefix`, `az://container/prefix`, `http(s)://host/prefix`.
     pub url: String,
     /// Options passed to the store's builder (for S3: `region`, `endpoint`, `allow_http`,
-    /// `virtual_hosted_style_request`, ...). Credentials belong in the environment.
+    /// `virtual_hosted_style_request`, `timeout`, ...), plus segflow's retry settings
+    /// (`max_retries`, `retry_timeout`, `backoff_initial`, `backoff_max`). Credentials
+    /// belong in the environment: a credential option must be a `${env:NAME}` reference.
     #[serde(default)]
     pub options: BTreeMap<String, String>,
 }

@@ -43,6 +43,16 @@ pub fn resolve(
     let steps = resolver.resolve_steps(raw.steps);
     resolver.check_unique_table_names(&sources, &steps);
     let segment = resolver.resolve_segment(raw.segment, &stores);
+    let run_id = raw.run_id.and_then(|id| {
+        let id = resolver.expand("run_id", &id)?;
+        match crate::check_run_id(&id) {
+            Ok(()) => Some(id),
+            Err(message) => {
+                resolver.problem("run_id", message);
+                None
+            }
+        }
+    });
 
     if !resolver.problems.is_empty() {
         return Err(PipelineError::Invalid {
@@ -53,6 +63,8 @@ pub fn resolve(
     Ok(Pipeline {
         name: raw.name,
         file: file.to_path_buf(),
+        content_hash: String::new(),
+        run_id,
         vars: resolver.vars,
         secret_vars: resolver.secret_vars,
         secrets: resolver.secrets.into_iter().collect(),
@@ -150,6 +162,15 @@ impl Resolver {
             };
             let mut options = BTreeMap::new();
             for (option, value) in store.options {
+                if is_credential(&option) && !value.trim().starts_with("${env:") {
+                    self.problem(
+                        format!("{key}.options.{option}"),
+                        format!(
+                            "credentials do not belong in a pipeline file; write `{option}: \"${{env:NAME}}\"` and set NAME in the environment (or use the store's standard variables, e.g. AWS_SECRET_ACCESS_KEY)"
+                        ),
+                    );
+                    continue;
+                }
                 if let Some(value) = self.expand(&format!("{key}.options.{option}"), &value) {
                     options.insert(option, value);
                 }
@@ -679,4 +700,21 @@ pub fn did_you_mean(name: &str, candidates: &[&str]) -> String {
         .min()
         .map(|(_, candidate)| format!(" (did you mean `{candidate}`?)"))
         .unwrap_or_default()
+}
+
+/// Store options that carry a secret (object_store's keys and their aliases).
+fn is_credential(option: &str) -> bool {
+    let option = option.to_ascii_lowercase();
+    [
+        "secret",
+        "access_key",
+        "token",
+        "password",
+        "account_key",
+        "sas_key",
+        "client_key",
+    ]
+    .iter()
+    .any(|word| option.contains(word))
+        || option == "service_account_key"
 }

@@ -1,10 +1,26 @@
 //! segflow-publish: puts a run's outputs where a warehouse loader will find them, whole.
 //!
-//! Files are first written under `<output>/_staging/<run_id>/`. Only when every file of the
-//! run is written does [`Staging::publish`] remove the previous outputs, move the new ones
-//! into place and write `_SUCCESS` last, so a loader that waits for `_SUCCESS` never reads a
-//! half-written or mixed result, and a rerun leaves exactly one copy of each output.
+//! The layout of an output folder:
+//!
+//! ```text
+//! <output>/_staging/<run_id>/…            files of a run in progress (or of a dead one)
+//! <output>/run_id=<run_id>/…              a published run: its tables,
+//! <output>/run_id=<run_id>/_MANIFEST.json   what they hold,
+//! <output>/run_id=<run_id>/_SUCCESS         and, written last, the sign it is complete
+//! <output>/_LATEST.json                   names the run published most recently
+//! ```
+//!
+//! Files are first written under the staging folder. Only when every file of the run is
+//! written does [`Staging::publish`] clear the run's published folder (a rerun of the same
+//! run id replaces it), move the staged files into it, write the manifest and then
+//! `_SUCCESS` with a put-if-absent. A loader that waits for `_SUCCESS` never reads a
+//! half-written or mixed result, and other run ids are never touched.
 
+mod manifest;
+mod runs;
+mod store_errors;
+
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use arrow::array::RecordBatch;
@@ -12,21 +28,30 @@ use arrow::datatypes::SchemaRef;
 use futures::TryStreamExt;
 use object_store::buffered::BufWriter;
 use object_store::path::Path;
-use object_store::{ObjectStore, ObjectStoreExt};
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 use parquet::arrow::AsyncArrowWriter;
 use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
 
+pub use manifest::{Manifest, ManifestColumn, ManifestFile, ManifestTable, RunInfo};
+pub use runs::{Latest, RunEntry, RunStatus};
+pub use store_errors::explain;
+
 pub type Result<T, E = PublishError> = std::result::Result<T, E>;
 
 pub const SUCCESS_MARKER: &str = "_SUCCESS";
+pub const MANIFEST_FILE: &str = "_MANIFEST.json";
+pub const LATEST_FILE: &str = "_LATEST.json";
 pub const STAGING_DIR: &str = "_staging";
+/// Published runs live in Hive-style folders, so engines that read partitioned folders see
+/// `run_id` as a column.
+pub const RUN_DIR_PREFIX: &str = "run_id=";
 
 #[derive(Debug, thiserror::Error)]
 pub enum PublishError {
-    // The underlying errors are part of the message (not a `source`), so that a report of
-    // the whole chain does not repeat them.
-    #[error("{operation} {url}: {error}")]
+    // The underlying error is summarised into the message (not a `source`), so that a
+    // report of the whole chain says it once, on one line.
+    #[error("{operation} {url}: {}", explain(error))]
     Store {
         operation: &'static str,
         url: String,
@@ -37,19 +62,47 @@ pub enum PublishError {
         url: String,
         error: parquet::errors::ParquetError,
     },
+    #[error("{url}: {message}")]
+    Corrupt { url: String, message: String },
+    #[error(
+        "run `{run_id}` was published by another process while this one was publishing it ({url} already exists); its output is that process's"
+    )]
+    PublishedConcurrently { run_id: String, url: String },
 }
 
-/// A file the run wrote, with where it ended up.
+impl PublishError {
+    fn store(operation: &'static str, url: String) -> impl FnOnce(object_store::Error) -> Self {
+        move |error| PublishError::Store {
+            operation,
+            url,
+            error,
+        }
+    }
+}
+
+/// A file the run wrote, relative to the run's folder.
 #[derive(Debug, Clone, PartialEq)]
 pub struct WrittenFile {
-    /// Relative to the output folder, e.g. `segments/part-00000.parquet`.
+    /// e.g. `segments/part-00000.parquet`.
     pub name: String,
+    /// The table the file belongs to, e.g. `segments`.
+    pub table: String,
     pub rows: u64,
     pub bytes: u64,
+    pub schema: SchemaRef,
+}
+
+/// A published run: where it is and what it holds.
+#[derive(Debug, Clone)]
+pub struct Published {
+    /// The run's folder URL, ending in `/`.
+    pub url: String,
+    pub files: Vec<WrittenFile>,
+    pub manifest: Manifest,
 }
 
 /// An output folder on a store: `root` is the folder's path in the store, `url` its URL
-/// (for messages and reports).
+/// (for messages and reports), ending in `/`.
 #[derive(Clone)]
 pub struct OutputFolder {
     pub store: Arc<dyn ObjectStore>,
@@ -64,6 +117,15 @@ impl std::fmt::Debug for OutputFolder {
 }
 
 impl OutputFolder {
+    pub fn new(store: Arc<dyn ObjectStore>, root: Path, url: &str) -> OutputFolder {
+        let url = if url.ends_with('/') {
+            url.to_string()
+        } else {
+            format!("{url}/")
+        };
+        OutputFolder { store, root, url }
+    }
+
     fn path(&self, name: &str) -> Path {
         join(&self.root, name)
     }
@@ -72,14 +134,74 @@ impl OutputFolder {
         format!("{}{name}", self.url)
     }
 
+    /// `run_id=<run_id>`: the published folder of a run, relative to the output folder.
+    pub fn run_dir(run_id: &str) -> String {
+        format!("{RUN_DIR_PREFIX}{run_id}")
+    }
+
+    /// The URL of a run's published folder, ending in `/`.
+    pub fn run_url(&self, run_id: &str) -> String {
+        self.url_of(&format!("{}/", Self::run_dir(run_id)))
+    }
+
     /// Starts a run's staging area; nothing in the published location changes until
-    /// [`Staging::publish`].
-    pub fn stage(&self, run_id: &str) -> Staging {
-        Staging {
+    /// [`Staging::publish`]. A staging folder left by an earlier attempt with the same run
+    /// id is cleared first, so none of its files can be published with this run.
+    pub async fn stage(&self, run_id: &str) -> Result<Staging> {
+        let staging = Staging {
             folder: self.clone(),
+            run_id: run_id.to_string(),
             prefix: format!("{STAGING_DIR}/{run_id}"),
             files: Vec::new(),
+        };
+        staging.discard().await?;
+        Ok(staging)
+    }
+
+    /// Every object under `prefix` (relative to the folder), with its metadata.
+    async fn list(&self, prefix: &str) -> Result<Vec<object_store::ObjectMeta>> {
+        self.store
+            .list(Some(&self.path(prefix)))
+            .try_collect()
+            .await
+            .map_err(PublishError::store("listing", self.url_of(prefix)))
+    }
+
+    /// `path` relative to the folder.
+    fn relative(&self, path: &Path) -> String {
+        let full = path.as_ref();
+        full.strip_prefix(self.root.as_ref())
+            .unwrap_or(full)
+            .trim_start_matches('/')
+            .to_string()
+    }
+
+    async fn delete_all(&self, prefix: &str) -> Result<usize> {
+        let objects = self.list(prefix).await?;
+        for object in &objects {
+            let name = self.relative(&object.location);
+            self.delete_if_present(&name).await?;
         }
+        Ok(objects.len())
+    }
+
+    async fn delete_if_present(&self, name: &str) -> Result<()> {
+        match self.store.delete(&self.path(name)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(error) => Err(PublishError::store("deleting", self.url_of(name))(error)),
+        }
+    }
+
+    async fn put(&self, name: &str, bytes: Vec<u8>, mode: PutMode) -> Result<()> {
+        let options = PutOptions {
+            mode,
+            ..PutOptions::default()
+        };
+        self.store
+            .put_opts(&self.path(name), PutPayload::from(bytes), options)
+            .await
+            .map(|_| ())
+            .map_err(PublishError::store("writing", self.url_of(name)))
     }
 }
 
@@ -87,19 +209,25 @@ impl OutputFolder {
 #[derive(Debug)]
 pub struct Staging {
     folder: OutputFolder,
+    run_id: String,
     prefix: String,
     files: Vec<WrittenFile>,
 }
 
 impl Staging {
+    pub fn run_id(&self) -> &str {
+        &self.run_id
+    }
+
     pub fn files(&self) -> &[WrittenFile] {
         &self.files
     }
 
     /// Writes `batches` as one Snappy-compressed Parquet file named `name` (relative to the
-    /// output folder), streaming through a multipart upload.
+    /// run's folder) holding rows of `table`, streaming through a multipart upload.
     pub async fn write_parquet(
         &mut self,
+        table: &str,
         name: &str,
         schema: SchemaRef,
         batches: &[RecordBatch],
@@ -114,8 +242,8 @@ impl Staging {
         let properties = WriterProperties::builder()
             .set_compression(Compression::SNAPPY)
             .build();
-        let mut writer =
-            AsyncArrowWriter::try_new(writer, schema, Some(properties)).map_err(parquet_error)?;
+        let mut writer = AsyncArrowWriter::try_new(writer, schema.clone(), Some(properties))
+            .map_err(parquet_error)?;
         let mut rows = 0;
         for batch in batches {
             rows += batch.num_rows() as u64;
@@ -127,113 +255,113 @@ impl Staging {
             .store
             .head(&self.folder.path(&staged))
             .await
-            .map_err(|error| PublishError::Store {
-                operation: "reading the size of",
-                url: url.clone(),
-                error,
-            })?;
+            .map_err(PublishError::store("reading the size of", url.clone()))?;
         self.files.push(WrittenFile {
             name: name.to_string(),
+            table: table.to_string(),
             rows,
             bytes: meta.size,
+            schema,
         });
         Ok(self.files.last().expect("just pushed"))
     }
 
-    /// Makes the staged files the published output: withdraws `_SUCCESS`, deletes every
-    /// previously published file outside `_staging/`, moves the staged files into place and
-    /// writes `_SUCCESS` last. Returns the published files.
-    pub async fn publish(self) -> Result<Vec<WrittenFile>> {
+    /// Makes the staged files the run's published output, in an order that keeps loaders
+    /// safe at every step: withdraw the run's `_SUCCESS`, delete whatever else its folder
+    /// held, move the staged files in, write `_MANIFEST.json`, write `_SUCCESS` (put-if-
+    /// absent, so two processes publishing one run id cannot both succeed), and only then
+    /// point `_LATEST.json` at the run.
+    pub async fn publish(self, info: &RunInfo) -> Result<Published> {
         let folder = &self.folder;
-        delete_if_present(folder, SUCCESS_MARKER).await?;
-        for name in published_files(folder).await? {
-            delete_if_present(folder, &name).await?;
-        }
+        let run_dir = OutputFolder::run_dir(&self.run_id);
+        let manifest = self.manifest(info);
+        let manifest_json = serde_json::to_vec_pretty(&manifest).expect("a manifest serialises");
+
+        folder
+            .delete_if_present(&format!("{run_dir}/{SUCCESS_MARKER}"))
+            .await?;
+        folder.delete_all(&format!("{run_dir}/")).await?;
         for file in &self.files {
-            let from = folder.path(&format!("{}/{}", self.prefix, file.name));
-            let to = folder.path(&file.name);
+            let to = format!("{run_dir}/{}", file.name);
             folder
                 .store
-                .rename(&from, &to)
+                .rename(
+                    &folder.path(&format!("{}/{}", self.prefix, file.name)),
+                    &folder.path(&to),
+                )
                 .await
-                .map_err(|error| PublishError::Store {
-                    operation: "moving a staged file to",
-                    url: folder.url_of(&file.name),
-                    error,
-                })?;
+                .map_err(PublishError::store(
+                    "moving a staged file to",
+                    folder.url_of(&to),
+                ))?;
         }
-        self.discard().await?;
         folder
-            .store
-            .put(&folder.path(SUCCESS_MARKER), Vec::new().into())
-            .await
-            .map_err(|error| PublishError::Store {
-                operation: "writing",
-                url: folder.url_of(SUCCESS_MARKER),
-                error,
-            })?;
-        Ok(self.files)
+            .put(
+                &format!("{run_dir}/{MANIFEST_FILE}"),
+                manifest_json,
+                PutMode::Overwrite,
+            )
+            .await?;
+        let success = format!("{run_dir}/{SUCCESS_MARKER}");
+        match folder.put(&success, Vec::new(), PutMode::Create).await {
+            Err(PublishError::Store {
+                error: object_store::Error::AlreadyExists { .. },
+                ..
+            }) => {
+                return Err(PublishError::PublishedConcurrently {
+                    run_id: self.run_id.clone(),
+                    url: folder.url_of(&success),
+                });
+            }
+            other => other?,
+        }
+        runs::point_latest_at(folder, &manifest).await?;
+        self.discard().await?;
+        Ok(Published {
+            url: folder.run_url(&self.run_id),
+            files: self.files,
+            manifest,
+        })
+    }
+
+    fn manifest(&self, info: &RunInfo) -> Manifest {
+        let mut tables: BTreeMap<&str, ManifestTable> = BTreeMap::new();
+        for file in &self.files {
+            let table = tables
+                .entry(file.table.as_str())
+                .or_insert_with(|| ManifestTable {
+                    name: file.table.clone(),
+                    rows: 0,
+                    columns: manifest::columns(&file.schema),
+                });
+            table.rows += file.rows;
+        }
+        Manifest {
+            run_id: self.run_id.clone(),
+            pipeline: info.pipeline.clone(),
+            pipeline_hash: info.pipeline_hash.clone(),
+            segflow_version: env!("CARGO_PKG_VERSION").to_string(),
+            vars: info.vars.clone(),
+            started_at: manifest::timestamp(info.started_at),
+            ended_at: manifest::timestamp(chrono::Utc::now()),
+            tables: tables.into_values().collect(),
+            files: self
+                .files
+                .iter()
+                .map(|file| ManifestFile {
+                    path: file.name.clone(),
+                    table: file.table.clone(),
+                    rows: file.rows,
+                    bytes: file.bytes,
+                })
+                .collect(),
+        }
     }
 
     /// Deletes whatever this run staged; the published location is untouched.
     pub async fn discard(&self) -> Result<()> {
-        let prefix = self.folder.path(&self.prefix);
-        let staged: Vec<Path> = list(&self.folder, &prefix).await?;
-        for path in staged {
-            self.folder
-                .store
-                .delete(&path)
-                .await
-                .map_err(|error| PublishError::Store {
-                    operation: "deleting staged file",
-                    url: format!("{}{}", self.folder.url, path),
-                    error,
-                })?;
-        }
+        self.folder.delete_all(&format!("{}/", self.prefix)).await?;
         Ok(())
-    }
-}
-
-/// Every file under the output folder except the staging area, relative to the folder.
-async fn published_files(folder: &OutputFolder) -> Result<Vec<String>> {
-    let root = folder.root.as_ref();
-    let names = list(folder, &folder.root)
-        .await?
-        .into_iter()
-        .map(|path| {
-            let full = path.as_ref();
-            full.strip_prefix(root)
-                .unwrap_or(full)
-                .trim_start_matches('/')
-                .to_string()
-        })
-        .filter(|name| !name.starts_with(&format!("{STAGING_DIR}/")))
-        .collect();
-    Ok(names)
-}
-
-async fn list(folder: &OutputFolder, prefix: &Path) -> Result<Vec<Path>> {
-    folder
-        .store
-        .list(Some(prefix))
-        .map_ok(|meta| meta.location)
-        .try_collect()
-        .await
-        .map_err(|error| PublishError::Store {
-            operation: "listing",
-            url: folder.url.clone(),
-            error,
-        })
-}
-
-async fn delete_if_present(folder: &OutputFolder, name: &str) -> Result<()> {
-    match folder.store.delete(&folder.path(name)).await {
-        Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-        Err(error) => Err(PublishError::Store {
-            operation: "deleting",
-            url: folder.url_of(name),
-            error,
-        }),
     }
 }
 
@@ -244,102 +372,4 @@ fn join(root: &Path, name: &str) -> Path {
 }
 
 #[cfg(test)]
-mod tests {
-    use std::sync::Arc;
-
-    use arrow::array::Int64Array;
-    use arrow::datatypes::{DataType, Field, Schema};
-    use object_store::memory::InMemory;
-
-    use super::*;
-
-    fn batch(values: Vec<i64>) -> RecordBatch {
-        let schema = Arc::new(Schema::new(vec![Field::new("v", DataType::Int64, false)]));
-        RecordBatch::try_new(schema, vec![Arc::new(Int64Array::from(values))]).unwrap()
-    }
-
-    async fn names(folder: &OutputFolder) -> Vec<String> {
-        let mut names = published_files(folder).await.unwrap();
-        names.sort();
-        names
-    }
-
-    #[tokio::test]
-    async fn nothing_is_visible_until_publish_and_reruns_replace() {
-        let folder = OutputFolder {
-            store: Arc::new(InMemory::new()),
-            root: Path::from("out/run"),
-            url: "memory:///out/run/".to_string(),
-        };
-        let mut first = folder.stage("a");
-        let b = batch(vec![1, 2, 3]);
-        first
-            .write_parquet(
-                "segments/part-00000.parquet",
-                b.schema(),
-                std::slice::from_ref(&b),
-            )
-            .await
-            .unwrap();
-        first
-            .write_parquet(
-                "segments/part-00001.parquet",
-                b.schema(),
-                std::slice::from_ref(&b),
-            )
-            .await
-            .unwrap();
-        assert!(
-            names(&folder).await.is_empty(),
-            "staged files are not published"
-        );
-        let files = first.publish().await.unwrap();
-        assert_eq!(files[0].rows, 3);
-        assert_eq!(
-            names(&folder).await,
-            [
-                "_SUCCESS",
-                "segments/part-00000.parquet",
-                "segments/part-00001.parquet"
-            ]
-        );
-
-        // A rerun with fewer files leaves no stale file behind.
-        let mut second = folder.stage("b");
-        second
-            .write_parquet("segments/part-00000.parquet", b.schema(), &[b])
-            .await
-            .unwrap();
-        second.publish().await.unwrap();
-        assert_eq!(
-            names(&folder).await,
-            ["_SUCCESS", "segments/part-00000.parquet"]
-        );
-        let all = list(&folder, &folder.root).await.unwrap();
-        assert_eq!(all.len(), 2, "staging is cleaned: {all:?}");
-    }
-
-    #[tokio::test]
-    async fn discard_leaves_published_output_alone() {
-        let folder = OutputFolder {
-            store: Arc::new(InMemory::new()),
-            root: Path::from("out"),
-            url: "memory:///out/".to_string(),
-        };
-        let b = batch(vec![1]);
-        let mut first = folder.stage("a");
-        first
-            .write_parquet("x.parquet", b.schema(), std::slice::from_ref(&b))
-            .await
-            .unwrap();
-        first.publish().await.unwrap();
-        let mut failed = folder.stage("b");
-        failed
-            .write_parquet("x.parquet", b.schema(), &[b])
-            .await
-            .unwrap();
-        failed.discard().await.unwrap();
-        assert_eq!(names(&folder).await, ["_SUCCESS", "x.parquet"]);
-        assert_eq!(list(&folder, &folder.root).await.unwrap().len(), 2);
-    }
-}
+mod tests;

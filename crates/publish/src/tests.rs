@@ -1,0 +1,249 @@
+use std::sync::Arc;
+
+use arrow::array::Int64Array;
+use arrow::datatypes::{DataType, Field, Schema};
+use object_store::memory::InMemory;
+
+use super::*;
+
+fn batch(values: Vec<i64>) -> RecordBatch {
+    let schema = Arc::new(Schema::new(vec![Field::new("v", DataType::Int64, false)]));
+    RecordBatch::try_new(schema, vec![Arc::new(Int64Array::from(values))]).unwrap()
+}
+
+fn folder() -> OutputFolder {
+    OutputFolder::new(
+        Arc::new(InMemory::new()),
+        Path::from("out/seg"),
+        "memory:///out/seg",
+    )
+}
+
+fn info() -> RunInfo {
+    RunInfo {
+        pipeline: "p".to_string(),
+        pipeline_hash: "sha256:00".to_string(),
+        vars: [("as_of".to_string(), "2011-12-10".to_string())].into(),
+        started_at: chrono::Utc::now(),
+    }
+}
+
+/// Every file under the folder, relative to it, sorted.
+async fn names(folder: &OutputFolder) -> Vec<String> {
+    let mut names: Vec<String> = folder
+        .list("")
+        .await
+        .unwrap()
+        .iter()
+        .map(|meta| folder.relative(&meta.location))
+        .collect();
+    names.sort();
+    names
+}
+
+async fn stage(folder: &OutputFolder, run_id: &str, parts: &[Vec<i64>]) -> Staging {
+    let mut staging = folder.stage(run_id).await.unwrap();
+    for (i, values) in parts.iter().enumerate() {
+        let b = batch(values.clone());
+        staging
+            .write_parquet(
+                "segments",
+                &format!("segments/part-{i:05}.parquet"),
+                b.schema(),
+                &[b],
+            )
+            .await
+            .unwrap();
+    }
+    staging
+}
+
+async fn manifest_of(folder: &OutputFolder, run_id: &str) -> Manifest {
+    let path = folder.path(&format!(
+        "{}/{MANIFEST_FILE}",
+        OutputFolder::run_dir(run_id)
+    ));
+    let bytes = folder
+        .store
+        .get(&path)
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    serde_json::from_slice(&bytes).unwrap()
+}
+
+#[tokio::test]
+async fn a_run_is_visible_only_once_published_with_manifest_and_marker() {
+    let folder = folder();
+    let staging = stage(&folder, "a", &[vec![1, 2, 3], vec![4]]).await;
+    assert!(
+        names(&folder)
+            .await
+            .iter()
+            .all(|n| n.starts_with("_staging/a/")),
+        "only staged files exist before publishing"
+    );
+    assert_eq!(folder.latest().await.unwrap(), None);
+
+    let published = staging.publish(&info()).await.unwrap();
+    assert_eq!(published.url, "memory:///out/seg/run_id=a/");
+    assert_eq!(
+        names(&folder).await,
+        [
+            "_LATEST.json",
+            "run_id=a/_MANIFEST.json",
+            "run_id=a/_SUCCESS",
+            "run_id=a/segments/part-00000.parquet",
+            "run_id=a/segments/part-00001.parquet",
+        ]
+    );
+    let manifest = manifest_of(&folder, "a").await;
+    assert_eq!(manifest, published.manifest);
+    assert_eq!(manifest.run_id, "a");
+    assert_eq!(manifest.vars["as_of"], "2011-12-10");
+    assert_eq!(manifest.tables.len(), 1);
+    assert_eq!(manifest.tables[0].name, "segments");
+    assert_eq!(manifest.tables[0].rows, 4);
+    assert_eq!(
+        manifest.tables[0].columns,
+        [ManifestColumn {
+            name: "v".to_string(),
+            data_type: "Int64".to_string(),
+            nullable: false
+        }]
+    );
+    let rows: Vec<u64> = manifest.files.iter().map(|f| f.rows).collect();
+    assert_eq!(rows, [3, 1]);
+    assert!(manifest.files.iter().all(|f| f.bytes > 0));
+    let latest = folder.latest().await.unwrap().unwrap();
+    assert_eq!(latest.run_id, "a");
+    assert_eq!(latest.path, "run_id=a/");
+}
+
+#[tokio::test]
+async fn rerunning_a_run_id_replaces_it_and_other_runs_stay() {
+    let folder = folder();
+    stage(&folder, "a", &[vec![1], vec![2]])
+        .await
+        .publish(&info())
+        .await
+        .unwrap();
+    stage(&folder, "b", &[vec![7]])
+        .await
+        .publish(&info())
+        .await
+        .unwrap();
+    // Run `a` again with fewer files: no stale part survives, `b` is untouched.
+    stage(&folder, "a", &[vec![9, 9]])
+        .await
+        .publish(&info())
+        .await
+        .unwrap();
+    assert_eq!(
+        names(&folder).await,
+        [
+            "_LATEST.json",
+            "run_id=a/_MANIFEST.json",
+            "run_id=a/_SUCCESS",
+            "run_id=a/segments/part-00000.parquet",
+            "run_id=b/_MANIFEST.json",
+            "run_id=b/_SUCCESS",
+            "run_id=b/segments/part-00000.parquet",
+        ]
+    );
+    assert_eq!(manifest_of(&folder, "a").await.tables[0].rows, 2);
+    assert_eq!(manifest_of(&folder, "b").await.tables[0].rows, 1);
+    assert_eq!(folder.latest().await.unwrap().unwrap().run_id, "a");
+}
+
+#[tokio::test]
+async fn a_discarded_run_leaves_published_runs_alone() {
+    let folder = folder();
+    stage(&folder, "a", &[vec![1]])
+        .await
+        .publish(&info())
+        .await
+        .unwrap();
+    let before = names(&folder).await;
+    let failed = stage(&folder, "b", &[vec![2]]).await;
+    failed.discard().await.unwrap();
+    assert_eq!(names(&folder).await, before);
+}
+
+#[tokio::test]
+async fn staging_again_clears_what_a_dead_attempt_left() {
+    let folder = folder();
+    let dead = stage(&folder, "a", &[vec![1], vec![2], vec![3]]).await;
+    drop(dead);
+    let retry = stage(&folder, "a", &[vec![4]]).await;
+    retry.publish(&info()).await.unwrap();
+    let parts: Vec<String> = names(&folder)
+        .await
+        .into_iter()
+        .filter(|n| n.ends_with(".parquet"))
+        .collect();
+    assert_eq!(parts, ["run_id=a/segments/part-00000.parquet"]);
+    assert_eq!(manifest_of(&folder, "a").await.tables[0].rows, 1);
+}
+
+#[tokio::test]
+async fn runs_are_listed_with_status_and_dead_ones_collected() {
+    let folder = folder();
+    stage(&folder, "old", &[vec![1]])
+        .await
+        .publish(&info())
+        .await
+        .unwrap();
+    stage(&folder, "new", &[vec![1, 2]])
+        .await
+        .publish(&info())
+        .await
+        .unwrap();
+    let _dead = stage(&folder, "dead", &[vec![5]]).await;
+    // A publish that died after moving a file but before `_SUCCESS`.
+    folder
+        .put(
+            "run_id=half/segments/part-00000.parquet",
+            b"x".to_vec(),
+            PutMode::Overwrite,
+        )
+        .await
+        .unwrap();
+
+    let runs = folder.runs().await.unwrap();
+    let summary: Vec<(&str, RunStatus, bool)> = runs
+        .iter()
+        .map(|run| (run.run_id.as_str(), run.status, run.latest))
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("new", RunStatus::Published, true),
+            ("old", RunStatus::Published, false),
+            ("half", RunStatus::Incomplete, false),
+            ("dead", RunStatus::Staging, false),
+        ]
+    );
+    assert_eq!(runs[0].files, 3);
+    assert_eq!(runs[3].path, "_staging/dead/");
+
+    let recent = folder.stale_runs(chrono::Duration::hours(1)).await.unwrap();
+    assert!(recent.is_empty(), "young folders may belong to a live run");
+    let stale = folder
+        .stale_runs(chrono::Duration::seconds(-1))
+        .await
+        .unwrap();
+    let stale_ids: Vec<&str> = stale.iter().map(|run| run.run_id.as_str()).collect();
+    assert_eq!(stale_ids, ["half", "dead"]);
+    assert_eq!(folder.remove_runs(&stale).await.unwrap(), 2);
+    let left: Vec<String> = folder
+        .runs()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|run| run.run_id)
+        .collect();
+    assert_eq!(left, ["new", "old"]);
+}
