@@ -3,6 +3,9 @@
 
 #![allow(dead_code)]
 
+pub mod proxy;
+pub mod seaweedfs;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 

@@ -5,7 +5,7 @@ mod plan_view;
 mod summary;
 
 use std::collections::BTreeMap;
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::OnceLock;
@@ -239,7 +239,9 @@ fn init_logging(verbose: u8, quiet: bool, format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("SEGFLOW_LOG").unwrap_or_else(|_| {
         tracing_subscriber::EnvFilter::new(format!("segflow={level},segflow_engine={level},warn"))
     });
+    // Colours only for people: schedulers store stderr as text.
     let logs = tracing_subscriber::fmt()
+        .with_ansi(std::io::stderr().is_terminal())
         .with_env_filter(filter)
         .with_writer(|| RedactingStderr);
     match format {

@@ -84,8 +84,8 @@ pub async fn register_quarantining(ctx: &SessionContext, source: &Source) -> Res
     let mut kept = Vec::new();
     let mut bad = Vec::new();
     let mut rows_read = 0;
-    for (store, file) in files(ctx, source).await.map_err(error)? {
-        let parsed = read_file(store, file, source, &schema, false)
+    for file in files(ctx, source).await.map_err(error)? {
+        let parsed = read_file(&file, source, &schema, false)
             .await
             .map_err(error)?;
         rows_read += parsed.rows_read;
@@ -120,8 +120,8 @@ pub async fn first_bad_row(
     source: &Source,
     schema: SchemaRef,
 ) -> datafusion::error::Result<Option<BadRow>> {
-    for (store, file) in files(ctx, source).await? {
-        let parsed = read_file(store, file, source, &schema, true).await?;
+    for file in files(ctx, source).await? {
+        let parsed = read_file(&file, source, &schema, true).await?;
         if let Some(bad) = parsed.bad.into_iter().next() {
             return Ok(Some(bad));
         }
@@ -132,9 +132,10 @@ pub async fn first_bad_row(
 async fn files(
     ctx: &SessionContext,
     source: &Source,
-) -> datafusion::error::Result<Vec<(Arc<dyn ObjectStore>, Path)>> {
+) -> datafusion::error::Result<Vec<SourceFile>> {
     let url = ListingTableUrl::parse(source.location.url.as_str())?;
     let store = ctx.runtime_env().object_store(url.object_store())?;
+    let base = url.object_store().as_str().to_string();
     let state = ctx.state();
     let mut files: Vec<Path> = url
         .list_all_files(&state, store.as_ref(), &source.extension)
@@ -146,8 +147,19 @@ async fn files(
     files.sort();
     Ok(files
         .into_iter()
-        .map(|file| (store.clone(), file))
+        .map(|path| SourceFile {
+            store: store.clone(),
+            url: format!("{base}{path}"),
+            path,
+        })
         .collect())
+}
+
+/// One file of a source: where to read it, and its URL for rejects and messages.
+struct SourceFile {
+    store: Arc<dyn ObjectStore>,
+    path: Path,
+    url: String,
 }
 
 struct Parsed {
@@ -157,16 +169,15 @@ struct Parsed {
 }
 
 async fn read_file(
-    store: Arc<dyn ObjectStore>,
-    file: Path,
+    file: &SourceFile,
     source: &Source,
     schema: &SchemaRef,
     stop_at_first: bool,
 ) -> datafusion::error::Result<Parsed> {
-    let bytes = store.get(&file).await?.bytes().await?;
+    let bytes = file.store.get(&file.path).await?.bytes().await?;
     let gzip = source.extension.ends_with(".gz");
     let options = ParseOptions {
-        file: file.to_string(),
+        file: file.url.clone(),
         has_header: source.csv.has_header,
         delimiter: source.csv.delimiter,
         quote: source.csv.quote,

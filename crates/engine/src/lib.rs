@@ -167,7 +167,7 @@ fn is_sql_mistake(error: &DataFusionError) -> bool {
 }
 
 pub(crate) fn describe(error: &DataFusionError) -> String {
-    if let Some(store_error) = object_store_error(error) {
+    if let Some(store_error) = segflow_publish::find_store_error(error) {
         return format!("object store: {}", segflow_publish::explain(store_error));
     }
     let mut message = error.find_root().strip_backtrace();
@@ -182,22 +182,6 @@ pub(crate) fn describe(error: &DataFusionError) -> String {
         }
         _ => message,
     }
-}
-
-/// The object-store failure behind a query error, however deeply DataFusion, Arrow or
-/// Parquet wrapped it.
-fn object_store_error(error: &DataFusionError) -> Option<&object_store::Error> {
-    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(error);
-    while let Some(cause) = current {
-        if let Some(found) = cause.downcast_ref::<object_store::Error>() {
-            return Some(found);
-        }
-        if let Some(DataFusionError::ObjectStore(found)) = cause.downcast_ref::<DataFusionError>() {
-            return Some(found);
-        }
-        current = cause.source();
-    }
-    None
 }
 
 /// Settings of one run that are not part of the pipeline.

@@ -35,7 +35,7 @@ use parquet::file::properties::WriterProperties;
 
 pub use manifest::{Manifest, ManifestColumn, ManifestFile, ManifestTable, RunInfo};
 pub use runs::{Latest, RunEntry, RunStatus};
-pub use store_errors::explain;
+pub use store_errors::{explain, find_store_error};
 
 pub type Result<T, E = PublishError> = std::result::Result<T, E>;
 
@@ -57,7 +57,7 @@ pub enum PublishError {
         url: String,
         error: object_store::Error,
     },
-    #[error("writing Parquet to {url}: {error}")]
+    #[error("writing Parquet to {url}: {}", explain_parquet(error))]
     Parquet {
         url: String,
         error: parquet::errors::ParquetError,
@@ -77,6 +77,14 @@ impl PublishError {
             url,
             error,
         }
+    }
+}
+
+/// A Parquet write fails mostly on its store; say that in the store's terms.
+fn explain_parquet(error: &parquet::errors::ParquetError) -> String {
+    match find_store_error(error) {
+        Some(store_error) => explain(store_error),
+        None => error.to_string(),
     }
 }
 

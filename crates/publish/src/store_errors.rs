@@ -44,7 +44,12 @@ pub fn explain(error: &object_store::Error) -> String {
             || all.contains("connection closed before message completed")
             || all.contains("Connection reset") =>
         {
-            "cannot reach the store's endpoint"
+            return match endpoint(&all) {
+                Some(endpoint) => {
+                    format!("cannot reach the store's endpoint {endpoint} ({detail})")
+                }
+                None => format!("cannot reach the store's endpoint ({detail})"),
+            };
         }
         _ if all.contains("timed out") || all.contains("operation timed out") => {
             "the store did not answer in time"
@@ -58,6 +63,27 @@ pub fn explain(error: &object_store::Error) -> String {
     }
 }
 
+/// The object-store failure behind `error`, however deeply a query engine, a Parquet writer
+/// or an `io::Error` wrapped it (`io::Error` hides its payload from `source()`).
+pub fn find_store_error<'a>(
+    error: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a object_store::Error> {
+    let mut current = Some(error);
+    while let Some(cause) = current {
+        if let Some(found) = cause.downcast_ref::<object_store::Error>() {
+            return Some(found);
+        }
+        current = match cause.downcast_ref::<std::io::Error>() {
+            Some(io) => match io.get_ref() {
+                Some(inner) => Some(inner as &(dyn std::error::Error + 'static)),
+                None => io.source(),
+            },
+            None => cause.source(),
+        };
+    }
+    None
+}
+
 /// Every message in the error's source chain, outermost first.
 fn chain(error: &object_store::Error) -> Vec<String> {
     let mut messages = vec![error.to_string()];
@@ -67,6 +93,17 @@ fn chain(error: &object_store::Error) -> Vec<String> {
         source = cause.source();
     }
     messages
+}
+
+/// `scheme://host:port` of the URL a failed request went to (the first URL in the text).
+fn endpoint(text: &str) -> Option<String> {
+    let start = text.find("http://").or_else(|| text.find("https://"))?;
+    let url = &text[start..];
+    let scheme_end = url.find("://")? + 3;
+    let host_end = url[scheme_end..]
+        .find(['/', ')', '?', ' '])
+        .map_or(url.len(), |end| scheme_end + end);
+    Some(url[..host_end].to_string())
 }
 
 /// The `<Code>` of an S3 error document, if the message carries one.
@@ -121,7 +158,10 @@ mod tests {
     #[test]
     fn unreachable_endpoints_say_so() {
         let error = generic("error sending request for url (http://127.0.0.1:1/b/x)");
-        assert!(explain(&error).starts_with("cannot reach the store's endpoint ("));
+        assert_eq!(
+            explain(&error),
+            "cannot reach the store's endpoint http://127.0.0.1:1 (error sending request for url (http://127.0.0.1:1/b/x))"
+        );
     }
 
     #[test]
