@@ -82,6 +82,20 @@ enum Command {
         #[arg(long = "var", value_name = "NAME=VALUE", value_parser = parse_var)]
         vars: Vec<(String, String)>,
     },
+    /// Run the pipeline's step tests (`tests/<pipeline>/*.yaml` beside it) on the rows
+    /// they give, in memory: no store or source file is read.
+    Test {
+        pipeline: PathBuf,
+        /// Only the tests with this name, or testing a step with this name.
+        #[arg(long, value_name = "NAME", conflicts_with = "generate")]
+        select: Option<String>,
+        /// Write a starter test for STEP from a sample of its real input and its output today.
+        #[arg(long, value_name = "STEP")]
+        generate: Option<String>,
+        /// Rows sampled per input table with --generate.
+        #[arg(long, default_value_t = 5, requires = "generate")]
+        rows: usize,
+    },
     /// List the runs in an output folder: published, incomplete and staging ones.
     Runs {
         /// A pipeline file (its output folder and store settings), or an output folder's
@@ -215,7 +229,29 @@ fn main() -> ExitCode {
     }
 }
 
+/// Step tests ran and some failed: the data under test broke the expectations.
+#[derive(Debug, thiserror::Error)]
+#[error("{failed} test{} failed", if *failed == 1 { "" } else { "s" })]
+struct TestsFailed {
+    failed: usize,
+}
+
 fn exit_code(error: &anyhow::Error) -> u8 {
+    if error.downcast_ref::<TestsFailed>().is_some() {
+        return exit::VALIDATION_FAILED;
+    }
+    if let Some(error) = error.downcast_ref::<segflow_steptest::TestError>() {
+        return match error {
+            segflow_steptest::TestError::Engine(engine) => match engine.class() {
+                ErrorClass::PipelineInvalid => exit::PIPELINE_INVALID,
+                ErrorClass::ValidationFailed => exit::VALIDATION_FAILED,
+                ErrorClass::Runtime => exit::RUNTIME_ERROR,
+            },
+            segflow_steptest::TestError::Pipeline(PipelineError::Read { .. })
+            | segflow_steptest::TestError::Generate(_) => exit::RUNTIME_ERROR,
+            _ => exit::PIPELINE_INVALID,
+        };
+    }
     if let Some(error) = error.downcast_ref::<EngineError>() {
         return match error.class() {
             ErrorClass::PipelineInvalid => exit::PIPELINE_INVALID,
@@ -327,6 +363,35 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 PlanFormat::Dot => plan_view::dot(&pipeline, &graph),
             };
             summary::print_text(&text);
+            Ok(())
+        }
+        Command::Test {
+            pipeline,
+            select,
+            generate,
+            rows,
+        } => {
+            let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+            if let Some(step) = generate {
+                let path = runtime.block_on(segflow_steptest::generate(&pipeline, &step, rows))?;
+                if !cli.quiet {
+                    summary::print_text(&format!(
+                        "wrote {}: review its expected rows, then run `segflow test {}`",
+                        path.display(),
+                        pipeline.display()
+                    ));
+                }
+                return Ok(());
+            }
+            let outcomes =
+                runtime.block_on(segflow_steptest::run_all(&pipeline, select.as_deref()))?;
+            let failed = outcomes.iter().filter(|o| !o.failures.is_empty()).count();
+            if !cli.quiet || failed > 0 {
+                summary::print_tests(&outcomes);
+            }
+            if failed > 0 {
+                return Err(TestsFailed { failed }.into());
+            }
             Ok(())
         }
         Command::Runs { target, vars } => {

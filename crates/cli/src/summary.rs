@@ -77,6 +77,39 @@ pub fn render_run(report: &RunReport) -> String {
     out
 }
 
+/// One line per test, each failure's diff under it, and a count.
+pub fn print_tests(outcomes: &[segflow_steptest::Outcome]) {
+    println!("{}", crate::redact(&render_tests(outcomes)));
+}
+
+pub fn render_tests(outcomes: &[segflow_steptest::Outcome]) -> String {
+    let mut out = String::new();
+    for outcome in outcomes {
+        let file = outcome
+            .file
+            .file_name()
+            .map(|name| name.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let status = if outcome.failures.is_empty() {
+            "ok  "
+        } else {
+            "FAIL"
+        };
+        out.push_str(&format!("{status}  {file}: {}\n", outcome.name));
+        for failure in &outcome.failures {
+            for line in failure.lines() {
+                out.push_str(&format!("      {line}\n"));
+            }
+        }
+    }
+    let failed = outcomes.iter().filter(|o| !o.failures.is_empty()).count();
+    out.push_str(&format!(
+        "{} passed, {failed} failed",
+        outcomes.len() - failed
+    ));
+    out
+}
+
 pub fn print_runs(url: &str, runs: &[RunEntry]) {
     println!("{}", crate::redact(&render_runs(url, runs)));
 }

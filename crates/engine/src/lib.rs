@@ -7,6 +7,7 @@
 //! blame ([`ErrorClass`]).
 
 mod check;
+mod in_memory;
 mod lenient_csv;
 mod report;
 mod segment;
@@ -27,6 +28,9 @@ use segflow_pipeline::{Format, OnError, Pipeline, Source};
 use segflow_plan::{PlanError, PlannedStep, StepGraph};
 use segflow_publish::{MANIFEST_FILE, PublishError, RunInfo, STAGING_DIR, SUCCESS_MARKER};
 
+pub use in_memory::{
+    CellError, InMemoryRun, inferred_schema, known_schemas, literal_batch, run_in_memory,
+};
 pub use report::{CheckReport, OutputReport, RunReport, SegmentReport, SourceReport, StepReport};
 pub use segflow_publish::{Latest, OutputFolder, RunEntry, RunStatus};
 
@@ -343,6 +347,67 @@ pub async fn run(pipeline: &Pipeline, options: &RunOptions) -> Result<RunReport>
         Some(segment),
         outputs,
     ))
+}
+
+/// The first `rows` rows of each table `step` reads, from a real run of the steps before
+/// it (nothing is published), with only the columns the step uses: the start of a test.
+pub async fn sample_inputs(
+    pipeline: &Pipeline,
+    step: &str,
+    rows: usize,
+) -> Result<Vec<(String, arrow::array::RecordBatch)>> {
+    let graph = check(pipeline).await?;
+    let ctx = SessionContext::new_with_config(SessionConfig::new().with_information_schema(false));
+    stores::register_stores(&ctx, pipeline)?;
+    stores::preflight(&ctx, &pipeline.stores).await?;
+    let source_rejects = sources::register_sources(&ctx, &pipeline.sources).await?;
+    let quarantined_sources = source_rejects
+        .iter()
+        .map(|rejects| (rejects.source.clone(), rejects.rows_out))
+        .collect();
+    let options = RunOptions {
+        select: Some(step.to_string()),
+        ..RunOptions::default()
+    };
+    let mut selected = select_steps(&graph, &options)?;
+    let target = selected.pop().expect("--select keeps its step, last");
+    steps::run_steps(
+        &ctx,
+        &selected,
+        options.max_concurrent_steps,
+        quarantined_sources,
+    )
+    .await?;
+    let step_error = |error: DataFusionError| EngineError::Step {
+        step: target.step.name.clone(),
+        origin: target.step.sql_origin(),
+        error: Box::new(error),
+    };
+    let used = match &target.step.validate {
+        Some(_) => std::collections::HashMap::new(),
+        None => in_memory::used_columns(&ctx, &target.step.sql)
+            .await
+            .map_err(step_error)?,
+    };
+    let mut samples = Vec::new();
+    for table in &target.reads {
+        let mut frame = ctx.table(table.as_str()).await.map_err(step_error)?;
+        if let Some(columns) = used.get(table).filter(|columns| !columns.is_empty()) {
+            let names: Vec<&str> = columns.iter().map(String::as_str).collect();
+            frame = frame.select_columns(&names).map_err(step_error)?;
+        }
+        let schema = std::sync::Arc::new(frame.schema().as_arrow().clone());
+        let batches = frame
+            .limit(0, Some(rows))
+            .map_err(step_error)?
+            .collect()
+            .await
+            .map_err(step_error)?;
+        let batch = arrow::compute::concat_batches(&schema, &batches)
+            .map_err(|error| step_error(error.into()))?;
+        samples.push((table.clone(), batch));
+    }
+    Ok(samples)
 }
 
 /// Checks of severity `error` that found failing rows, one line each.

@@ -25,13 +25,7 @@ pub async fn run_segment(
 ) -> Result<SegmentReport> {
     let started = Instant::now();
     let input = read_input(ctx, segment).await?;
-    let settings = KMeansSettings {
-        k: segment.k,
-        seed: segment.seed,
-        restarts: segment.restarts,
-        max_iterations: segment.max_iterations,
-        tolerance: segment.tolerance,
-    };
+    let settings = kmeans_settings(segment);
     tracing::info!(customers = rows(&input), k = segment.k, "fitting k-means");
     let segmentation =
         segflow_cluster::segment(&input, &segment.features, &settings).map_err(cluster_error)?;
@@ -49,6 +43,29 @@ pub async fn run_segment(
         sizes: segmentation.sizes.clone(),
         duration_ms: started.elapsed().as_millis() as u64,
     })
+}
+
+/// The segment stage without its outputs: every customer of the input with its segment,
+/// as `segments/` would hold them (for tests of a whole pipeline on a few rows).
+pub async fn segments_in_memory(
+    ctx: &SessionContext,
+    segment: &Segment,
+) -> Result<Vec<RecordBatch>> {
+    let input = read_input(ctx, segment).await?;
+    let settings = kmeans_settings(segment);
+    let segmentation =
+        segflow_cluster::segment(&input, &segment.features, &settings).map_err(cluster_error)?;
+    segments_batches(&input, &segment.key, &segment.carry, &segmentation).map_err(cluster_error)
+}
+
+fn kmeans_settings(segment: &Segment) -> KMeansSettings {
+    KMeansSettings {
+        k: segment.k,
+        seed: segment.seed,
+        restarts: segment.restarts,
+        max_iterations: segment.max_iterations,
+        tolerance: segment.tolerance,
+    }
 }
 
 fn rows(batches: &[RecordBatch]) -> usize {

@@ -441,7 +441,7 @@ impl Resolver {
     }
 }
 
-fn literal(raw: &RawLiteral) -> Literal {
+pub(crate) fn literal(raw: &RawLiteral) -> Literal {
     match raw {
         RawLiteral::Integer(value) => Literal::Integer(*value),
         RawLiteral::Float(value) => Literal::Float(*value),

@@ -10,6 +10,7 @@ mod error;
 mod locate;
 mod raw;
 mod resolve;
+mod step_tests;
 mod vars;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -19,6 +20,10 @@ pub use checks::{Check, CheckKind, Literal, Severity, Validate, column_type_name
 pub use error::{PipelineError, Problem, Result, located};
 pub use locate::KeyIndex;
 pub use resolve::{did_you_mean, resolve};
+pub use step_tests::{
+    DEFAULT_TOLERANCE, Expected, ExpectedRejects, GivenRows, GivenTable, Row, SegmentOverride,
+    StepTest, Target, TestFile, load_tests,
+};
 pub use url::Url;
 
 /// A pipeline ready to plan and run.
@@ -331,7 +336,7 @@ fn content_hash(pipeline_text: &str, steps: &[Step]) -> String {
 
 /// The one place that knows the YAML library (serde_yaml is deprecated upstream; replacing it
 /// should touch nothing else).
-fn parse_yaml(file: &Path, text: &str) -> Result<raw::RawPipeline> {
+fn parse_yaml<T: serde::de::DeserializeOwned>(file: &Path, text: &str) -> Result<T> {
     let deserializer = serde_yaml::Deserializer::from_str(text);
     serde_path_to_error::deserialize(deserializer).map_err(|error| {
         let key = match error.path().to_string() {
