@@ -126,8 +126,16 @@ impl SeaweedFs {
         let started = Instant::now();
         let store = self.store(&self.buckets[0]);
         let runtime = runtime();
+        // Listing answers as soon as the filer is up; reading data needs the volume server
+        // too, so the server is ready when an object can be written and read back.
+        let probe = StorePath::from(".segflow-ready-probe");
         loop {
-            if runtime.block_on(store.list_with_delimiter(None)).is_ok() {
+            let ready = runtime.block_on(async {
+                store.put(&probe, b"ready".to_vec().into()).await?;
+                store.get(&probe).await?.bytes().await?;
+                store.delete(&probe).await
+            });
+            if ready.is_ok() {
                 return;
             }
             if let Some(child) = self.child.lock().unwrap().as_mut()
