@@ -96,8 +96,8 @@ fn repeated_segment_key_fails_validation() {
     replace_in(
         &project,
         PIPELINE,
-        "features: [days_since_last_purchase, frequency, total_spend]",
-        "features: [days_since_last_purchase, total_spend]",
+        "    - { name: frequency, transform: log1p, role: frequency }\n",
+        "",
     );
     let run = project.segflow(&["run", PIPELINE]);
     run.assert_exit(4);
@@ -115,8 +115,8 @@ fn non_numeric_feature_is_a_pipeline_error() {
     replace_in(
         &project,
         PIPELINE,
-        "features: [days_since_last_purchase,",
-        "features: [first_purchase, days_since_last_purchase,",
+        "  features:\n",
+        "  features:\n    - first_purchase\n",
     );
     replace_in(
         &project,

@@ -51,10 +51,16 @@ pub fn render_run(report: &RunReport) -> String {
         segment.inertia,
         seconds(segment.duration_ms),
     ));
+    let name_width = segment.names.iter().map(String::len).max().unwrap_or(0);
     for (id, size) in segment.sizes.iter().enumerate() {
         let share = 100.0 * *size as f64 / segment.customers.max(1) as f64;
+        let name = segment
+            .names
+            .get(id)
+            .map(String::as_str)
+            .unwrap_or_default();
         out.push_str(&format!(
-            "  segment {id:<3} {:>11} customers  {share:5.1}%\n",
+            "  segment {id:<3} {name:<name_width$}  {:>11} customers  {share:5.1}%\n",
             thousands(*size)
         ));
     }

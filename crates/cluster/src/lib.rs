@@ -10,8 +10,10 @@
 //! linfa's k-means++ and centroid update while the iteration count, the scale-relative
 //! convergence test, counts and inertia are computed from the assignments themselves.
 
+mod naming;
 mod output;
 mod scaler;
+mod transform;
 
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{DataType, Float64Type};
@@ -21,9 +23,12 @@ use linfa_clustering::{KMeans, KMeansInit};
 use ndarray::{Array1, Array2, ArrayView2, Axis};
 use rand_xoshiro::Xoshiro256Plus;
 use rand_xoshiro::rand_core::SeedableRng;
+use segflow_pipeline::{FeatureTransform, ScalerKind};
 
+pub use naming::segment_names;
 pub use output::{DISTANCE, SEGMENT_ID, centroids_batch, profile_batch, segments_batches};
 pub use scaler::Scaler;
+pub use transform::Preprocessor;
 
 pub type Result<T, E = ClusterError> = std::result::Result<T, E>;
 
@@ -38,6 +43,11 @@ pub enum ClusterError {
         if *count == 1 { "" } else { "s" }
     )]
     NotFinite { column: String, count: usize },
+    #[error(
+        "feature `{column}`: log1p needs values above -1, and {count} {} not (clip them with `winsorize`, or drop the transform)",
+        if *count == 1 { "is" } else { "are" }
+    )]
+    LogOfNonPositive { column: String, count: usize },
     #[error("{rows} customer{} cannot form {k} segments: k must not exceed the number of customers", if *rows == 1 { "" } else { "s" })]
     TooFewRows { rows: usize, k: usize },
     #[error("k-means failed: {0}")]
@@ -63,7 +73,8 @@ pub struct KMeansSettings {
 #[derive(Debug, Clone)]
 pub struct Segmentation {
     pub features: Vec<String>,
-    pub scaler: Scaler,
+    /// Clips, transforms and scaler: raw values to model units.
+    pub preprocess: Preprocessor,
     /// k x features, in scaled units; row i is segment i.
     pub centroids: Array2<f64>,
     /// Segment of each input row, in input order.
@@ -85,6 +96,8 @@ pub struct Segmentation {
 pub fn segment(
     batches: &[RecordBatch],
     features: &[String],
+    transforms: &[FeatureTransform],
+    scaler: ScalerKind,
     settings: &KMeansSettings,
 ) -> Result<Segmentation> {
     let raw = feature_matrix(batches, features)?;
@@ -95,8 +108,8 @@ pub fn segment(
             k: settings.k,
         });
     }
-    let scaler = Scaler::fit(raw.view());
-    let scaled = scaler.transform(raw.view());
+    let preprocess = Preprocessor::fit(raw.view(), features, transforms, scaler)?;
+    let scaled = preprocess.transform(raw.view(), features)?;
     let mean_variance = scaled.var_axis(Axis(0), 0.0).mean().unwrap_or(0.0);
     let tolerance = settings.tolerance * mean_variance.max(f64::MIN_POSITIVE);
 
@@ -109,7 +122,7 @@ pub fn segment(
         }
     }
     let best = best.expect("restarts is at least 1");
-    Ok(relabel_by_size(best, features.to_vec(), scaler))
+    Ok(relabel_by_size(best, features.to_vec(), preprocess))
 }
 
 struct Fitted {
@@ -169,7 +182,11 @@ fn fit_once(
     })
 }
 
-fn relabel_by_size(fitted: Fitted, features: Vec<String>, scaler: Scaler) -> Segmentation {
+fn relabel_by_size(
+    fitted: Fitted,
+    features: Vec<String>,
+    preprocess: Preprocessor,
+) -> Segmentation {
     let k = fitted.centroids.nrows();
     let mut sizes = vec![0u64; k];
     for &c in &fitted.assignments {
@@ -192,7 +209,7 @@ fn relabel_by_size(fitted: Fitted, features: Vec<String>, scaler: Scaler) -> Seg
     }
     Segmentation {
         features,
-        scaler,
+        preprocess,
         centroids: fitted.centroids.select(Axis(0), &order),
         assignments: fitted.assignments.iter().map(|&c| new_id[c]).collect(),
         distances: fitted.squared_distances.iter().map(|d| d.sqrt()).collect(),

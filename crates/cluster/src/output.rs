@@ -2,9 +2,12 @@
 
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, Float64Array, Int32Array, Int64Array, RecordBatch};
+use arrow::array::{ArrayRef, Float64Array, Int32Array, Int64Array, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema};
 
+use segflow_pipeline::Role;
+
+use crate::scaler::percentile;
 use crate::{ClusterError, Result, Segmentation};
 
 pub const SEGMENT_ID: &str = "segment_id";
@@ -60,13 +63,21 @@ pub fn segments_batches(
     Ok(out)
 }
 
-/// `segment_id`, then per feature its centroid in model (scaled) units as `<feature>_scaled`
-/// and in raw units as `<feature>`.
-pub fn centroids_batch(segmentation: &Segmentation) -> Result<RecordBatch> {
-    let raw = segmentation.scaler.inverse(segmentation.centroids.view());
+/// `segment_id`, `name`, then per feature its centroid in model (scaled) units as
+/// `<feature>_scaled` and in raw units as `<feature>`.
+pub fn centroids_batch(segmentation: &Segmentation, names: &[String]) -> Result<RecordBatch> {
+    let raw = segmentation
+        .preprocess
+        .inverse(segmentation.centroids.view());
     let k = segmentation.centroids.nrows();
-    let mut fields = vec![Field::new(SEGMENT_ID, DataType::Int32, false)];
-    let mut columns: Vec<ArrayRef> = vec![Arc::new(Int32Array::from_iter_values(0..k as i32))];
+    let mut fields = vec![
+        Field::new(SEGMENT_ID, DataType::Int32, false),
+        Field::new("name", DataType::Utf8, false),
+    ];
+    let mut columns: Vec<ArrayRef> = vec![
+        Arc::new(Int32Array::from_iter_values(0..k as i32)),
+        Arc::new(StringArray::from_iter_values(names)),
+    ];
     for (j, name) in segmentation.features.iter().enumerate() {
         fields.push(Field::new(
             format!("{name}_scaled"),
@@ -85,36 +96,55 @@ pub fn centroids_batch(segmentation: &Segmentation) -> Result<RecordBatch> {
     )?)
 }
 
-/// `segment_id`, `customers`, `share` of all customers, and `mean_<feature>` of the raw values.
-pub fn profile_batch(input: &[RecordBatch], segmentation: &Segmentation) -> Result<RecordBatch> {
+/// Per segment: `segment_id`, `name`, `customers`, `share` of all customers,
+/// `revenue_share` (of the summed raw values of the `monetary` feature; null without one),
+/// then per feature `mean_<feature>` and `median_<feature>` of the raw values and
+/// `<feature>_centroid_scaled`, the centroid in model units.
+pub fn profile_batch(
+    input: &[RecordBatch],
+    segmentation: &Segmentation,
+    names: &[String],
+) -> Result<RecordBatch> {
     let k = segmentation.sizes.len();
     let features = &segmentation.features;
-    let mut sums = vec![vec![0.0f64; features.len()]; k];
+    // values[feature][segment]: the raw values of the segment's customers.
+    let mut values = vec![vec![Vec::new(); k]; features.len()];
     let mut offset = 0;
     for batch in input {
         for (j, name) in features.iter().enumerate() {
-            let values = column(batch, name)?;
-            let values = values
+            let column = column(batch, name)?;
+            let floats = column
                 .as_any()
                 .downcast_ref::<Float64Array>()
                 .ok_or_else(|| ClusterError::NotFloat {
                     column: name.clone(),
-                    found: values.data_type().clone(),
+                    found: column.data_type().clone(),
                 })?;
-            for (i, value) in values.values().iter().enumerate() {
-                sums[segmentation.assignments[offset + i] as usize][j] += value;
+            for (i, value) in floats.values().iter().enumerate() {
+                values[j][segmentation.assignments[offset + i] as usize].push(*value);
             }
         }
         offset += batch.num_rows();
     }
     let total: u64 = segmentation.sizes.iter().sum();
+    let monetary = segmentation
+        .preprocess
+        .transforms
+        .iter()
+        .position(|t| t.role == Some(Role::Monetary));
+    let revenue: Option<Vec<f64>> =
+        monetary.map(|j| values[j].iter().map(|v| v.iter().sum()).collect());
+    let all_revenue: f64 = revenue.iter().flatten().sum();
     let mut fields = vec![
         Field::new(SEGMENT_ID, DataType::Int32, false),
+        Field::new("name", DataType::Utf8, false),
         Field::new("customers", DataType::Int64, false),
         Field::new("share", DataType::Float64, false),
+        Field::new("revenue_share", DataType::Float64, true),
     ];
     let mut columns: Vec<ArrayRef> = vec![
         Arc::new(Int32Array::from_iter_values(0..k as i32)),
+        Arc::new(StringArray::from_iter_values(names)),
         Arc::new(Int64Array::from_iter_values(
             segmentation.sizes.iter().map(|&n| n as i64),
         )),
@@ -124,13 +154,37 @@ pub fn profile_batch(input: &[RecordBatch], segmentation: &Segmentation) -> Resu
                 .iter()
                 .map(|&n| n as f64 / total.max(1) as f64),
         )),
+        Arc::new(Float64Array::from_iter((0..k).map(|c| {
+            revenue
+                .as_ref()
+                .map(|revenue| revenue[c] / if all_revenue != 0.0 { all_revenue } else { 1.0 })
+        }))),
     ];
     for (j, name) in features.iter().enumerate() {
         fields.push(Field::new(format!("mean_{name}"), DataType::Float64, true));
-        columns.push(Arc::new(Float64Array::from_iter((0..k).map(|c| {
-            let size = segmentation.sizes[c];
-            (size > 0).then(|| sums[c][j] / size as f64)
-        }))));
+        columns.push(Arc::new(Float64Array::from_iter(values[j].iter().map(
+            |v| (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64),
+        ))));
+        fields.push(Field::new(
+            format!("median_{name}"),
+            DataType::Float64,
+            true,
+        ));
+        columns.push(Arc::new(Float64Array::from_iter(values[j].iter().map(
+            |v| {
+                let mut sorted = v.clone();
+                sorted.sort_by(f64::total_cmp);
+                (!sorted.is_empty()).then(|| percentile(&sorted, 0.5))
+            },
+        ))));
+        fields.push(Field::new(
+            format!("{name}_centroid_scaled"),
+            DataType::Float64,
+            false,
+        ));
+        columns.push(Arc::new(Float64Array::from(
+            segmentation.centroids.column(j).to_vec(),
+        )));
     }
     Ok(RecordBatch::try_new(
         Arc::new(Schema::new(fields)),

@@ -45,13 +45,25 @@ fn blobs() -> Vec<RecordBatch> {
     vec![batch.slice(0, 50), batch.slice(50, 40)]
 }
 
+/// No transforms or roles on either feature.
+fn plain() -> Vec<FeatureTransform> {
+    vec![FeatureTransform::default(); 2]
+}
+
 fn features() -> Vec<String> {
     vec!["x".to_string(), "y".to_string()]
 }
 
 #[test]
 fn recovers_well_separated_blobs_with_ids_by_size() {
-    let result = segment(&blobs(), &features(), &settings(3, 42)).unwrap();
+    let result = segment(
+        &blobs(),
+        &features(),
+        &plain(),
+        ScalerKind::Standard,
+        &settings(3, 42),
+    )
+    .unwrap();
     assert_eq!(result.sizes, [40, 30, 20]);
     assert_eq!(&result.assignments[..40], &[0; 40]);
     assert_eq!(&result.assignments[40..70], &[1; 30]);
@@ -59,14 +71,28 @@ fn recovers_well_separated_blobs_with_ids_by_size() {
     assert!(result.converged);
     let expected_inertia: f64 = result.distances.iter().map(|d| d * d).sum();
     assert!((result.inertia - expected_inertia).abs() < 1e-9);
-    let raw = result.scaler.inverse(result.centroids.view());
+    let raw = result.preprocess.inverse(result.centroids.view());
     assert!((raw[(2, 1)] - 1000.0).abs() < 2.0, "{raw}");
 }
 
 #[test]
 fn same_seed_same_result() {
-    let a = segment(&blobs(), &features(), &settings(4, 7)).unwrap();
-    let b = segment(&blobs(), &features(), &settings(4, 7)).unwrap();
+    let a = segment(
+        &blobs(),
+        &features(),
+        &plain(),
+        ScalerKind::Standard,
+        &settings(4, 7),
+    )
+    .unwrap();
+    let b = segment(
+        &blobs(),
+        &features(),
+        &plain(),
+        ScalerKind::Standard,
+        &settings(4, 7),
+    )
+    .unwrap();
     assert_eq!(a.assignments, b.assignments);
     assert_eq!(a.centroids, b.centroids);
     assert_eq!(a.iterations, b.iterations);
@@ -74,10 +100,19 @@ fn same_seed_same_result() {
 
 #[test]
 fn restarts_never_do_worse_than_one_start() {
-    let one = segment(&blobs(), &features(), &settings(5, 3)).unwrap();
+    let one = segment(
+        &blobs(),
+        &features(),
+        &plain(),
+        ScalerKind::Standard,
+        &settings(5, 3),
+    )
+    .unwrap();
     let many = segment(
         &blobs(),
         &features(),
+        &plain(),
+        ScalerKind::Standard,
         &KMeansSettings {
             restarts: 5,
             ..settings(5, 3)
@@ -106,7 +141,14 @@ fn non_finite_feature_is_named_with_its_count() {
         ],
     )
     .unwrap();
-    let error = segment(&[batch], &features(), &settings(2, 1)).unwrap_err();
+    let error = segment(
+        &[batch],
+        &features(),
+        &plain(),
+        ScalerKind::Standard,
+        &settings(2, 1),
+    )
+    .unwrap_err();
     assert_eq!(
         error.to_string(),
         "feature `y` has 2 null, NaN or infinite values; k-means needs a number for every customer"
@@ -116,14 +158,28 @@ fn non_finite_feature_is_named_with_its_count() {
 #[test]
 fn more_segments_than_customers_is_an_error() {
     let batch = blobs()[0].slice(0, 2);
-    let error = segment(&[batch], &features(), &settings(3, 1)).unwrap_err();
+    let error = segment(
+        &[batch],
+        &features(),
+        &plain(),
+        ScalerKind::Standard,
+        &settings(3, 1),
+    )
+    .unwrap_err();
     assert!(matches!(error, ClusterError::TooFewRows { rows: 2, k: 3 }));
 }
 
 #[test]
 fn output_batches_line_up_with_the_input() {
     let input = blobs();
-    let result = segment(&input, &features(), &settings(3, 42)).unwrap();
+    let result = segment(
+        &input,
+        &features(),
+        &plain(),
+        ScalerKind::Standard,
+        &settings(3, 42),
+    )
+    .unwrap();
     let segments = segments_batches(&input, "id", &[], &result).unwrap();
     assert_eq!(segments.len(), 2);
     let names: Vec<String> = segments[0]
@@ -138,9 +194,16 @@ fn output_batches_line_up_with_the_input() {
         .as_primitive::<arrow::datatypes::Int32Type>();
     assert_eq!(last.value(last.len() - 1), 2);
 
-    let profile = profile_batch(&input, &result).unwrap();
+    let labels = segment_names(&result, &Default::default());
+    assert_eq!(
+        labels,
+        ["segment 0", "segment 1", "segment 2"],
+        "no roles, plain names"
+    );
+    let profile = profile_batch(&input, &result, &labels).unwrap();
     let customers = profile
-        .column(1)
+        .column_by_name("customers")
+        .unwrap()
         .as_primitive::<arrow::datatypes::Int64Type>();
     assert_eq!(customers.values().to_vec(), [40, 30, 20]);
     let mean_y = profile
@@ -149,7 +212,17 @@ fn output_batches_line_up_with_the_input() {
         .as_primitive::<Float64Type>();
     assert!((mean_y.value(2) - 1000.0).abs() < 2.0);
 
-    let centroids = centroids_batch(&result).unwrap();
+    let median_y = profile
+        .column_by_name("median_y")
+        .unwrap()
+        .as_primitive::<Float64Type>();
+    assert!((median_y.value(2) - 1000.0).abs() < 2.0);
+    assert!(
+        profile.column_by_name("revenue_share").unwrap().is_null(0),
+        "no monetary role"
+    );
+
+    let centroids = centroids_batch(&result, &labels).unwrap();
     assert_eq!(centroids.num_rows(), 3);
     let names: Vec<String> = centroids
         .schema()
@@ -157,5 +230,8 @@ fn output_batches_line_up_with_the_input() {
         .iter()
         .map(|f| f.name().clone())
         .collect();
-    assert_eq!(names, ["segment_id", "x_scaled", "x", "y_scaled", "y"]);
+    assert_eq!(
+        names,
+        ["segment_id", "name", "x_scaled", "x", "y_scaled", "y"]
+    );
 }

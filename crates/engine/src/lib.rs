@@ -327,7 +327,7 @@ pub async fn run(pipeline: &Pipeline, options: &RunOptions) -> Result<RunReport>
     outputs.extend(published.files.iter().map(|file| OutputReport {
         url: format!("{}{}", published.url, file.name),
         kind: "file".to_string(),
-        rows: Some(file.rows),
+        rows: file.rows(),
         bytes: Some(file.bytes),
     }));
     for marker in [MANIFEST_FILE, SUCCESS_MARKER] {

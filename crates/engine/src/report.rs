@@ -87,6 +87,8 @@ pub struct SegmentReport {
     pub inertia: f64,
     /// Customers per segment, by segment id.
     pub sizes: Vec<u64>,
+    /// By segment id: generated from the features' roles, or set by the pipeline.
+    pub names: Vec<String>,
     pub duration_ms: u64,
 }
 

@@ -7,9 +7,9 @@ use arrow::datatypes::{DataType, Int64Type, Schema};
 use datafusion::prelude::{SessionContext, cast, col};
 use segflow_cluster::{
     ClusterError, DISTANCE, KMeansSettings, SEGMENT_ID, Segmentation, centroids_batch,
-    profile_batch, segments_batches,
+    profile_batch, segment_names, segments_batches,
 };
-use segflow_pipeline::Segment;
+use segflow_pipeline::{ScalerKind, Segment};
 use segflow_publish::Staging;
 
 use crate::report::SegmentReport;
@@ -27,10 +27,11 @@ pub async fn run_segment(
     let input = read_input(ctx, segment).await?;
     let settings = kmeans_settings(segment);
     tracing::info!(customers = rows(&input), k = segment.k, "fitting k-means");
-    let segmentation =
-        segflow_cluster::segment(&input, &segment.features, &settings).map_err(cluster_error)?;
-    write_outputs(&input, segment, &segmentation, staging).await?;
+    let segmentation = fit(&input, segment, &settings)?;
+    let names = segment_names(&segmentation, &segment.names);
+    write_outputs(&input, segment, &segmentation, &names, staging).await?;
     Ok(SegmentReport {
+        names,
         input: segment.input.clone(),
         key: segment.key.clone(),
         features: segment.features.clone(),
@@ -53,9 +54,70 @@ pub async fn segments_in_memory(
 ) -> Result<Vec<RecordBatch>> {
     let input = read_input(ctx, segment).await?;
     let settings = kmeans_settings(segment);
-    let segmentation =
-        segflow_cluster::segment(&input, &segment.features, &settings).map_err(cluster_error)?;
+    let segmentation = fit(&input, segment, &settings)?;
     segments_batches(&input, &segment.key, &segment.carry, &segmentation).map_err(cluster_error)
+}
+
+fn fit(
+    input: &[RecordBatch],
+    segment: &Segment,
+    settings: &KMeansSettings,
+) -> Result<Segmentation> {
+    segflow_cluster::segment(
+        input,
+        &segment.features,
+        &segment.transforms,
+        segment.scaler,
+        settings,
+    )
+    .map_err(cluster_error)
+}
+
+/// `model.json`: everything needed to place a customer in a segment without refitting,
+/// features with their transforms and fitted clips, the scaler, the centroids in model
+/// units and the names.
+fn model_json(segment: &Segment, segmentation: &Segmentation, names: &[String]) -> Vec<u8> {
+    let preprocess = &segmentation.preprocess;
+    let features: Vec<serde_json::Value> = segment
+        .features
+        .iter()
+        .zip(&preprocess.transforms)
+        .zip(&preprocess.clips)
+        .map(|((name, transform), clip)| {
+            serde_json::json!({
+                "name": name,
+                "role": transform.role.map(|role| role.as_str()),
+                "log1p": transform.log1p,
+                "winsorize": transform.winsorize.zip(*clip).map(|((low_p, high_p), (low, high))| {
+                    serde_json::json!({
+                        "low_percentile": low_p,
+                        "high_percentile": high_p,
+                        "low": low,
+                        "high": high,
+                    })
+                }),
+            })
+        })
+        .collect();
+    let model = serde_json::json!({
+        "features": features,
+        "scaler": {
+            "kind": match preprocess.scaler.kind {
+                ScalerKind::Standard => "standard",
+                ScalerKind::Robust => "robust",
+                ScalerKind::MinMax => "minmax",
+            },
+            "centers": preprocess.scaler.centers.to_vec(),
+            "scales": preprocess.scaler.scales.to_vec(),
+        },
+        "k": segmentation.centroids.nrows(),
+        "seed": segment.seed,
+        "centroids": segmentation.centroids.outer_iter().map(|row| row.to_vec()).collect::<Vec<_>>(),
+        "names": names,
+        "sizes": segmentation.sizes,
+        "inertia": segmentation.inertia,
+    });
+    serde_json::to_vec_pretty(&model).expect("a model serialises")
 }
 
 fn kmeans_settings(segment: &Segment) -> KMeansSettings {
@@ -180,9 +242,9 @@ async fn check_key(ctx: &SessionContext, segment: &Segment) -> Result<()> {
 /// Data the stage cannot cluster is a validation failure; the rest is a failed run.
 fn cluster_error(error: ClusterError) -> EngineError {
     match error {
-        ClusterError::NotFinite { .. } | ClusterError::TooFewRows { .. } => {
-            EngineError::SegmentData(error.to_string())
-        }
+        ClusterError::NotFinite { .. }
+        | ClusterError::TooFewRows { .. }
+        | ClusterError::LogOfNonPositive { .. } => EngineError::SegmentData(error.to_string()),
         _ => EngineError::Segment(error.to_string()),
     }
 }
@@ -195,6 +257,7 @@ async fn write_outputs(
     input: &[RecordBatch],
     segment: &Segment,
     segmentation: &Segmentation,
+    names: &[String],
     staging: &mut Staging,
 ) -> Result<()> {
     let segments = segments_batches(input, &segment.key, &segment.carry, segmentation)
@@ -225,7 +288,7 @@ async fn write_outputs(
             .write_parquet("segments", &name, schema, &pending)
             .await?;
     }
-    let centroids = centroids_batch(segmentation).map_err(cluster_error)?;
+    let centroids = centroids_batch(segmentation, names).map_err(cluster_error)?;
     staging
         .write_parquet(
             "centroids",
@@ -234,7 +297,10 @@ async fn write_outputs(
             &[centroids],
         )
         .await?;
-    let profile = profile_batch(input, segmentation).map_err(cluster_error)?;
+    staging
+        .write_bytes("model.json", model_json(segment, segmentation, names))
+        .await?;
+    let profile = profile_batch(input, segmentation, names).map_err(cluster_error)?;
     staging
         .write_parquet("profile", "profile.parquet", profile.schema(), &[profile])
         .await?;

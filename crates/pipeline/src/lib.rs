@@ -258,6 +258,11 @@ pub struct Segment {
     pub input: String,
     pub key: String,
     pub features: Vec<String>,
+    /// Each feature's transforms and role, in the order of `features`.
+    pub transforms: Vec<FeatureTransform>,
+    pub scaler: ScalerKind,
+    /// Names replacing the generated ones, by segment id.
+    pub names: BTreeMap<u32, String>,
     pub carry: Vec<String>,
     pub k: usize,
     pub seed: u64,
@@ -265,6 +270,45 @@ pub struct Segment {
     pub max_iterations: usize,
     pub tolerance: f64,
     pub output: Location,
+}
+
+/// What is done to a feature before scaling: clipped to percentiles, then `ln(1 + x)`.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct FeatureTransform {
+    pub log1p: bool,
+    /// Low and high percentiles (0 to 1).
+    pub winsorize: Option<(f64, f64)>,
+    pub role: Option<Role>,
+}
+
+/// What a feature means to the business, for naming segments.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Days since the last purchase: fewer is better.
+    Recency,
+    Frequency,
+    Monetary,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Recency => "recency",
+            Role::Frequency => "frequency",
+            Role::Monetary => "monetary",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ScalerKind {
+    /// Mean 0, population standard deviation 1 (scikit-learn's StandardScaler).
+    #[default]
+    Standard,
+    /// Median 0, interquartile range 1 (RobustScaler): outliers do not set the scale.
+    Robust,
+    /// Minimum 0, maximum 1 (MinMaxScaler).
+    MinMax,
 }
 
 /// `text` with every one of `secrets` replaced by `***`, longest first so that a secret

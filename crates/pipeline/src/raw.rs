@@ -199,6 +199,30 @@ pub enum RawLiteral {
     Text(String),
 }
 
+/// A feature column, with optional transforms and role.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum RawFeature {
+    Name(String),
+    Detailed(RawFeatureDetailed),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFeatureDetailed {
+    pub name: String,
+    /// `log1p` (ln(1 + x), for skewed counts and amounts) or `none` (default).
+    #[serde(default)]
+    pub transform: Option<String>,
+    /// `[low, high]` percentiles (0 to 1) the values are clipped to before anything else.
+    #[serde(default)]
+    pub winsorize: Option<Vec<f64>>,
+    /// `recency` (days since the last purchase), `frequency` or `monetary`: used to name
+    /// segments and, for `monetary`, the revenue share of the profile.
+    #[serde(default)]
+    pub role: Option<String>,
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawSegment {
@@ -206,8 +230,15 @@ pub struct RawSegment {
     pub input: String,
     /// The column that identifies a customer; it must be unique and not null.
     pub key: String,
-    /// Numeric columns clustered on; each is z-scored before clustering.
-    pub features: Vec<String>,
+    /// Numeric columns clustered on: a name, or `{name, transform, winsorize, role}`.
+    pub features: Vec<RawFeature>,
+    /// How every feature is scaled after its transforms: `standard` (default: mean 0,
+    /// standard deviation 1), `robust` (median 0, interquartile range 1) or `minmax` (0 to 1).
+    #[serde(default)]
+    pub scaler: Option<String>,
+    /// Names replacing the generated ones, by segment id.
+    #[serde(default)]
+    pub names: BTreeMap<u32, String>,
     /// Other columns of the input copied into `segments/` as they are (not clustered on).
     #[serde(default)]
     pub carry: Vec<String>,

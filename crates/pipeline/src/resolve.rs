@@ -6,11 +6,13 @@ use std::path::{Component, Path, PathBuf};
 use url::Url;
 
 use crate::checks::Validate;
-use crate::raw::{RawColumn, RawCsvOptions, RawLocation, RawPipeline, RawSegment, RawSource};
+use crate::raw::{
+    RawColumn, RawCsvOptions, RawFeature, RawLocation, RawPipeline, RawSegment, RawSource,
+};
 use crate::vars::expand;
 use crate::{
-    Column, ColumnType, CsvOptions, Format, Location, OnError, Pipeline, PipelineError, Problem,
-    Result, Segment, Source, Step, StepKind, Store,
+    Column, ColumnType, CsvOptions, FeatureTransform, Format, Location, OnError, Pipeline,
+    PipelineError, Problem, Result, Role, ScalerKind, Segment, Source, Step, StepKind, Store,
 };
 
 const SUPPORTED_SCHEMES: &[&str] = &["file", "s3", "gs", "az", "abfs", "http", "https"];
@@ -521,11 +523,25 @@ impl Resolver {
 
     fn resolve_segment(&mut self, raw: RawSegment, stores: &[Store]) -> Option<Segment> {
         let problems_before = self.problems.len();
+        let (features, transforms) = self.resolve_features(&raw.features);
+        let scaler = match raw.scaler.as_deref() {
+            None | Some("standard") => ScalerKind::Standard,
+            Some("robust") => ScalerKind::Robust,
+            Some("minmax") => ScalerKind::MinMax,
+            Some(other) => {
+                self.problem(
+                    "segment.scaler",
+                    format!("unknown scaler `{other}`; expected standard, robust or minmax"),
+                );
+                ScalerKind::Standard
+            }
+        };
+        let raw_features = &features;
         if raw.features.is_empty() {
             self.problem("segment.features", "list at least one feature column");
         }
         let mut seen = HashSet::new();
-        for (index, feature) in raw.features.iter().enumerate() {
+        for (index, feature) in raw_features.iter().enumerate() {
             if !seen.insert(feature) {
                 self.problem(
                     format!("segment.features[{index}]"),
@@ -540,7 +556,7 @@ impl Resolver {
             }
         }
         for (index, column) in raw.carry.iter().enumerate() {
-            if *column == raw.key || raw.features.contains(column) {
+            if *column == raw.key || raw_features.contains(column) {
                 self.problem(
                     format!("segment.carry[{index}]"),
                     format!("`{column}` is already in the output as the key or a feature"),
@@ -549,6 +565,17 @@ impl Resolver {
         }
         if raw.k < 2 {
             self.problem("segment.k", format!("k must be at least 2, got {}", raw.k));
+        }
+        for id in raw.names.keys() {
+            if *id as i64 >= raw.k {
+                self.problem(
+                    format!("segment.names.{id}"),
+                    format!(
+                        "there is no segment {id}: ids go from 0 to k - 1 = {}",
+                        raw.k - 1
+                    ),
+                );
+            }
         }
         let restarts = raw.restarts.unwrap_or(1);
         if restarts < 1 {
@@ -572,7 +599,10 @@ impl Resolver {
         Some(Segment {
             input: raw.input,
             key: raw.key,
-            features: raw.features,
+            features,
+            transforms,
+            scaler,
+            names: raw.names,
             carry: raw.carry,
             k: raw.k as usize,
             seed: raw.seed.unwrap_or(0),
@@ -581,6 +611,77 @@ impl Resolver {
             tolerance,
             output: output?,
         })
+    }
+
+    /// Feature names, and each feature's transforms and role in the same order.
+    fn resolve_features(&mut self, raw: &[RawFeature]) -> (Vec<String>, Vec<FeatureTransform>) {
+        let mut names = Vec::new();
+        let mut transforms = Vec::new();
+        for (index, feature) in raw.iter().enumerate() {
+            let key = format!("segment.features[{index}]");
+            let detailed = match feature {
+                RawFeature::Name(name) => {
+                    names.push(name.clone());
+                    transforms.push(FeatureTransform::default());
+                    continue;
+                }
+                RawFeature::Detailed(detailed) => detailed,
+            };
+            let log1p = match detailed.transform.as_deref() {
+                None | Some("none") => false,
+                Some("log1p") => true,
+                Some(other) => {
+                    self.problem(
+                        format!("{key}.transform"),
+                        format!("unknown transform `{other}`; expected log1p or none"),
+                    );
+                    false
+                }
+            };
+            let winsorize = match detailed.winsorize.as_deref() {
+                None => None,
+                Some([low, high]) if 0.0 <= *low && low < high && *high <= 1.0 => {
+                    Some((*low, *high))
+                }
+                Some(_) => {
+                    self.problem(
+                        format!("{key}.winsorize"),
+                        "give two percentiles `[low, high]` with 0 <= low < high <= 1, e.g. [0.01, 0.99]",
+                    );
+                    None
+                }
+            };
+            let role = match detailed.role.as_deref() {
+                None => None,
+                Some("recency") => Some(Role::Recency),
+                Some("frequency") => Some(Role::Frequency),
+                Some("monetary") => Some(Role::Monetary),
+                Some(other) => {
+                    self.problem(
+                        format!("{key}.role"),
+                        format!("unknown role `{other}`; expected recency, frequency or monetary"),
+                    );
+                    None
+                }
+            };
+            if let Some(role) = role
+                && transforms
+                    .iter()
+                    .any(|t: &FeatureTransform| t.role == Some(role))
+            {
+                self.problem(
+                    format!("{key}.role"),
+                    format!("another feature already has the role `{}`", role.as_str()),
+                );
+            }
+            names.push(detailed.name.clone());
+            transforms.push(FeatureTransform {
+                log1p,
+                winsorize,
+                role,
+            });
+        }
+        (names, transforms)
     }
 
     fn output_location(&mut self, raw: RawLocation, stores: &[Store]) -> Option<Location> {

@@ -93,11 +93,22 @@ fn explain_parquet(error: &parquet::errors::ParquetError) -> String {
 pub struct WrittenFile {
     /// e.g. `segments/part-00000.parquet`.
     pub name: String,
-    /// The table the file belongs to, e.g. `segments`.
+    /// For a Parquet file: the table it belongs to (e.g. `segments`), its rows and schema.
+    pub table: Option<TableFile>,
+    pub bytes: u64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct TableFile {
     pub table: String,
     pub rows: u64,
-    pub bytes: u64,
     pub schema: SchemaRef,
+}
+
+impl WrittenFile {
+    pub fn rows(&self) -> Option<u64> {
+        self.table.as_ref().map(|table| table.rows)
+    }
 }
 
 /// A published run: where it is and what it holds.
@@ -266,10 +277,30 @@ impl Staging {
             .map_err(PublishError::store("reading the size of", url.clone()))?;
         self.files.push(WrittenFile {
             name: name.to_string(),
-            table: table.to_string(),
-            rows,
+            table: Some(TableFile {
+                table: table.to_string(),
+                rows,
+                schema,
+            }),
             bytes: meta.size,
-            schema,
+        });
+        Ok(self.files.last().expect("just pushed"))
+    }
+
+    /// Writes a small file that is not a table (e.g. `model.json`) in one put.
+    pub async fn write_bytes(&mut self, name: &str, bytes: Vec<u8>) -> Result<&WrittenFile> {
+        let size = bytes.len() as u64;
+        self.folder
+            .put(
+                &format!("{}/{name}", self.prefix),
+                bytes,
+                PutMode::Overwrite,
+            )
+            .await?;
+        self.files.push(WrittenFile {
+            name: name.to_string(),
+            table: None,
+            bytes: size,
         });
         Ok(self.files.last().expect("just pushed"))
     }
@@ -335,14 +366,17 @@ impl Staging {
     fn manifest(&self, info: &RunInfo) -> Manifest {
         let mut tables: BTreeMap<&str, ManifestTable> = BTreeMap::new();
         for file in &self.files {
+            let Some(part) = &file.table else {
+                continue;
+            };
             let table = tables
-                .entry(file.table.as_str())
+                .entry(part.table.as_str())
                 .or_insert_with(|| ManifestTable {
-                    name: file.table.clone(),
+                    name: part.table.clone(),
                     rows: 0,
-                    columns: manifest::columns(&file.schema),
+                    columns: manifest::columns(&part.schema),
                 });
-            table.rows += file.rows;
+            table.rows += part.rows;
         }
         Manifest {
             run_id: self.run_id.clone(),
@@ -358,8 +392,8 @@ impl Staging {
                 .iter()
                 .map(|file| ManifestFile {
                     path: file.name.clone(),
-                    table: file.table.clone(),
-                    rows: file.rows,
+                    table: file.table.as_ref().map(|part| part.table.clone()),
+                    rows: file.rows(),
                     bytes: file.bytes,
                 })
                 .collect(),

@@ -44,8 +44,11 @@ pub struct ManifestColumn {
 pub struct ManifestFile {
     /// Relative to the run's folder, e.g. `segments/part-00000.parquet`.
     pub path: String,
-    pub table: String,
-    pub rows: u64,
+    /// For a Parquet file, its table and rows; other files (e.g. `model.json`) have neither.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub table: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rows: Option<u64>,
     pub bytes: u64,
 }
 

@@ -114,8 +114,8 @@ async fn a_run_is_visible_only_once_published_with_manifest_and_marker() {
             nullable: false
         }]
     );
-    let rows: Vec<u64> = manifest.files.iter().map(|f| f.rows).collect();
-    assert_eq!(rows, [3, 1]);
+    let rows: Vec<Option<u64>> = manifest.files.iter().map(|f| f.rows).collect();
+    assert_eq!(rows, [Some(3), Some(1)]);
     assert!(manifest.files.iter().all(|f| f.bytes > 0));
     let latest = folder.latest().await.unwrap().unwrap();
     assert_eq!(latest.run_id, "a");
