@@ -51,6 +51,9 @@ pub fn render_run(report: &RunReport) -> String {
         segment.inertia,
         seconds(segment.duration_ms),
     ));
+    if let Some(selection) = &segment.k_selection {
+        out.push_str(&render_k_selection(selection));
+    }
     let name_width = segment.names.iter().map(String::len).max().unwrap_or(0);
     for (id, size) in segment.sizes.iter().enumerate() {
         let share = 100.0 * *size as f64 / segment.customers.max(1) as f64;
@@ -80,6 +83,44 @@ pub fn render_run(report: &RunReport) -> String {
         }
     }
     out.push_str(&format!("done in {}", seconds(report.duration_ms)));
+    out
+}
+
+/// Every k tried with its inertia (the elbow) and metrics; the kept one marked, and why.
+fn render_k_selection(selection: &segflow_engine::KSelectionReport) -> String {
+    let chosen = selection.scores.iter().find(|s| s.k == selection.chosen);
+    let (direction, value) = match (selection.metric.as_str(), chosen) {
+        ("davies_bouldin", Some(s)) => ("lowest", s.davies_bouldin),
+        ("calinski_harabasz", Some(s)) => ("highest", s.calinski_harabasz),
+        (_, Some(s)) => ("highest", s.silhouette),
+        (_, None) => ("best", f64::NAN),
+    };
+    let mut out = format!(
+        "  k={} chosen: {direction} {} ({value:.3}) of k={}..{}\n",
+        selection.chosen,
+        selection.metric,
+        selection.scores.first().map_or(0, |s| s.k),
+        selection.scores.last().map_or(0, |s| s.k),
+    );
+    out.push_str(&format!(
+        "     {:>3}  {:>12}  {:>10}  {:>17}  {:>14}\n",
+        "k", "inertia", "silhouette", "calinski_harabasz", "davies_bouldin"
+    ));
+    for score in &selection.scores {
+        out.push_str(&format!(
+            "  {} {:>3}  {:>12.1}  {:>10.3}  {:>17.1}  {:>14.3}\n",
+            if score.k == selection.chosen {
+                "*"
+            } else {
+                " "
+            },
+            score.k,
+            score.inertia,
+            score.silhouette,
+            score.calinski_harabasz,
+            score.davies_bouldin
+        ));
+    }
     out
 }
 

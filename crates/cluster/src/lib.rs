@@ -10,6 +10,7 @@
 //! linfa's k-means++ and centroid update while the iteration count, the scale-relative
 //! convergence test, counts and inertia are computed from the assignments themselves.
 
+mod metrics;
 mod naming;
 mod output;
 mod scaler;
@@ -23,8 +24,9 @@ use linfa_clustering::{KMeans, KMeansInit};
 use ndarray::{Array1, Array2, ArrayView2, Axis};
 use rand_xoshiro::Xoshiro256Plus;
 use rand_xoshiro::rand_core::SeedableRng;
-use segflow_pipeline::{FeatureTransform, ScalerKind};
+use segflow_pipeline::{FeatureTransform, KMetric, KSelection, ScalerKind};
 
+pub use metrics::{calinski_harabasz, davies_bouldin, silhouette};
 pub use naming::segment_names;
 pub use output::{DISTANCE, SEGMENT_ID, centroids_batch, profile_batch, segments_batches};
 pub use scaler::Scaler;
@@ -100,29 +102,127 @@ pub fn segment(
     scaler: ScalerKind,
     settings: &KMeansSettings,
 ) -> Result<Segmentation> {
+    let prepared = prepare(batches, features, transforms, scaler, settings.k)?;
+    let best = best_fit(&prepared, settings)?;
+    Ok(relabel_by_size(
+        best,
+        features.to_vec(),
+        prepared.preprocess,
+    ))
+}
+
+/// One k tried when choosing k: the fit's inertia and each metric.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KScore {
+    pub k: usize,
+    pub inertia: f64,
+    pub silhouette: f64,
+    pub calinski_harabasz: f64,
+    pub davies_bouldin: f64,
+}
+
+impl KScore {
+    pub fn metric(&self, metric: KMetric) -> f64 {
+        match metric {
+            KMetric::Silhouette => self.silhouette,
+            KMetric::CalinskiHarabasz => self.calinski_harabasz,
+            KMetric::DaviesBouldin => self.davies_bouldin,
+        }
+    }
+}
+
+/// Fits every k from `selection.min` to `settings.k` (at most the number of rows), scores
+/// each with every metric, and keeps the best fit by `selection.metric` (the smallest k on
+/// a tie). The silhouette is computed on a sample of `selection.sample` rows.
+pub fn segment_choosing_k(
+    batches: &[RecordBatch],
+    features: &[String],
+    transforms: &[FeatureTransform],
+    scaler: ScalerKind,
+    settings: &KMeansSettings,
+    selection: &KSelection,
+) -> Result<(Segmentation, Vec<KScore>)> {
+    let (min_k, metric, silhouette_sample) = (selection.min, selection.metric, selection.sample);
+    let prepared = prepare(batches, features, transforms, scaler, min_k)?;
+    let largest = settings.k.min(prepared.scaled.nrows());
+    let mut scores = Vec::new();
+    let mut best: Option<(f64, Fitted)> = None;
+    for k in min_k..=largest {
+        let fitted = best_fit(
+            &prepared,
+            &KMeansSettings {
+                k,
+                ..settings.clone()
+            },
+        )?;
+        let labels = fitted.assignments.as_slice().expect("contiguous");
+        let data = prepared.scaled.view();
+        let score = KScore {
+            k,
+            inertia: fitted.inertia,
+            silhouette: metrics::silhouette(data, labels, k, silhouette_sample, settings.seed),
+            calinski_harabasz: metrics::calinski_harabasz(data, labels, k),
+            davies_bouldin: metrics::davies_bouldin(data, labels, k),
+        };
+        // Davies-Bouldin is better low; the others high.
+        let value = match metric {
+            KMetric::DaviesBouldin => -score.metric(metric),
+            _ => score.metric(metric),
+        };
+        if best.as_ref().is_none_or(|(b, _)| value > *b) {
+            best = Some((value, fitted));
+        }
+        scores.push(score);
+    }
+    let (_, best) = best.expect("min_k <= rows");
+    Ok((
+        relabel_by_size(best, features.to_vec(), prepared.preprocess),
+        scores,
+    ))
+}
+
+/// The data in model units and what it takes to get there.
+struct Prepared {
+    preprocess: Preprocessor,
+    scaled: Array2<f64>,
+    /// Convergence threshold in model units.
+    tolerance_scale: f64,
+}
+
+fn prepare(
+    batches: &[RecordBatch],
+    features: &[String],
+    transforms: &[FeatureTransform],
+    scaler: ScalerKind,
+    min_k: usize,
+) -> Result<Prepared> {
     let raw = feature_matrix(batches, features)?;
     let rows = raw.nrows();
-    if rows < settings.k {
-        return Err(ClusterError::TooFewRows {
-            rows,
-            k: settings.k,
-        });
+    if rows < min_k {
+        return Err(ClusterError::TooFewRows { rows, k: min_k });
     }
     let preprocess = Preprocessor::fit(raw.view(), features, transforms, scaler)?;
     let scaled = preprocess.transform(raw.view(), features)?;
     let mean_variance = scaled.var_axis(Axis(0), 0.0).mean().unwrap_or(0.0);
-    let tolerance = settings.tolerance * mean_variance.max(f64::MIN_POSITIVE);
+    Ok(Prepared {
+        preprocess,
+        scaled,
+        tolerance_scale: mean_variance.max(f64::MIN_POSITIVE),
+    })
+}
 
+/// The best of `settings.restarts` seeded fits.
+fn best_fit(prepared: &Prepared, settings: &KMeansSettings) -> Result<Fitted> {
+    let tolerance = settings.tolerance * prepared.tolerance_scale;
     let mut best: Option<Fitted> = None;
     for restart in 0..settings.restarts {
         let seed = settings.seed.wrapping_add(restart as u64);
-        let fitted = fit_once(scaled.view(), settings, seed, tolerance)?;
+        let fitted = fit_once(prepared.scaled.view(), settings, seed, tolerance)?;
         if best.as_ref().is_none_or(|b| fitted.inertia < b.inertia) {
             best = Some(fitted);
         }
     }
-    let best = best.expect("restarts is at least 1");
-    Ok(relabel_by_size(best, features.to_vec(), preprocess))
+    Ok(best.expect("restarts is at least 1"))
 }
 
 struct Fitted {

@@ -31,7 +31,10 @@ use segflow_publish::{MANIFEST_FILE, PublishError, RunInfo, STAGING_DIR, SUCCESS
 pub use in_memory::{
     CellError, InMemoryRun, inferred_schema, known_schemas, literal_batch, run_in_memory,
 };
-pub use report::{CheckReport, OutputReport, RunReport, SegmentReport, SourceReport, StepReport};
+pub use report::{
+    CheckReport, KScoreReport, KSelectionReport, OutputReport, RunReport, SegmentReport,
+    SourceReport, StepReport,
+};
 pub use segflow_publish::{Latest, OutputFolder, RunEntry, RunStatus};
 
 /// Under the output folder: one Parquet table of rejected rows per quarantining source and

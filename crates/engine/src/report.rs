@@ -89,6 +89,8 @@ pub struct SegmentReport {
     pub sizes: Vec<u64>,
     /// By segment id: generated from the features' roles, or set by the pipeline.
     pub names: Vec<String>,
+    /// With k chosen from a range: every k tried and why the kept one won.
+    pub k_selection: Option<KSelectionReport>,
     pub duration_ms: u64,
 }
 
@@ -99,4 +101,21 @@ pub struct OutputReport {
     pub kind: String,
     pub rows: Option<u64>,
     pub bytes: Option<u64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct KSelectionReport {
+    /// The metric k was chosen by.
+    pub metric: String,
+    pub chosen: usize,
+    pub scores: Vec<KScoreReport>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct KScoreReport {
+    pub k: usize,
+    pub inertia: f64,
+    pub silhouette: f64,
+    pub calinski_harabasz: f64,
+    pub davies_bouldin: f64,
 }

@@ -6,13 +6,13 @@ use arrow::array::{AsArray, RecordBatch};
 use arrow::datatypes::{DataType, Int64Type, Schema};
 use datafusion::prelude::{SessionContext, cast, col};
 use segflow_cluster::{
-    ClusterError, DISTANCE, KMeansSettings, SEGMENT_ID, Segmentation, centroids_batch,
+    ClusterError, DISTANCE, KMeansSettings, KScore, SEGMENT_ID, Segmentation, centroids_batch,
     profile_batch, segment_names, segments_batches,
 };
 use segflow_pipeline::{ScalerKind, Segment};
 use segflow_publish::Staging;
 
-use crate::report::SegmentReport;
+use crate::report::{KScoreReport, KSelectionReport, SegmentReport};
 use crate::{EngineError, Result};
 
 /// Rows per file under `segments/`: files stay a size warehouses load in parallel.
@@ -27,16 +27,45 @@ pub async fn run_segment(
     let input = read_input(ctx, segment).await?;
     let settings = kmeans_settings(segment);
     tracing::info!(customers = rows(&input), k = segment.k, "fitting k-means");
-    let segmentation = fit(&input, segment, &settings)?;
+    let (segmentation, scores) = fit(&input, segment, &settings)?;
     let names = segment_names(&segmentation, &segment.names);
     write_outputs(&input, segment, &segmentation, &names, staging).await?;
+    let k_selection = match (&segment.k_selection, scores) {
+        (Some(selection), Some(scores)) => {
+            let batch = k_selection_batch(&scores, segmentation.centroids.nrows())?;
+            staging
+                .write_parquet(
+                    "k_selection",
+                    "k_selection.parquet",
+                    batch.schema(),
+                    &[batch],
+                )
+                .await?;
+            Some(KSelectionReport {
+                metric: selection.metric.as_str().to_string(),
+                chosen: segmentation.centroids.nrows(),
+                scores: scores
+                    .iter()
+                    .map(|score| KScoreReport {
+                        k: score.k,
+                        inertia: score.inertia,
+                        silhouette: score.silhouette,
+                        calinski_harabasz: score.calinski_harabasz,
+                        davies_bouldin: score.davies_bouldin,
+                    })
+                    .collect(),
+            })
+        }
+        _ => None,
+    };
     Ok(SegmentReport {
+        k_selection,
         names,
         input: segment.input.clone(),
         key: segment.key.clone(),
         features: segment.features.clone(),
         customers: rows(&input) as u64,
-        k: segment.k,
+        k: segmentation.centroids.nrows(),
         seed: segment.seed,
         iterations: segmentation.iterations,
         converged: segmentation.converged,
@@ -54,23 +83,65 @@ pub async fn segments_in_memory(
 ) -> Result<Vec<RecordBatch>> {
     let input = read_input(ctx, segment).await?;
     let settings = kmeans_settings(segment);
-    let segmentation = fit(&input, segment, &settings)?;
+    let (segmentation, _) = fit(&input, segment, &settings)?;
     segments_batches(&input, &segment.key, &segment.carry, &segmentation).map_err(cluster_error)
 }
 
+/// The fit, and with k chosen from a range, the score of every k tried.
 fn fit(
     input: &[RecordBatch],
     segment: &Segment,
     settings: &KMeansSettings,
-) -> Result<Segmentation> {
-    segflow_cluster::segment(
-        input,
-        &segment.features,
-        &segment.transforms,
-        segment.scaler,
-        settings,
-    )
+) -> Result<(Segmentation, Option<Vec<KScore>>)> {
+    let (features, transforms) = (&segment.features, &segment.transforms);
+    match &segment.k_selection {
+        None => segflow_cluster::segment(input, features, transforms, segment.scaler, settings)
+            .map(|segmentation| (segmentation, None)),
+        Some(selection) => segflow_cluster::segment_choosing_k(
+            input,
+            features,
+            transforms,
+            segment.scaler,
+            settings,
+            selection,
+        )
+        .map(|(segmentation, scores)| (segmentation, Some(scores))),
+    }
     .map_err(cluster_error)
+}
+
+/// `k_selection.parquet`: per k tried, its inertia (the elbow) and each metric, and which
+/// k was kept.
+fn k_selection_batch(scores: &[KScore], chosen: usize) -> Result<RecordBatch> {
+    use arrow::array::{ArrayRef, BooleanArray, Float64Array, Int32Array};
+    use arrow::datatypes::Field;
+    let float = |name: &str, value: fn(&KScore) -> f64| -> (Field, ArrayRef) {
+        (
+            Field::new(name, DataType::Float64, false),
+            std::sync::Arc::new(Float64Array::from_iter_values(scores.iter().map(value))),
+        )
+    };
+    let columns: Vec<(Field, ArrayRef)> = vec![
+        (
+            Field::new("k", DataType::Int32, false),
+            std::sync::Arc::new(Int32Array::from_iter_values(
+                scores.iter().map(|s| s.k as i32),
+            )),
+        ),
+        float("inertia", |s| s.inertia),
+        float("silhouette", |s| s.silhouette),
+        float("calinski_harabasz", |s| s.calinski_harabasz),
+        float("davies_bouldin", |s| s.davies_bouldin),
+        (
+            Field::new("chosen", DataType::Boolean, false),
+            std::sync::Arc::new(BooleanArray::from_iter(
+                scores.iter().map(|s| Some(s.k == chosen)),
+            )),
+        ),
+    ];
+    let (fields, arrays): (Vec<Field>, Vec<ArrayRef>) = columns.into_iter().unzip();
+    RecordBatch::try_new(std::sync::Arc::new(Schema::new(fields)), arrays)
+        .map_err(|error| EngineError::Segment(error.to_string()))
 }
 
 /// `model.json`: everything needed to place a customer in a segment without refitting,

@@ -264,12 +264,44 @@ pub struct Segment {
     /// Names replacing the generated ones, by segment id.
     pub names: BTreeMap<u32, String>,
     pub carry: Vec<String>,
+    /// The number of segments; with `k_selection`, the largest k tried.
     pub k: usize,
+    /// Set when k is chosen from a range.
+    pub k_selection: Option<KSelection>,
     pub seed: u64,
     pub restarts: usize,
     pub max_iterations: usize,
     pub tolerance: f64,
     pub output: Location,
+}
+
+/// Try every k from `min` to the segment's `k` and keep the best by `metric`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct KSelection {
+    pub min: usize,
+    pub metric: KMetric,
+    /// Customers the silhouette is computed on.
+    pub sample: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KMetric {
+    /// Mean silhouette coefficient: higher is better.
+    Silhouette,
+    /// Between- to within-cluster dispersion: higher is better.
+    CalinskiHarabasz,
+    /// Mean similarity of each cluster to its closest one: lower is better.
+    DaviesBouldin,
+}
+
+impl KMetric {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KMetric::Silhouette => "silhouette",
+            KMetric::CalinskiHarabasz => "calinski_harabasz",
+            KMetric::DaviesBouldin => "davies_bouldin",
+        }
+    }
 }
 
 /// What is done to a feature before scaling: clipped to percentiles, then `ln(1 + x)`.

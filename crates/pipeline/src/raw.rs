@@ -199,12 +199,79 @@ pub enum RawLiteral {
     Text(String),
 }
 
-/// A feature column, with optional transforms and role.
+#[derive(Debug)]
+pub enum RawK {
+    Fixed(i64),
+    Range(RawKRange),
+}
+
+// By hand rather than `untagged`: serde's untagged error ("did not match any variant")
+// says nothing a pipeline author can act on, and hides the unknown key of a range.
+impl<'de> Deserialize<'de> for RawK {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = RawK;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a whole number, or {min, max} to choose k from a range")
+            }
+            fn visit_i64<E: serde::de::Error>(self, value: i64) -> Result<RawK, E> {
+                Ok(RawK::Fixed(value))
+            }
+            fn visit_u64<E: serde::de::Error>(self, value: u64) -> Result<RawK, E> {
+                Ok(RawK::Fixed(value.min(i64::MAX as u64) as i64))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<RawK, A::Error> {
+                RawKRange::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+                    .map(RawK::Range)
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
+}
+
 #[derive(Debug, Deserialize)]
-#[serde(untagged)]
+#[serde(deny_unknown_fields)]
+pub struct RawKRange {
+    pub min: i64,
+    pub max: i64,
+    /// `silhouette` (default), `calinski_harabasz` or `davies_bouldin`.
+    #[serde(default)]
+    pub select_by: Option<String>,
+    /// Customers the silhouette is computed on (a seeded sample; default 5000).
+    #[serde(default)]
+    pub sample: Option<i64>,
+}
+
+/// A feature column, with optional transforms and role.
+#[derive(Debug)]
 pub enum RawFeature {
     Name(String),
     Detailed(RawFeatureDetailed),
+}
+
+// By hand for the same reason as `RawK`: a misspelt key must be named.
+impl<'de> Deserialize<'de> for RawFeature {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = RawFeature;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a column name, or {name, transform, winsorize, role}")
+            }
+            fn visit_str<E: serde::de::Error>(self, value: &str) -> Result<RawFeature, E> {
+                Ok(RawFeature::Name(value.to_string()))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<RawFeature, A::Error> {
+                RawFeatureDetailed::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+                    .map(RawFeature::Detailed)
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -242,8 +309,9 @@ pub struct RawSegment {
     /// Other columns of the input copied into `segments/` as they are (not clustered on).
     #[serde(default)]
     pub carry: Vec<String>,
-    /// The number of segments.
-    pub k: i64,
+    /// The number of segments, or `{min, max, select_by, sample}` to try each k in the
+    /// range and keep the best by a metric.
+    pub k: RawK,
     /// Seed for every random choice of the stage, so a run can be reproduced.
     #[serde(default)]
     pub seed: Option<u64>,

@@ -7,12 +7,13 @@ use url::Url;
 
 use crate::checks::Validate;
 use crate::raw::{
-    RawColumn, RawCsvOptions, RawFeature, RawLocation, RawPipeline, RawSegment, RawSource,
+    RawColumn, RawCsvOptions, RawFeature, RawK, RawLocation, RawPipeline, RawSegment, RawSource,
 };
 use crate::vars::expand;
 use crate::{
-    Column, ColumnType, CsvOptions, FeatureTransform, Format, Location, OnError, Pipeline,
-    PipelineError, Problem, Result, Role, ScalerKind, Segment, Source, Step, StepKind, Store,
+    Column, ColumnType, CsvOptions, FeatureTransform, Format, KMetric, KSelection, Location,
+    OnError, Pipeline, PipelineError, Problem, Result, Role, ScalerKind, Segment, Source, Step,
+    StepKind, Store,
 };
 
 const SUPPORTED_SCHEMES: &[&str] = &["file", "s3", "gs", "az", "abfs", "http", "https"];
@@ -563,16 +564,19 @@ impl Resolver {
                 );
             }
         }
-        if raw.k < 2 {
-            self.problem("segment.k", format!("k must be at least 2, got {}", raw.k));
-        }
+        let (k, k_selection) = self.resolve_k(&raw.k);
         for id in raw.names.keys() {
-            if *id as i64 >= raw.k {
+            if k_selection.is_some() {
+                self.problem(
+                    format!("segment.names.{id}"),
+                    "with k chosen from a range, segment ids are not known in advance: name segments by roles, or fix k",
+                );
+            } else if *id as usize >= k {
                 self.problem(
                     format!("segment.names.{id}"),
                     format!(
                         "there is no segment {id}: ids go from 0 to k - 1 = {}",
-                        raw.k - 1
+                        k - 1
                     ),
                 );
             }
@@ -604,13 +608,61 @@ impl Resolver {
             scaler,
             names: raw.names,
             carry: raw.carry,
-            k: raw.k as usize,
+            k,
+            k_selection,
             seed: raw.seed.unwrap_or(0),
             restarts: restarts as usize,
             max_iterations: max_iterations as usize,
             tolerance,
             output: output?,
         })
+    }
+
+    /// The k to fit, or the largest of a range with how to choose within it.
+    fn resolve_k(&mut self, raw: &RawK) -> (usize, Option<KSelection>) {
+        match raw {
+            RawK::Fixed(k) => {
+                if *k < 2 {
+                    self.problem("segment.k", format!("k must be at least 2, got {k}"));
+                }
+                ((*k).max(2) as usize, None)
+            }
+            RawK::Range(range) => {
+                if range.min < 2 || range.max <= range.min {
+                    self.problem(
+                        "segment.k",
+                        format!(
+                            "a range needs 2 <= min < max, got min {} and max {}",
+                            range.min, range.max
+                        ),
+                    );
+                }
+                let metric = match range.select_by.as_deref() {
+                    None | Some("silhouette") => KMetric::Silhouette,
+                    Some("calinski_harabasz") => KMetric::CalinskiHarabasz,
+                    Some("davies_bouldin") => KMetric::DaviesBouldin,
+                    Some(other) => {
+                        self.problem(
+                            "segment.k.select_by",
+                            format!("unknown metric `{other}`; expected silhouette, calinski_harabasz or davies_bouldin"),
+                        );
+                        KMetric::Silhouette
+                    }
+                };
+                let sample = range.sample.unwrap_or(5000);
+                if sample < 2 {
+                    self.problem("segment.k.sample", "the sample needs at least 2 customers");
+                }
+                (
+                    range.max.max(2) as usize,
+                    Some(KSelection {
+                        min: range.min.max(2) as usize,
+                        metric,
+                        sample: sample.max(2) as usize,
+                    }),
+                )
+            }
+        }
     }
 
     /// Feature names, and each feature's transforms and role in the same order.
