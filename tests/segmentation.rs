@@ -133,3 +133,139 @@ fn segments_do_not_depend_on_the_number_of_threads() {
     };
     assert_eq!(centroids("1"), centroids("2"));
 }
+
+/// Customers `ids` placed around `center` with a small fixed jitter.
+fn around(ids: std::ops::Range<usize>, center: (f64, f64)) -> Vec<(usize, f64, f64)> {
+    ids.map(|id| {
+        let dx = ((id * 37) % 11) as f64 / 10.0 - 0.5;
+        let dy = ((id * 53) % 13) as f64 / 12.0 - 0.5;
+        (id, center.0 + dx, center.1 + dy)
+    })
+    .collect()
+}
+
+fn csv_of(rows: &[(usize, f64, f64)]) -> String {
+    let mut csv = String::from("customer_id,x,y\n");
+    for (id, x, y) in rows {
+        csv.push_str(&format!("{id},{x},{y}\n"));
+    }
+    csv
+}
+
+/// customer_id -> segment_id of a published run.
+fn assignments(project: &Project, run: &str) -> std::collections::BTreeMap<i64, i32> {
+    let batches =
+        common::read_parquet_folder(&project.path(&format!("out/blobs/run_id={run}/segments")));
+    batches
+        .iter()
+        .flat_map(|b| {
+            let keys = b
+                .column_by_name("customer_id")
+                .unwrap()
+                .as_primitive::<arrow::datatypes::Int64Type>()
+                .clone();
+            let ids = b
+                .column_by_name("segment_id")
+                .unwrap()
+                .as_primitive::<Int32Type>()
+                .clone();
+            (0..b.num_rows())
+                .map(move |i| (keys.value(i), ids.value(i)))
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+#[test]
+fn a_warm_start_keeps_segment_ids_and_counts_who_moved() {
+    let project = Project::copy_of_repository();
+    let (a, b, c, d) = ((0.0, 0.0), (20.0, 0.0), (0.0, 20.0), (20.0, 20.0));
+    // Sizes 80, 70, 60, 50: segment ids 0, 1, 2, 3 by size.
+    let mut first = around(0..80, a);
+    first.extend(around(100..170, b));
+    first.extend(around(200..260, c));
+    first.extend(around(300..350, d));
+    project.write("data/blobs.csv", &csv_of(&first));
+    let yaml = pipeline("4").replace("  seed: 3\n", "  seed: 3\n  warm_start: previous\n");
+    project.write("pipelines/blobs.yaml", &yaml);
+    let run = project.segflow(&["run", "pipelines/blobs.yaml", "--run-id", "week-1"]);
+    run.assert_exit(0);
+    assert!(
+        !run.stdout.contains("warm start"),
+        "nothing to start from yet: {}",
+        run.stdout
+    );
+    let before = assignments(&project, "week-1");
+    let id_of = |customer: i64| before[&customer];
+    assert_eq!([id_of(0), id_of(100), id_of(200), id_of(300)], [0, 1, 2, 3]);
+
+    // A week later: 10 of A's customers are gone, 5 of B's now look like C's, 40 new
+    // customers join D (now the largest, which alone would make it segment 0), and the
+    // file lists everyone in another order.
+    let mut second: Vec<(usize, f64, f64)> = around(10..80, a);
+    second.extend(around(100..165, b));
+    second.extend(around(165..170, c));
+    second.extend(around(200..260, c));
+    second.extend(around(300..390, d));
+    second.reverse();
+    second.rotate_left(37);
+    project.write("data/blobs.csv", &csv_of(&second));
+    let yaml = yaml.replace("  seed: 3\n", "  seed: 99\n");
+    project.write("pipelines/blobs.yaml", &yaml);
+    let run = project.segflow(&["run", "pipelines/blobs.yaml", "--run-id", "week-2"]);
+    run.assert_exit(0);
+    assert!(
+        run.stdout.contains("warm start from run week-1"),
+        "{}",
+        run.stdout
+    );
+    let after = assignments(&project, "week-2");
+    for (customer, id) in &after {
+        let expected = match customer {
+            165..170 => 2,
+            300..390 => 3,
+            _ => before[customer],
+        };
+        assert_eq!(*id, expected, "customer {customer}");
+    }
+
+    let migration = read_parquet(&project.path("out/blobs/run_id=week-2/migration.parquet"));
+    let batch = &migration[0];
+    let ids = |name: &str| -> Vec<Option<i32>> {
+        batch
+            .column_by_name(name)
+            .unwrap()
+            .as_primitive::<Int32Type>()
+            .iter()
+            .collect()
+    };
+    let counts: Vec<i64> = batch
+        .column_by_name("customers")
+        .unwrap()
+        .as_primitive::<arrow::datatypes::Int64Type>()
+        .values()
+        .to_vec();
+    let rows: Vec<(Option<i32>, Option<i32>, i64)> = ids("previous_segment_id")
+        .into_iter()
+        .zip(ids("segment_id"))
+        .zip(counts)
+        .map(|((p, s), n)| (p, s, n))
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            (None, Some(3), 40),
+            (Some(0), None, 10),
+            (Some(0), Some(0), 70),
+            (Some(1), Some(1), 65),
+            (Some(1), Some(2), 5),
+            (Some(2), Some(2), 60),
+            (Some(3), Some(3), 50),
+        ]
+    );
+    let names = batch
+        .column_by_name("previous_name")
+        .unwrap()
+        .as_string::<i32>();
+    assert_eq!(names.value(1), "segment 0");
+}

@@ -51,15 +51,21 @@ pub fn render_run(report: &RunReport) -> String {
         segment.inertia,
         seconds(segment.duration_ms),
     ));
+    if let Some(run) = &segment.warm_start_from {
+        out.push_str(&format!(
+            "  warm start from run {run}: its scaler and centroids, its segment ids kept (migration.parquet)\n"
+        ));
+    }
     if let Some(selection) = &segment.k_selection {
         out.push_str(&render_k_selection(selection));
     }
     let name_width = segment.names.iter().map(String::len).max().unwrap_or(0);
-    for (id, size) in segment.sizes.iter().enumerate() {
+    for (row, size) in segment.sizes.iter().enumerate() {
         let share = 100.0 * *size as f64 / segment.customers.max(1) as f64;
+        let id = segment.ids.get(row).copied().unwrap_or(row as u32);
         let name = segment
             .names
-            .get(id)
+            .get(row)
             .map(String::as_str)
             .unwrap_or_default();
         out.push_str(&format!(

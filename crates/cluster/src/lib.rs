@@ -15,6 +15,7 @@ mod naming;
 mod output;
 mod scaler;
 mod transform;
+mod warm;
 
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{DataType, Float64Type};
@@ -31,6 +32,7 @@ pub use naming::segment_names;
 pub use output::{DISTANCE, SEGMENT_ID, centroids_batch, profile_batch, segments_batches};
 pub use scaler::Scaler;
 pub use transform::Preprocessor;
+pub use warm::{PreviousModel, match_ids, segment_from_previous};
 
 pub type Result<T, E = ClusterError> = std::result::Result<T, E>;
 
@@ -52,6 +54,8 @@ pub enum ClusterError {
     LogOfNonPositive { column: String, count: usize },
     #[error("{rows} customer{} cannot form {k} segments: k must not exceed the number of customers", if *rows == 1 { "" } else { "s" })]
     TooFewRows { rows: usize, k: usize },
+    #[error("the previous model does not fit this run: {0}")]
+    PreviousModel(String),
     #[error("k-means failed: {0}")]
     KMeans(#[from] linfa_clustering::KMeansError),
     #[error(transparent)]
@@ -77,9 +81,12 @@ pub struct Segmentation {
     pub features: Vec<String>,
     /// Clips, transforms and scaler: raw values to model units.
     pub preprocess: Preprocessor,
-    /// k x features, in scaled units; row i is segment i.
+    /// k x features, in scaled units, largest segment first.
     pub centroids: Array2<f64>,
-    /// Segment of each input row, in input order.
+    /// The segment id of each centroid row: 0..k in row order, or the ids matched to a
+    /// previous run's segments.
+    pub ids: Vec<u32>,
+    /// Centroid row of each input row, in input order (`ids` gives its segment id).
     pub assignments: Vec<u32>,
     /// Euclidean distance of each input row to its segment's centroid, in scaled units.
     pub distances: Vec<f64>,
@@ -108,6 +115,7 @@ pub fn segment(
         best,
         features.to_vec(),
         prepared.preprocess,
+        None,
     ))
 }
 
@@ -176,13 +184,13 @@ pub fn segment_choosing_k(
     }
     let (_, best) = best.expect("min_k <= rows");
     Ok((
-        relabel_by_size(best, features.to_vec(), prepared.preprocess),
+        relabel_by_size(best, features.to_vec(), prepared.preprocess, None),
         scores,
     ))
 }
 
 /// The data in model units and what it takes to get there.
-struct Prepared {
+pub(crate) struct Prepared {
     preprocess: Preprocessor,
     scaled: Array2<f64>,
     /// Convergence threshold in model units.
@@ -203,12 +211,18 @@ fn prepare(
     }
     let preprocess = Preprocessor::fit(raw.view(), features, transforms, scaler)?;
     let scaled = preprocess.transform(raw.view(), features)?;
-    let mean_variance = scaled.var_axis(Axis(0), 0.0).mean().unwrap_or(0.0);
-    Ok(Prepared {
-        preprocess,
-        scaled,
-        tolerance_scale: mean_variance.max(f64::MIN_POSITIVE),
-    })
+    Ok(Prepared::new(preprocess, scaled))
+}
+
+impl Prepared {
+    pub(crate) fn new(preprocess: Preprocessor, scaled: Array2<f64>) -> Prepared {
+        let mean_variance = scaled.var_axis(Axis(0), 0.0).mean().unwrap_or(0.0);
+        Prepared {
+            preprocess,
+            scaled,
+            tolerance_scale: mean_variance.max(f64::MIN_POSITIVE),
+        }
+    }
 }
 
 /// The best of `settings.restarts` seeded fits.
@@ -225,7 +239,7 @@ fn best_fit(prepared: &Prepared, settings: &KMeansSettings) -> Result<Fitted> {
     Ok(best.expect("restarts is at least 1"))
 }
 
-struct Fitted {
+pub(crate) struct Fitted {
     centroids: Array2<f64>,
     assignments: Array1<usize>,
     squared_distances: Array1<f64>,
@@ -234,11 +248,37 @@ struct Fitted {
     converged: bool,
 }
 
-fn fit_once(
+pub(crate) fn fit_once(
     data: ArrayView2<f64>,
     settings: &KMeansSettings,
     seed: u64,
     tolerance: f64,
+) -> Result<Fitted> {
+    fit_with(data, settings, seed, tolerance, KMeansInit::KMeansPlusPlus)
+}
+
+/// Lloyd iterations from given centroids (a previous run's), no random choice involved.
+pub(crate) fn fit_from(
+    data: ArrayView2<f64>,
+    settings: &KMeansSettings,
+    centroids: Array2<f64>,
+    tolerance: f64,
+) -> Result<Fitted> {
+    fit_with(
+        data,
+        settings,
+        settings.seed,
+        tolerance,
+        KMeansInit::Precomputed(centroids),
+    )
+}
+
+fn fit_with(
+    data: ArrayView2<f64>,
+    settings: &KMeansSettings,
+    seed: u64,
+    tolerance: f64,
+    init: KMeansInit<f64>,
 ) -> Result<Fitted> {
     let dataset = DatasetBase::from(data);
     let step = |init: KMeansInit<f64>| {
@@ -248,9 +288,9 @@ fn fit_once(
             .max_n_iterations(1)
             .fit(&dataset)
     };
-    // The first call seeds with k-means++ and runs one iteration; each later call is one
-    // Lloyd iteration from the previous centroids.
-    let mut model = step(KMeansInit::KMeansPlusPlus)?;
+    // The first call seeds (k-means++, or the given centroids) and runs one iteration; each
+    // later call is one Lloyd iteration from the previous centroids.
+    let mut model = step(init)?;
     let mut iterations = 1;
     let mut converged = false;
     while iterations < settings.max_iterations {
@@ -282,10 +322,13 @@ fn fit_once(
     })
 }
 
-fn relabel_by_size(
+/// Orders centroid rows by size, largest first; `ids` (by the fit's rows) are carried along,
+/// or the rows are numbered 0..k in their new order.
+pub(crate) fn relabel_by_size(
     fitted: Fitted,
     features: Vec<String>,
     preprocess: Preprocessor,
+    ids: Option<Vec<u32>>,
 ) -> Segmentation {
     let k = fitted.centroids.nrows();
     let mut sizes = vec![0u64; k];
@@ -307,9 +350,14 @@ fn relabel_by_size(
     for (new, &old) in order.iter().enumerate() {
         new_id[old] = new as u32;
     }
+    let ids = match ids {
+        Some(ids) => order.iter().map(|&old| ids[old]).collect(),
+        None => (0..k as u32).collect(),
+    };
     Segmentation {
         features,
         preprocess,
+        ids,
         centroids: fitted.centroids.select(Axis(0), &order),
         assignments: fitted.assignments.iter().map(|&c| new_id[c]).collect(),
         distances: fitted.squared_distances.iter().map(|d| d.sqrt()).collect(),
@@ -321,7 +369,7 @@ fn relabel_by_size(
 }
 
 /// Rows x features, every value finite.
-fn feature_matrix(batches: &[RecordBatch], features: &[String]) -> Result<Array2<f64>> {
+pub(crate) fn feature_matrix(batches: &[RecordBatch], features: &[String]) -> Result<Array2<f64>> {
     let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
     let mut matrix = Array2::zeros((rows, features.len()));
     for (j, name) in features.iter().enumerate() {

@@ -59,8 +59,12 @@ pub fn segment_names(
         (Some(r), Some(f), Some(m)) => Some((r, f, m)),
         _ => None,
     }) else {
-        let mut names: Vec<String> = (0..k).map(|c| format!("segment {c}")).collect();
-        apply(&mut names, overrides);
+        let mut names: Vec<String> = segmentation
+            .ids
+            .iter()
+            .map(|id| format!("segment {id}"))
+            .collect();
+        apply(&mut names, &segmentation.ids, overrides);
         return names;
     };
     let (mean_r, mean_f, mean_m) = (weighted_mean(r), weighted_mean(f), weighted_mean(m));
@@ -106,14 +110,14 @@ pub fn segment_names(
             format!("{name} ({count})")
         };
     }
-    apply(&mut names, overrides);
+    apply(&mut names, &segmentation.ids, overrides);
     names
 }
 
-fn apply(names: &mut [String], overrides: &BTreeMap<u32, String>) {
-    for (id, name) in overrides {
-        if let Some(slot) = names.get_mut(*id as usize) {
-            *slot = name.clone();
+fn apply(names: &mut [String], ids: &[u32], overrides: &BTreeMap<u32, String>) {
+    for (name, id) in names.iter_mut().zip(ids) {
+        if let Some(given) = overrides.get(id) {
+            *name = given.clone();
         }
     }
 }
@@ -173,6 +177,7 @@ mod tests {
                     ScalerKind::Standard,
                 ),
             },
+            ids: (0..centroids.nrows() as u32).collect(),
             centroids,
             assignments: Vec::new(),
             distances: Vec::new(),

@@ -36,7 +36,7 @@ pub fn segments_batches(
             Arc::new(Int32Array::from_iter_values(
                 segmentation.assignments[offset..offset + rows]
                     .iter()
-                    .map(|&c| c as i32),
+                    .map(|&c| segmentation.ids[c as usize] as i32),
             )),
             Arc::new(Float64Array::from(
                 segmentation.distances[offset..offset + rows].to_vec(),
@@ -69,13 +69,14 @@ pub fn centroids_batch(segmentation: &Segmentation, names: &[String]) -> Result<
     let raw = segmentation
         .preprocess
         .inverse(segmentation.centroids.view());
-    let k = segmentation.centroids.nrows();
     let mut fields = vec![
         Field::new(SEGMENT_ID, DataType::Int32, false),
         Field::new("name", DataType::Utf8, false),
     ];
     let mut columns: Vec<ArrayRef> = vec![
-        Arc::new(Int32Array::from_iter_values(0..k as i32)),
+        Arc::new(Int32Array::from_iter_values(
+            segmentation.ids.iter().map(|&id| id as i32),
+        )),
         Arc::new(StringArray::from_iter_values(names)),
     ];
     for (j, name) in segmentation.features.iter().enumerate() {
@@ -143,7 +144,9 @@ pub fn profile_batch(
         Field::new("revenue_share", DataType::Float64, true),
     ];
     let mut columns: Vec<ArrayRef> = vec![
-        Arc::new(Int32Array::from_iter_values(0..k as i32)),
+        Arc::new(Int32Array::from_iter_values(
+            segmentation.ids.iter().map(|&id| id as i32),
+        )),
         Arc::new(StringArray::from_iter_values(names)),
         Arc::new(Int64Array::from_iter_values(
             segmentation.sizes.iter().map(|&n| n as i64),

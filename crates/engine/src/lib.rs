@@ -15,6 +15,7 @@ mod sources;
 mod steps;
 mod stores;
 mod validate;
+mod warm_start;
 
 use std::time::Instant;
 
@@ -298,7 +299,8 @@ pub async fn run(pipeline: &Pipeline, options: &RunOptions) -> Result<RunReport>
                 )
                 .await?;
         }
-        segment::run_segment(&ctx, &pipeline.segment, &mut staging).await
+        let previous = warm_start::load_previous(&folder, &pipeline.segment, &run_id).await?;
+        segment::run_segment(&ctx, &pipeline.segment, previous.as_ref(), &mut staging).await
     };
     let segment = match staged.await {
         Ok(segment) => segment,

@@ -85,12 +85,16 @@ pub struct SegmentReport {
     pub converged: bool,
     /// Sum of squared distances to the assigned centroids, in scaled units.
     pub inertia: f64,
-    /// Customers per segment, by segment id.
+    /// Segment ids, largest segment first: 0..k, or ids kept from a warm start.
+    pub ids: Vec<u32>,
+    /// Customers per segment, in the order of `ids`.
     pub sizes: Vec<u64>,
-    /// By segment id: generated from the features' roles, or set by the pipeline.
+    /// In the order of `ids`: generated from the features' roles, or set by the pipeline.
     pub names: Vec<String>,
     /// With k chosen from a range: every k tried and why the kept one won.
     pub k_selection: Option<KSelectionReport>,
+    /// The run whose model this one started from (and kept the segment ids of).
+    pub warm_start_from: Option<String>,
     pub duration_ms: u64,
 }
 

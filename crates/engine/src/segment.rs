@@ -13,6 +13,7 @@ use segflow_pipeline::{ScalerKind, Segment};
 use segflow_publish::Staging;
 
 use crate::report::{KScoreReport, KSelectionReport, SegmentReport};
+use crate::warm_start::PreviousRun;
 use crate::{EngineError, Result};
 
 /// Rows per file under `segments/`: files stay a size warehouses load in parallel.
@@ -21,15 +22,48 @@ const ROWS_PER_SEGMENT_FILE: usize = 1_000_000;
 pub async fn run_segment(
     ctx: &SessionContext,
     segment: &Segment,
+    previous: Option<&PreviousRun>,
     staging: &mut Staging,
 ) -> Result<SegmentReport> {
     let started = Instant::now();
     let input = read_input(ctx, segment).await?;
     let settings = kmeans_settings(segment);
     tracing::info!(customers = rows(&input), k = segment.k, "fitting k-means");
-    let (segmentation, scores) = fit(&input, segment, &settings)?;
-    let names = segment_names(&segmentation, &segment.names);
+    let (segmentation, scores) = match previous {
+        Some(previous) => (
+            segflow_cluster::segment_from_previous(
+                &input,
+                &segment.features,
+                &previous.model,
+                &settings,
+            )
+            .map_err(cluster_error)?,
+            None,
+        ),
+        None => fit(&input, segment, &settings)?,
+    };
+    let names = names_of(&segmentation, segment, previous);
     write_outputs(&input, segment, &segmentation, &names, staging).await?;
+    if let Some(previous) = previous {
+        let current =
+            segments_batches(&input, &segment.key, &[], &segmentation).map_err(cluster_error)?;
+        let by_id = segmentation
+            .ids
+            .iter()
+            .copied()
+            .zip(names.iter().cloned())
+            .collect();
+        let migration =
+            crate::warm_start::migration(ctx, previous, &current, &segment.key, &by_id).await?;
+        staging
+            .write_parquet(
+                "migration",
+                "migration.parquet",
+                migration.schema(),
+                &[migration],
+            )
+            .await?;
+    }
     let k_selection = match (&segment.k_selection, scores) {
         (Some(selection), Some(scores)) => {
             let batch = k_selection_batch(&scores, segmentation.centroids.nrows())?;
@@ -59,6 +93,7 @@ pub async fn run_segment(
         _ => None,
     };
     Ok(SegmentReport {
+        warm_start_from: previous.map(|previous| previous.run_id.clone()),
         k_selection,
         names,
         input: segment.input.clone(),
@@ -70,6 +105,7 @@ pub async fn run_segment(
         iterations: segmentation.iterations,
         converged: segmentation.converged,
         inertia: segmentation.inertia,
+        ids: segmentation.ids.clone(),
         sizes: segmentation.sizes.clone(),
         duration_ms: started.elapsed().as_millis() as u64,
     })
@@ -85,6 +121,29 @@ pub async fn segments_in_memory(
     let settings = kmeans_settings(segment);
     let (segmentation, _) = fit(&input, segment, &settings)?;
     segments_batches(&input, &segment.key, &segment.carry, &segmentation).map_err(cluster_error)
+}
+
+/// Names by centroid row: from the roles, but a segment matched to a previous run's keeps
+/// that run's name, and the pipeline's `names` win over both.
+fn names_of(
+    segmentation: &Segmentation,
+    segment: &Segment,
+    previous: Option<&PreviousRun>,
+) -> Vec<String> {
+    let mut names = segment_names(segmentation, &Default::default());
+    if let Some(previous) = previous {
+        for (name, id) in names.iter_mut().zip(&segmentation.ids) {
+            if let Some(kept) = previous.names.get(id) {
+                *name = kept.clone();
+            }
+        }
+    }
+    for (name, id) in names.iter_mut().zip(&segmentation.ids) {
+        if let Some(given) = segment.names.get(id) {
+            *name = given.clone();
+        }
+    }
+    names
 }
 
 /// The fit, and with k chosen from a range, the score of every k tried.
@@ -182,6 +241,7 @@ fn model_json(segment: &Segment, segmentation: &Segmentation, names: &[String]) 
             "scales": preprocess.scaler.scales.to_vec(),
         },
         "k": segmentation.centroids.nrows(),
+        "ids": segmentation.ids,
         "seed": segment.seed,
         "centroids": segmentation.centroids.outer_iter().map(|row| row.to_vec()).collect::<Vec<_>>(),
         "names": names,

@@ -268,11 +268,21 @@ pub struct Segment {
     pub k: usize,
     /// Set when k is chosen from a range.
     pub k_selection: Option<KSelection>,
+    /// Fit from an earlier run's model and keep its segment ids.
+    pub warm_start: Option<WarmStart>,
     pub seed: u64,
     pub restarts: usize,
     pub max_iterations: usize,
     pub tolerance: f64,
     pub output: Location,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WarmStart {
+    /// The newest published run in the output folder other than this one.
+    Previous,
+    /// The published run with this id.
+    Run(String),
 }
 
 /// Try every k from `min` to the segment's `k` and keep the best by `metric`.

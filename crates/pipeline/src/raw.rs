@@ -199,6 +199,19 @@ pub enum RawLiteral {
     Text(String),
 }
 
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum RawWarmStart {
+    Previous(String),
+    Run(RawWarmStartRun),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWarmStartRun {
+    pub run: String,
+}
+
 #[derive(Debug)]
 pub enum RawK {
     Fixed(i64),
@@ -306,6 +319,10 @@ pub struct RawSegment {
     /// Names replacing the generated ones, by segment id.
     #[serde(default)]
     pub names: BTreeMap<u32, String>,
+    /// Start from an earlier run's model so segment ids keep their meaning: `previous` (the
+    /// newest other published run in the output folder) or `{run: ID}`.
+    #[serde(default)]
+    pub warm_start: Option<RawWarmStart>,
     /// Other columns of the input copied into `segments/` as they are (not clustered on).
     #[serde(default)]
     pub carry: Vec<String>,

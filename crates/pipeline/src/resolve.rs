@@ -8,12 +8,13 @@ use url::Url;
 use crate::checks::Validate;
 use crate::raw::{
     RawColumn, RawCsvOptions, RawFeature, RawK, RawLocation, RawPipeline, RawSegment, RawSource,
+    RawWarmStart,
 };
 use crate::vars::expand;
 use crate::{
     Column, ColumnType, CsvOptions, FeatureTransform, Format, KMetric, KSelection, Location,
     OnError, Pipeline, PipelineError, Problem, Result, Role, ScalerKind, Segment, Source, Step,
-    StepKind, Store,
+    StepKind, Store, WarmStart,
 };
 
 const SUPPORTED_SCHEMES: &[&str] = &["file", "s3", "gs", "az", "abfs", "http", "https"];
@@ -565,6 +566,33 @@ impl Resolver {
             }
         }
         let (k, k_selection) = self.resolve_k(&raw.k);
+        let warm_start = match raw.warm_start {
+            None => None,
+            Some(RawWarmStart::Previous(word)) if word == "previous" => Some(WarmStart::Previous),
+            Some(RawWarmStart::Previous(other)) => {
+                self.problem(
+                    "segment.warm_start",
+                    format!("expected `previous` or `{{run: ID}}`, got `{other}`"),
+                );
+                None
+            }
+            Some(RawWarmStart::Run(run)) => match self.expand("segment.warm_start.run", &run.run) {
+                Some(id) => match crate::check_run_id(&id) {
+                    Ok(()) => Some(WarmStart::Run(id)),
+                    Err(message) => {
+                        self.problem("segment.warm_start.run", message);
+                        None
+                    }
+                },
+                None => None,
+            },
+        };
+        if warm_start.is_some() && k_selection.is_some() {
+            self.problem(
+                "segment.warm_start",
+                "a warm start keeps the previous segments' meaning, which needs a fixed k: choose k first, then warm-start",
+            );
+        }
         for id in raw.names.keys() {
             if k_selection.is_some() {
                 self.problem(
@@ -610,6 +638,7 @@ impl Resolver {
             carry: raw.carry,
             k,
             k_selection,
+            warm_start,
             seed: raw.seed.unwrap_or(0),
             restarts: restarts as usize,
             max_iterations: max_iterations as usize,

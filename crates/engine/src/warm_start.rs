@@ -1,0 +1,363 @@
+//! Reading an earlier published run back: its model (to fit in the same units and keep its
+//! segment ids) and its segments (to count how customers moved between segments).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use arrow::array::RecordBatch;
+use datafusion::datasource::MemTable;
+use datafusion::prelude::SessionContext;
+use futures::TryStreamExt;
+use ndarray::{Array1, Array2};
+use object_store::ObjectStoreExt;
+use object_store::path::Path as StorePath;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use segflow_cluster::{Preprocessor, PreviousModel, Scaler};
+use segflow_pipeline::{FeatureTransform, Role, ScalerKind, Segment, WarmStart};
+use segflow_publish::{OutputFolder, RunStatus};
+use serde::Deserialize;
+
+use crate::{EngineError, Result};
+
+/// An earlier run as the segment stage needs it.
+#[derive(Debug, Clone)]
+pub struct PreviousRun {
+    pub run_id: String,
+    pub model: PreviousModel,
+    /// By segment id.
+    pub names: BTreeMap<u32, String>,
+    /// `key` and `segment_id` of every customer it segmented.
+    pub segments: Vec<RecordBatch>,
+}
+
+/// The run `segment.warm_start` names, read from `folder`; `None` when it asks for the
+/// previous run and there is none yet (the first run fits from scratch).
+pub async fn load_previous(
+    folder: &OutputFolder,
+    segment: &Segment,
+    run_id: &str,
+) -> Result<Option<PreviousRun>> {
+    let Some(warm_start) = &segment.warm_start else {
+        return Ok(None);
+    };
+    let failed = |message: String| EngineError::Segment(format!("warm start: {message}"));
+    let runs = folder
+        .runs()
+        .await
+        .map_err(|error| failed(error.to_string()))?;
+    let published = runs.iter().filter(|run| run.status == RunStatus::Published);
+    let previous_id = match warm_start {
+        // Runs are listed newest first; a rerun of this id must not start from itself.
+        WarmStart::Previous => match published.into_iter().find(|run| run.run_id != run_id) {
+            Some(run) => run.run_id.clone(),
+            None => {
+                tracing::info!(output = %folder.url, "no earlier published run: fitting from scratch");
+                return Ok(None);
+            }
+        },
+        WarmStart::Run(id) => {
+            if !published.into_iter().any(|run| &run.run_id == id) {
+                return Err(failed(format!(
+                    "no published run `{id}` in {} (see `segflow runs`)",
+                    folder.url
+                )));
+            }
+            id.clone()
+        }
+    };
+    let run_dir = OutputFolder::run_dir(&previous_id);
+    let model_path = child(&folder.root, &[run_dir.as_str(), "model.json"]);
+    let model_url = format!("{}{run_dir}/model.json", folder.url);
+    let bytes = async { folder.store.get(&model_path).await?.bytes().await }
+        .await
+        .map_err(|error| {
+            failed(format!(
+                "reading {model_url}: {}",
+                segflow_publish::explain(&error)
+            ))
+        })?;
+    let file: ModelFile = serde_json::from_slice(&bytes)
+        .map_err(|error| failed(format!("{model_url} is not a segflow model: {error}")))?;
+    let model = file
+        .into_previous(segment)
+        .map_err(|message| failed(format!("{model_url}: {message}")))?;
+    let segments = read_segments(folder, &previous_id, &segment.key)
+        .await
+        .map_err(failed)?;
+    tracing::info!(run = %previous_id, "warm start from an earlier run");
+    Ok(Some(PreviousRun {
+        run_id: previous_id,
+        names: model.1,
+        model: model.0,
+        segments,
+    }))
+}
+
+fn child(root: &StorePath, parts: &[&str]) -> StorePath {
+    parts
+        .iter()
+        .fold(root.clone(), |path, part| path.join(*part))
+}
+
+/// The key and segment id of every customer of a published run.
+async fn read_segments(
+    folder: &OutputFolder,
+    run_id: &str,
+    key: &str,
+) -> std::result::Result<Vec<RecordBatch>, String> {
+    let run_dir = OutputFolder::run_dir(run_id);
+    let prefix = child(&folder.root, &[run_dir.as_str(), "segments"]);
+    let files: Vec<StorePath> = folder
+        .store
+        .list(Some(&prefix))
+        .map_ok(|meta| meta.location)
+        .try_collect()
+        .await
+        .map_err(|error| {
+            format!(
+                "listing {}{run_dir}/segments/: {}",
+                folder.url,
+                segflow_publish::explain(&error)
+            )
+        })?;
+    let mut batches = Vec::new();
+    for file in files.iter().filter(|f| f.as_ref().ends_with(".parquet")) {
+        let bytes = async { folder.store.get(file).await?.bytes().await }
+            .await
+            .map_err(|error| format!("reading {file}: {}", segflow_publish::explain(&error)))?;
+        let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
+            .and_then(|builder| builder.build())
+            .map_err(|error| format!("reading {file}: {error}"))?;
+        for batch in reader {
+            let batch = batch.map_err(|error| format!("reading {file}: {error}"))?;
+            let schema = batch.schema();
+            let columns = [key, segflow_cluster::SEGMENT_ID]
+                .iter()
+                .map(|name| {
+                    schema
+                        .index_of(name)
+                        .map_err(|_| format!("{file} has no column `{name}`"))
+                })
+                .collect::<std::result::Result<Vec<usize>, String>>()?;
+            batches.push(batch.project(&columns).map_err(|error| error.to_string())?);
+        }
+    }
+    Ok(batches)
+}
+
+/// `migration.parquet`: per (previous segment, segment) pair, how many customers; a null
+/// previous segment counts customers new in this run, a null segment those who are gone.
+pub async fn migration(
+    ctx: &SessionContext,
+    previous: &PreviousRun,
+    current: &[RecordBatch],
+    key: &str,
+    names: &BTreeMap<u32, String>,
+) -> Result<RecordBatch> {
+    let failed = |error: datafusion::error::DataFusionError| {
+        EngineError::Segment(format!("counting migration: {error}"))
+    };
+    let register = |name: &str, batches: &[RecordBatch]| -> Result<()> {
+        let schema = batches
+            .first()
+            .map(RecordBatch::schema)
+            .ok_or_else(|| EngineError::Segment("counting migration: no segments".to_string()))?;
+        let table = MemTable::try_new(schema, vec![batches.to_vec()]).map_err(failed)?;
+        ctx.register_table(name, Arc::new(table)).map_err(failed)?;
+        Ok(())
+    };
+    let projected: Vec<RecordBatch> = current
+        .iter()
+        .map(|batch| {
+            let schema = batch.schema();
+            let columns = [key, segflow_cluster::SEGMENT_ID].map(|name| {
+                schema
+                    .index_of(name)
+                    .expect("segments hold key and segment_id")
+            });
+            batch.project(&columns).expect("columns exist")
+        })
+        .collect();
+    register("__segflow_previous_segments", &previous.segments)?;
+    register("__segflow_current_segments", &projected)?;
+    let key = format!("\"{}\"", key.replace('"', "\"\""));
+    let sql = format!(
+        "SELECT p.segment_id AS previous_segment_id, c.segment_id AS segment_id, count(*) AS customers \
+         FROM __segflow_previous_segments p FULL OUTER JOIN __segflow_current_segments c ON p.{key} = c.{key} \
+         GROUP BY p.segment_id, c.segment_id \
+         ORDER BY previous_segment_id NULLS FIRST, segment_id NULLS FIRST"
+    );
+    let batches = ctx
+        .sql(&sql)
+        .await
+        .map_err(failed)?
+        .collect()
+        .await
+        .map_err(failed)?;
+    for table in ["__segflow_previous_segments", "__segflow_current_segments"] {
+        let _ = ctx.deregister_table(table);
+    }
+    let schema = batches.first().map(RecordBatch::schema);
+    let batch = match schema {
+        Some(schema) => arrow::compute::concat_batches(&schema, &batches)
+            .map_err(|error| EngineError::Segment(error.to_string()))?,
+        None => {
+            return Err(EngineError::Segment(
+                "counting migration: no rows".to_string(),
+            ));
+        }
+    };
+    with_names(batch, &previous.names, names)
+}
+
+/// Adds `previous_name` and `name` beside the two id columns.
+fn with_names(
+    batch: RecordBatch,
+    previous: &BTreeMap<u32, String>,
+    current: &BTreeMap<u32, String>,
+) -> Result<RecordBatch> {
+    use arrow::array::{Array, AsArray, StringArray};
+    use arrow::datatypes::{DataType, Field, Int32Type, Schema};
+    let name_of = |column: usize, names: &BTreeMap<u32, String>| -> StringArray {
+        let ids = batch.column(column).as_primitive::<Int32Type>();
+        (0..ids.len())
+            .map(|i| {
+                (!ids.is_null(i))
+                    .then(|| names.get(&(ids.value(i) as u32)).cloned())
+                    .flatten()
+            })
+            .collect()
+    };
+    let fields = vec![
+        Field::new("previous_segment_id", DataType::Int32, true),
+        Field::new("previous_name", DataType::Utf8, true),
+        Field::new("segment_id", DataType::Int32, true),
+        Field::new("name", DataType::Utf8, true),
+        Field::new("customers", DataType::Int64, false),
+    ];
+    let columns = vec![
+        batch.column(0).clone(),
+        Arc::new(name_of(0, previous)) as _,
+        batch.column(1).clone(),
+        Arc::new(name_of(1, current)) as _,
+        batch.column(2).clone(),
+    ];
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
+        .map_err(|error| EngineError::Segment(error.to_string()))
+}
+
+/// `model.json` as written by the segment stage.
+#[derive(Debug, Deserialize)]
+struct ModelFile {
+    features: Vec<ModelFeature>,
+    scaler: ModelScaler,
+    centroids: Vec<Vec<f64>>,
+    #[serde(default)]
+    ids: Option<Vec<u32>>,
+    #[serde(default)]
+    names: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct ModelFeature {
+    name: String,
+    role: Option<String>,
+    log1p: bool,
+    winsorize: Option<ModelClip>,
+}
+
+#[derive(Debug, Deserialize)]
+struct ModelClip {
+    low_percentile: f64,
+    high_percentile: f64,
+    low: f64,
+    high: f64,
+}
+
+#[derive(Debug, Deserialize)]
+struct ModelScaler {
+    kind: String,
+    centers: Vec<f64>,
+    scales: Vec<f64>,
+}
+
+impl ModelFile {
+    fn into_previous(
+        self,
+        segment: &Segment,
+    ) -> std::result::Result<(PreviousModel, BTreeMap<u32, String>), String> {
+        let names: Vec<&str> = self.features.iter().map(|f| f.name.as_str()).collect();
+        if names
+            != segment
+                .features
+                .iter()
+                .map(String::as_str)
+                .collect::<Vec<_>>()
+        {
+            return Err(format!(
+                "its features are [{}], this run's [{}]: a warm start needs the same features",
+                names.join(", "),
+                segment.features.join(", ")
+            ));
+        }
+        let d = self.features.len();
+        if self.scaler.centers.len() != d
+            || self.scaler.scales.len() != d
+            || self.centroids.iter().any(|row| row.len() != d)
+        {
+            return Err("its scaler or centroids do not have one value per feature".to_string());
+        }
+        let k = self.centroids.len();
+        let ids = self.ids.unwrap_or_else(|| (0..k as u32).collect());
+        if ids.len() != k {
+            return Err("it has not one id per centroid".to_string());
+        }
+        let kind = match self.scaler.kind.as_str() {
+            "standard" => ScalerKind::Standard,
+            "robust" => ScalerKind::Robust,
+            "minmax" => ScalerKind::MinMax,
+            other => return Err(format!("unknown scaler `{other}`")),
+        };
+        let transforms = self
+            .features
+            .iter()
+            .map(|f| FeatureTransform {
+                log1p: f.log1p,
+                winsorize: f
+                    .winsorize
+                    .as_ref()
+                    .map(|c| (c.low_percentile, c.high_percentile)),
+                role: match f.role.as_deref() {
+                    Some("recency") => Some(Role::Recency),
+                    Some("frequency") => Some(Role::Frequency),
+                    Some("monetary") => Some(Role::Monetary),
+                    _ => None,
+                },
+            })
+            .collect();
+        let clips = self
+            .features
+            .iter()
+            .map(|f| f.winsorize.as_ref().map(|c| (c.low, c.high)))
+            .collect();
+        let centroids = Array2::from_shape_vec((k, d), self.centroids.concat())
+            .map_err(|error| error.to_string())?;
+        let names = ids.iter().copied().zip(self.names).collect();
+        Ok((
+            PreviousModel {
+                preprocess: Preprocessor {
+                    transforms,
+                    clips,
+                    scaler: Scaler {
+                        kind,
+                        centers: Array1::from(self.scaler.centers),
+                        scales: Array1::from(self.scaler.scales),
+                    },
+                },
+                centroids,
+                ids,
+            },
+            names,
+        ))
+    }
+}
