@@ -268,4 +268,58 @@ fn a_warm_start_keeps_segment_ids_and_counts_who_moved() {
         .unwrap()
         .as_string::<i32>();
     assert_eq!(names.value(1), "segment 0");
+
+    // The same customers again, shuffled otherwise: every id is the same as last week's.
+    second.rotate_left(101);
+    second.swap(0, 200);
+    project.write("data/blobs.csv", &csv_of(&second));
+    project
+        .segflow(&["run", "pipelines/blobs.yaml", "--run-id", "week-3"])
+        .assert_exit(0);
+    assert_eq!(assignments(&project, "week-3"), after);
+}
+
+#[test]
+fn customers_with_missing_features_fail_the_run_or_are_set_aside() {
+    let project = Project::copy_of_repository();
+    let mut rows = around(0..30, (0.0, 0.0));
+    rows.extend(around(30..60, (20.0, 20.0)));
+    let mut csv = csv_of(&rows);
+    csv.push_str("60,1.0,\n61,,\n");
+    project.write("data/blobs.csv", &csv);
+    project.write("pipelines/blobs.yaml", &pipeline("2"));
+    let strict = project.segflow(&["run", "pipelines/blobs.yaml"]);
+    strict.assert_exit(4);
+    assert!(
+        strict
+            .stderr
+            .contains("feature `x` has 1 null, NaN or infinite value"),
+        "{}",
+        strict.stderr
+    );
+
+    project.write(
+        "pipelines/blobs.yaml",
+        &pipeline("2").replace(
+            "  seed: 3\n",
+            "  seed: 3\n  on_invalid_features: quarantine\n",
+        ),
+    );
+    let run = project.segflow(&["run", "pipelines/blobs.yaml", "--run-id", "kept"]);
+    run.assert_exit(0);
+    assert!(
+        run.stdout.contains("2 customers set aside"),
+        "{}",
+        run.stdout
+    );
+    let rejects = read_parquet(&project.path("out/blobs/run_id=kept/_rejects/segment.parquet"));
+    let reasons: Vec<String> = rejects[0]
+        .column_by_name("reason")
+        .unwrap()
+        .as_string::<i32>()
+        .iter()
+        .map(|r| r.unwrap().to_string())
+        .collect();
+    assert_eq!(reasons, ["y is null", "x is null; y is null"]);
+    assert_eq!(assignments(&project, "kept").len(), 60);
 }

@@ -51,6 +51,12 @@ pub fn render_run(report: &RunReport) -> String {
         segment.inertia,
         seconds(segment.duration_ms),
     ));
+    if segment.customers_quarantined > 0 {
+        out.push_str(&format!(
+            "  {} customers set aside for a null, NaN or infinite feature (_rejects/segment.parquet)\n",
+            thousands(segment.customers_quarantined)
+        ));
+    }
     if let Some(run) = &segment.warm_start_from {
         out.push_str(&format!(
             "  warm start from run {run}: its scaler and centroids, its segment ids kept (migration.parquet)\n"

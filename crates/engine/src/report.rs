@@ -79,6 +79,8 @@ pub struct SegmentReport {
     pub key: String,
     pub features: Vec<String>,
     pub customers: u64,
+    /// Customers set aside for a null, NaN or infinite feature (`on_invalid_features: quarantine`).
+    pub customers_quarantined: u64,
     pub k: usize,
     pub seed: u64,
     pub iterations: usize,

@@ -27,6 +27,22 @@ pub async fn run_segment(
 ) -> Result<SegmentReport> {
     let started = Instant::now();
     let input = read_input(ctx, segment).await?;
+    let (input, invalid) = if segment.quarantine_invalid {
+        split_invalid(&input, segment)?
+    } else {
+        (input, None)
+    };
+    let customers_quarantined = invalid.as_ref().map_or(0, |b| b.num_rows() as u64);
+    if let Some(invalid) = invalid {
+        staging
+            .write_parquet(
+                "_rejects/segment",
+                "_rejects/segment.parquet",
+                invalid.schema(),
+                &[invalid],
+            )
+            .await?;
+    }
     let settings = kmeans_settings(segment);
     tracing::info!(customers = rows(&input), k = segment.k, "fitting k-means");
     let (segmentation, scores) = match previous {
@@ -93,6 +109,7 @@ pub async fn run_segment(
         _ => None,
     };
     Ok(SegmentReport {
+        customers_quarantined,
         warm_start_from: previous.map(|previous| previous.run_id.clone()),
         k_selection,
         names,
@@ -121,6 +138,85 @@ pub async fn segments_in_memory(
     let settings = kmeans_settings(segment);
     let (segmentation, _) = fit(&input, segment, &settings)?;
     segments_batches(&input, &segment.key, &segment.carry, &segmentation).map_err(cluster_error)
+}
+
+/// Customers whose features can all be clustered, and the others with the reason: the key,
+/// `reason`, then the features as read.
+fn split_invalid(
+    input: &[RecordBatch],
+    segment: &Segment,
+) -> Result<(Vec<RecordBatch>, Option<RecordBatch>)> {
+    use arrow::array::{Array, BooleanArray, StringArray};
+    use arrow::compute::filter_record_batch;
+    use arrow::datatypes::{Field, Float64Type};
+    let mut kept = Vec::new();
+    let mut rejected = Vec::new();
+    for batch in input {
+        let mut reasons: Vec<Vec<String>> = vec![Vec::new(); batch.num_rows()];
+        for name in &segment.features {
+            let values = batch
+                .column_by_name(name)
+                .and_then(|c| c.as_primitive_opt::<Float64Type>())
+                .ok_or_else(|| EngineError::Segment(format!("feature `{name}` is not numeric")))?;
+            for (i, reason) in reasons.iter_mut().enumerate() {
+                if values.is_null(i) {
+                    reason.push(format!("{name} is null"));
+                } else if values.value(i).is_nan() {
+                    reason.push(format!("{name} is NaN"));
+                } else if values.value(i).is_infinite() {
+                    reason.push(format!("{name} is infinite"));
+                }
+            }
+        }
+        let valid = BooleanArray::from_iter(reasons.iter().map(|r| Some(r.is_empty())));
+        let invalid = BooleanArray::from_iter(reasons.iter().map(|r| Some(!r.is_empty())));
+        let arrow_error = |error: arrow::error::ArrowError| EngineError::Segment(error.to_string());
+        kept.push(filter_record_batch(batch, &valid).map_err(arrow_error)?);
+        if invalid.true_count() == 0 {
+            continue;
+        }
+        let bad = filter_record_batch(batch, &invalid).map_err(arrow_error)?;
+        let reason = StringArray::from_iter_values(
+            reasons
+                .iter()
+                .filter(|r| !r.is_empty())
+                .map(|r| r.join("; ")),
+        );
+        let schema = bad.schema();
+        let mut fields = vec![
+            schema
+                .field_with_name(&segment.key)
+                .map_err(arrow_error)?
+                .clone(),
+            Field::new("reason", DataType::Utf8, false),
+        ];
+        let mut columns = vec![
+            bad.column_by_name(&segment.key)
+                .expect("the key was read")
+                .clone(),
+            std::sync::Arc::new(reason) as arrow::array::ArrayRef,
+        ];
+        for name in &segment.features {
+            fields.push(schema.field_with_name(name).map_err(arrow_error)?.clone());
+            columns.push(
+                bad.column_by_name(name)
+                    .expect("features were read")
+                    .clone(),
+            );
+        }
+        rejected.push(
+            RecordBatch::try_new(std::sync::Arc::new(Schema::new(fields)), columns)
+                .map_err(arrow_error)?,
+        );
+    }
+    let rejected = match rejected.first() {
+        Some(first) => Some(
+            arrow::compute::concat_batches(&first.schema(), &rejected)
+                .map_err(|error| EngineError::Segment(error.to_string()))?,
+        ),
+        None => None,
+    };
+    Ok((kept, rejected))
 }
 
 /// Names by centroid row: from the roles, but a segment matched to a previous run's keeps

@@ -270,6 +270,8 @@ pub struct Segment {
     pub k_selection: Option<KSelection>,
     /// Fit from an earlier run's model and keep its segment ids.
     pub warm_start: Option<WarmStart>,
+    /// Customers with a null, NaN or infinite feature are set aside instead of failing the run.
+    pub quarantine_invalid: bool,
     pub seed: u64,
     pub restarts: usize,
     pub max_iterations: usize,

@@ -319,6 +319,11 @@ pub struct RawSegment {
     /// Names replacing the generated ones, by segment id.
     #[serde(default)]
     pub names: BTreeMap<u32, String>,
+    /// What a customer with a null, NaN or infinite feature does: `fail` (default: the run
+    /// fails naming the column and count) or `quarantine` (set aside in
+    /// `_rejects/segment.parquet` with the reason, the rest are segmented).
+    #[serde(default)]
+    pub on_invalid_features: Option<String>,
     /// Start from an earlier run's model so segment ids keep their meaning: `previous` (the
     /// newest other published run in the output folder) or `{run: ID}`.
     #[serde(default)]

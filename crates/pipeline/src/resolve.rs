@@ -587,6 +587,17 @@ impl Resolver {
                 None => None,
             },
         };
+        let quarantine_invalid = match raw.on_invalid_features.as_deref() {
+            None | Some("fail") => false,
+            Some("quarantine") => true,
+            Some(other) => {
+                self.problem(
+                    "segment.on_invalid_features",
+                    format!("expected `fail` or `quarantine`, got `{other}`"),
+                );
+                false
+            }
+        };
         if warm_start.is_some() && k_selection.is_some() {
             self.problem(
                 "segment.warm_start",
@@ -639,6 +650,7 @@ impl Resolver {
             k,
             k_selection,
             warm_start,
+            quarantine_invalid,
             seed: raw.seed.unwrap_or(0),
             restarts: restarts as usize,
             max_iterations: max_iterations as usize,
