@@ -73,6 +73,9 @@ pub struct KMeansSettings {
     /// Converged when the summed squared centroid movement is at most this times the mean
     /// feature variance of the scaled data (scikit-learn's rule).
     pub tolerance: f64,
+    /// Fit transforms, scaler and centroids on a seeded sample of this many rows (when
+    /// there are more), then assign every row to its nearest centroid.
+    pub fit_sample: Option<usize>,
 }
 
 /// A fitted model and where every customer landed.
@@ -109,7 +112,7 @@ pub fn segment(
     scaler: ScalerKind,
     settings: &KMeansSettings,
 ) -> Result<Segmentation> {
-    let prepared = prepare(batches, features, transforms, scaler, settings.k)?;
+    let prepared = prepare(batches, features, transforms, scaler, settings)?;
     let best = best_fit(&prepared, settings)?;
     Ok(relabel_by_size(
         best,
@@ -151,7 +154,16 @@ pub fn segment_choosing_k(
     selection: &KSelection,
 ) -> Result<(Segmentation, Vec<KScore>)> {
     let (min_k, metric, silhouette_sample) = (selection.min, selection.metric, selection.sample);
-    let prepared = prepare(batches, features, transforms, scaler, min_k)?;
+    let prepared = prepare(
+        batches,
+        features,
+        transforms,
+        scaler,
+        &KMeansSettings {
+            k: min_k,
+            ..settings.clone()
+        },
+    )?;
     let largest = settings.k.min(prepared.scaled.nrows());
     let mut scores = Vec::new();
     let mut best: Option<(f64, Fitted)> = None;
@@ -192,7 +204,10 @@ pub fn segment_choosing_k(
 /// The data in model units and what it takes to get there.
 pub(crate) struct Prepared {
     preprocess: Preprocessor,
+    /// Every row, in model units.
     scaled: Array2<f64>,
+    /// The rows k-means is fitted on, when a sample.
+    sample_rows: Option<Vec<usize>>,
     /// Convergence threshold in model units.
     tolerance_scale: f64,
 }
@@ -202,16 +217,37 @@ fn prepare(
     features: &[String],
     transforms: &[FeatureTransform],
     scaler: ScalerKind,
-    min_k: usize,
+    settings: &KMeansSettings,
 ) -> Result<Prepared> {
     let raw = feature_matrix(batches, features)?;
     let rows = raw.nrows();
-    if rows < min_k {
-        return Err(ClusterError::TooFewRows { rows, k: min_k });
+    if rows < settings.k {
+        return Err(ClusterError::TooFewRows {
+            rows,
+            k: settings.k,
+        });
     }
-    let preprocess = Preprocessor::fit(raw.view(), features, transforms, scaler)?;
+    let sample_rows = settings.fit_sample.filter(|&size| size < rows).map(|size| {
+        // The input is sorted by key, so a seeded pick of row numbers is the same
+        // customers however the input arrived.
+        let mut rng = Xoshiro256Plus::seed_from_u64(settings.seed);
+        let mut picked = rand::seq::index::sample(&mut rng, rows, size).into_vec();
+        picked.sort_unstable();
+        picked
+    });
+    let preprocess = match &sample_rows {
+        Some(picked) => Preprocessor::fit(
+            raw.select(Axis(0), picked).view(),
+            features,
+            transforms,
+            scaler,
+        )?,
+        None => Preprocessor::fit(raw.view(), features, transforms, scaler)?,
+    };
     let scaled = preprocess.transform(raw.view(), features)?;
-    Ok(Prepared::new(preprocess, scaled))
+    let mut prepared = Prepared::new(preprocess, scaled);
+    prepared.sample_rows = sample_rows;
+    Ok(prepared)
 }
 
 impl Prepared {
@@ -220,23 +256,70 @@ impl Prepared {
         Prepared {
             preprocess,
             scaled,
+            sample_rows: None,
             tolerance_scale: mean_variance.max(f64::MIN_POSITIVE),
         }
     }
 }
 
 /// The best of `settings.restarts` seeded fits.
+/// The best of `settings.restarts` seeded fits (on the sample, when there is one), with
+/// every row assigned to its nearest centroid.
 fn best_fit(prepared: &Prepared, settings: &KMeansSettings) -> Result<Fitted> {
     let tolerance = settings.tolerance * prepared.tolerance_scale;
+    let sample = prepared
+        .sample_rows
+        .as_ref()
+        .map(|rows| prepared.scaled.select(Axis(0), rows));
+    let data = sample.as_ref().map_or(prepared.scaled.view(), |s| s.view());
     let mut best: Option<Fitted> = None;
     for restart in 0..settings.restarts {
         let seed = settings.seed.wrapping_add(restart as u64);
-        let fitted = fit_once(prepared.scaled.view(), settings, seed, tolerance)?;
+        let fitted = fit_once(data, settings, seed, tolerance)?;
         if best.as_ref().is_none_or(|b| fitted.inertia < b.inertia) {
             best = Some(fitted);
         }
     }
-    Ok(best.expect("restarts is at least 1"))
+    let best = best.expect("restarts is at least 1");
+    Ok(match sample {
+        Some(_) => Fitted {
+            iterations: best.iterations,
+            converged: best.converged,
+            ..assign(prepared.scaled.view(), best.centroids)
+        },
+        None => best,
+    })
+}
+
+/// Every row's nearest centroid, squared distance and the inertia.
+fn assign(data: ArrayView2<f64>, centroids: Array2<f64>) -> Fitted {
+    let mut assignments = Array1::zeros(data.nrows());
+    let mut squared_distances = Array1::zeros(data.nrows());
+    for (i, row) in data.outer_iter().enumerate() {
+        let (best, distance) = centroids
+            .outer_iter()
+            .map(|centroid| {
+                row.iter()
+                    .zip(centroid)
+                    .map(|(x, m)| (x - m) * (x - m))
+                    .sum::<f64>()
+            })
+            .enumerate()
+            .fold(
+                (0, f64::INFINITY),
+                |(bi, bd), (c, d)| if d < bd { (c, d) } else { (bi, bd) },
+            );
+        assignments[i] = best;
+        squared_distances[i] = distance;
+    }
+    Fitted {
+        inertia: squared_distances.sum(),
+        centroids,
+        assignments,
+        squared_distances,
+        iterations: 0,
+        converged: true,
+    }
 }
 
 pub(crate) struct Fitted {

@@ -12,6 +12,7 @@ fn settings(k: usize, seed: u64) -> KMeansSettings {
         restarts: 1,
         max_iterations: 300,
         tolerance: 1e-4,
+        fit_sample: None,
     }
 }
 
@@ -234,4 +235,78 @@ fn output_batches_line_up_with_the_input() {
         names,
         ["segment_id", "name", "x_scaled", "x", "y_scaled", "y"]
     );
+}
+
+#[test]
+fn a_fit_on_a_sample_assigns_every_row_to_its_nearest_centroid() {
+    let input = blobs();
+    let full = segment(
+        &input,
+        &features(),
+        &plain(),
+        ScalerKind::Standard,
+        &settings(3, 42),
+    )
+    .unwrap();
+    let sampled_settings = KMeansSettings {
+        fit_sample: Some(30),
+        ..settings(3, 42)
+    };
+    let sampled = segment(
+        &input,
+        &features(),
+        &plain(),
+        ScalerKind::Standard,
+        &sampled_settings,
+    )
+    .unwrap();
+    assert_eq!(
+        sampled.assignments.len(),
+        full.assignments.len(),
+        "every row is assigned"
+    );
+    // Far-apart blobs: 30 customers are enough to find them; everyone lands the same.
+    assert_eq!(sampled.assignments, full.assignments);
+    assert_eq!(sampled.sizes, full.sizes);
+    // Each row's distance is to its nearest centroid.
+    let scaled = sampled
+        .preprocess
+        .transform(
+            feature_matrix(&input, &features()).unwrap().view(),
+            &features(),
+        )
+        .unwrap();
+    for (row, (&segment, distance)) in scaled
+        .outer_iter()
+        .zip(sampled.assignments.iter().zip(&sampled.distances))
+    {
+        let nearest = sampled
+            .centroids
+            .outer_iter()
+            .map(|c| {
+                c.iter()
+                    .zip(row)
+                    .map(|(m, x)| (m - x).powi(2))
+                    .sum::<f64>()
+                    .sqrt()
+            })
+            .fold(f64::INFINITY, f64::min);
+        let own = sampled.centroids.row(segment as usize);
+        let own = own
+            .iter()
+            .zip(row)
+            .map(|(m, x)| (m - x).powi(2))
+            .sum::<f64>()
+            .sqrt();
+        assert!((own - nearest).abs() < 1e-12 && (own - distance).abs() < 1e-9);
+    }
+    let again = segment(
+        &input,
+        &features(),
+        &plain(),
+        ScalerKind::Standard,
+        &sampled_settings,
+    )
+    .unwrap();
+    assert_eq!(again.centroids, sampled.centroids, "the sample is seeded");
 }

@@ -357,6 +357,7 @@ fn kmeans_settings(segment: &Segment) -> KMeansSettings {
         restarts: segment.restarts,
         max_iterations: segment.max_iterations,
         tolerance: segment.tolerance,
+        fit_sample: segment.fit_sample,
     }
 }
 

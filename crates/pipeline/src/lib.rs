@@ -272,6 +272,8 @@ pub struct Segment {
     pub warm_start: Option<WarmStart>,
     /// Customers with a null, NaN or infinite feature are set aside instead of failing the run.
     pub quarantine_invalid: bool,
+    /// Fit on a seeded sample of this many customers, then assign everyone.
+    pub fit_sample: Option<usize>,
     pub seed: u64,
     pub restarts: usize,
     pub max_iterations: usize,

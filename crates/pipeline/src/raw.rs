@@ -324,6 +324,10 @@ pub struct RawSegment {
     /// `_rejects/segment.parquet` with the reason, the rest are segmented).
     #[serde(default)]
     pub on_invalid_features: Option<String>,
+    /// Fit on a seeded sample of this many customers (transforms, scaler and centroids),
+    /// then assign every customer to its nearest centroid. Default: fit on all.
+    #[serde(default)]
+    pub fit_sample: Option<i64>,
     /// Start from an earlier run's model so segment ids keep their meaning: `previous` (the
     /// newest other published run in the output folder) or `{run: ID}`.
     #[serde(default)]

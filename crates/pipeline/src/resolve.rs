@@ -598,6 +598,14 @@ impl Resolver {
                 false
             }
         };
+        if let Some(size) = raw.fit_sample
+            && size < k as i64
+        {
+            self.problem(
+                "segment.fit_sample",
+                format!("a sample of {size} customers cannot form k = {k} segments"),
+            );
+        }
         if warm_start.is_some() && k_selection.is_some() {
             self.problem(
                 "segment.warm_start",
@@ -651,6 +659,7 @@ impl Resolver {
             k_selection,
             warm_start,
             quarantine_invalid,
+            fit_sample: raw.fit_sample.map(|size| size.max(0) as usize),
             seed: raw.seed.unwrap_or(0),
             restarts: restarts as usize,
             max_iterations: max_iterations as usize,
