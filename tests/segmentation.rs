@@ -277,6 +277,28 @@ fn a_warm_start_keeps_segment_ids_and_counts_who_moved() {
         .segflow(&["run", "pipelines/blobs.yaml", "--run-id", "week-3"])
         .assert_exit(0);
     assert_eq!(assignments(&project, "week-3"), after);
+
+    // From a model file rather than a run: the same ids, and no migration to count.
+    project.write(
+        "pipelines/blobs.yaml",
+        &yaml.replace(
+            "  warm_start: previous\n",
+            "  warm_start: { model: { store: out, path: blobs/run_id=week-1/model.json } }\n",
+        ),
+    );
+    let run = project.segflow(&["run", "pipelines/blobs.yaml", "--run-id", "week-4"]);
+    run.assert_exit(0);
+    assert!(
+        run.stdout.contains("warm start from run model file://"),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(assignments(&project, "week-4"), after);
+    assert!(
+        !project
+            .path("out/blobs/run_id=week-4/migration.parquet")
+            .exists()
+    );
 }
 
 #[test]

@@ -59,7 +59,7 @@ pub fn render_run(report: &RunReport) -> String {
     }
     if let Some(run) = &segment.warm_start_from {
         out.push_str(&format!(
-            "  warm start from run {run}: its scaler and centroids, its segment ids kept (migration.parquet)\n"
+            "  warm start from run {run}: its scaler and centroids, its segment ids kept\n"
         ));
     }
     if let Some(selection) = &segment.k_selection {

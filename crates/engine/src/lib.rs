@@ -299,7 +299,7 @@ pub async fn run(pipeline: &Pipeline, options: &RunOptions) -> Result<RunReport>
                 )
                 .await?;
         }
-        let previous = warm_start::load_previous(&folder, &pipeline.segment, &run_id).await?;
+        let previous = warm_start::load_previous(&ctx, &folder, &pipeline.segment, &run_id).await?;
         segment::run_segment(&ctx, &pipeline.segment, previous.as_ref(), &mut staging).await
     };
     let segment = match staged.await {

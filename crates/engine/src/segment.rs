@@ -60,7 +60,8 @@ pub async fn run_segment(
     };
     let names = names_of(&segmentation, segment, previous);
     write_outputs(&input, segment, &segmentation, &names, staging).await?;
-    if let Some(previous) = previous {
+    // A model file alone has no segments to count movement against.
+    if let Some(previous) = previous.filter(|previous| !previous.segments.is_empty()) {
         let current =
             segments_batches(&input, &segment.key, &[], &segmentation).map_err(cluster_error)?;
         let by_id = segmentation

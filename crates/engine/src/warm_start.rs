@@ -26,13 +26,15 @@ pub struct PreviousRun {
     pub model: PreviousModel,
     /// By segment id.
     pub names: BTreeMap<u32, String>,
-    /// `key` and `segment_id` of every customer it segmented.
+    /// `key` and `segment_id` of every customer it segmented (none when only a model file
+    /// was given).
     pub segments: Vec<RecordBatch>,
 }
 
 /// The run `segment.warm_start` names, read from `folder`; `None` when it asks for the
 /// previous run and there is none yet (the first run fits from scratch).
 pub async fn load_previous(
+    ctx: &SessionContext,
     folder: &OutputFolder,
     segment: &Segment,
     run_id: &str,
@@ -41,6 +43,33 @@ pub async fn load_previous(
         return Ok(None);
     };
     let failed = |message: String| EngineError::Segment(format!("warm start: {message}"));
+    if let WarmStart::Model(location) = warm_start {
+        let url = location.url.to_string();
+        let store = datafusion::datasource::listing::ListingTableUrl::parse(&url)
+            .and_then(|parsed| ctx.runtime_env().object_store(parsed.object_store()))
+            .map_err(|error| failed(format!("{url}: {error}")))?;
+        let path = StorePath::from_url_path(location.url.path())
+            .map_err(|error| failed(format!("{url}: {error}")))?;
+        let bytes = async { store.get(&path).await?.bytes().await }
+            .await
+            .map_err(|error| {
+                failed(format!(
+                    "reading {url}: {}",
+                    segflow_publish::explain(&error)
+                ))
+            })?;
+        let file: ModelFile = serde_json::from_slice(&bytes)
+            .map_err(|error| failed(format!("{url} is not a segflow model: {error}")))?;
+        let (model, names) = file
+            .into_previous(segment)
+            .map_err(|message| failed(format!("{url}: {message}")))?;
+        return Ok(Some(PreviousRun {
+            run_id: format!("model {url}"),
+            model,
+            names,
+            segments: Vec::new(),
+        }));
+    }
     let runs = folder
         .runs()
         .await
@@ -55,6 +84,7 @@ pub async fn load_previous(
                 return Ok(None);
             }
         },
+        WarmStart::Model(_) => unreachable!("read above"),
         WarmStart::Run(id) => {
             if !published.into_iter().any(|run| &run.run_id == id) {
                 return Err(failed(format!(

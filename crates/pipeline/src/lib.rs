@@ -281,12 +281,15 @@ pub struct Segment {
     pub output: Location,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum WarmStart {
     /// The newest published run in the output folder other than this one.
     Previous,
     /// The published run with this id.
     Run(String),
+    /// A `model.json` (segment ids are matched; without the run's segments there is no
+    /// migration to count).
+    Model(Location),
 }
 
 /// Try every k from `min` to the segment's `k` and keep the best by `metric`.

@@ -204,6 +204,14 @@ pub enum RawLiteral {
 pub enum RawWarmStart {
     Previous(String),
     Run(RawWarmStartRun),
+    Model(RawWarmStartModel),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWarmStartModel {
+    /// A `model.json` written by an earlier run: `{store, path}`.
+    pub model: RawLocation,
 }
 
 #[derive(Debug, Deserialize)]
@@ -329,7 +337,8 @@ pub struct RawSegment {
     #[serde(default)]
     pub fit_sample: Option<i64>,
     /// Start from an earlier run's model so segment ids keep their meaning: `previous` (the
-    /// newest other published run in the output folder) or `{run: ID}`.
+    /// newest other published run in the output folder), `{run: ID}`, or
+    /// `{model: {store, path}}` (a `model.json` kept anywhere).
     #[serde(default)]
     pub warm_start: Option<RawWarmStart>,
     /// Other columns of the input copied into `segments/` as they are (not clustered on).

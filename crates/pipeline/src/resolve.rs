@@ -572,7 +572,7 @@ impl Resolver {
             Some(RawWarmStart::Previous(other)) => {
                 self.problem(
                     "segment.warm_start",
-                    format!("expected `previous` or `{{run: ID}}`, got `{other}`"),
+                    format!("expected `previous`, `{{run: ID}}` or `{{model: {{store, path}}}}`, got `{other}`"),
                 );
                 None
             }
@@ -586,6 +586,14 @@ impl Resolver {
                 },
                 None => None,
             },
+            Some(RawWarmStart::Model(model)) => self
+                .location(
+                    "segment.warm_start.model",
+                    &model.model.store,
+                    &model.model.path,
+                    stores,
+                )
+                .map(WarmStart::Model),
         };
         let quarantine_invalid = match raw.on_invalid_features.as_deref() {
             None | Some("fail") => false,
