@@ -345,3 +345,75 @@ fn customers_with_missing_features_fail_the_run_or_are_set_aside() {
     assert_eq!(reasons, ["y is null", "x is null; y is null"]);
     assert_eq!(assignments(&project, "kept").len(), 60);
 }
+
+#[test]
+fn a_sampled_fit_streams_every_customer_to_its_segment() {
+    let project = Project::copy_of_repository();
+    let centers = [(0.0, 0.0), (20.0, 0.0), (0.0, 20.0), (20.0, 20.0)];
+    let mut csv = blobs_csv(&centers, 60);
+    csv.push_str("240,1.0,\n");
+    project.write("data/blobs.csv", &csv);
+    let quarantine = "  seed: 3\n  on_invalid_features: quarantine\n";
+    project.write(
+        "pipelines/blobs.yaml",
+        &pipeline("4").replace("  seed: 3\n", quarantine),
+    );
+    project
+        .segflow(&["run", "pipelines/blobs.yaml", "--run-id", "all"])
+        .assert_exit(0);
+    project.write(
+        "pipelines/blobs.yaml",
+        &pipeline("4").replace("  seed: 3\n", &format!("{quarantine}  fit_sample: 40\n")),
+    );
+    let run = project.segflow(&["run", "pipelines/blobs.yaml", "--run-id", "sampled"]);
+    run.assert_exit(0);
+    assert!(
+        run.stdout
+            .contains("fitted on a seeded sample of 40 customers"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.contains("1 customers set aside"),
+        "{}",
+        run.stdout
+    );
+
+    // Every customer is in the output once, in the same group as with a full fit (ids may
+    // differ: they go by size, and the sample's sizes are not the whole input's).
+    let (all, sampled) = (
+        assignments(&project, "all"),
+        assignments(&project, "sampled"),
+    );
+    assert_eq!(sampled.len(), 240);
+    let mut id_map = std::collections::BTreeMap::new();
+    for (customer, id) in &all {
+        let mapped = *id_map.entry(*id).or_insert(sampled[customer]);
+        assert_eq!(sampled[customer], mapped, "customer {customer}");
+    }
+    assert_eq!(id_map.len(), 4);
+
+    let profile = read_parquet(&project.path("out/blobs/run_id=sampled/profile.parquet"));
+    let sizes: Vec<i64> = profile[0]
+        .column_by_name("customers")
+        .unwrap()
+        .as_primitive::<arrow::datatypes::Int64Type>()
+        .values()
+        .to_vec();
+    assert_eq!(
+        sizes,
+        [60, 60, 60, 60],
+        "profile counts every customer, not the sample"
+    );
+    let manifest: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(project.path("out/blobs/run_id=sampled/_MANIFEST.json")).unwrap(),
+    )
+    .unwrap();
+    let segments = manifest["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "segments")
+        .unwrap();
+    assert_eq!(segments["rows"], 240);
+}

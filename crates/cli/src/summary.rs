@@ -51,6 +51,12 @@ pub fn render_run(report: &RunReport) -> String {
         segment.inertia,
         seconds(segment.duration_ms),
     ));
+    if let Some(sample) = segment.fitted_on {
+        out.push_str(&format!(
+            "  fitted on a seeded sample of {} customers, every customer assigned by streaming\n",
+            thousands(sample)
+        ));
+    }
     if segment.customers_quarantined > 0 {
         out.push_str(&format!(
             "  {} customers set aside for a null, NaN or infinite feature (_rejects/segment.parquet)\n",

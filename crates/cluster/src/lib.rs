@@ -29,7 +29,10 @@ use segflow_pipeline::{FeatureTransform, KMetric, KSelection, ScalerKind};
 
 pub use metrics::{calinski_harabasz, davies_bouldin, silhouette};
 pub use naming::segment_names;
-pub use output::{DISTANCE, SEGMENT_ID, centroids_batch, profile_batch, segments_batches};
+pub use output::{
+    DISTANCE, SEGMENT_ID, SegmentTotals, centroids_batch, median, profile_batch,
+    profile_from_totals, segments_batches,
+};
 pub use scaler::Scaler;
 pub use transform::Preprocessor;
 pub use warm::{PreviousModel, match_ids, segment_from_previous};
@@ -289,6 +292,23 @@ fn best_fit(prepared: &Prepared, settings: &KMeansSettings) -> Result<Fitted> {
         },
         None => best,
     })
+}
+
+/// For rows not seen by the fit (a stream of batches after a sampled fit): each row's
+/// centroid row and distance, in model units.
+pub fn assign_rows(
+    segmentation: &Segmentation,
+    batches: &[RecordBatch],
+) -> Result<(Vec<u32>, Vec<f64>)> {
+    let raw = feature_matrix(batches, &segmentation.features)?;
+    let scaled = segmentation
+        .preprocess
+        .transform(raw.view(), &segmentation.features)?;
+    let fitted = assign(scaled.view(), segmentation.centroids.clone());
+    Ok((
+        fitted.assignments.iter().map(|&c| c as u32).collect(),
+        fitted.squared_distances.iter().map(|d| d.sqrt()).collect(),
+    ))
 }
 
 /// Every row's nearest centroid, squared distance and the inertia.

@@ -127,14 +127,50 @@ pub fn profile_batch(
         }
         offset += batch.num_rows();
     }
-    let total: u64 = segmentation.sizes.iter().sum();
+    let totals = SegmentTotals {
+        sizes: segmentation.sizes.clone(),
+        sums: (0..k)
+            .map(|c| values.iter().map(|v| v[c].iter().sum()).collect())
+            .collect(),
+        medians: (0..k)
+            .map(|c| values.iter().map(|v| median(&v[c])).collect())
+            .collect(),
+    };
+    profile_from_totals(segmentation, names, &totals)
+}
+
+/// What the profile needs of each segment (by centroid row), gathered in one pass or
+/// streamed: customers, per feature the sum of raw values and the median.
+#[derive(Debug, Clone, Default)]
+pub struct SegmentTotals {
+    pub sizes: Vec<u64>,
+    /// [segment][feature]
+    pub sums: Vec<Vec<f64>>,
+    /// [segment][feature]; a streamed stage takes them from its sample.
+    pub medians: Vec<Vec<Option<f64>>>,
+}
+
+pub fn median(values: &[f64]) -> Option<f64> {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    (!sorted.is_empty()).then(|| percentile(&sorted, 0.5))
+}
+
+/// The profile from per-segment totals; see [`profile_batch`].
+pub fn profile_from_totals(
+    segmentation: &Segmentation,
+    names: &[String],
+    totals: &SegmentTotals,
+) -> Result<RecordBatch> {
+    let k = totals.sizes.len();
+    let features = &segmentation.features;
+    let total: u64 = totals.sizes.iter().sum();
     let monetary = segmentation
         .preprocess
         .transforms
         .iter()
         .position(|t| t.role == Some(Role::Monetary));
-    let revenue: Option<Vec<f64>> =
-        monetary.map(|j| values[j].iter().map(|v| v.iter().sum()).collect());
+    let revenue: Option<Vec<f64>> = monetary.map(|j| (0..k).map(|c| totals.sums[c][j]).collect());
     let all_revenue: f64 = revenue.iter().flatten().sum();
     let mut fields = vec![
         Field::new(SEGMENT_ID, DataType::Int32, false),
@@ -149,13 +185,10 @@ pub fn profile_batch(
         )),
         Arc::new(StringArray::from_iter_values(names)),
         Arc::new(Int64Array::from_iter_values(
-            segmentation.sizes.iter().map(|&n| n as i64),
+            totals.sizes.iter().map(|&n| n as i64),
         )),
         Arc::new(Float64Array::from_iter_values(
-            segmentation
-                .sizes
-                .iter()
-                .map(|&n| n as f64 / total.max(1) as f64),
+            totals.sizes.iter().map(|&n| n as f64 / total.max(1) as f64),
         )),
         Arc::new(Float64Array::from_iter((0..k).map(|c| {
             revenue
@@ -165,21 +198,17 @@ pub fn profile_batch(
     ];
     for (j, name) in features.iter().enumerate() {
         fields.push(Field::new(format!("mean_{name}"), DataType::Float64, true));
-        columns.push(Arc::new(Float64Array::from_iter(values[j].iter().map(
-            |v| (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64),
-        ))));
+        columns.push(Arc::new(Float64Array::from_iter((0..k).map(|c| {
+            (totals.sizes[c] > 0).then(|| totals.sums[c][j] / totals.sizes[c] as f64)
+        }))));
         fields.push(Field::new(
             format!("median_{name}"),
             DataType::Float64,
             true,
         ));
-        columns.push(Arc::new(Float64Array::from_iter(values[j].iter().map(
-            |v| {
-                let mut sorted = v.clone();
-                sorted.sort_by(f64::total_cmp);
-                (!sorted.is_empty()).then(|| percentile(&sorted, 0.5))
-            },
-        ))));
+        columns.push(Arc::new(Float64Array::from_iter(
+            (0..k).map(|c| totals.medians[c][j]),
+        )));
         fields.push(Field::new(
             format!("{name}_centroid_scaled"),
             DataType::Float64,

@@ -81,6 +81,8 @@ pub struct SegmentReport {
     pub customers: u64,
     /// Customers set aside for a null, NaN or infinite feature (`on_invalid_features: quarantine`).
     pub customers_quarantined: u64,
+    /// With `fit_sample` and more customers than it: the sample size the model was fitted on.
+    pub fitted_on: Option<u64>,
     pub k: usize,
     pub seed: u64,
     pub iterations: usize,

@@ -2,15 +2,18 @@
 
 use std::time::Instant;
 
-use arrow::array::{AsArray, RecordBatch};
-use arrow::datatypes::{DataType, Int64Type, Schema};
-use datafusion::prelude::{SessionContext, cast, col};
+use arrow::array::{AsArray, RecordBatch, UInt32Array};
+use arrow::datatypes::{DataType, Float64Type, Int64Type, Schema};
+use datafusion::prelude::{DataFrame, SessionContext, cast, col};
+use futures::StreamExt;
+use rand_xoshiro::Xoshiro256Plus;
+use rand_xoshiro::rand_core::SeedableRng;
 use segflow_cluster::{
-    ClusterError, DISTANCE, KMeansSettings, KScore, SEGMENT_ID, Segmentation, centroids_batch,
-    profile_batch, segment_names, segments_batches,
+    ClusterError, DISTANCE, KMeansSettings, KScore, SEGMENT_ID, SegmentTotals, Segmentation,
+    centroids_batch, profile_from_totals, segment_names, segments_batches,
 };
 use segflow_pipeline::{ScalerKind, Segment};
-use segflow_publish::Staging;
+use segflow_publish::{Staging, TableWriter};
 
 use crate::report::{KScoreReport, KSelectionReport, SegmentReport};
 use crate::warm_start::PreviousRun;
@@ -26,44 +29,39 @@ pub async fn run_segment(
     staging: &mut Staging,
 ) -> Result<SegmentReport> {
     let started = Instant::now();
-    let input = read_input(ctx, segment).await?;
-    let (input, invalid) = if segment.quarantine_invalid {
-        split_invalid(&input, segment)?
-    } else {
-        (input, None)
+    let frame = input_frame(ctx, segment).await?;
+    let sample = match segment.fit_sample {
+        Some(size) => {
+            let total = frame.clone().count().await.map_err(|error| {
+                EngineError::Segment(format!("counting `{}`: {error}", segment.input))
+            })?;
+            (total > size).then_some((size, total))
+        }
+        None => None,
     };
-    let customers_quarantined = invalid.as_ref().map_or(0, |b| b.num_rows() as u64);
-    if let Some(invalid) = invalid {
-        staging
-            .write_parquet(
-                "_rejects/segment",
-                "_rejects/segment.parquet",
-                invalid.schema(),
-                &[invalid],
-            )
-            .await?;
-    }
-    let settings = kmeans_settings(segment);
-    tracing::info!(customers = rows(&input), k = segment.k, "fitting k-means");
-    let (segmentation, scores) = match previous {
-        Some(previous) => (
-            segflow_cluster::segment_from_previous(
-                &input,
-                &segment.features,
-                &previous.model,
-                &settings,
-            )
-            .map_err(cluster_error)?,
-            None,
-        ),
-        None => fit(&input, segment, &settings)?,
+    let stage = match sample {
+        Some((size, total)) => {
+            streamed_stage(frame, segment, previous, size, total, staging).await?
+        }
+        None => {
+            let input = frame.collect().await.map_err(|error| {
+                EngineError::Segment(format!("reading `{}`: {error}", segment.input))
+            })?;
+            in_memory_stage(input, segment, previous, staging).await?
+        }
     };
-    let names = names_of(&segmentation, segment, previous);
-    write_outputs(&input, segment, &segmentation, &names, staging).await?;
+    let Stage {
+        segmentation,
+        names,
+        scores,
+        customers,
+        customers_quarantined,
+        current,
+        totals,
+    } = stage;
+    write_model_outputs(segment, &segmentation, &names, &totals, staging).await?;
     // A model file alone has no segments to count movement against.
     if let Some(previous) = previous.filter(|previous| !previous.segments.is_empty()) {
-        let current =
-            segments_batches(&input, &segment.key, &[], &segmentation).map_err(cluster_error)?;
         let by_id = segmentation
             .ids
             .iter()
@@ -111,21 +109,305 @@ pub async fn run_segment(
     };
     Ok(SegmentReport {
         customers_quarantined,
+        fitted_on: sample.map(|(size, _)| size as u64),
         warm_start_from: previous.map(|previous| previous.run_id.clone()),
         k_selection,
         names,
         input: segment.input.clone(),
         key: segment.key.clone(),
         features: segment.features.clone(),
-        customers: rows(&input) as u64,
+        customers,
         k: segmentation.centroids.nrows(),
         seed: segment.seed,
         iterations: segmentation.iterations,
         converged: segmentation.converged,
         inertia: segmentation.inertia,
         ids: segmentation.ids.clone(),
-        sizes: segmentation.sizes.clone(),
+        sizes: totals.sizes.clone(),
         duration_ms: started.elapsed().as_millis() as u64,
+    })
+}
+
+/// What a stage fitted and wrote, for the outputs every stage shares.
+struct Stage {
+    /// The model; its `sizes` and `inertia` cover every customer.
+    segmentation: Segmentation,
+    names: Vec<String>,
+    scores: Option<Vec<KScore>>,
+    customers: u64,
+    customers_quarantined: u64,
+    /// `key` and `segment_id` of every customer, when a migration is to be counted.
+    current: Vec<RecordBatch>,
+    totals: SegmentTotals,
+}
+
+/// The whole input in memory: fit on all of it, assign, write `segments/`.
+async fn in_memory_stage(
+    input: Vec<RecordBatch>,
+    segment: &Segment,
+    previous: Option<&PreviousRun>,
+    staging: &mut Staging,
+) -> Result<Stage> {
+    let (input, invalid) = if segment.quarantine_invalid {
+        split_invalid(&input, segment)?
+    } else {
+        (input, None)
+    };
+    let customers_quarantined = invalid.as_ref().map_or(0, |b| b.num_rows() as u64);
+    if let Some(invalid) = invalid {
+        staging
+            .write_parquet(
+                "_rejects/segment",
+                "_rejects/segment.parquet",
+                invalid.schema(),
+                &[invalid],
+            )
+            .await?;
+    }
+    let settings = kmeans_settings(segment);
+    tracing::info!(customers = rows(&input), k = segment.k, "fitting k-means");
+    let (segmentation, scores) = fit_model(&input, segment, previous, &settings)?;
+    let names = names_of(&segmentation, segment, previous);
+    let segments = segments_batches(&input, &segment.key, &segment.carry, &segmentation)
+        .map_err(cluster_error)?;
+    let current = if previous.is_some_and(|p| !p.segments.is_empty()) {
+        segments.clone()
+    } else {
+        Vec::new()
+    };
+    write_segments(segments, staging).await?;
+    let totals = totals_of(&input, &segmentation)?;
+    Ok(Stage {
+        customers: rows(&input) as u64,
+        segmentation,
+        names,
+        scores,
+        customers_quarantined,
+        current,
+        totals,
+    })
+}
+
+/// More customers than `fit_sample`: fit on a seeded sample (pass 1), then stream every
+/// customer through the model (pass 2), writing `segments/` batch by batch and keeping
+/// only per-segment totals, so memory holds the sample and one batch, not the input.
+async fn streamed_stage(
+    frame: DataFrame,
+    segment: &Segment,
+    previous: Option<&PreviousRun>,
+    sample_size: usize,
+    total: usize,
+    staging: &mut Staging,
+) -> Result<Stage> {
+    let read_error = |error: datafusion::error::DataFusionError| {
+        EngineError::Segment(format!("reading `{}`: {error}", segment.input))
+    };
+    // Pass 1: the same customers whatever the input order (the frame is sorted by key).
+    let mut rng = Xoshiro256Plus::seed_from_u64(segment.seed);
+    let mut picked = rand::seq::index::sample(&mut rng, total, sample_size).into_vec();
+    picked.sort_unstable();
+    let mut sample = Vec::new();
+    let mut offset = 0;
+    let mut next = 0;
+    let mut stream = frame.clone().execute_stream().await.map_err(read_error)?;
+    while let Some(batch) = stream.next().await {
+        let batch = batch.map_err(read_error)?;
+        let end = offset + batch.num_rows();
+        let start = next;
+        while next < picked.len() && picked[next] < end {
+            next += 1;
+        }
+        let rows =
+            UInt32Array::from_iter_values(picked[start..next].iter().map(|&i| (i - offset) as u32));
+        let columns = batch
+            .columns()
+            .iter()
+            .map(|column| arrow::compute::take(column, &rows, None))
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|error| EngineError::Segment(error.to_string()))?;
+        sample.push(
+            RecordBatch::try_new(batch.schema(), columns)
+                .map_err(|error| EngineError::Segment(error.to_string()))?,
+        );
+        offset = end;
+    }
+    let sample = if segment.quarantine_invalid {
+        split_invalid(&sample, segment)?.0
+    } else {
+        sample
+    };
+    let settings = kmeans_settings(segment);
+    tracing::info!(
+        customers = total,
+        sample = rows(&sample),
+        k = segment.k,
+        "fitting k-means on a sample"
+    );
+    let (model, scores) = fit_model(&sample, segment, previous, &settings)?;
+    let names = names_of(&model, segment, previous);
+    let sample_totals = totals_of(&sample, &model)?;
+
+    // Pass 2: every customer.
+    let k = model.centroids.nrows();
+    let mut totals = SegmentTotals {
+        sizes: vec![0; k],
+        sums: vec![vec![0.0; segment.features.len()]; k],
+        // Medians need every value at once; the sample's stand in for them.
+        medians: sample_totals.medians,
+    };
+    let mut inertia = 0.0;
+    let mut customers = 0;
+    let mut rejected = Vec::new();
+    let mut current = Vec::new();
+    let keep_current = previous.is_some_and(|p| !p.segments.is_empty());
+    let mut writer: Option<TableWriter> = None;
+    let mut part = 0;
+    let mut stream = frame.execute_stream().await.map_err(read_error)?;
+    while let Some(batch) = stream.next().await {
+        let batch = batch.map_err(read_error)?;
+        let (valid, invalid) = if segment.quarantine_invalid {
+            split_invalid(std::slice::from_ref(&batch), segment)?
+        } else {
+            (vec![batch], None)
+        };
+        rejected.extend(invalid);
+        let (assignments, distances) =
+            segflow_cluster::assign_rows(&model, &valid).map_err(cluster_error)?;
+        let mut offset = 0;
+        for batch in &valid {
+            for (j, name) in segment.features.iter().enumerate() {
+                let values = batch
+                    .column_by_name(name)
+                    .and_then(|c| c.as_primitive_opt::<Float64Type>())
+                    .ok_or_else(|| {
+                        EngineError::Segment(format!("feature `{name}` is not numeric"))
+                    })?;
+                for (i, value) in values.values().iter().enumerate() {
+                    totals.sums[assignments[offset + i] as usize][j] += value;
+                }
+            }
+            offset += batch.num_rows();
+        }
+        for (&row, distance) in assignments.iter().zip(&distances) {
+            totals.sizes[row as usize] += 1;
+            inertia += distance * distance;
+        }
+        customers += assignments.len() as u64;
+        let part_model = Segmentation {
+            assignments,
+            distances,
+            ..model.clone()
+        };
+        for out in segments_batches(&valid, &segment.key, &segment.carry, &part_model)
+            .map_err(cluster_error)?
+        {
+            if keep_current {
+                current.push(out.clone());
+            }
+            let open = match writer.take() {
+                Some(open) => open,
+                None => {
+                    let name = format!("segments/part-{part:05}.parquet");
+                    part += 1;
+                    staging.table_writer("segments", &name, out.schema())?
+                }
+            };
+            let mut open = open;
+            open.write(&out).await?;
+            if open.rows() as usize >= ROWS_PER_SEGMENT_FILE {
+                open.finish(staging).await?;
+            } else {
+                writer = Some(open);
+            }
+        }
+    }
+    if let Some(open) = writer {
+        open.finish(staging).await?;
+    }
+    let customers_quarantined = rejected.iter().map(|b| b.num_rows() as u64).sum();
+    if let Some(first) = rejected.first() {
+        let schema = first.schema();
+        staging
+            .write_parquet(
+                "_rejects/segment",
+                "_rejects/segment.parquet",
+                schema,
+                &rejected,
+            )
+            .await?;
+    }
+    let segmentation = Segmentation {
+        sizes: totals.sizes.clone(),
+        inertia,
+        assignments: Vec::new(),
+        distances: Vec::new(),
+        ..model
+    };
+    Ok(Stage {
+        segmentation,
+        names,
+        scores,
+        customers,
+        customers_quarantined,
+        current,
+        totals,
+    })
+}
+
+/// Fits from the previous run's model when there is one, else from scratch (choosing k
+/// when asked).
+fn fit_model(
+    input: &[RecordBatch],
+    segment: &Segment,
+    previous: Option<&PreviousRun>,
+    settings: &KMeansSettings,
+) -> Result<(Segmentation, Option<Vec<KScore>>)> {
+    match previous {
+        Some(previous) => Ok((
+            segflow_cluster::segment_from_previous(
+                input,
+                &segment.features,
+                &previous.model,
+                settings,
+            )
+            .map_err(cluster_error)?,
+            None,
+        )),
+        None => fit(input, segment, settings),
+    }
+}
+
+/// Per segment: customers, sums and medians of the raw features of `input` as assigned.
+fn totals_of(input: &[RecordBatch], segmentation: &Segmentation) -> Result<SegmentTotals> {
+    let k = segmentation.centroids.nrows();
+    let features = &segmentation.features;
+    let mut values = vec![vec![Vec::new(); features.len()]; k];
+    let mut offset = 0;
+    for batch in input {
+        for (j, name) in features.iter().enumerate() {
+            let column = batch
+                .column_by_name(name)
+                .and_then(|c| c.as_primitive_opt::<Float64Type>())
+                .ok_or_else(|| EngineError::Segment(format!("feature `{name}` is not numeric")))?;
+            for (i, value) in column.values().iter().enumerate() {
+                values[segmentation.assignments[offset + i] as usize][j].push(*value);
+            }
+        }
+        offset += batch.num_rows();
+    }
+    Ok(SegmentTotals {
+        sizes: values
+            .iter()
+            .map(|v| v.first().map_or(0, Vec::len) as u64)
+            .collect(),
+        sums: values
+            .iter()
+            .map(|v| v.iter().map(|x| x.iter().sum()).collect())
+            .collect(),
+        medians: values
+            .iter()
+            .map(|v| v.iter().map(|x| segflow_cluster::median(x)).collect())
+            .collect(),
     })
 }
 
@@ -369,7 +651,10 @@ fn rows(batches: &[RecordBatch]) -> usize {
 /// The key and the features as Float64, sorted by key so the fit does not depend on the
 /// order partitions happened to finish in. Fails on a missing or non-numeric column and on a
 /// key that is null or not unique.
-async fn read_input(ctx: &SessionContext, segment: &Segment) -> Result<Vec<RecordBatch>> {
+/// The key, the features as Float64 and the carried columns, sorted by key so that the fit
+/// does not depend on the order partitions happened to finish in. Fails on a missing or
+/// non-numeric column and on a key that is null or not unique.
+async fn input_frame(ctx: &SessionContext, segment: &Segment) -> Result<DataFrame> {
     let invalid = |message: String| EngineError::SegmentSpec(message);
     let table = ctx
         .table(segment.input.as_str())
@@ -386,11 +671,15 @@ async fn read_input(ctx: &SessionContext, segment: &Segment) -> Result<Vec<Recor
             .map(|name| cast(col(quoted(name)), DataType::Float64).alias(name)),
     );
     columns.extend(segment.carry.iter().map(|name| col(quoted(name))));
-    let frame = table
+    table
         .select(columns)
         .and_then(|frame| frame.sort(vec![col(quoted(&segment.key)).sort(true, true)]))
-        .map_err(|error| EngineError::Segment(error.to_string()))?;
-    frame
+        .map_err(|error| EngineError::Segment(error.to_string()))
+}
+
+async fn read_input(ctx: &SessionContext, segment: &Segment) -> Result<Vec<RecordBatch>> {
+    input_frame(ctx, segment)
+        .await?
         .collect()
         .await
         .map_err(|error| EngineError::Segment(format!("reading `{}`: {error}", segment.input)))
@@ -485,15 +774,8 @@ fn quoted(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
-async fn write_outputs(
-    input: &[RecordBatch],
-    segment: &Segment,
-    segmentation: &Segmentation,
-    names: &[String],
-    staging: &mut Staging,
-) -> Result<()> {
-    let segments = segments_batches(input, &segment.key, &segment.carry, segmentation)
-        .map_err(cluster_error)?;
+/// `segments/` from batches in memory, in files of at most `ROWS_PER_SEGMENT_FILE` rows.
+async fn write_segments(segments: Vec<RecordBatch>, staging: &mut Staging) -> Result<()> {
     let schema = segments
         .first()
         .map(RecordBatch::schema)
@@ -520,6 +802,17 @@ async fn write_outputs(
             .write_parquet("segments", &name, schema, &pending)
             .await?;
     }
+    Ok(())
+}
+
+/// `centroids.parquet`, `model.json` and `profile.parquet`.
+async fn write_model_outputs(
+    segment: &Segment,
+    segmentation: &Segmentation,
+    names: &[String],
+    totals: &SegmentTotals,
+    staging: &mut Staging,
+) -> Result<()> {
     let centroids = centroids_batch(segmentation, names).map_err(cluster_error)?;
     staging
         .write_parquet(
@@ -532,7 +825,7 @@ async fn write_outputs(
     staging
         .write_bytes("model.json", model_json(segment, segmentation, names))
         .await?;
-    let profile = profile_batch(input, segmentation, names).map_err(cluster_error)?;
+    let profile = profile_from_totals(segmentation, names, totals).map_err(cluster_error)?;
     staging
         .write_parquet("profile", "profile.parquet", profile.schema(), &[profile])
         .await?;

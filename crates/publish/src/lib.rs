@@ -287,6 +287,33 @@ impl Staging {
         Ok(self.files.last().expect("just pushed"))
     }
 
+    /// Opens a Parquet file of `table` to write batch by batch (a table too large to hold
+    /// in memory at once); [`TableWriter::finish`] records it with this run.
+    pub fn table_writer(&self, table: &str, name: &str, schema: SchemaRef) -> Result<TableWriter> {
+        let staged = format!("{}/{name}", self.prefix);
+        let url = self.folder.url_of(&staged);
+        let path = self.folder.path(&staged);
+        let writer = BufWriter::new(self.folder.store.clone(), path.clone());
+        let properties = WriterProperties::builder()
+            .set_compression(Compression::SNAPPY)
+            .build();
+        let writer = AsyncArrowWriter::try_new(writer, schema.clone(), Some(properties)).map_err(
+            |error| PublishError::Parquet {
+                url: url.clone(),
+                error,
+            },
+        )?;
+        Ok(TableWriter {
+            writer,
+            table: table.to_string(),
+            name: name.to_string(),
+            url,
+            path,
+            schema,
+            rows: 0,
+        })
+    }
+
     /// Writes a small file that is not a table (e.g. `model.json`) in one put.
     pub async fn write_bytes(&mut self, name: &str, bytes: Vec<u8>) -> Result<&WrittenFile> {
         let size = bytes.len() as u64;
@@ -403,6 +430,68 @@ impl Staging {
     /// Deletes whatever this run staged; the published location is untouched.
     pub async fn discard(&self) -> Result<()> {
         self.folder.delete_all(&format!("{}/", self.prefix)).await?;
+        Ok(())
+    }
+}
+
+/// A Parquet file being written batch by batch; see [`Staging::table_writer`].
+pub struct TableWriter {
+    writer: AsyncArrowWriter<BufWriter>,
+    table: String,
+    name: String,
+    url: String,
+    path: Path,
+    schema: SchemaRef,
+    rows: u64,
+}
+
+impl std::fmt::Debug for TableWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "TableWriter({}, {} rows)", self.url, self.rows)
+    }
+}
+
+impl TableWriter {
+    pub fn rows(&self) -> u64 {
+        self.rows
+    }
+
+    pub async fn write(&mut self, batch: &RecordBatch) -> Result<()> {
+        self.rows += batch.num_rows() as u64;
+        self.writer
+            .write(batch)
+            .await
+            .map_err(|error| PublishError::Parquet {
+                url: self.url.clone(),
+                error,
+            })
+    }
+
+    /// Closes the file and records it with `staging`.
+    pub async fn finish(self, staging: &mut Staging) -> Result<()> {
+        let url = self.url;
+        self.writer
+            .close()
+            .await
+            .map_err(|error| PublishError::Parquet {
+                url: url.clone(),
+                error,
+            })?;
+        let meta = staging
+            .folder
+            .store
+            .head(&self.path)
+            .await
+            .map_err(PublishError::store("reading the size of", url))?;
+        staging.files.push(WrittenFile {
+            name: self.name,
+            table: Some(TableFile {
+                table: self.table,
+                rows: self.rows,
+                schema: self.schema,
+            }),
+            bytes: meta.size,
+        });
         Ok(())
     }
 }
