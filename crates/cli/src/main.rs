@@ -2,6 +2,7 @@
 //! errors, and maps failures to exit codes. The only crate that prints.
 
 mod plan_view;
+mod progress;
 mod summary;
 
 use std::collections::BTreeMap;
@@ -67,6 +68,19 @@ enum Command {
         /// How many independent steps may run at once.
         #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..))]
         max_concurrent_steps: u16,
+        /// The most memory the run may use, e.g. `2GB` (default: the pipeline's
+        /// `resources.memory_limit`, else half the machine's memory). Past it, sorts,
+        /// aggregations and step results spill to disk.
+        #[arg(long, value_name = "SIZE", value_parser = segflow_pipeline::parse_size)]
+        memory_limit: Option<u64>,
+        /// Where spill files go (default: the pipeline's `resources.spill_dir`, else the
+        /// system's temporary folder).
+        #[arg(long, value_name = "DIR")]
+        spill_dir: Option<PathBuf>,
+        /// Add each step's executed plan with per-operator metrics (as EXPLAIN ANALYZE
+        /// shows them) to the summary and the JSON report.
+        #[arg(long)]
+        profile: bool,
     },
     /// Show the step graph: what each step reads and writes, and the order steps run in.
     Plan {
@@ -311,6 +325,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             select,
             until,
             max_concurrent_steps,
+            memory_limit,
+            spill_dir,
+            profile,
         } => {
             let pipeline = load(&pipeline, vars)?;
             let options = RunOptions {
@@ -318,6 +335,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 max_concurrent_steps: usize::from(max_concurrent_steps),
                 select,
                 until,
+                resources: segflow_pipeline::Resources {
+                    memory_limit,
+                    spill_dir,
+                },
+                profile,
+                progress: progress::display(!cli.quiet && std::io::stderr().is_terminal()),
             };
             let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
             let report = match runtime.block_on(segflow_engine::run(&pipeline, &options)) {

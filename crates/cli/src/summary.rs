@@ -24,13 +24,26 @@ pub fn render_run(report: &RunReport) -> String {
     out.push_str("steps\n");
     for step in &report.steps {
         out.push_str(&format!(
-            "  {:<width$}  {:<8}  {:>11} rows in  {:>11} rows out  {:>8}\n",
+            "  {:<width$}  {:<8}  {:>11} rows in  {:>11} rows out  {:>8}{}\n",
             step.name,
             step.kind,
             thousands(step.rows_in),
             thousands(step.rows_out),
             seconds(step.duration_ms),
+            if step.spilled {
+                "  (spilled to disk)"
+            } else {
+                ""
+            },
         ));
+    }
+    for step in &report.steps {
+        if let Some(profile) = &step.profile {
+            out.push_str(&format!("profile of step {}\n", step.name));
+            for line in profile.lines() {
+                out.push_str(&format!("  {line}\n"));
+            }
+        }
     }
     out.push_str(&render_checks(&report.steps));
     let Some(segment) = &report.segment else {
@@ -355,7 +368,7 @@ fn seconds(ms: u64) -> String {
     format!("{:.2}s", ms as f64 / 1000.0)
 }
 
-fn thousands(n: u64) -> String {
+pub(crate) fn thousands(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {

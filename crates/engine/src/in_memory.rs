@@ -267,7 +267,16 @@ pub async fn run_in_memory(
         .iter()
         .filter(|planned| wanted.contains(planned.step.name.as_str()))
         .collect();
-    let outcome = crate::steps::run_steps(&ctx, &selected, 1, rows).await?;
+    let results = crate::results::StepResults::new(&ctx, None)
+        .map_err(|error| EngineError::Resources(format!("scratch folder: {error}")))?;
+    let settings = crate::steps::StepsSettings {
+        results: &results,
+        max_concurrent: 1,
+        keep: None,
+        profile: false,
+        progress: &crate::Progress::default(),
+    };
+    let outcome = crate::steps::run_steps(&ctx, &selected, settings, rows).await?;
     for planned in &selected {
         let name = &planned.step.name;
         let batches = ctx
@@ -284,7 +293,14 @@ pub async fn run_in_memory(
         run.tables.insert(name.clone(), batches);
     }
     for rejects in outcome.rejects {
-        run.rejects.insert(rejects.step, rejects.batches);
+        let batches = ctx
+            .table(rejects.table.as_str())
+            .await
+            .map_err(|error| EngineError::Segment(error.to_string()))?
+            .collect()
+            .await
+            .map_err(|error| EngineError::Segment(error.to_string()))?;
+        run.rejects.insert(rejects.step, batches);
     }
     run.reports = outcome.reports;
     if let Some(segment) = segment {

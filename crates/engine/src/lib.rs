@@ -9,8 +9,11 @@
 mod check;
 mod in_memory;
 mod lenient_csv;
+mod progress;
 mod report;
+mod results;
 mod segment;
+mod session;
 mod sources;
 mod steps;
 mod stores;
@@ -22,7 +25,7 @@ use std::time::Instant;
 use arrow::error::ArrowError;
 use datafusion::datasource::listing::ListingTableUrl;
 use datafusion::error::DataFusionError;
-use datafusion::prelude::{SessionConfig, SessionContext};
+use datafusion::prelude::SessionContext;
 use object_store::path::Path as StorePath;
 use segflow_pipeline::Url;
 use segflow_pipeline::{Format, OnError, Pipeline, Source};
@@ -32,11 +35,13 @@ use segflow_publish::{MANIFEST_FILE, PublishError, RunInfo, STAGING_DIR, SUCCESS
 pub use in_memory::{
     CellError, InMemoryRun, inferred_schema, known_schemas, literal_batch, run_in_memory,
 };
+pub use progress::{Progress, ProgressEvent};
 pub use report::{
     CheckReport, KScoreReport, KSelectionReport, OutputReport, RunReport, SegmentReport,
     SourceReport, StepReport,
 };
 pub use segflow_publish::{Latest, OutputFolder, RunEntry, RunStatus};
+pub use session::RunResources;
 
 /// Under the output folder: one Parquet table of rejected rows per quarantining source and
 /// per validate step with quarantine checks.
@@ -131,6 +136,20 @@ pub enum EngineError {
     Segment(String),
     #[error("{0}")]
     RunId(String),
+    /// The memory pool or spill folder cannot be set up.
+    #[error("{0}")]
+    Resources(String),
+    /// A step needed more memory than the run may use, and could not spill enough.
+    #[error(
+        "step `{step}` ran out of memory: the run may use {limit} (from {limit_from}) and the step could not spill enough to stay within it. Raise the limit with --memory-limit or `resources.memory_limit` in the pipeline{spill_hint}.\n  {detail}"
+    )]
+    OutOfMemory {
+        step: String,
+        limit: String,
+        limit_from: String,
+        spill_hint: String,
+        detail: String,
+    },
     #[error("publishing outputs")]
     Publish(#[from] PublishError),
 }
@@ -184,11 +203,34 @@ pub(crate) fn describe(error: &DataFusionError) -> String {
     if let Some(start) = message.find("No function matches the given name and argument types") {
         message = message[start..].to_string();
     }
-    match error.find_root() {
-        DataFusionError::ResourcesExhausted(_) => {
-            format!("{message} (the step needs more memory than the session allows)")
-        }
-        _ => message,
+    message
+}
+
+/// A step that failed for lack of memory or spill space gets a message naming the limit
+/// and the settings that change it.
+fn explain_exhaustion(error: EngineError, resources: &RunResources) -> EngineError {
+    let EngineError::Step {
+        step, error: cause, ..
+    } = &error
+    else {
+        return error;
+    };
+    let DataFusionError::ResourcesExhausted(detail) = cause.find_root() else {
+        return error;
+    };
+    let spill_hint = match &resources.spill_dir {
+        Some(dir) => format!(", or check that {} has free space", dir.display()),
+        None => ", or point --spill-dir at a disk with more free space".to_string(),
+    };
+    EngineError::OutOfMemory {
+        step: step.clone(),
+        limit: bytesize::ByteSize(resources.memory_limit)
+            .display()
+            .si()
+            .to_string(),
+        limit_from: resources.memory_limit_from.clone(),
+        spill_hint,
+        detail: detail.trim_end().replace('\n', "\n  "),
     }
 }
 
@@ -204,6 +246,11 @@ pub struct RunOptions {
     /// Run the steps up to and including this one in plan order; no segment stage,
     /// nothing published.
     pub until: Option<String>,
+    /// Memory limit and spill folder given for this run, over the pipeline's.
+    pub resources: segflow_pipeline::Resources,
+    /// Add each step's executed plan with operator metrics to the report.
+    pub profile: bool,
+    pub progress: Progress,
 }
 
 impl Default for RunOptions {
@@ -213,6 +260,9 @@ impl Default for RunOptions {
             max_concurrent_steps: 4,
             select: None,
             until: None,
+            resources: segflow_pipeline::Resources::default(),
+            profile: false,
+            progress: Progress::default(),
         }
     }
 }
@@ -236,7 +286,18 @@ pub async fn run(pipeline: &Pipeline, options: &RunOptions) -> Result<RunReport>
     let started_at = chrono::Utc::now();
     let run_id = run_id(pipeline, options, started_at)?;
     let graph = check(pipeline).await?;
-    let ctx = SessionContext::new_with_config(SessionConfig::new().with_information_schema(false));
+    let resources = RunResources::new(&pipeline.resources, &options.resources);
+    let ctx = session::session(&resources)?;
+    let results =
+        results::StepResults::new(&ctx, resources.spill_dir.as_deref()).map_err(|error| {
+            session::spill_dir_error(
+                &resources
+                    .spill_dir
+                    .clone()
+                    .unwrap_or_else(std::env::temp_dir),
+                error,
+            )
+        })?;
     stores::register_stores(&ctx, pipeline)?;
     stores::preflight(&ctx, &pipeline.stores).await?;
     let source_rejects = sources::register_sources(&ctx, &pipeline.sources).await?;
@@ -246,11 +307,19 @@ pub async fn run(pipeline: &Pipeline, options: &RunOptions) -> Result<RunReport>
         .collect();
 
     let selected = select_steps(&graph, options)?;
-    let max_concurrent = options.max_concurrent_steps.max(1);
-    let outcome = match steps::run_steps(&ctx, &selected, max_concurrent, quarantined_sources).await
-    {
+    let settings = steps::StepsSettings {
+        results: &results,
+        max_concurrent: options.max_concurrent_steps,
+        keep: Some(&pipeline.segment.input),
+        profile: options.profile,
+        progress: &options.progress,
+    };
+    let outcome = match steps::run_steps(&ctx, &selected, settings, quarantined_sources).await {
         Ok(outcome) => outcome,
-        Err(error) => return Err(name_bad_row(&ctx, pipeline, &selected, error).await),
+        Err(error) => {
+            let error = name_bad_row(&ctx, pipeline, &selected, error).await;
+            return Err(explain_exhaustion(error, &resources));
+        }
     };
     let sources = source_reports(pipeline, &source_rejects, &outcome.scans);
     let failures = validation_failures(&outcome.reports);
@@ -290,17 +359,20 @@ pub async fn run(pipeline: &Pipeline, options: &RunOptions) -> Result<RunReport>
         }
         for rejected in &rejects {
             let table = format!("{REJECTS_DIR}/{}", rejected.step);
-            staging
-                .write_parquet(
-                    &table,
-                    &format!("{table}.parquet"),
-                    rejected.schema.clone(),
-                    &rejected.batches,
-                )
-                .await?;
+            stage_table(&ctx, &mut staging, &rejected.table, &table).await?;
+            results.release(&ctx, &rejected.table);
         }
         let previous = warm_start::load_previous(&ctx, &folder, &pipeline.segment, &run_id).await?;
-        segment::run_segment(&ctx, &pipeline.segment, previous.as_ref(), &mut staging).await
+        options.progress.step_started("segment");
+        let started = Instant::now();
+        let segment =
+            segment::run_segment(&ctx, &pipeline.segment, previous.as_ref(), &mut staging).await?;
+        options.progress.step_done(
+            "segment",
+            segment.customers,
+            started.elapsed().as_millis() as u64,
+        );
+        Ok(segment)
     };
     let segment = match staged.await {
         Ok(segment) => segment,
@@ -362,7 +434,18 @@ pub async fn sample_inputs(
     rows: usize,
 ) -> Result<Vec<(String, arrow::array::RecordBatch)>> {
     let graph = check(pipeline).await?;
-    let ctx = SessionContext::new_with_config(SessionConfig::new().with_information_schema(false));
+    let resources = RunResources::new(&pipeline.resources, &Default::default());
+    let ctx = session::session(&resources)?;
+    let results =
+        results::StepResults::new(&ctx, resources.spill_dir.as_deref()).map_err(|error| {
+            session::spill_dir_error(
+                &resources
+                    .spill_dir
+                    .clone()
+                    .unwrap_or_else(std::env::temp_dir),
+                error,
+            )
+        })?;
     stores::register_stores(&ctx, pipeline)?;
     stores::preflight(&ctx, &pipeline.stores).await?;
     let source_rejects = sources::register_sources(&ctx, &pipeline.sources).await?;
@@ -376,13 +459,14 @@ pub async fn sample_inputs(
     };
     let mut selected = select_steps(&graph, &options)?;
     let target = selected.pop().expect("--select keeps its step, last");
-    steps::run_steps(
-        &ctx,
-        &selected,
-        options.max_concurrent_steps,
-        quarantined_sources,
-    )
-    .await?;
+    let settings = steps::StepsSettings {
+        results: &results,
+        max_concurrent: options.max_concurrent_steps,
+        keep: None,
+        profile: false,
+        progress: &options.progress,
+    };
+    steps::run_steps(&ctx, &selected, settings, quarantined_sources).await?;
     let step_error = |error: DataFusionError| EngineError::Step {
         step: target.step.name.clone(),
         origin: target.step.sql_origin(),
@@ -413,6 +497,29 @@ pub async fn sample_inputs(
         samples.push((table.clone(), batch));
     }
     Ok(samples)
+}
+
+/// Streams the registered table `source` into the staged Parquet table `table`.
+async fn stage_table(
+    ctx: &SessionContext,
+    staging: &mut segflow_publish::Staging,
+    source: &str,
+    table: &str,
+) -> Result<()> {
+    let failed = |error: DataFusionError| EngineError::Step {
+        step: table.to_string(),
+        origin: "staging".to_string(),
+        error: Box::new(error),
+    };
+    let frame = ctx.table(source).await.map_err(failed)?;
+    let schema = std::sync::Arc::new(frame.schema().as_arrow().clone());
+    let mut batches = frame.execute_stream().await.map_err(failed)?;
+    let mut writer = staging.table_writer(table, &format!("{table}.parquet"), schema)?;
+    while let Some(batch) = futures::StreamExt::next(&mut batches).await {
+        writer.write(&batch.map_err(failed)?).await?;
+    }
+    writer.finish(staging).await?;
+    Ok(())
 }
 
 /// Checks of severity `error` that found failing rows, one line each.

@@ -54,7 +54,12 @@ pub struct StepReport {
     pub rows_quarantined: u64,
     /// Validate steps: the outcome of each check.
     pub checks: Vec<CheckReport>,
+    /// Whether the result was too large for memory and went to the spill folder.
+    pub spilled: bool,
     pub duration_ms: u64,
+    /// With `--profile`: the executed plan with each operator's metrics (EXPLAIN ANALYZE).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub profile: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -1,22 +1,22 @@
-//! Runs the SQL steps in plan order. Each result is materialised in memory and registered
-//! under the step's name, so later steps (and the segment stage) read it without running
-//! its SQL again, and its row count is exact.
+//! Runs the SQL steps in plan order. Each result is materialised (in memory, or on disk when
+//! it does not fit: see [`StepResults`]) and registered under the step's name, so later
+//! steps (and the segment stage) read it without running its SQL again, and its row count
+//! is exact. A result no step still to run reads is released.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
 use std::time::Instant;
 
-use datafusion::datasource::MemTable;
 use datafusion::datasource::physical_plan::FileScanConfig;
 use datafusion::datasource::source::DataSourceExec;
 use datafusion::execution::context::SQLOptions;
-use datafusion::physical_plan::{ExecutionPlan, collect_partitioned};
+use datafusion::physical_plan::ExecutionPlan;
 use datafusion::prelude::SessionContext;
 use futures::{StreamExt, TryStreamExt};
 use segflow_pipeline::StepKind;
 use segflow_plan::PlannedStep;
 
 use crate::report::StepReport;
+use crate::results::StepResults;
 use crate::validate::{Rejects, run_validate};
 use crate::{EngineError, Result};
 
@@ -36,13 +36,27 @@ pub struct Scan {
     pub rows: u64,
 }
 
+/// How the steps run, beyond which steps.
+#[derive(Clone, Copy)]
+pub struct StepsSettings<'a> {
+    pub results: &'a StepResults,
+    /// At most this many independent steps run at once (at least 1).
+    pub max_concurrent: usize,
+    /// Results kept after the last step reading them: the segment input, or every result
+    /// (`None`) when the caller reads them all.
+    pub keep: Option<&'a str>,
+    /// Add each step's executed plan with its metrics to its report.
+    pub profile: bool,
+    pub progress: &'a crate::Progress,
+}
+
 /// Runs `steps` (in plan order) level by level: steps on one level do not read each other,
 /// so up to `max_concurrent` of them run at once. `table_rows` holds the row counts of
 /// in-memory tables the steps may read (quarantining sources).
 pub async fn run_steps(
     ctx: &SessionContext,
     steps: &[&PlannedStep],
-    max_concurrent: usize,
+    settings: StepsSettings<'_>,
     table_rows: HashMap<String, u64>,
 ) -> Result<StepsOutcome> {
     let mut levels: BTreeMap<usize, Vec<&PlannedStep>> = BTreeMap::new();
@@ -51,13 +65,15 @@ pub async fn run_steps(
     }
     let mut step_rows = table_rows;
     let mut outcome = StepsOutcome::default();
+    let mut ran = 0;
     for level in levels.into_values() {
+        ran += level.len();
         let done: Vec<(StepReport, Option<Rejects>, Vec<Scan>)> = futures::stream::iter(
             level
                 .into_iter()
-                .map(|planned| run_step(ctx, planned, &step_rows)),
+                .map(|planned| run_step(ctx, planned, settings, &step_rows)),
         )
-        .buffered(max_concurrent)
+        .buffered(settings.max_concurrent.max(1))
         .try_collect()
         .await?;
         for (report, rejects, scans) in done {
@@ -66,21 +82,52 @@ pub async fn run_steps(
             outcome.rejects.extend(rejects);
             outcome.scans.extend(scans);
         }
+        if let Some(keep) = settings.keep {
+            release_unread(ctx, settings.results, steps, ran, keep);
+        }
     }
     let order = |name: &str| steps.iter().position(|p| p.step.name == name);
     outcome.reports.sort_by_key(|report| order(&report.name));
     Ok(outcome)
 }
 
+/// Releases the results of steps that ran (the first `ran` in level order) and that no
+/// step still to run reads, except `keep`.
+fn release_unread(
+    ctx: &SessionContext,
+    results: &StepResults,
+    steps: &[&PlannedStep],
+    ran: usize,
+    keep: &str,
+) {
+    let mut by_level: Vec<&PlannedStep> = steps.to_vec();
+    by_level.sort_by_key(|planned| planned.level);
+    let (done, to_run) = by_level.split_at(ran);
+    for planned in done {
+        let name = planned.step.name.as_str();
+        let still_read = to_run
+            .iter()
+            .any(|later| later.reads.iter().any(|table| table == name));
+        if name != keep && !still_read {
+            results.release(ctx, name);
+        }
+    }
+}
+
 /// Runs one step; `step_rows` holds the row counts of the steps that ran before it.
 async fn run_step(
     ctx: &SessionContext,
     planned: &PlannedStep,
+    settings: StepsSettings<'_>,
     step_rows: &HashMap<String, u64>,
 ) -> Result<(StepReport, Option<Rejects>, Vec<Scan>)> {
     let step = &planned.step;
+    settings.progress.step_started(&step.name);
     if let Some(validate) = &step.validate {
-        let (report, rejects) = run_validate(ctx, planned, validate).await?;
+        let (report, rejects) = run_validate(ctx, planned, validate, settings).await?;
+        settings
+            .progress
+            .step_done(&step.name, report.rows_out, report.duration_ms);
         return Ok((report, rejects, Vec::new()));
     }
     let started = Instant::now();
@@ -95,17 +142,17 @@ async fn run_step(
         .await
         .map_err(sql_error)?;
     let physical = frame.create_physical_plan().await.map_err(sql_error)?;
-    let partitions = collect_partitioned(physical.clone(), ctx.task_ctx())
+    let materialised = settings
+        .progress
+        .watch(&step.name, &physical, async {
+            settings
+                .results
+                .materialise(ctx, &step.name, physical.clone())
+                .await
+        })
         .await
         .map_err(sql_error)?;
-    let rows_out = partitions
-        .iter()
-        .flatten()
-        .map(|batch| batch.num_rows() as u64)
-        .sum();
-    let table = MemTable::try_new(physical.schema(), partitions).map_err(sql_error)?;
-    ctx.register_table(step.name.as_str(), Arc::new(table))
-        .map_err(sql_error)?;
+    let rows_out = materialised.rows;
     let mut scans = Vec::new();
     collect_scans(physical.as_ref(), &mut scans);
     let rows_in = scans.iter().map(|scan| scan.rows).sum::<u64>()
@@ -126,10 +173,22 @@ async fn run_step(
             .then(|| rows_in.saturating_sub(rows_out)),
         rows_quarantined: 0,
         checks: Vec::new(),
+        spilled: materialised.spilled,
         duration_ms: started.elapsed().as_millis() as u64,
+        profile: settings.profile.then(|| profile(physical.as_ref())),
     };
-    tracing::info!(step = %step.name, rows_in = report.rows_in, rows_out, "step done");
+    tracing::info!(step = %step.name, rows_in = report.rows_in, rows_out, spilled = report.spilled, "step done");
+    settings
+        .progress
+        .step_done(&step.name, rows_out, report.duration_ms);
     Ok((report, None, scans))
+}
+
+/// The executed plan with each operator's metrics, as `EXPLAIN ANALYZE` shows it.
+pub fn profile(plan: &dyn ExecutionPlan) -> String {
+    datafusion::physical_plan::display::DisplayableExecutionPlan::with_metrics(plan)
+        .indent(true)
+        .to_string()
 }
 
 /// The planner already allows only queries; this also refuses DDL/DML should one slip by.

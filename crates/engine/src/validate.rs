@@ -13,7 +13,6 @@ use std::time::Instant;
 use arrow::array::{AsArray, RecordBatch};
 use arrow::datatypes::{DataType, Int64Type, Schema};
 use arrow::util::display::{ArrayFormatter, FormatOptions};
-use datafusion::datasource::MemTable;
 use datafusion::prelude::SessionContext;
 use segflow_pipeline::{Check, CheckKind, ColumnType, Severity, Validate, column_type_name};
 use segflow_plan::PlannedStep;
@@ -23,12 +22,13 @@ use crate::{EngineError, Result};
 
 const SAMPLES: usize = 5;
 
-/// A validate step's rejected rows: `step`, `checks`, `reasons`, then the input's columns.
+/// A validate step's rejected rows, registered as `table`: `step`, `checks`, `reasons`,
+/// then the input's columns.
 #[derive(Debug)]
 pub struct Rejects {
     pub step: String,
-    pub schema: Arc<Schema>,
-    pub batches: Vec<RecordBatch>,
+    pub table: String,
+    pub rows: u64,
 }
 
 /// The query flagging every row: the input's columns, then per row-level check a failure
@@ -183,6 +183,7 @@ pub async fn run_validate(
     ctx: &SessionContext,
     planned: &PlannedStep,
     validate: &Validate,
+    settings: crate::steps::StepsSettings<'_>,
 ) -> Result<(StepReport, Option<Rejects>)> {
     let step = &planned.step;
     let started = Instant::now();
@@ -203,19 +204,31 @@ pub async fn run_validate(
         .iter()
         .map(|f| f.name().clone())
         .collect();
-    let annotated = collect(ctx, &annotated_sql(validate, &columns))
-        .await
-        .map_err(sql_error)?;
     let annotated_name = format!("__segflow_annotated_{}", step.name);
-    let annotated_schema = annotated
-        .first()
-        .map(RecordBatch::schema)
-        .unwrap_or_else(|| Arc::new(Schema::empty()));
-    let table =
-        MemTable::try_new(annotated_schema.clone(), vec![annotated.clone()]).map_err(sql_error)?;
-    ctx.register_table(annotated_name.as_str(), Arc::new(table))
-        .map_err(sql_error)?;
-    let rows_in: u64 = annotated.iter().map(|b| b.num_rows() as u64).sum();
+    let materialise = |name: String, sql: String| async move {
+        let plan = ctx
+            .sql_with_options(&sql, crate::steps::query_only())
+            .await?
+            .create_physical_plan()
+            .await?;
+        let done = settings
+            .progress
+            .watch(
+                &step.name,
+                &plan,
+                settings.results.materialise(ctx, &name, plan.clone()),
+            )
+            .await?;
+        let profile = settings
+            .profile
+            .then(|| format!("-- {name}\n{}", crate::steps::profile(plan.as_ref())));
+        Ok::<_, datafusion::error::DataFusionError>((done, profile))
+    };
+    let (annotated, annotated_profile) =
+        materialise(annotated_name.clone(), annotated_sql(validate, &columns))
+            .await
+            .map_err(sql_error)?;
+    let rows_in = annotated.rows;
 
     let row_checks: Vec<usize> = validate
         .checks
@@ -239,19 +252,16 @@ pub async fn run_validate(
             .join(" OR ")
     };
     let input_list: Vec<String> = columns.iter().map(|c| quote(c)).collect();
-    let output = collect(
-        ctx,
-        &format!(
+    let (output, output_profile) = materialise(
+        step.name.clone(),
+        format!(
             "SELECT {} FROM {annotated_name} WHERE NOT ({quarantined_condition})",
             input_list.join(", ")
         ),
     )
     .await
     .map_err(sql_error)?;
-    let rows_out: u64 = output.iter().map(|b| b.num_rows() as u64).sum();
-    let output_table = MemTable::try_new(input_schema.clone(), vec![output]).map_err(sql_error)?;
-    ctx.register_table(step.name.as_str(), Arc::new(output_table))
-        .map_err(sql_error)?;
+    let rows_out = output.rows;
 
     let rejects = if quarantine.is_empty() {
         None
@@ -276,19 +286,15 @@ pub async fn run_validate(
             reasons.join(", "),
             input_list.join(", ")
         );
-        let frame = ctx.sql(&sql).await.map_err(sql_error)?;
-        let schema = Arc::new(frame.schema().as_arrow().clone());
-        let batches = frame.collect().await.map_err(sql_error)?;
+        let table = format!("__segflow_rejects_{}", step.name);
+        let (rejected, _) = materialise(table.clone(), sql).await.map_err(sql_error)?;
         Some(Rejects {
             step: step.name.clone(),
-            schema,
-            batches,
+            table,
+            rows: rejected.rows,
         })
     };
-    let rows_quarantined: u64 = rejects
-        .as_ref()
-        .map(|r| r.batches.iter().map(|b| b.num_rows() as u64).sum())
-        .unwrap_or(0);
+    let rows_quarantined: u64 = rejects.as_ref().map_or(0, |r| r.rows);
     if rows_in != rows_out + rows_quarantined {
         return Err(failed(format!(
             "row accounting does not hold: {rows_in} rows in, {rows_out} passed on, {rows_quarantined} quarantined"
@@ -313,8 +319,7 @@ pub async fn run_validate(
         };
         checks.push(report);
     }
-    ctx.deregister_table(annotated_name.as_str())
-        .map_err(sql_error)?;
+    settings.results.release(ctx, &annotated_name);
 
     let report = StepReport {
         name: step.name.clone(),
@@ -326,7 +331,9 @@ pub async fn run_validate(
         rows_removed: None,
         rows_quarantined,
         checks,
+        spilled: annotated.spilled || output.spilled,
         duration_ms: started.elapsed().as_millis() as u64,
+        profile: annotated_profile.zip(output_profile).map(|(a, o)| a + &o),
     };
     Ok((report, rejects))
 }

@@ -48,8 +48,28 @@ pub struct Pipeline {
     /// In the order written; the planner decides the order they run in.
     pub steps: Vec<Step>,
     pub segment: Segment,
+    pub resources: Resources,
     /// Where each key is written in the file.
     pub locations: KeyIndex,
+}
+
+/// What a run may use of the machine; unset values are the engine's defaults.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Resources {
+    /// Bytes.
+    pub memory_limit: Option<u64>,
+    pub spill_dir: Option<PathBuf>,
+}
+
+/// A size such as `2GB`, `1.5 GiB` or `512MiB`, in bytes.
+pub fn parse_size(text: &str) -> std::result::Result<u64, String> {
+    let size: bytesize::ByteSize = text.trim().parse().map_err(|_| {
+        format!("`{text}` is not a size; write a number with a unit, e.g. `2GB` or `512MiB`")
+    })?;
+    if size.as_u64() == 0 {
+        return Err(format!("`{text}` is no memory at all"));
+    }
+    Ok(size.as_u64())
 }
 
 impl Pipeline {

@@ -33,6 +33,24 @@ pub struct RawPipeline {
     pub steps: Vec<RawStep>,
     /// The clustering stage that turns one row per customer into segments.
     pub segment: RawSegment,
+    /// How much memory and scratch disk a run may use; `--memory-limit` and `--spill-dir`
+    /// override these.
+    #[serde(default)]
+    pub resources: Option<RawResources>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawResources {
+    /// The most memory the run's queries and held step results may use, e.g. `2GB` or
+    /// `512MiB` (default: half the machine's memory, or of its container's limit). Past
+    /// it, sorts, aggregations and step results spill to disk.
+    #[serde(default)]
+    pub memory_limit: Option<String>,
+    /// The folder spill files go to (default: the system's temporary folder); relative to
+    /// the pipeline file. It needs room for the largest step results.
+    #[serde(default)]
+    pub spill_dir: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -7,14 +7,14 @@ use url::Url;
 
 use crate::checks::Validate;
 use crate::raw::{
-    RawColumn, RawCsvOptions, RawFeature, RawK, RawLocation, RawPipeline, RawSegment, RawSource,
-    RawWarmStart,
+    RawColumn, RawCsvOptions, RawFeature, RawK, RawLocation, RawPipeline, RawResources, RawSegment,
+    RawSource, RawWarmStart,
 };
 use crate::vars::expand;
 use crate::{
     Column, ColumnType, CsvOptions, FeatureTransform, Format, KMetric, KSelection, Location,
-    OnError, Pipeline, PipelineError, Problem, Result, Role, ScalerKind, Segment, Source, Step,
-    StepKind, Store, WarmStart,
+    OnError, Pipeline, PipelineError, Problem, Resources, Result, Role, ScalerKind, Segment,
+    Source, Step, StepKind, Store, WarmStart,
 };
 
 const SUPPORTED_SCHEMES: &[&str] = &["file", "s3", "gs", "az", "abfs", "http", "https"];
@@ -58,6 +58,8 @@ pub fn resolve(
         }
     });
 
+    let resources = resolver.resolve_resources(raw.resources.unwrap_or_default());
+
     if !resolver.problems.is_empty() {
         return Err(PipelineError::Invalid {
             file: file.to_path_buf(),
@@ -76,6 +78,7 @@ pub fn resolve(
         sources,
         steps,
         segment: segment.expect("a segment without problems resolves"),
+        resources,
         locations: crate::KeyIndex::default(),
     })
 }
@@ -104,6 +107,23 @@ impl Resolver {
                 self.problem(key, message);
                 None
             }
+        }
+    }
+
+    fn resolve_resources(&mut self, raw: RawResources) -> Resources {
+        let memory_limit = raw.memory_limit.and_then(|text| {
+            let text = self.expand("resources.memory_limit", &text)?;
+            crate::parse_size(&text)
+                .map_err(|message| self.problem("resources.memory_limit", message))
+                .ok()
+        });
+        let spill_dir = raw.spill_dir.and_then(|text| {
+            let text = self.expand("resources.spill_dir", &text)?;
+            Some(normalize(&self.base_dir.join(text)))
+        });
+        Resources {
+            memory_limit,
+            spill_dir,
         }
     }
 

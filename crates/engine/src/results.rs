@@ -1,0 +1,381 @@
+//! Step results: the tables each step produces for the steps after it and the segment stage.
+//!
+//! A result is held in memory while it fits, and written to Arrow IPC files in the run's
+//! scratch folder when it does not, so a run over an input larger than memory holds
+//! batches, not whole tables. "Fits" means two things: the session's memory pool grants the
+//! bytes (the same pool DataFusion's sorts and aggregations draw on), and held results
+//! together stay within half the pool, so the steps still to run keep room to work.
+//! A result is released (its memory or files freed) once no step still to run reads it.
+//!
+//! Spill files are Arrow IPC with LZ4 rather than Parquet: they are read back once or twice
+//! and then deleted, so cheap encoding matters more than size.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::BufWriter;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef;
+use arrow::ipc::CompressionType;
+use arrow::ipc::writer::{FileWriter, IpcWriteOptions};
+use datafusion::datasource::MemTable;
+use datafusion::datasource::file_format::options::ArrowReadOptions;
+use datafusion::error::{DataFusionError, Result};
+use datafusion::execution::memory_pool::{MemoryConsumer, MemoryReservation};
+use datafusion::physical_plan::ExecutionPlanProperties;
+use datafusion::physical_plan::{ExecutionPlan, SendableRecordBatchStream};
+use datafusion::prelude::SessionContext;
+use futures::StreamExt;
+
+/// The step results of one run and where they live.
+#[derive(Debug)]
+pub struct StepResults {
+    /// Removed with everything in it when the run ends.
+    scratch: tempfile::TempDir,
+    /// Bytes held results may take together.
+    budget: usize,
+    held_bytes: Arc<AtomicUsize>,
+    held: Mutex<HashMap<String, Held>>,
+}
+
+#[derive(Debug)]
+enum Held {
+    Memory {
+        reservation: MemoryReservation,
+        bytes: usize,
+    },
+    Files(PathBuf),
+}
+
+/// What materialising a result did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Materialised {
+    pub rows: u64,
+    /// Whether the result went to disk.
+    pub spilled: bool,
+}
+
+impl StepResults {
+    /// Scratch space in `spill_dir` (the system's temporary folder by default).
+    pub fn new(ctx: &SessionContext, spill_dir: Option<&Path>) -> std::io::Result<StepResults> {
+        let mut builder = tempfile::Builder::new();
+        builder.prefix("segflow-run-");
+        let scratch = match spill_dir {
+            Some(dir) => {
+                std::fs::create_dir_all(dir)?;
+                builder.tempdir_in(dir)?
+            }
+            None => builder.tempdir()?,
+        };
+        let pool_size = match ctx.runtime_env().memory_pool.memory_limit() {
+            datafusion::execution::memory_pool::MemoryLimit::Finite(bytes) => bytes,
+            _ => usize::MAX,
+        };
+        Ok(StepResults {
+            scratch,
+            budget: pool_size / 2,
+            held_bytes: Arc::new(AtomicUsize::new(0)),
+            held: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Runs `plan` and registers its output as the table `name`.
+    pub async fn materialise(
+        &self,
+        ctx: &SessionContext,
+        name: &str,
+        plan: Arc<dyn ExecutionPlan>,
+    ) -> Result<Materialised> {
+        let schema = plan.schema();
+        let dir = self.scratch.path().join(name);
+        let reservation = MemoryConsumer::new(format!("result of {name}"))
+            .register(&ctx.runtime_env().memory_pool);
+        let spilling = Arc::new(AtomicBool::new(false));
+        let task = ctx.task_ctx();
+        let mut running = tokio::task::JoinSet::new();
+        for partition in 0..plan.output_partitioning().partition_count() {
+            let sink = PartitionSink {
+                partition,
+                schema: schema.clone(),
+                dir: dir.clone(),
+                batches: Vec::new(),
+                bytes: 0,
+                rows: 0,
+                reservation: reservation.new_empty(),
+                budget: self.budget,
+                held_bytes: self.held_bytes.clone(),
+                spilling: spilling.clone(),
+                writer: None,
+            };
+            running.spawn(sink.drain(plan.execute(partition, task.clone())?));
+        }
+        let mut sinks = Vec::new();
+        while let Some(done) = running.join_next().await {
+            sinks.push(done.map_err(|error| DataFusionError::External(Box::new(error)))??);
+        }
+        sinks.sort_by_key(|sink| sink.partition);
+        let rows = sinks.iter().map(|sink| sink.rows).sum();
+
+        // One partition ran out of room: the whole result goes to disk, so the table is one
+        // kind of thing and the memory the others held is given back.
+        let spilled = spilling.load(Ordering::SeqCst);
+        if spilled {
+            for sink in &mut sinks {
+                sink.spill()?;
+                sink.finish()?;
+            }
+            let options = ArrowReadOptions {
+                schema: Some(schema.as_ref()),
+                file_extension: ".arrow",
+                ..ArrowReadOptions::default()
+            };
+            ctx.register_arrow(name, &format!("{}/", dir.display()), options)
+                .await?;
+            self.hold(name, Held::Files(dir));
+        } else {
+            let bytes = sinks.iter().map(|sink| sink.bytes).sum();
+            let partitions = sinks
+                .into_iter()
+                .map(|mut sink| {
+                    reservation.grow(sink.reservation.size());
+                    sink.reservation.free();
+                    std::mem::take(&mut sink.batches)
+                })
+                .collect();
+            ctx.register_table(name, Arc::new(MemTable::try_new(schema, partitions)?))?;
+            self.hold(name, Held::Memory { reservation, bytes });
+        }
+        Ok(Materialised { rows, spilled })
+    }
+
+    fn hold(&self, name: &str, held: Held) {
+        let previous = self
+            .held
+            .lock()
+            .expect("no panic while holding the lock")
+            .insert(name.to_string(), held);
+        if let Some(previous) = previous {
+            self.free(previous);
+        }
+    }
+
+    /// Drops the table `name` and what it held; later reads of it fail.
+    pub fn release(&self, ctx: &SessionContext, name: &str) {
+        if let Err(error) = ctx.deregister_table(name) {
+            tracing::debug!(%error, table = name, "deregistering a released result");
+        }
+        let held = self
+            .held
+            .lock()
+            .expect("no panic while holding the lock")
+            .remove(name);
+        if let Some(held) = held {
+            self.free(held);
+        }
+    }
+
+    fn free(&self, held: Held) {
+        match held {
+            Held::Memory { reservation, bytes } => {
+                self.held_bytes.fetch_sub(bytes, Ordering::SeqCst);
+                drop(reservation);
+            }
+            Held::Files(dir) => {
+                if let Err(error) = std::fs::remove_dir_all(&dir) {
+                    tracing::debug!(%error, dir = %dir.display(), "removing spilled result");
+                }
+            }
+        }
+    }
+}
+
+/// One output partition of a plan being materialised.
+struct PartitionSink {
+    partition: usize,
+    schema: SchemaRef,
+    dir: PathBuf,
+    batches: Vec<RecordBatch>,
+    /// Memory size of `batches`.
+    bytes: usize,
+    rows: u64,
+    reservation: MemoryReservation,
+    budget: usize,
+    held_bytes: Arc<AtomicUsize>,
+    /// Set by the first partition that runs out of room; from then on all of them write.
+    spilling: Arc<AtomicBool>,
+    writer: Option<FileWriter<BufWriter<File>>>,
+}
+
+impl PartitionSink {
+    async fn drain(mut self, mut stream: SendableRecordBatchStream) -> Result<PartitionSink> {
+        while let Some(batch) = stream.next().await {
+            let batch = batch?;
+            self.rows += batch.num_rows() as u64;
+            if !self.spilling.load(Ordering::SeqCst) && self.try_hold(&batch) {
+                self.batches.push(batch);
+                continue;
+            }
+            self.spilling.store(true, Ordering::SeqCst);
+            self.spill()?;
+            self.write(&batch)?;
+        }
+        Ok(self)
+    }
+
+    fn try_hold(&mut self, batch: &RecordBatch) -> bool {
+        let size = batch.get_array_memory_size();
+        let held = self.held_bytes.fetch_add(size, Ordering::SeqCst) + size;
+        if held > self.budget || self.reservation.try_grow(size).is_err() {
+            self.held_bytes.fetch_sub(size, Ordering::SeqCst);
+            return false;
+        }
+        self.bytes += size;
+        true
+    }
+
+    /// Moves the held batches to this partition's file and gives their memory back.
+    fn spill(&mut self) -> Result<()> {
+        if self.writer.is_none() {
+            std::fs::create_dir_all(&self.dir)?;
+            let path = self.dir.join(format!("part-{}.arrow", self.partition));
+            let options = IpcWriteOptions::default()
+                .try_with_compression(Some(CompressionType::LZ4_FRAME))?;
+            let file = BufWriter::new(File::create(path)?);
+            self.writer = Some(FileWriter::try_new_with_options(
+                file,
+                &self.schema,
+                options,
+            )?);
+        }
+        for batch in std::mem::take(&mut self.batches) {
+            self.write(&batch)?;
+        }
+        self.held_bytes.fetch_sub(self.bytes, Ordering::SeqCst);
+        self.bytes = 0;
+        self.reservation.free();
+        Ok(())
+    }
+
+    fn write(&mut self, batch: &RecordBatch) -> Result<()> {
+        let writer = self.writer.as_mut().expect("spill() opened the file");
+        writer.write(batch)?;
+        Ok(())
+    }
+
+    fn finish(&mut self) -> Result<()> {
+        if let Some(writer) = self.writer.as_mut() {
+            writer.finish()?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::execution::memory_pool::FairSpillPool;
+    use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+    use datafusion::prelude::SessionConfig;
+
+    fn session(memory: usize) -> SessionContext {
+        let runtime = RuntimeEnvBuilder::new()
+            .with_memory_pool(Arc::new(FairSpillPool::new(memory)))
+            .build_arc()
+            .unwrap();
+        SessionContext::new_with_config_rt(SessionConfig::new().with_target_partitions(3), runtime)
+    }
+
+    async fn materialise(ctx: &SessionContext, results: &StepResults, sql: &str) -> Materialised {
+        let plan = ctx
+            .sql(sql)
+            .await
+            .unwrap()
+            .create_physical_plan()
+            .await
+            .unwrap();
+        results.materialise(ctx, "result", plan).await.unwrap()
+    }
+
+    async fn sum_of(ctx: &SessionContext, table: &str) -> (i64, i64) {
+        let batches = ctx
+            .sql(&format!("SELECT count(*), sum(v) FROM {table}"))
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap();
+        let count = batches[0].column(0).as_any();
+        let sum = batches[0].column(1).as_any();
+        (
+            count
+                .downcast_ref::<arrow::array::Int64Array>()
+                .unwrap()
+                .value(0),
+            sum.downcast_ref::<arrow::array::Int64Array>()
+                .unwrap()
+                .value(0),
+        )
+    }
+
+    const QUERY: &str =
+        "SELECT value AS v, repeat('x', 50) AS padding FROM generate_series(1, 200000)";
+
+    #[tokio::test]
+    async fn a_result_that_fits_stays_in_memory() {
+        let ctx = session(1 << 30);
+        let results = StepResults::new(&ctx, None).unwrap();
+        let done = materialise(&ctx, &results, QUERY).await;
+        assert_eq!(
+            done,
+            Materialised {
+                rows: 200_000,
+                spilled: false
+            }
+        );
+        assert_eq!(sum_of(&ctx, "result").await, (200_000, 20_000_100_000));
+        assert!(ctx.runtime_env().memory_pool.reserved() > 0);
+        results.release(&ctx, "result");
+        assert_eq!(ctx.runtime_env().memory_pool.reserved(), 0);
+        assert!(ctx.table("result").await.is_err());
+    }
+
+    #[tokio::test]
+    async fn a_result_larger_than_its_budget_goes_to_disk_whole() {
+        let ctx = session(4 << 20);
+        let results = StepResults::new(&ctx, None).unwrap();
+        let done = materialise(&ctx, &results, QUERY).await;
+        assert_eq!(
+            done,
+            Materialised {
+                rows: 200_000,
+                spilled: true
+            }
+        );
+        assert_eq!(ctx.runtime_env().memory_pool.reserved(), 0);
+        assert_eq!(sum_of(&ctx, "result").await, (200_000, 20_000_100_000));
+        let dir = results.scratch.path().join("result");
+        assert!(std::fs::read_dir(&dir).unwrap().count() >= 1);
+        results.release(&ctx, "result");
+        assert!(!dir.exists());
+    }
+
+    #[tokio::test]
+    async fn scratch_goes_with_the_run() {
+        let spill = tempfile::tempdir().unwrap();
+        let ctx = session(4 << 20);
+        let results = StepResults::new(&ctx, Some(&spill.path().join("new"))).unwrap();
+        materialise(&ctx, &results, QUERY).await;
+        assert_eq!(
+            std::fs::read_dir(spill.path().join("new")).unwrap().count(),
+            1
+        );
+        drop(results);
+        assert_eq!(
+            std::fs::read_dir(spill.path().join("new")).unwrap().count(),
+            0
+        );
+    }
+}

@@ -1,0 +1,147 @@
+//! Runs under a memory limit: results that do not fit go to disk and the outputs are the
+//! same; a limit too small to work in fails with a message that names the step and the
+//! setting to change.
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use arrow::array::AsArray;
+use arrow::datatypes::{Int32Type, Int64Type};
+use common::{Project, read_parquet, read_parquet_folder};
+
+/// customer id -> segment id of a published run.
+fn segments_of(project: &Project, output: &str) -> BTreeMap<i64, i32> {
+    let folder = common::published(&project.path(output));
+    let mut segments = BTreeMap::new();
+    for batch in read_parquet_folder(&folder.join("segments")) {
+        let ids = batch
+            .column_by_name("customer_id")
+            .unwrap()
+            .as_primitive::<Int64Type>();
+        let segment = batch
+            .column_by_name("segment_id")
+            .unwrap()
+            .as_primitive::<Int32Type>();
+        for row in 0..batch.num_rows() {
+            segments.insert(ids.value(row), segment.value(row));
+        }
+    }
+    segments
+}
+
+fn rejects_rows(project: &Project, output: &str, table: &str) -> usize {
+    let folder = common::published(&project.path(output));
+    read_parquet(&folder.join(format!("_rejects/{table}.parquet")))
+        .iter()
+        .map(|batch| batch.num_rows())
+        .sum()
+}
+
+#[test]
+fn results_that_do_not_fit_spill_and_the_outputs_are_the_same() {
+    let project = Project::copy_of_repository();
+    project
+        .segflow(&[
+            "run",
+            "pipelines/customer_segments.yaml",
+            "--var",
+            "output=file://../roomy",
+        ])
+        .assert_exit(0);
+    let run = project.segflow(&[
+        "run",
+        "pipelines/customer_segments.yaml",
+        "--var",
+        "output=file://../tight",
+        "--memory-limit",
+        "24MB",
+        "--spill-dir",
+        "spill",
+        "--report-json",
+        "report.json",
+    ]);
+    run.assert_exit(0);
+    assert!(run.stdout.contains("(spilled to disk)"), "{}", run.stdout);
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(project.path("report.json")).unwrap())
+            .unwrap();
+    let spilled: Vec<&str> = report["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|step| step["spilled"] == true)
+        .map(|step| step["name"].as_str().unwrap())
+        .collect();
+    assert!(
+        !spilled.is_empty(),
+        "24 MB is too little to hold every result"
+    );
+
+    let roomy = segments_of(&project, "roomy/customer_segments");
+    assert!(roomy.len() > 1000);
+    assert_eq!(segments_of(&project, "tight/customer_segments"), roomy);
+    assert_eq!(
+        rejects_rows(&project, "tight/customer_segments", "valid_transactions"),
+        rejects_rows(&project, "roomy/customer_segments", "valid_transactions"),
+    );
+    let left: Vec<_> = std::fs::read_dir(project.path("spill")).unwrap().collect();
+    assert!(left.is_empty(), "the run removes its spill files: {left:?}");
+}
+
+#[test]
+fn a_limit_too_small_to_work_in_names_the_step_and_the_setting() {
+    let project = Project::copy_of_repository();
+    let run = project.segflow(&[
+        "run",
+        "pipelines/customer_segments.yaml",
+        "--memory-limit",
+        "256kB",
+    ]);
+    run.assert_exit(1);
+    assert!(
+        run.stderr.contains(
+            "error: step `clean_transactions` ran out of memory: the run may use 256.0 kB (from --memory-limit)"
+        ),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("resources.memory_limit"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        !project.path("out/customer_segments").exists(),
+        "nothing is published"
+    );
+}
+
+#[test]
+fn the_pipeline_can_set_its_resources() {
+    let project = Project::copy_of_repository();
+    let pipeline = std::fs::read_to_string(project.path("pipelines/customer_segments.yaml"))
+        .unwrap()
+        + "resources:\n  memory_limit: 256kB\n  spill_dir: ../spill\n";
+    project.write("pipelines/small.yaml", &pipeline);
+    let run = project.segflow(&["run", "pipelines/small.yaml"]);
+    run.assert_exit(1);
+    assert!(
+        run.stderr
+            .contains("256.0 kB (from resources.memory_limit)"),
+        "{}",
+        run.stderr
+    );
+    assert!(project.path("spill").is_dir());
+
+    let broken = pipeline.replace("memory_limit: 256kB", "memory_limit: lots");
+    project.write("pipelines/broken.yaml", &broken);
+    let run = project.segflow(&["run", "pipelines/broken.yaml"]);
+    run.assert_exit(3);
+    assert!(
+        run.stderr
+            .contains("resources.memory_limit: `lots` is not a size"),
+        "{}",
+        run.stderr
+    );
+}
