@@ -411,3 +411,34 @@ fn store_access_problems_fail_before_any_step_with_one_clear_line() {
     );
     assert!(!project.path("out").exists());
 }
+
+#[test]
+fn generate_streams_to_a_bucket_the_bytes_it_writes_locally() {
+    let Some(server) = SeaweedFs::start(&[BUCKET]) else {
+        return;
+    };
+    let project = Project::copy_of_repository();
+    // 200,000 lines are about 17 MB: more than one part of a multipart upload.
+    let args = ["--rows", "200000", "--seed", "9"];
+    let local = project.segflow(&[&["generate", "local.csv"][..], &args].concat());
+    local.assert_exit(0);
+    let remote = segflow_on(
+        &project,
+        &server,
+        &[&["generate", "s3://lake/raw/lines.csv"][..], &args].concat(),
+    );
+    remote.assert_exit(0);
+    assert!(
+        remote.stdout.contains("wrote 200,000 rows"),
+        "{}",
+        remote.stdout
+    );
+    let expected = std::fs::read(project.path("local.csv")).unwrap();
+    assert!(expected.len() > 10 << 20);
+    assert!(server.get(BUCKET, "raw/lines.csv") == expected);
+    assert_eq!(
+        server.list(BUCKET, "raw/"),
+        vec![("raw/lines.csv".to_string(), expected.len() as u64)],
+        "one object, no leftover parts"
+    );
+}

@@ -133,10 +133,12 @@ enum Command {
         #[arg(long)]
         dry_run: bool,
     },
-    /// Write synthetic, dirty retail transactions (for examples and benchmarks).
+    /// Write synthetic, dirty retail transactions (for examples and benchmarks), streaming,
+    /// to a local file or any store segflow reads (`s3://bucket/key.parquet`, ...; the
+    /// store's settings come from the environment, e.g. `AWS_ENDPOINT_URL`).
     Generate {
-        /// Where to write the file.
-        output: PathBuf,
+        /// The file's path or URL.
+        output: String,
         /// Invoice lines to write.
         #[arg(long, default_value_t = 30_000)]
         rows: u64,
@@ -200,17 +202,25 @@ fn open_output(
     if !vars.is_empty() {
         anyhow::bail!("--var applies to a pipeline file, and `{target}` is an output folder");
     }
-    let url = match segflow_pipeline::Url::parse(target) {
-        Ok(url) if url.scheme().len() > 1 => url,
+    Ok(segflow_engine::open_output_url(&url_of(target, true)?)?)
+}
+
+/// A URL as given, or a local path as a `file://` URL.
+fn url_of(target: &str, folder: bool) -> anyhow::Result<segflow_pipeline::Url> {
+    match segflow_pipeline::Url::parse(target) {
+        Ok(url) if url.scheme().len() > 1 => Ok(url),
         // A path (a one-letter "scheme" is a Windows drive).
         _ => {
-            let absolute = std::path::absolute(path)
+            let absolute = std::path::absolute(target)
                 .with_context(|| format!("resolving the path {target}"))?;
-            segflow_pipeline::Url::from_directory_path(&absolute)
-                .map_err(|()| anyhow::anyhow!("{target} is not a usable folder path"))?
+            let url = if folder {
+                segflow_pipeline::Url::from_directory_path(&absolute)
+            } else {
+                segflow_pipeline::Url::from_file_path(&absolute)
+            };
+            url.map_err(|()| anyhow::anyhow!("{target} is not a usable path"))
         }
-    };
-    Ok(segflow_engine::open_output_url(&url)?)
+    }
 }
 
 /// Values the loaded pipeline read from the environment; everything printed or written
@@ -457,18 +467,19 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             seed,
             format,
         } => {
-            let file = std::fs::File::create(&output)
-                .with_context(|| format!("creating {}", output.display()))?;
             let format = match format {
                 GenerateFormat::Csv => segflow_datagen::OutputFormat::Csv,
                 GenerateFormat::Parquet => segflow_datagen::OutputFormat::Parquet,
             };
             let config = segflow_datagen::GeneratorConfig::new(rows, seed);
-            let mut out = std::io::BufWriter::new(file);
-            let written = segflow_datagen::write(&mut out, format, &config)
-                .with_context(|| format!("writing {}", output.display()))?;
-            out.flush()
-                .with_context(|| format!("writing {}", output.display()))?;
+            let url = url_of(&output, false)?;
+            let (store, path) = segflow_engine::open_url(&url)?;
+            let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+            let written = runtime
+                .block_on(segflow_datagen::write_to_store(
+                    store, path, format, &config,
+                ))
+                .with_context(|| format!("writing {output}"))?;
             if !cli.quiet {
                 summary::print_generated(&output, &written);
             }

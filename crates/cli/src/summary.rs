@@ -2,8 +2,6 @@
 
 #![allow(clippy::print_stdout)]
 
-use std::path::Path;
-
 use segflow_engine::{CheckReport, RunEntry, RunReport, RunStatus, SourceReport, StepReport};
 use segflow_pipeline::Pipeline;
 use segflow_plan::StepGraph;
@@ -350,13 +348,13 @@ pub fn print_text(text: &str) {
     println!("{}", crate::redact(text));
 }
 
-pub fn print_generated(path: &Path, summary: &segflow_datagen::Summary) {
+pub fn print_generated(output: &str, summary: &segflow_datagen::Summary) {
     println!(
         "wrote {} rows ({} customers, {} invoices) to {}",
         thousands(summary.rows),
         thousands(summary.customers),
         thousands(summary.invoices),
-        path.display()
+        output
     );
 }
 

@@ -29,7 +29,11 @@ use rand_xoshiro::Xoshiro256PlusPlus;
 use rand_xoshiro::rand_core::SeedableRng;
 
 use catalog::{Catalog, Product};
+use object_store::ObjectStore;
+use object_store::buffered::BufWriter;
+use object_store::path::Path as ObjectPath;
 pub use scripted::SCRIPTED;
+use tokio::io::AsyncWriteExt;
 
 #[derive(Debug, thiserror::Error)]
 pub enum GenerateError {
@@ -39,6 +43,11 @@ pub enum GenerateError {
     Parquet(#[from] parquet::errors::ParquetError),
     #[error(transparent)]
     Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Store(#[from] object_store::Error),
+    /// The writer stopped taking batches (it failed; its error is the one to report).
+    #[error("the writer stopped")]
+    WriterGone,
 }
 
 pub type Result<T, E = GenerateError> = std::result::Result<T, E>;
@@ -115,6 +124,76 @@ pub fn write(
             let summary = generate(config, |batch| Ok(writer.write(&batch)?))?;
             writer.close()?;
             Ok(summary)
+        }
+    }
+}
+
+/// Writes `config.rows` lines to `path` in `store`, streaming: rows are generated on a
+/// blocking thread while earlier batches upload (a multipart upload on object stores), so
+/// memory holds a few batches and a Parquet row group whatever the number of rows. A
+/// failed write is aborted, leaving no object behind.
+pub async fn write_to_store(
+    store: Arc<dyn ObjectStore>,
+    path: ObjectPath,
+    format: OutputFormat,
+    config: &GeneratorConfig,
+) -> Result<Summary> {
+    let (batches, mut received) = tokio::sync::mpsc::channel::<RecordBatch>(4);
+    let config = config.clone();
+    let generating = tokio::task::spawn_blocking(move || {
+        generate(&config, |batch| {
+            batches
+                .blocking_send(batch)
+                .map_err(|_| GenerateError::WriterGone)
+        })
+    });
+    let mut out = BufWriter::new(store, path);
+    let written = async {
+        match format {
+            OutputFormat::Parquet => {
+                let properties = parquet::file::properties::WriterProperties::builder()
+                    .set_compression(parquet::basic::Compression::SNAPPY)
+                    .build();
+                let mut writer = parquet::arrow::AsyncArrowWriter::try_new(
+                    &mut out,
+                    schema(),
+                    Some(properties),
+                )?;
+                while let Some(batch) = received.recv().await {
+                    writer.write(&batch).await?;
+                }
+                // Closing the Parquet writer also completes the upload.
+                writer.close().await?;
+            }
+            OutputFormat::Csv => {
+                let mut header = true;
+                let mut text = Vec::new();
+                while let Some(batch) = received.recv().await {
+                    text.clear();
+                    arrow::csv::WriterBuilder::new()
+                        .with_header(header)
+                        .build(&mut text)
+                        .write(&batch)?;
+                    header = false;
+                    out.write_all(&text).await?;
+                }
+                out.shutdown().await?;
+            }
+        }
+        Ok::<_, GenerateError>(())
+    }
+    .await;
+    drop(received);
+    let generated = generating
+        .await
+        .map_err(|error| GenerateError::Io(std::io::Error::other(error)))?;
+    match (written, generated) {
+        (Ok(()), Ok(summary)) => Ok(summary),
+        (Err(error), _) | (Ok(()), Err(error)) => {
+            if let Err(abort) = out.abort().await {
+                tracing::debug!(%abort, "aborting the failed upload");
+            }
+            Err(error)
         }
     }
 }

@@ -104,3 +104,26 @@ fn shipped_fixture_is_what_the_generator_writes() {
         path.display()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_to_a_store_the_same_rows_as_to_a_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let store: std::sync::Arc<dyn object_store::ObjectStore> = std::sync::Arc::new(
+        object_store::local::LocalFileSystem::new_with_prefix(dir.path()).unwrap(),
+    );
+    let mut config = GeneratorConfig::new(20_000, 7);
+    config.batch_rows = 1000;
+    let summary = write_to_store(
+        store,
+        object_store::path::Path::from("deep/er/lines.csv"),
+        OutputFormat::Csv,
+        &config,
+    )
+    .await
+    .unwrap();
+    assert_eq!(summary.rows, 20_000);
+    let mut expected = Vec::new();
+    write(&mut expected, OutputFormat::Csv, &config).unwrap();
+    let written = std::fs::read(dir.path().join("deep/er/lines.csv")).unwrap();
+    assert!(written == expected, "the same bytes, one header");
+}

@@ -822,6 +822,24 @@ pub fn open_output_url(url: &Url) -> Result<OutputFolder> {
     folder_on(&store, url)
 }
 
+/// The store and path of a URL (a file or folder), the store's credentials and settings
+/// from the environment as for [`open_output_url`].
+pub fn open_url(url: &Url) -> Result<(std::sync::Arc<dyn object_store::ObjectStore>, StorePath)> {
+    let store = segflow_pipeline::Store {
+        name: url.scheme().to_string(),
+        url: url.clone(),
+        options: Default::default(),
+    };
+    let invalid = |message: String| EngineError::Store {
+        store: store.name.clone(),
+        url: url.to_string(),
+        message,
+    };
+    let object_store = stores::build(&store).map_err(invalid)?;
+    let path = stores::store_root(url).map_err(invalid)?;
+    Ok((object_store, path))
+}
+
 fn folder_on(store: &segflow_pipeline::Store, url: &Url) -> Result<OutputFolder> {
     let invalid = |message: String| EngineError::Store {
         store: store.name.clone(),
