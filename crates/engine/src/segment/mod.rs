@@ -55,6 +55,7 @@ pub async fn run_segment(
         scores,
         customers,
         customers_quarantined,
+        fit_ms,
         current,
         totals,
     } = stage;
@@ -123,6 +124,7 @@ pub async fn run_segment(
         inertia: segmentation.inertia,
         ids: segmentation.ids.clone(),
         sizes: totals.sizes.clone(),
+        fit_ms,
         duration_ms: started.elapsed().as_millis() as u64,
     })
 }
@@ -135,6 +137,8 @@ struct Stage {
     scores: Option<Vec<KScore>>,
     customers: u64,
     customers_quarantined: u64,
+    /// Time spent fitting the model (scaling included), in milliseconds.
+    fit_ms: u64,
     /// `key` and `segment_id` of every customer, when a migration is to be counted.
     current: Vec<RecordBatch>,
     totals: SegmentTotals,
@@ -165,7 +169,9 @@ async fn in_memory_stage(
     }
     let settings = kmeans_settings(segment);
     tracing::info!(customers = rows(&input), k = segment.k, "fitting k-means");
+    let fitting = Instant::now();
     let (segmentation, scores) = fit_model(&input, segment, previous, &settings)?;
+    let fit_ms = fitting.elapsed().as_millis() as u64;
     let names = names_of(&segmentation, segment, previous);
     let segments = segments_batches(&input, &segment.key, &segment.carry, &segmentation)
         .map_err(cluster_error)?;
@@ -182,6 +188,7 @@ async fn in_memory_stage(
         names,
         scores,
         customers_quarantined,
+        fit_ms,
         current,
         totals,
     })

@@ -74,7 +74,9 @@ pub(super) async fn streamed_stage(
         k = segment.k,
         "fitting k-means on a sample"
     );
+    let fitting = std::time::Instant::now();
     let (model, scores) = fit_model(&sample, segment, previous, &settings)?;
+    let fit_ms = fitting.elapsed().as_millis() as u64;
     let names = names_of(&model, segment, previous);
     let sample_totals = totals_of(&sample, &model)?;
 
@@ -180,6 +182,7 @@ pub(super) async fn streamed_stage(
         scores,
         customers,
         customers_quarantined,
+        fit_ms,
         current,
         totals,
     })
