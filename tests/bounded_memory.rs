@@ -145,3 +145,44 @@ fn the_pipeline_can_set_its_resources() {
         run.stderr
     );
 }
+
+#[test]
+fn profile_adds_each_steps_executed_plan_with_its_metrics() {
+    let project = Project::copy_of_repository();
+    let run = project.segflow(&[
+        "run",
+        "pipelines/customer_segments.yaml",
+        "--profile",
+        "--report-json",
+        "report.json",
+    ]);
+    run.assert_exit(0);
+    assert!(
+        run.stdout.contains("profile of step daily_purchases"),
+        "{}",
+        run.stdout
+    );
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(project.path("report.json")).unwrap())
+            .unwrap();
+    for step in report["steps"].as_array().unwrap() {
+        let profile = step["profile"].as_str().unwrap_or_default();
+        assert!(
+            profile.contains("output_rows="),
+            "step {} has operator metrics: {profile}",
+            step["name"]
+        );
+    }
+    let plain = project.segflow(&[
+        "run",
+        "pipelines/customer_segments.yaml",
+        "--report-json",
+        "plain.json",
+    ]);
+    plain.assert_exit(0);
+    assert!(
+        !std::fs::read_to_string(project.path("plain.json"))
+            .unwrap()
+            .contains("\"profile\"")
+    );
+}
