@@ -38,6 +38,10 @@ fn rejects_rows(project: &Project, output: &str, table: &str) -> usize {
         .sum()
 }
 
+fn step_report(project: &Project, file: &str) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(project.path(file)).unwrap()).unwrap()
+}
+
 #[test]
 fn results_that_do_not_fit_spill_and_the_outputs_are_the_same() {
     let project = Project::copy_of_repository();
@@ -47,6 +51,8 @@ fn results_that_do_not_fit_spill_and_the_outputs_are_the_same() {
             "pipelines/customer_segments.yaml",
             "--var",
             "output=file://../roomy",
+            "--report-json",
+            "roomy.json",
         ])
         .assert_exit(0);
     let run = project.segflow(&[
@@ -55,7 +61,7 @@ fn results_that_do_not_fit_spill_and_the_outputs_are_the_same() {
         "--var",
         "output=file://../tight",
         "--memory-limit",
-        "24MB",
+        "16MB",
         "--spill-dir",
         "spill",
         "--report-json",
@@ -63,9 +69,7 @@ fn results_that_do_not_fit_spill_and_the_outputs_are_the_same() {
     ]);
     run.assert_exit(0);
     assert!(run.stdout.contains("(spilled to disk)"), "{}", run.stdout);
-    let report: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(project.path("report.json")).unwrap())
-            .unwrap();
+    let report = step_report(&project, "report.json");
     let spilled: Vec<&str> = report["steps"]
         .as_array()
         .unwrap()
@@ -75,7 +79,28 @@ fn results_that_do_not_fit_spill_and_the_outputs_are_the_same() {
         .collect();
     assert!(
         !spilled.is_empty(),
-        "24 MB is too little to hold every result"
+        "16 MB is too little to hold every result"
+    );
+
+    // A spilled result is read back from files; its rows are still counted once.
+    let counts = |report: &serde_json::Value| -> Vec<(String, u64, u64)> {
+        report["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|step| {
+                let count = |key: &str| step[key].as_u64().unwrap();
+                (
+                    step["name"].to_string(),
+                    count("rows_in"),
+                    count("rows_out"),
+                )
+            })
+            .collect()
+    };
+    assert_eq!(
+        counts(&report),
+        counts(&step_report(&project, "roomy.json"))
     );
 
     let roomy = segments_of(&project, "roomy/customer_segments");

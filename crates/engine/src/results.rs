@@ -9,6 +9,12 @@
 //!
 //! Spill files are Arrow IPC with LZ4 rather than Parquet: they are read back once or twice
 //! and then deleted, so cheap encoding matters more than size.
+//!
+//! Operators hand out zero-copy slices of larger arrays (an aggregate emits its groups as
+//! slices of one output; a filter's string views point into its input's buffers). Held
+//! batches are counted by the buffers they keep alive, each once, and string and binary
+//! views are compacted before they are written, or every spilled batch would carry (and
+//! every read decompress) all of the buffers its views point into.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -17,10 +23,12 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use arrow::array::RecordBatch;
+use arrow::array::{ArrayRef, AsArray, GenericByteViewArray, RecordBatch};
 use arrow::datatypes::SchemaRef;
+use arrow::datatypes::{ByteViewType, DataType};
 use arrow::ipc::CompressionType;
 use arrow::ipc::writer::{FileWriter, IpcWriteOptions};
+use datafusion::common::utils::memory::RecordBatchMemoryCounter;
 use datafusion::datasource::MemTable;
 use datafusion::datasource::file_format::options::ArrowReadOptions;
 use datafusion::error::{DataFusionError, Result};
@@ -103,6 +111,7 @@ impl StepResults {
                 dir: dir.clone(),
                 batches: Vec::new(),
                 bytes: 0,
+                counter: RecordBatchMemoryCounter::new(),
                 rows: 0,
                 reservation: reservation.new_empty(),
                 budget: self.budget,
@@ -162,6 +171,14 @@ impl StepResults {
         }
     }
 
+    /// Whether `location` (an object store path) is one of the spilled results' files.
+    pub fn holds(&self, location: &str) -> bool {
+        let scratch = self.scratch.path().to_string_lossy();
+        location
+            .strip_prefix(scratch.trim_start_matches('/'))
+            .is_some_and(|rest| rest.starts_with('/'))
+    }
+
     /// Drops the table `name` and what it held; later reads of it fail.
     pub fn release(&self, ctx: &SessionContext, name: &str) {
         if let Err(error) = ctx.deregister_table(name) {
@@ -200,6 +217,8 @@ struct PartitionSink {
     batches: Vec<RecordBatch>,
     /// Memory size of `batches`.
     bytes: usize,
+    /// Counts a buffer shared by several of `batches` once.
+    counter: RecordBatchMemoryCounter,
     rows: u64,
     reservation: MemoryReservation,
     budget: usize,
@@ -226,7 +245,8 @@ impl PartitionSink {
     }
 
     fn try_hold(&mut self, batch: &RecordBatch) -> bool {
-        let size = batch.get_array_memory_size();
+        // Counted even when refused: the batch is then written and its buffers dropped.
+        let size = self.counter.count_batch(batch);
         let held = self.held_bytes.fetch_add(size, Ordering::SeqCst) + size;
         if held > self.budget || self.reservation.try_grow(size).is_err() {
             self.held_bytes.fetch_sub(size, Ordering::SeqCst);
@@ -261,7 +281,7 @@ impl PartitionSink {
 
     fn write(&mut self, batch: &RecordBatch) -> Result<()> {
         let writer = self.writer.as_mut().expect("spill() opened the file");
-        writer.write(batch)?;
+        writer.write(&compact_views(batch)?)?;
         Ok(())
     }
 
@@ -271,6 +291,28 @@ impl PartitionSink {
         }
         Ok(())
     }
+}
+
+/// `batch` with each string or binary view column copied to buffers holding only the
+/// values it references, when its buffers hold more than twice that.
+fn compact_views(batch: &RecordBatch) -> Result<RecordBatch> {
+    fn compact<T: ByteViewType + ?Sized>(views: &GenericByteViewArray<T>) -> Option<ArrayRef> {
+        let buffers: usize = views.data_buffers().iter().map(|buffer| buffer.len()).sum();
+        (buffers > 2 * views.total_buffer_bytes_used()).then(|| Arc::new(views.gc()) as ArrayRef)
+    }
+    let columns: Vec<ArrayRef> = batch
+        .columns()
+        .iter()
+        .map(|column| {
+            let compacted = match column.data_type() {
+                DataType::Utf8View => compact(column.as_string_view()),
+                DataType::BinaryView => compact(column.as_binary_view()),
+                _ => None,
+            };
+            compacted.unwrap_or_else(|| column.clone())
+        })
+        .collect();
+    Ok(RecordBatch::try_new(batch.schema(), columns)?)
 }
 
 #[cfg(test)]
@@ -377,5 +419,46 @@ mod tests {
             std::fs::read_dir(spill.path().join("new")).unwrap().count(),
             0
         );
+    }
+
+    #[test]
+    fn a_slice_of_string_views_is_written_with_only_its_own_values() {
+        let long = |i: usize| format!("a value longer than twelve bytes #{i}");
+        let views = arrow::array::StringViewArray::from_iter_values((0..10_000).map(long));
+        let schema = Arc::new(arrow::datatypes::Schema::new(vec![
+            arrow::datatypes::Field::new("s", DataType::Utf8View, false),
+        ]));
+        let batch = RecordBatch::try_new(schema, vec![Arc::new(views)]).unwrap();
+        let slice = batch.slice(100, 10);
+
+        let compacted = compact_views(&slice).unwrap();
+        assert_eq!(compacted, slice);
+        let buffer_bytes = |batch: &RecordBatch| -> usize {
+            let views = batch.column(0).as_string_view();
+            views.data_buffers().iter().map(|buffer| buffer.len()).sum()
+        };
+        assert!(buffer_bytes(&slice) > 300_000);
+        assert!(buffer_bytes(&compacted) < 1_000);
+        // Already compact: left as it is.
+        let again = compact_views(&compacted).unwrap();
+        assert!(std::ptr::eq(
+            again.column(0).as_string_view().data_buffers()[0].as_ptr(),
+            compacted.column(0).as_string_view().data_buffers()[0].as_ptr()
+        ));
+    }
+
+    #[tokio::test]
+    async fn spilled_files_are_told_apart_from_other_files() {
+        let ctx = session(4 << 20);
+        let results = StepResults::new(&ctx, None).unwrap();
+        let scratch = results
+            .scratch
+            .path()
+            .to_string_lossy()
+            .trim_start_matches('/')
+            .to_string();
+        assert!(results.holds(&format!("{scratch}/result/part-0.arrow")));
+        assert!(!results.holds(&format!("{scratch}-other/part-0.arrow")));
+        assert!(!results.holds("data/lines.parquet"));
     }
 }

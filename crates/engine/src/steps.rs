@@ -155,6 +155,8 @@ async fn run_step(
     let rows_out = materialised.rows;
     let mut scans = Vec::new();
     collect_scans(physical.as_ref(), &mut scans);
+    // A spilled step result is read as files too; its rows are counted as the step's below.
+    scans.retain(|scan| !scan.files.iter().any(|file| settings.results.holds(file)));
     let rows_in = scans.iter().map(|scan| scan.rows).sum::<u64>()
         + planned
             .reads
