@@ -67,7 +67,7 @@ def main() -> None:
         CREATE TABLE valid_transactions AS
         SELECT * FROM clean_transactions
         WHERE quantity BETWEEN -10000 AND 10000
-          AND regexp_full_match(invoice_no, '^C?[0-9]{6}$')
+          AND regexp_full_match(invoice_no, '^C?[0-9]{6,}$')
     """)
     db.execute(f"CREATE TABLE daily_purchases AS {step_sql('daily_purchases', args.as_of)}")
     db.execute(f"""
