@@ -3,13 +3,12 @@
 //! Arrow batches with a key column and numeric feature columns -> z-scored matrix -> seeded
 //! k-means (linfa) -> assignments, centroids and a per-segment profile as Arrow batches.
 //!
-//! linfa's `fit` is driven one Lloyd iteration at a time rather than left to its own loop:
-//! its defaults cost tens of times scikit-learn's CPU (ten runs, an absolute tolerance), with
-//! several runs its cluster counts come from the last run while the centroids come from the
-//! best, it does not report iterations, and its inertia is a mean. Driving the loop here keeps
-//! linfa's k-means++ and centroid update while the iteration count, the scale-relative
-//! convergence test, counts and inertia are computed from the assignments themselves.
+//! linfa seeds each fit (k-means++ and its first step); the iterations after that are
+//! `lloyd`'s, written here because linfa's own loop costs a multiple of scikit-learn's time
+//! (see that module). Restarts, the scale-relative convergence test, iteration counts and
+//! inertia (a sum, in model units) are computed here from the assignments themselves.
 
+mod lloyd;
 mod metrics;
 mod naming;
 mod output;
@@ -20,7 +19,7 @@ mod warm;
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{DataType, Float64Type};
 use linfa::DatasetBase;
-use linfa::prelude::{Fit, Predict};
+use linfa::prelude::Fit;
 use linfa_clustering::{KMeans, KMeansInit};
 use ndarray::{Array1, Array2, ArrayView2, Axis};
 use rand_xoshiro::Xoshiro256Plus;
@@ -383,38 +382,31 @@ fn fit_with(
     tolerance: f64,
     init: KMeansInit<f64>,
 ) -> Result<Fitted> {
-    let dataset = DatasetBase::from(data);
-    let step = |init: KMeansInit<f64>| {
-        KMeans::params_with_rng(settings.k, Xoshiro256Plus::seed_from_u64(seed))
-            .init_method(init)
-            .n_runs(1)
-            .max_n_iterations(1)
-            .fit(&dataset)
-    };
-    // The first call seeds (k-means++, or the given centroids) and runs one iteration; each
-    // later call is one Lloyd iteration from the previous centroids.
-    let mut model = step(init)?;
-    let mut iterations = 1;
-    let mut converged = false;
-    while iterations < settings.max_iterations {
-        let next = step(KMeansInit::Precomputed(model.centroids().clone()))?;
-        iterations += 1;
-        let shift: f64 = (next.centroids() - model.centroids()).mapv(|d| d * d).sum();
-        model = next;
-        if shift <= tolerance {
-            converged = true;
-            break;
+    let (centroids, iterations_done) = match init {
+        KMeansInit::Precomputed(centroids) => (centroids, 0),
+        // linfa seeds with k-means++ and takes the first step from the seeds.
+        init => {
+            let seeded = KMeans::params_with_rng(settings.k, Xoshiro256Plus::seed_from_u64(seed))
+                .init_method(init)
+                .n_runs(1)
+                .max_n_iterations(1)
+                .fit(&DatasetBase::from(data))?;
+            (seeded.centroids().clone(), 1)
         }
-    }
-    let centroids = model.centroids().clone();
-    let assignments: Array1<usize> = model.predict(&data);
-    let squared_distances =
-        Array1::from_iter(data.outer_iter().zip(&assignments).map(|(row, &c)| {
-            row.iter()
-                .zip(centroids.row(c))
-                .map(|(x, m)| (x - m) * (x - m))
-                .sum::<f64>()
-        }));
+    };
+    let lloyd::Converged {
+        centroids,
+        assignments,
+        squared_distances,
+        iterations,
+        converged,
+    } = lloyd::iterate(
+        data,
+        centroids,
+        iterations_done,
+        settings.max_iterations,
+        tolerance,
+    );
     Ok(Fitted {
         inertia: squared_distances.sum(),
         centroids,
