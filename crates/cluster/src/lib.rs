@@ -1,14 +1,14 @@
 //! segflow-cluster: customers in, segments out.
 //!
 //! Arrow batches with a key column and numeric feature columns -> z-scored matrix -> seeded
-//! k-means (linfa) -> assignments, centroids and a per-segment profile as Arrow batches.
+//! k-means (`kmeans`: greedy k-means++, then Lloyd with Hamerly's bounds) -> assignments,
+//! centroids and a per-segment profile as Arrow batches.
 //!
-//! linfa seeds each fit (k-means++ and its first step); the iterations after that are
-//! `lloyd`'s, written here because linfa's own loop costs a multiple of scikit-learn's time
-//! (see that module). Restarts, the scale-relative convergence test, iteration counts and
-//! inertia (a sum, in model units) are computed here from the assignments themselves.
+//! Restarts (the best of several seeded fits), the scale-relative convergence test (as
+//! scikit-learn's: the tolerance times the mean variance of the features), iteration counts
+//! and inertia (a sum, in model units) are decided here.
 
-mod lloyd;
+mod kmeans;
 mod metrics;
 mod naming;
 mod output;
@@ -18,9 +18,6 @@ mod warm;
 
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{DataType, Float64Type};
-use linfa::DatasetBase;
-use linfa::prelude::Fit;
-use linfa_clustering::{KMeans, KMeansInit};
 use ndarray::{Array1, Array2, ArrayView2, Axis};
 use rand_xoshiro::Xoshiro256Plus;
 use rand_xoshiro::rand_core::SeedableRng;
@@ -58,8 +55,6 @@ pub enum ClusterError {
     TooFewRows { rows: usize, k: usize },
     #[error("the previous model does not fit this run: {0}")]
     PreviousModel(String),
-    #[error("k-means failed: {0}")]
-    KMeans(#[from] linfa_clustering::KMeansError),
     #[error(transparent)]
     Arrow(#[from] arrow::error::ArrowError),
 }
@@ -277,7 +272,7 @@ fn best_fit(prepared: &Prepared, settings: &KMeansSettings) -> Result<Fitted> {
     let mut best: Option<Fitted> = None;
     for restart in 0..settings.restarts {
         let seed = settings.seed.wrapping_add(restart as u64);
-        let fitted = fit_once(data, settings, seed, tolerance)?;
+        let fitted = fit_once(data, settings, seed, tolerance);
         if best.as_ref().is_none_or(|b| fitted.inertia < b.inertia) {
             best = Some(fitted);
         }
@@ -350,13 +345,16 @@ pub(crate) struct Fitted {
     converged: bool,
 }
 
+/// A fit from greedy k-means++ seeds drawn with `seed`.
 pub(crate) fn fit_once(
     data: ArrayView2<f64>,
     settings: &KMeansSettings,
     seed: u64,
     tolerance: f64,
-) -> Result<Fitted> {
-    fit_with(data, settings, seed, tolerance, KMeansInit::KMeansPlusPlus)
+) -> Fitted {
+    let mut rng = Xoshiro256Plus::seed_from_u64(seed);
+    let seeds = kmeans::plus_plus_seeds(data, settings.k, &mut rng);
+    fit_with(data, settings, seeds, tolerance)
 }
 
 /// Lloyd iterations from given centroids (a previous run's), no random choice involved.
@@ -365,56 +363,31 @@ pub(crate) fn fit_from(
     settings: &KMeansSettings,
     centroids: Array2<f64>,
     tolerance: f64,
-) -> Result<Fitted> {
-    fit_with(
-        data,
-        settings,
-        settings.seed,
-        tolerance,
-        KMeansInit::Precomputed(centroids),
-    )
+) -> Fitted {
+    fit_with(data, settings, centroids, tolerance)
 }
 
 fn fit_with(
     data: ArrayView2<f64>,
     settings: &KMeansSettings,
-    seed: u64,
+    centroids: Array2<f64>,
     tolerance: f64,
-    init: KMeansInit<f64>,
-) -> Result<Fitted> {
-    let (centroids, iterations_done) = match init {
-        KMeansInit::Precomputed(centroids) => (centroids, 0),
-        // linfa seeds with k-means++ and takes the first step from the seeds.
-        init => {
-            let seeded = KMeans::params_with_rng(settings.k, Xoshiro256Plus::seed_from_u64(seed))
-                .init_method(init)
-                .n_runs(1)
-                .max_n_iterations(1)
-                .fit(&DatasetBase::from(data))?;
-            (seeded.centroids().clone(), 1)
-        }
-    };
-    let lloyd::Converged {
+) -> Fitted {
+    let kmeans::Converged {
         centroids,
         assignments,
         squared_distances,
         iterations,
         converged,
-    } = lloyd::iterate(
-        data,
-        centroids,
-        iterations_done,
-        settings.max_iterations,
-        tolerance,
-    );
-    Ok(Fitted {
+    } = kmeans::iterate(data, centroids, 0, settings.max_iterations, tolerance);
+    Fitted {
         inertia: squared_distances.sum(),
         centroids,
         assignments,
         squared_distances,
         iterations,
         converged,
-    })
+    }
 }
 
 /// Orders centroid rows by size, largest first; `ids` (by the fit's rows) are carried along,

@@ -55,12 +55,12 @@ pub fn segment_from_previous(
             settings,
             previous.centroids.clone(),
             tolerance,
-        )?
+        )
     } else {
         let mut best: Option<Fitted> = None;
         for restart in 0..settings.restarts {
             let seed = settings.seed.wrapping_add(restart as u64);
-            let fitted = fit_once(prepared.scaled.view(), settings, seed, tolerance)?;
+            let fitted = fit_once(prepared.scaled.view(), settings, seed, tolerance);
             if best.as_ref().is_none_or(|b| fitted.inertia < b.inertia) {
                 best = Some(fitted);
             }

@@ -1,12 +1,16 @@
-//! Lloyd's k-means iterations over a contiguous row-major buffer, with Hamerly's bounds.
+//! k-means over a contiguous row-major buffer: greedy k-means++ seeding, then Lloyd's
+//! iterations with Hamerly's bounds.
 //!
-//! Why by hand: driving linfa-clustering one iteration at a time cost about twice
-//! scikit-learn's fit time on the benchmark's customers (bench/end_to_end.py, 450,000 rows x 3
-//! features, k = 5: 1.3 s against 0.7 s). Each linfa iteration measures every row against
-//! every centroid through generic ndarray views, then updates the centroids in a second,
-//! single-threaded pass, and its update counts the old centroid as one more member
-//! (m_k-means), which takes more iterations to settle than Lloyd's mean. Here:
-//! - the update is Lloyd's (the mean of the members), as scikit-learn's;
+//! Why by hand rather than linfa-clustering: on the benchmark's customers
+//! (bench/end_to_end.py, 450,000 rows x 3 features, k = 5, 3 restarts) linfa's k-means took
+//! about twice scikit-learn's fit time (1.3 s against 0.7 s). Its seeding and first step
+//! alone took 80 ms a restart: each distance goes through generic ndarray row views, the
+//! centroid update is a second, single-threaded pass, and the update counts the old
+//! centroid as one more member (m_k-means), which takes more iterations to settle than
+//! Lloyd's mean. Here:
+//! - seeding is scikit-learn's greedy k-means++: each next centroid is the best of
+//!   2 + ln k candidates drawn in proportion to the squared distance to the nearest centroid;
+//! - the update is Lloyd's (the mean of the members);
 //! - Hamerly's bounds skip the rows whose centroid cannot have changed: an upper bound on
 //!   the distance to their own centroid and a lower bound on the distance to any other,
 //!   moved by how far the centroids moved. After the first few iterations most rows are
@@ -14,9 +18,11 @@
 //! - rows are processed in fixed chunks on rayon's threads, and the chunks' sums are added
 //!   in chunk order, so the result does not depend on the number of cores.
 //!
-//! Seeding (k-means++) stays linfa's, and ndarray's types are the interface.
+//! The tests check each step against plain Lloyd, and the crate's tests check the fits
+//! against linfa-clustering's.
 
 use ndarray::{Array1, Array2, ArrayView2};
+use rand::Rng;
 use rayon::prelude::*;
 
 /// Rows per unit of parallel work. Fixed, so sums are added in the same order on any machine.
@@ -33,6 +39,69 @@ pub(crate) struct Converged {
     pub converged: bool,
 }
 
+/// k centroids picked among the rows by greedy k-means++ (as scikit-learn's `kmeans_plusplus`).
+pub(crate) fn plus_plus_seeds(data: ArrayView2<f64>, k: usize, rng: &mut impl Rng) -> Array2<f64> {
+    let standard = data.as_standard_layout();
+    let rows = Rows::of(&standard);
+    let width = rows.width;
+    let trials = 2 + (k as f64).ln() as usize;
+    let mut seeds = Vec::with_capacity(k * width);
+    seeds.extend_from_slice(rows.row(rng.gen_range(0..rows.len())));
+    // Each row's squared distance to its nearest seed so far.
+    let mut nearest: Vec<f64> = rows
+        .values
+        .par_chunks(width)
+        .map(|row| squared_distance(row, &seeds))
+        .collect();
+    while seeds.len() < k * width {
+        let mut running = 0.0;
+        let cumulative: Vec<f64> = nearest
+            .iter()
+            .map(|d| {
+                running += d;
+                running
+            })
+            .collect();
+        let candidates: Vec<usize> = (0..trials)
+            .map(|_| {
+                let target = rng.r#gen::<f64>() * running;
+                cumulative
+                    .partition_point(|&c| c < target)
+                    .min(rows.len() - 1)
+            })
+            .collect();
+        // The candidate that leaves the smallest total squared distance.
+        let totals: Vec<f64> = rows
+            .chunks()
+            .zip(nearest.par_chunks(CHUNK_ROWS))
+            .map(|(chunk, nearest)| {
+                let mut totals = vec![0.0; trials];
+                for (row, &d) in chunk.chunks_exact(width).zip(nearest) {
+                    for (total, &candidate) in totals.iter_mut().zip(&candidates) {
+                        *total += d.min(squared_distance(row, rows.row(candidate)));
+                    }
+                }
+                totals
+            })
+            .collect::<Vec<_>>()
+            .into_iter()
+            .fold(vec![0.0; trials], |mut sum, chunk| {
+                sum.iter_mut().zip(chunk).for_each(|(s, x)| *s += x);
+                sum
+            });
+        let best = (0..trials)
+            .min_by(|&a, &b| totals[a].total_cmp(&totals[b]))
+            .expect("at least two trials");
+        let seed = rows.row(candidates[best]);
+        nearest
+            .par_iter_mut()
+            .zip(rows.values.par_chunks(width))
+            .for_each(|(d, row)| *d = d.min(squared_distance(row, seed)));
+        seeds.extend_from_slice(seed);
+    }
+    Array2::from_shape_vec((k, width), seeds).expect("k rows of width values")
+}
+
 /// Runs Lloyd's iterations from `centroids` until the centroids move less than `tolerance`
 /// (the sum of their squared shifts) or `max_iterations` (counting `iterations_done`) ran.
 pub(crate) fn iterate(
@@ -42,11 +111,8 @@ pub(crate) fn iterate(
     max_iterations: usize,
     tolerance: f64,
 ) -> Converged {
-    let rows = data.as_standard_layout();
-    let rows = Rows {
-        values: rows.as_slice().expect("standard layout is contiguous"),
-        width: data.ncols(),
-    };
+    let standard = data.as_standard_layout();
+    let rows = Rows::of(&standard);
     let k = centroids.nrows();
     let mut centroids = centroids
         .as_standard_layout()
@@ -94,7 +160,18 @@ struct Rows<'a> {
     width: usize,
 }
 
-impl Rows<'_> {
+impl<'a> Rows<'a> {
+    fn of(data: &'a ndarray::CowArray<'_, f64, ndarray::Ix2>) -> Rows<'a> {
+        Rows {
+            values: data.as_slice().expect("standard layout is contiguous"),
+            width: data.ncols(),
+        }
+    }
+
+    fn row(&self, i: usize) -> &'a [f64] {
+        &self.values[i * self.width..(i + 1) * self.width]
+    }
+
     fn len(&self) -> usize {
         self.values.len() / self.width
     }
@@ -260,6 +337,7 @@ fn means(rows: &Rows, assigned: &[u32], centroids: &[f64], k: usize) -> Vec<f64>
 mod tests {
     use super::*;
     use ndarray::array;
+    use rand_xoshiro::rand_core::SeedableRng;
 
     /// Plain Lloyd, every row against every centroid each iteration, as the reference.
     fn brute_force(
@@ -374,5 +452,60 @@ mod tests {
         let fitted = iterate(data.view(), start, 3, 4, 0.0);
         assert_eq!(fitted.iterations, 4);
         assert!(!fitted.converged);
+    }
+
+    #[test]
+    fn seeds_are_distinct_rows_one_per_cloud() {
+        // Four far-apart clouds: k-means++ all but always picks one seed in each.
+        let data = Array2::from_shape_fn((4_000, 2), |(i, j)| {
+            (i % 4) as f64 * 100.0 + ((i * 7 + j * 13) % 10) as f64 * 0.1
+        });
+        let seeds = |seed| {
+            plus_plus_seeds(
+                data.view(),
+                4,
+                &mut rand_xoshiro::Xoshiro256Plus::seed_from_u64(seed),
+            )
+        };
+        let picked = seeds(42);
+        let mut clouds: Vec<i64> = picked
+            .outer_iter()
+            .map(|row| (row[0] / 100.0).round() as i64)
+            .collect();
+        clouds.sort();
+        assert_eq!(clouds, vec![0, 1, 2, 3]);
+        for row in picked.outer_iter() {
+            assert!(
+                data.outer_iter().any(|r| r == row),
+                "{row} is a row of the data"
+            );
+        }
+        assert_eq!(seeds(42), picked, "the same seed picks the same rows");
+    }
+
+    #[test]
+    fn fits_as_well_as_linfa_clustering() {
+        use linfa::prelude::Fit;
+        let data = clouds(20_000);
+        let tolerance = 1e-4 * data.var_axis(ndarray::Axis(0), 0.0).mean().unwrap();
+        let ours = (0..3)
+            .map(|restart| {
+                let mut rng = rand_xoshiro::Xoshiro256Plus::seed_from_u64(restart);
+                let seeds = plus_plus_seeds(data.view(), 6, &mut rng);
+                iterate(data.view(), seeds, 0, 300, tolerance)
+                    .squared_distances
+                    .sum()
+            })
+            .fold(f64::INFINITY, f64::min);
+        let linfa = linfa_clustering::KMeans::params_with_rng(
+            6,
+            rand_xoshiro::Xoshiro256Plus::seed_from_u64(0),
+        )
+        .n_runs(3)
+        .fit(&linfa::DatasetBase::from(data.clone()))
+        .unwrap();
+        // linfa reports the mean squared distance.
+        let theirs = linfa.inertia() * data.nrows() as f64;
+        assert!(ours <= theirs * 1.01, "ours {ours}, linfa's {theirs}");
     }
 }
