@@ -15,6 +15,9 @@
 //!   the distance to their own centroid and a lower bound on the distance to any other,
 //!   moved by how far the centroids moved. After the first few iterations most rows are
 //!   skipped, and the iterations are still exactly Lloyd's;
+//! - one pass over the rows per iteration: the pass that reassigns a chunk of rows also
+//!   sums them by centroid for the next update (reading N x d values is the floor of an
+//!   iteration's cost; the bounds arrays are read beside them);
 //! - rows are processed in fixed chunks on rayon's threads, and the chunks' sums are added
 //!   in chunk order, so the result does not depend on the number of cores.
 //!
@@ -119,11 +122,11 @@ pub(crate) fn iterate(
         .as_slice()
         .expect("standard layout is contiguous")
         .to_vec();
-    let mut bounds = Bounds::exact(&rows, &centroids, k);
+    let (mut bounds, mut members) = Bounds::exact(&rows, &centroids, k);
     let mut iterations = iterations_done;
     let mut converged = false;
     while iterations < max_iterations {
-        let next = means(&rows, &bounds.assigned, &centroids, k);
+        let next = members.means(&centroids);
         iterations += 1;
         let moved: Vec<f64> = (0..k)
             .map(|c| {
@@ -139,12 +142,13 @@ pub(crate) fn iterate(
             converged = true;
             break;
         }
-        if iterations < max_iterations {
-            bounds.reassign(&rows, &centroids, k, &moved);
+        if iterations == max_iterations {
+            break;
         }
+        members = bounds.reassign(&rows, &centroids, k, &moved);
     }
     // The last update moved the centroids after the rows were assigned: assign them again.
-    let bounds = Bounds::exact(&rows, &centroids, k);
+    let (bounds, _) = Bounds::exact(&rows, &centroids, k);
     Converged {
         centroids: Array2::from_shape_vec((k, rows.width), centroids)
             .expect("k rows of width values"),
@@ -216,28 +220,35 @@ struct Bounds {
 
 impl Bounds {
     /// Every row measured against every centroid: the bounds are the distances themselves.
-    fn exact(rows: &Rows, centroids: &[f64], k: usize) -> Bounds {
+    /// Returns the members' sums too, gathered in the same pass over the rows.
+    fn exact(rows: &Rows, centroids: &[f64], k: usize) -> (Bounds, Members) {
         let n = rows.len();
         let mut bounds = Bounds {
             assigned: vec![0; n],
             upper: vec![0.0; n],
             lower: vec![0.0; n],
         };
-        rows.chunks()
+        let members = rows
+            .chunks()
             .zip(bounds.assigned.par_chunks_mut(CHUNK_ROWS))
             .zip(bounds.upper.par_chunks_mut(CHUNK_ROWS))
             .zip(bounds.lower.par_chunks_mut(CHUNK_ROWS))
-            .for_each(|(((chunk, assigned), upper), lower)| {
+            .map(|(((chunk, assigned), upper), lower)| {
+                let mut members = Members::new(k, rows.width);
                 for (i, row) in chunk.chunks_exact(rows.width).enumerate() {
                     (assigned[i], upper[i], lower[i]) = two_nearest(row, centroids, k);
+                    members.add(assigned[i], row);
                 }
-            });
-        bounds
+                members
+            })
+            .collect::<Vec<_>>();
+        (bounds, Members::merged(members, k, rows.width))
     }
 
     /// Assigns every row to its nearest centroid after the centroids moved by `moved`,
-    /// measuring only the rows whose bounds do not rule a change out.
-    fn reassign(&mut self, rows: &Rows, centroids: &[f64], k: usize, moved: &[f64]) {
+    /// measuring only the rows whose bounds do not rule a change out, and returns the
+    /// members' sums.
+    fn reassign(&mut self, rows: &Rows, centroids: &[f64], k: usize, moved: &[f64]) -> Members {
         let width = rows.width;
         // A row nearer its centroid than half the way to that centroid's nearest neighbour
         // is nearest to it.
@@ -267,11 +278,13 @@ impl Bounds {
                         (far, first, second.max(m))
                     }
                 });
-        rows.chunks()
+        let members = rows
+            .chunks()
             .zip(self.assigned.par_chunks_mut(CHUNK_ROWS))
             .zip(self.upper.par_chunks_mut(CHUNK_ROWS))
             .zip(self.lower.par_chunks_mut(CHUNK_ROWS))
-            .for_each(|(((chunk, assigned), upper), lower)| {
+            .map(|(((chunk, assigned), upper), lower)| {
+                let mut members = Members::new(k, width);
                 for (i, row) in chunk.chunks_exact(width).enumerate() {
                     let own = assigned[i] as usize;
                     upper[i] += moved[own];
@@ -281,56 +294,74 @@ impl Bounds {
                         farthest_move
                     };
                     let bound = half_gap[own].max(lower[i]);
-                    if upper[i] <= bound {
-                        continue;
+                    if upper[i] > bound {
+                        upper[i] = squared_distance(row, centroid(centroids, width, own)).sqrt();
+                        if upper[i] > bound {
+                            (assigned[i], upper[i], lower[i]) = two_nearest(row, centroids, k);
+                        }
                     }
-                    upper[i] = squared_distance(row, centroid(centroids, width, own)).sqrt();
-                    if upper[i] <= bound {
-                        continue;
-                    }
-                    (assigned[i], upper[i], lower[i]) = two_nearest(row, centroids, k);
+                    members.add(assigned[i], row);
                 }
-            });
+                members
+            })
+            .collect::<Vec<_>>();
+        Members::merged(members, k, width)
     }
 }
 
-/// Each centroid moved to the mean of its rows; a centroid without rows stays where it was.
-fn means(rows: &Rows, assigned: &[u32], centroids: &[f64], k: usize) -> Vec<f64> {
-    let width = rows.width;
-    let partial: Vec<(Vec<f64>, Vec<u64>)> = rows
-        .chunks()
-        .zip(assigned.par_chunks(CHUNK_ROWS))
-        .map(|(chunk, assigned)| {
-            let mut sums = vec![0.0; k * width];
-            let mut counts = vec![0u64; k];
-            for (row, &c) in chunk.chunks_exact(width).zip(assigned) {
-                let c = c as usize;
-                counts[c] += 1;
-                for (sum, value) in sums[c * width..(c + 1) * width].iter_mut().zip(row) {
-                    *sum += value;
-                }
-            }
-            (sums, counts)
-        })
-        .collect();
-    let mut sums = vec![0.0; k * width];
-    let mut counts = vec![0u64; k];
-    for (chunk_sums, chunk_counts) in partial {
-        sums.iter_mut().zip(chunk_sums).for_each(|(s, x)| *s += x);
-        counts
-            .iter_mut()
-            .zip(chunk_counts)
-            .for_each(|(n, x)| *n += x);
-    }
-    for c in 0..k {
-        let mean = &mut sums[c * width..(c + 1) * width];
-        if counts[c] == 0 {
-            mean.copy_from_slice(centroid(centroids, width, c));
-        } else {
-            mean.iter_mut().for_each(|value| *value /= counts[c] as f64);
+/// Per centroid, the sum and count of the rows assigned to it.
+struct Members {
+    sums: Vec<f64>,
+    counts: Vec<u64>,
+}
+
+impl Members {
+    fn new(k: usize, width: usize) -> Members {
+        Members {
+            sums: vec![0.0; k * width],
+            counts: vec![0; k],
         }
     }
-    sums
+
+    fn add(&mut self, c: u32, row: &[f64]) {
+        let c = c as usize;
+        self.counts[c] += 1;
+        let width = row.len();
+        for (sum, value) in self.sums[c * width..(c + 1) * width].iter_mut().zip(row) {
+            *sum += value;
+        }
+    }
+
+    /// The chunks' sums added in chunk order, whichever thread finished first.
+    fn merged(chunks: Vec<Members>, k: usize, width: usize) -> Members {
+        chunks
+            .into_iter()
+            .fold(Members::new(k, width), |mut all, chunk| {
+                all.sums
+                    .iter_mut()
+                    .zip(chunk.sums)
+                    .for_each(|(s, x)| *s += x);
+                all.counts
+                    .iter_mut()
+                    .zip(chunk.counts)
+                    .for_each(|(n, x)| *n += x);
+                all
+            })
+    }
+
+    /// Each centroid moved to the mean of its rows; a centroid without rows stays where it was.
+    fn means(mut self, centroids: &[f64]) -> Vec<f64> {
+        let width = centroids.len() / self.counts.len();
+        for (c, &count) in self.counts.iter().enumerate() {
+            let mean = &mut self.sums[c * width..(c + 1) * width];
+            if count == 0 {
+                mean.copy_from_slice(centroid(centroids, width, c));
+            } else {
+                mean.iter_mut().for_each(|value| *value /= count as f64);
+            }
+        }
+        self.sums
+    }
 }
 
 #[cfg(test)]
