@@ -66,8 +66,13 @@ pub fn session(resources: &RunResources) -> Result<SessionContext> {
     let runtime = runtime
         .build_arc()
         .map_err(|error| EngineError::Resources(format!("setting up the session: {error}")))?;
+    // Each sorting partition sets this much aside to merge its spill files (10 MB by
+    // default); under a small limit, two partitions' worth would leave nothing to sort with.
+    let merge_reservation = (resources.memory_limit / 16).min(10 << 20) as usize;
     Ok(SessionContext::new_with_config_rt(
-        SessionConfig::new().with_information_schema(false),
+        SessionConfig::new()
+            .with_information_schema(false)
+            .with_sort_spill_reservation_bytes(merge_reservation),
         runtime,
     ))
 }
