@@ -228,21 +228,36 @@ impl Bounds {
             upper: vec![0.0; n],
             lower: vec![0.0; n],
         };
-        let members = rows
+        let members = bounds.each_row(rows, k, |row, assigned, upper, lower| {
+            (*assigned, *upper, *lower) = two_nearest(row, centroids, k);
+        });
+        (bounds, members)
+    }
+
+    /// Runs `update` on every row with its bounds, chunk by chunk on rayon's threads, and
+    /// sums the rows by the centroid `update` leaves them with.
+    fn each_row(
+        &mut self,
+        rows: &Rows,
+        k: usize,
+        update: impl Fn(&[f64], &mut u32, &mut f64, &mut f64) + Sync,
+    ) -> Members {
+        let width = rows.width;
+        let chunks = rows
             .chunks()
-            .zip(bounds.assigned.par_chunks_mut(CHUNK_ROWS))
-            .zip(bounds.upper.par_chunks_mut(CHUNK_ROWS))
-            .zip(bounds.lower.par_chunks_mut(CHUNK_ROWS))
+            .zip(self.assigned.par_chunks_mut(CHUNK_ROWS))
+            .zip(self.upper.par_chunks_mut(CHUNK_ROWS))
+            .zip(self.lower.par_chunks_mut(CHUNK_ROWS))
             .map(|(((chunk, assigned), upper), lower)| {
-                let mut members = Members::new(k, rows.width);
-                for (i, row) in chunk.chunks_exact(rows.width).enumerate() {
-                    (assigned[i], upper[i], lower[i]) = two_nearest(row, centroids, k);
+                let mut members = Members::new(k, width);
+                for (i, row) in chunk.chunks_exact(width).enumerate() {
+                    update(row, &mut assigned[i], &mut upper[i], &mut lower[i]);
                     members.add(assigned[i], row);
                 }
                 members
             })
             .collect::<Vec<_>>();
-        (bounds, Members::merged(members, k, rows.width))
+        Members::merged(chunks, k, width)
     }
 
     /// Assigns every row to its nearest centroid after the centroids moved by `moved`,
@@ -278,34 +293,22 @@ impl Bounds {
                         (far, first, second.max(m))
                     }
                 });
-        let members = rows
-            .chunks()
-            .zip(self.assigned.par_chunks_mut(CHUNK_ROWS))
-            .zip(self.upper.par_chunks_mut(CHUNK_ROWS))
-            .zip(self.lower.par_chunks_mut(CHUNK_ROWS))
-            .map(|(((chunk, assigned), upper), lower)| {
-                let mut members = Members::new(k, width);
-                for (i, row) in chunk.chunks_exact(width).enumerate() {
-                    let own = assigned[i] as usize;
-                    upper[i] += moved[own];
-                    lower[i] -= if own == farthest {
-                        second_move
-                    } else {
-                        farthest_move
-                    };
-                    let bound = half_gap[own].max(lower[i]);
-                    if upper[i] > bound {
-                        upper[i] = squared_distance(row, centroid(centroids, width, own)).sqrt();
-                        if upper[i] > bound {
-                            (assigned[i], upper[i], lower[i]) = two_nearest(row, centroids, k);
-                        }
-                    }
-                    members.add(assigned[i], row);
+        self.each_row(rows, k, |row, assigned, upper, lower| {
+            let own = *assigned as usize;
+            *upper += moved[own];
+            *lower -= if own == farthest {
+                second_move
+            } else {
+                farthest_move
+            };
+            let bound = half_gap[own].max(*lower);
+            if *upper > bound {
+                *upper = squared_distance(row, centroid(centroids, width, own)).sqrt();
+                if *upper > bound {
+                    (*assigned, *upper, *lower) = two_nearest(row, centroids, k);
                 }
-                members
-            })
-            .collect::<Vec<_>>();
-        Members::merged(members, k, width)
+            }
+        })
     }
 }
 
