@@ -206,7 +206,8 @@ fn source_array(values: &[Option<&Literal>]) -> ArrayRef {
 }
 
 /// Per table a query reads, the columns it uses (after DataFusion pushed projections down
-/// to the scans).
+/// to the scans). A validate step's output is a view over its flagged input, so a scan of
+/// that input counts as reading the step, its flag columns left out.
 pub(crate) async fn used_columns(
     ctx: &SessionContext,
     sql: &str,
@@ -218,9 +219,12 @@ pub(crate) async fn used_columns(
     let mut used: HashMap<String, Vec<String>> = HashMap::new();
     plan.apply_with_subqueries(|node| {
         if let LogicalPlan::TableScan(scan) = node {
-            let columns = used.entry(scan.table_name.table().to_string()).or_default();
+            let table = scan.table_name.table();
+            let table = crate::validate::validated_step(table).unwrap_or(table);
+            let columns = used.entry(table.to_string()).or_default();
             for field in scan.projected_schema.fields() {
-                if !columns.contains(field.name()) {
+                if !crate::validate::is_flag_column(field.name()) && !columns.contains(field.name())
+                {
                     columns.push(field.name().clone());
                 }
             }

@@ -6,15 +6,23 @@
 //! bytes (the same pool DataFusion's sorts and aggregations draw on), and held results
 //! together stay within half the pool, so the steps still to run keep room to work.
 //! A result is released (its memory or files freed) once no step still to run reads it.
+//! A result can also be a view: a query over another result that each step reading it runs
+//! as part of its own plan (a validate step's output is its flagged input minus the
+//! quarantined rows), so a large table is not written out a second time.
 //!
 //! Spill files are Arrow IPC with LZ4 rather than Parquet: they are read back once or twice
-//! and then deleted, so cheap encoding matters more than size.
+//! and then deleted, so cheap encoding matters more than size. They are IPC streams, not
+//! IPC files: DataFusion splits a large IPC file into byte ranges to scan it in parallel and
+//! reads each range into memory whole, while a stream is read batch by batch. One file per
+//! partition keeps the scan parallel.
 //!
 //! Operators hand out zero-copy slices of larger arrays (an aggregate emits its groups as
-//! slices of one output; a filter's string views point into its input's buffers). Held
-//! batches are counted by the buffers they keep alive, each once, and string and binary
-//! views are compacted before they are written, or every spilled batch would carry (and
-//! every read decompress) all of the buffers its views point into.
+//! slices of one output; a filter's string views point into its input's buffers). A held
+//! batch that is a small slice of larger buffers is copied out of them, as the operators
+//! reading it count every batch by all the buffers it keeps alive; held batches are counted
+//! by those buffers, each once. String and binary views are compacted before they are held
+//! or written, or every spilled batch would carry (and every read decompress) all of the
+//! buffers its views point into.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -23,11 +31,13 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use arrow::array::{ArrayRef, AsArray, GenericByteViewArray, RecordBatch};
+use arrow::array::{
+    Array, ArrayRef, AsArray, GenericByteViewArray, MutableArrayData, RecordBatch, make_array,
+};
 use arrow::datatypes::SchemaRef;
 use arrow::datatypes::{ByteViewType, DataType};
 use arrow::ipc::CompressionType;
-use arrow::ipc::writer::{FileWriter, IpcWriteOptions};
+use arrow::ipc::writer::{IpcWriteOptions, StreamWriter};
 use datafusion::common::utils::memory::RecordBatchMemoryCounter;
 use datafusion::datasource::MemTable;
 use datafusion::datasource::file_format::options::ArrowReadOptions;
@@ -35,7 +45,7 @@ use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::memory_pool::{MemoryConsumer, MemoryReservation};
 use datafusion::physical_plan::ExecutionPlanProperties;
 use datafusion::physical_plan::{ExecutionPlan, SendableRecordBatchStream};
-use datafusion::prelude::SessionContext;
+use datafusion::prelude::{DataFrame, SessionContext};
 use futures::StreamExt;
 
 /// The step results of one run and where they live.
@@ -56,14 +66,20 @@ enum Held {
         bytes: usize,
     },
     Files(PathBuf),
+    /// A query over another held result, which it keeps until it is released itself.
+    View {
+        over: String,
+    },
 }
 
 /// What materialising a result did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Materialised {
     pub rows: u64,
     /// Whether the result went to disk.
     pub spilled: bool,
+    /// Per column asked to be tallied, its rows that are true.
+    pub trues: Vec<u64>,
 }
 
 impl StepResults {
@@ -90,14 +106,21 @@ impl StepResults {
         })
     }
 
-    /// Runs `plan` and registers its output as the table `name`.
+    /// Runs `plan` and registers its output as the table `name`, counting the true values
+    /// of the boolean columns `tally` on the way (so a large result need not be read again
+    /// to count them).
     pub async fn materialise(
         &self,
         ctx: &SessionContext,
         name: &str,
         plan: Arc<dyn ExecutionPlan>,
+        tally: &[&str],
     ) -> Result<Materialised> {
         let schema = plan.schema();
+        let tally: Vec<usize> = tally
+            .iter()
+            .map(|column| schema.index_of(column))
+            .collect::<std::result::Result<_, _>>()?;
         let dir = self.scratch.path().join(name);
         let reservation = MemoryConsumer::new(format!("result of {name}"))
             .register(&ctx.runtime_env().memory_pool);
@@ -113,6 +136,8 @@ impl StepResults {
                 bytes: 0,
                 counter: RecordBatchMemoryCounter::new(),
                 rows: 0,
+                tally: tally.clone(),
+                trues: vec![0; tally.len()],
                 reservation: reservation.new_empty(),
                 budget: self.budget,
                 held_bytes: self.held_bytes.clone(),
@@ -127,6 +152,9 @@ impl StepResults {
         }
         sinks.sort_by_key(|sink| sink.partition);
         let rows = sinks.iter().map(|sink| sink.rows).sum();
+        let trues = (0..tally.len())
+            .map(|column| sinks.iter().map(|sink| sink.trues[column]).sum())
+            .collect();
 
         // One partition ran out of room: the whole result goes to disk, so the table is one
         // kind of thing and the memory the others held is given back.
@@ -143,7 +171,7 @@ impl StepResults {
             };
             ctx.register_arrow(name, &format!("{}/", dir.display()), options)
                 .await?;
-            self.hold(name, Held::Files(dir));
+            self.hold(ctx, name, Held::Files(dir));
         } else {
             let bytes = sinks.iter().map(|sink| sink.bytes).sum();
             let partitions = sinks
@@ -155,19 +183,44 @@ impl StepResults {
                 })
                 .collect();
             ctx.register_table(name, Arc::new(MemTable::try_new(schema, partitions)?))?;
-            self.hold(name, Held::Memory { reservation, bytes });
+            self.hold(ctx, name, Held::Memory { reservation, bytes });
         }
-        Ok(Materialised { rows, spilled })
+        Ok(Materialised {
+            rows,
+            spilled,
+            trues,
+        })
     }
 
-    fn hold(&self, name: &str, held: Held) {
+    /// Registers `frame`, a query over the held result `over`, as the table `name` without
+    /// running it: each step reading `name` runs the query as part of its own plan. `over`
+    /// is kept until `name` is released.
+    pub fn register_view(
+        &self,
+        ctx: &SessionContext,
+        name: &str,
+        frame: DataFrame,
+        over: &str,
+    ) -> Result<()> {
+        ctx.register_table(name, frame.into_view())?;
+        self.hold(
+            ctx,
+            name,
+            Held::View {
+                over: over.to_string(),
+            },
+        );
+        Ok(())
+    }
+
+    fn hold(&self, ctx: &SessionContext, name: &str, held: Held) {
         let previous = self
             .held
             .lock()
             .expect("no panic while holding the lock")
             .insert(name.to_string(), held);
         if let Some(previous) = previous {
-            self.free(previous);
+            self.free(ctx, previous);
         }
     }
 
@@ -190,11 +243,11 @@ impl StepResults {
             .expect("no panic while holding the lock")
             .remove(name);
         if let Some(held) = held {
-            self.free(held);
+            self.free(ctx, held);
         }
     }
 
-    fn free(&self, held: Held) {
+    fn free(&self, ctx: &SessionContext, held: Held) {
         match held {
             Held::Memory { reservation, bytes } => {
                 self.held_bytes.fetch_sub(bytes, Ordering::SeqCst);
@@ -205,6 +258,7 @@ impl StepResults {
                     tracing::debug!(%error, dir = %dir.display(), "removing spilled result");
                 }
             }
+            Held::View { over } => self.release(ctx, &over),
         }
     }
 }
@@ -220,12 +274,15 @@ struct PartitionSink {
     /// Counts a buffer shared by several of `batches` once.
     counter: RecordBatchMemoryCounter,
     rows: u64,
+    /// The columns whose true values are counted, and their counts.
+    tally: Vec<usize>,
+    trues: Vec<u64>,
     reservation: MemoryReservation,
     budget: usize,
     held_bytes: Arc<AtomicUsize>,
     /// Set by the first partition that runs out of room; from then on all of them write.
     spilling: Arc<AtomicBool>,
-    writer: Option<FileWriter<BufWriter<File>>>,
+    writer: Option<StreamWriter<BufWriter<File>>>,
 }
 
 impl PartitionSink {
@@ -233,6 +290,17 @@ impl PartitionSink {
         while let Some(batch) = stream.next().await {
             let batch = batch?;
             self.rows += batch.num_rows() as u64;
+            let batch = if self.spilling.load(Ordering::SeqCst) {
+                batch
+            } else {
+                compact_slices(&compact_views(&batch)?)?
+            };
+            for (&column, trues) in self.tally.iter().zip(&mut self.trues) {
+                let flags = batch.column(column).as_boolean_opt().ok_or_else(|| {
+                    DataFusionError::Internal(format!("tallied column {column} is not boolean"))
+                })?;
+                *trues += flags.true_count() as u64;
+            }
             if !self.spilling.load(Ordering::SeqCst) && self.try_hold(&batch) {
                 self.batches.push(batch);
                 continue;
@@ -264,7 +332,7 @@ impl PartitionSink {
             let options = IpcWriteOptions::default()
                 .try_with_compression(Some(CompressionType::LZ4_FRAME))?;
             let file = BufWriter::new(File::create(path)?);
-            self.writer = Some(FileWriter::try_new_with_options(
+            self.writer = Some(StreamWriter::try_new_with_options(
                 file,
                 &self.schema,
                 options,
@@ -291,6 +359,31 @@ impl PartitionSink {
         }
         Ok(())
     }
+}
+
+/// `batch` with each column that is a small slice of a larger array copied to buffers of its
+/// own. Operators reading a held result count each batch by the buffers it keeps alive:
+/// an aggregate's output sliced into batches would be counted, batch after batch, at the
+/// size of the whole output, and a sort over it would run out of memory it does not use.
+fn compact_slices(batch: &RecordBatch) -> Result<RecordBatch> {
+    /// Below this much unused buffer, copying costs more than it frees.
+    const SLACK: usize = 64 << 10;
+    let columns: Vec<ArrayRef> = batch
+        .columns()
+        .iter()
+        .map(|column| {
+            let data = column.to_data();
+            let used = data.get_slice_memory_size().unwrap_or(usize::MAX);
+            let kept = column.get_array_memory_size();
+            if kept <= used.saturating_mul(2).saturating_add(SLACK) {
+                return Ok(column.clone());
+            }
+            let mut copy = MutableArrayData::new(vec![&data], false, data.len());
+            copy.try_extend(0, 0, data.len())?;
+            Ok(make_array(copy.freeze()))
+        })
+        .collect::<Result<_>>()?;
+    Ok(RecordBatch::try_new(batch.schema(), columns)?)
 }
 
 /// `batch` with each string or binary view column copied to buffers holding only the
@@ -338,7 +431,7 @@ mod tests {
             .create_physical_plan()
             .await
             .unwrap();
-        results.materialise(ctx, "result", plan).await.unwrap()
+        results.materialise(ctx, "result", plan, &[]).await.unwrap()
     }
 
     async fn sum_of(ctx: &SessionContext, table: &str) -> (i64, i64) {
@@ -374,7 +467,8 @@ mod tests {
             done,
             Materialised {
                 rows: 200_000,
-                spilled: false
+                spilled: false,
+                trues: Vec::new()
             }
         );
         assert_eq!(sum_of(&ctx, "result").await, (200_000, 20_000_100_000));
@@ -393,7 +487,8 @@ mod tests {
             done,
             Materialised {
                 rows: 200_000,
-                spilled: true
+                spilled: true,
+                trues: Vec::new()
             }
         );
         assert_eq!(ctx.runtime_env().memory_pool.reserved(), 0);
@@ -444,6 +539,72 @@ mod tests {
         assert!(std::ptr::eq(
             again.column(0).as_string_view().data_buffers()[0].as_ptr(),
             compacted.column(0).as_string_view().data_buffers()[0].as_ptr()
+        ));
+    }
+
+    #[tokio::test]
+    async fn tallies_true_values_in_memory_and_on_disk() {
+        for memory in [1 << 30, 4 << 20] {
+            let ctx = session(memory);
+            let results = StepResults::new(&ctx, None).unwrap();
+            let plan = ctx
+                .sql(&format!(
+                    "SELECT *, v % 3 = 0 AS third, CASE WHEN v % 2 = 0 THEN true END AS even \
+                     FROM ({QUERY})"
+                ))
+                .await
+                .unwrap()
+                .create_physical_plan()
+                .await
+                .unwrap();
+            let done = results
+                .materialise(&ctx, "result", plan, &["even", "third"])
+                .await
+                .unwrap();
+            assert_eq!(done.trues, vec![100_000, 66_666], "memory {memory}");
+            assert_eq!(done.spilled, memory < 1 << 30);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_view_keeps_the_result_it_reads_until_it_is_released() {
+        let ctx = session(4 << 20);
+        let results = StepResults::new(&ctx, None).unwrap();
+        materialise(&ctx, &results, QUERY).await;
+        let frame = ctx
+            .sql("SELECT v FROM result WHERE v % 2 = 0")
+            .await
+            .unwrap();
+        results
+            .register_view(&ctx, "even", frame, "result")
+            .unwrap();
+        let dir = results.scratch.path().join("result");
+        assert_eq!(sum_of(&ctx, "even").await, (100_000, 10_000_100_000));
+        assert!(dir.exists());
+        results.release(&ctx, "even");
+        assert!(!dir.exists());
+        assert!(ctx.table("even").await.is_err());
+        assert!(ctx.table("result").await.is_err());
+    }
+
+    #[test]
+    fn a_small_slice_of_a_large_array_is_held_in_buffers_of_its_own() {
+        let values = arrow::array::Int64Array::from_iter_values(0..1_000_000);
+        let schema = Arc::new(arrow::datatypes::Schema::new(vec![
+            arrow::datatypes::Field::new("v", DataType::Int64, false),
+        ]));
+        let batch = RecordBatch::try_new(schema, vec![Arc::new(values)]).unwrap();
+        let slice = batch.slice(500_000, 1_000);
+
+        let compacted = compact_slices(&slice).unwrap();
+        assert_eq!(compacted, slice);
+        assert!(slice.get_array_memory_size() >= 8_000_000);
+        assert!(compacted.get_array_memory_size() < 16_000);
+        // The whole array, or a large share of it, is kept as it is.
+        let half = batch.slice(0, 600_000);
+        assert!(std::ptr::eq(
+            compact_slices(&half).unwrap().column(0).to_data().buffers()[0].as_ptr(),
+            half.column(0).to_data().buffers()[0].as_ptr()
         ));
     }
 

@@ -147,7 +147,7 @@ async fn run_step(
         .watch(&step.name, &physical, async {
             settings
                 .results
-                .materialise(ctx, &step.name, physical.clone())
+                .materialise(ctx, &step.name, physical.clone(), &[])
                 .await
         })
         .await

@@ -2,16 +2,19 @@
 //!
 //! Row-level checks become two columns of one query over the input, a failure flag and a
 //! readable reason (`__segflow_fail_<i>`, `__segflow_reason_<i>`), so the input is read
-//! once and every row's verdicts are known together. The step's output is the input minus
-//! rows failing a quarantine check; those rows go to the rejects table, once each, with the
-//! names of the checks they failed and why. Table-level checks (row_count, freshness,
-//! schema, sql) run as their own small queries.
+//! once and every row's verdicts are known together; one more pass counts each check's
+//! failures. The step's output is the input minus rows failing a quarantine check: a view
+//! over the flagged rows rather than a second copy of a table that may be larger than
+//! memory. The failing rows go to the rejects table, once each, with the names of the checks
+//! they failed and why. Table-level checks (row_count, freshness, schema, sql) run as their
+//! own small queries.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
 use arrow::array::{AsArray, RecordBatch};
-use arrow::datatypes::{DataType, Int64Type, Schema};
+use arrow::datatypes::{DataType, Schema};
 use arrow::util::display::{ArrayFormatter, FormatOptions};
 use datafusion::prelude::SessionContext;
 use segflow_pipeline::{Check, CheckKind, ColumnType, Severity, Validate, column_type_name};
@@ -21,6 +24,28 @@ use crate::report::{CheckReport, StepReport};
 use crate::{EngineError, Result};
 
 const SAMPLES: usize = 5;
+
+/// The flagged table's column telling whether a row fails a quarantine check.
+const QUARANTINED: &str = "__segflow_quarantined";
+
+const ANNOTATED_PREFIX: &str = "__segflow_annotated_";
+
+/// The table holding a validate step's input with its flags; the step's output is a view
+/// over it.
+fn annotated_table(step: &str) -> String {
+    format!("{ANNOTATED_PREFIX}{step}")
+}
+
+/// For a scan of a validate step's flagged table (which a plan reading the step's output
+/// shows once the view is inlined), the step's name.
+pub fn validated_step(table: &str) -> Option<&str> {
+    table.strip_prefix(ANNOTATED_PREFIX)
+}
+
+/// Whether `column` is one a validate step adds to flag rows, not one of its input's.
+pub fn is_flag_column(column: &str) -> bool {
+    column.starts_with("__segflow_")
+}
 
 /// A validate step's rejected rows, registered as `table`: `step`, `checks`, `reasons`,
 /// then the input's columns.
@@ -204,19 +229,22 @@ pub async fn run_validate(
         .iter()
         .map(|f| f.name().clone())
         .collect();
-    let annotated_name = format!("__segflow_annotated_{}", step.name);
-    let materialise = |name: String, sql: String| async move {
+    let annotated_name = annotated_table(&step.name);
+    let materialise = |name: String, sql: String, tally: Vec<String>| async move {
         let plan = ctx
             .sql_with_options(&sql, crate::steps::query_only())
             .await?
             .create_physical_plan()
             .await?;
+        let tally: Vec<&str> = tally.iter().map(String::as_str).collect();
         let done = settings
             .progress
             .watch(
                 &step.name,
                 &plan,
-                settings.results.materialise(ctx, &name, plan.clone()),
+                settings
+                    .results
+                    .materialise(ctx, &name, plan.clone(), &tally),
             )
             .await?;
         let profile = settings
@@ -224,11 +252,6 @@ pub async fn run_validate(
             .then(|| format!("-- {name}\n{}", crate::steps::profile(plan.as_ref())));
         Ok::<_, datafusion::error::DataFusionError>((done, profile))
     };
-    let (annotated, annotated_profile) =
-        materialise(annotated_name.clone(), annotated_sql(validate, &columns))
-            .await
-            .map_err(sql_error)?;
-    let rows_in = annotated.rows;
 
     let row_checks: Vec<usize> = validate
         .checks
@@ -251,17 +274,51 @@ pub async fn run_validate(
             .collect::<Vec<_>>()
             .join(" OR ")
     };
-    let input_list: Vec<String> = columns.iter().map(|c| quote(c)).collect();
-    let (output, output_profile) = materialise(
-        step.name.clone(),
+    // Flagging the rows also counts each check's failures and the quarantined rows, so the
+    // flagged table (as large as the input) is not read again to count them.
+    let mut tally: Vec<String> = row_checks
+        .iter()
+        .map(|i| format!("__segflow_fail_{i}"))
+        .collect();
+    tally.push(QUARANTINED.to_string());
+    let (annotated, annotated_profile) = materialise(
+        annotated_name.clone(),
         format!(
-            "SELECT {} FROM {annotated_name} WHERE NOT ({quarantined_condition})",
-            input_list.join(", ")
+            "SELECT *, {quarantined_condition} AS {QUARANTINED} FROM ({})",
+            annotated_sql(validate, &columns)
         ),
+        tally,
     )
     .await
     .map_err(sql_error)?;
-    let rows_out = output.rows;
+    let rows_in = annotated.rows;
+    let (rows_quarantined_flagged, failing) = annotated
+        .trues
+        .split_last()
+        .expect("the quarantined rows are tallied");
+    let rows_out = rows_in - rows_quarantined_flagged;
+    let failing: HashMap<usize, u64> = row_checks
+        .iter()
+        .copied()
+        .zip(failing.iter().copied())
+        .collect();
+
+    // The output is not written again: the steps reading it filter the flagged rows.
+    let input_list: Vec<String> = columns.iter().map(|c| quote(c)).collect();
+    let output = ctx
+        .sql_with_options(
+            &format!(
+                "SELECT {} FROM {annotated_name} WHERE NOT {QUARANTINED}",
+                input_list.join(", ")
+            ),
+            crate::steps::query_only(),
+        )
+        .await
+        .map_err(sql_error)?;
+    settings
+        .results
+        .register_view(ctx, &step.name, output, &annotated_name)
+        .map_err(sql_error)?;
 
     let rejects = if quarantine.is_empty() {
         None
@@ -280,14 +337,16 @@ pub async fn run_validate(
             .map(|i| format!("__segflow_reason_{i}"))
             .collect();
         let sql = format!(
-            "SELECT {} AS step, concat_ws(', ', {}) AS checks, concat_ws('; ', {}) AS reasons, {} FROM {annotated_name} WHERE {quarantined_condition}",
+            "SELECT {} AS step, concat_ws(', ', {}) AS checks, concat_ws('; ', {}) AS reasons, {} FROM {annotated_name} WHERE {QUARANTINED}",
             literal(&step.name),
             names.join(", "),
             reasons.join(", "),
             input_list.join(", ")
         );
         let table = format!("__segflow_rejects_{}", step.name);
-        let (rejected, _) = materialise(table.clone(), sql).await.map_err(sql_error)?;
+        let (rejected, _) = materialise(table.clone(), sql, Vec::new())
+            .await
+            .map_err(sql_error)?;
         Some(Rejects {
             step: step.name.clone(),
             table,
@@ -308,8 +367,8 @@ pub async fn run_validate(
     };
     let mut checks = Vec::with_capacity(validate.checks.len());
     for (index, check) in validate.checks.iter().enumerate() {
-        let report = if check.kind.is_row_level() {
-            row_check_report(ctx, &annotated_name, index, check, &sample_key)
+        let report = if let Some(&failing) = failing.get(&index) {
+            row_check_report(ctx, &annotated_name, index, check, failing, &sample_key)
                 .await
                 .map_err(sql_error)?
         } else {
@@ -319,8 +378,6 @@ pub async fn run_validate(
         };
         checks.push(report);
     }
-    settings.results.release(ctx, &annotated_name);
-
     let report = StepReport {
         name: step.name.clone(),
         kind: step.kind.as_str().to_string(),
@@ -331,9 +388,9 @@ pub async fn run_validate(
         rows_removed: None,
         rows_quarantined,
         checks,
-        spilled: annotated.spilled || output.spilled,
+        spilled: annotated.spilled,
         duration_ms: started.elapsed().as_millis() as u64,
-        profile: annotated_profile.zip(output_profile).map(|(a, o)| a + &o),
+        profile: annotated_profile,
     };
     Ok((report, rejects))
 }
@@ -343,14 +400,9 @@ async fn row_check_report(
     annotated: &str,
     index: usize,
     check: &Check,
+    failing: u64,
     sample_key: &[String],
 ) -> datafusion::error::Result<CheckReport> {
-    let counted = collect(
-        ctx,
-        &format!("SELECT count(*) FROM {annotated} WHERE __segflow_fail_{index}"),
-    )
-    .await?;
-    let failing = counted[0].column(0).as_primitive::<Int64Type>().value(0) as u64;
     let samples = if failing == 0 {
         Vec::new()
     } else {
