@@ -43,9 +43,12 @@ pub async fn run_segment(
             stream::streamed_stage(frame, segment, previous, size, total, staging).await?
         }
         None => {
-            let input = frame.collect().await.map_err(|error| {
-                EngineError::Segment(format!("reading `{}`: {error}", segment.input))
-            })?;
+            let input = sorted_by_key(frame, segment)?
+                .collect()
+                .await
+                .map_err(|error| {
+                    EngineError::Segment(format!("reading `{}`: {error}", segment.input))
+                })?;
             in_memory_stage(input, segment, previous, staging).await?
         }
     };
@@ -513,13 +516,30 @@ async fn input_frame(ctx: &SessionContext, segment: &Segment) -> Result<DataFram
     columns.extend(segment.carry.iter().map(|name| col(quoted(name))));
     table
         .select(columns)
-        .and_then(|frame| frame.sort(vec![col(quoted(&segment.key)).sort(true, true)]))
         .map_err(|error| EngineError::Segment(error.to_string()))
 }
 
+/// `frame` sorted by the key: a fit on all customers sees them in one order, whatever
+/// order the input arrived in.
+fn sorted_by_key(frame: DataFrame, segment: &Segment) -> Result<DataFrame> {
+    frame
+        .sort(vec![col(quoted(&segment.key)).sort(true, true)])
+        .map(one_partition)
+        .map_err(|error| EngineError::Segment(error.to_string()))
+}
+
+/// `frame` planned as one partition. The segment stage reads its input sorted by key;
+/// sorted in several partitions at once, the first to start can take the whole memory pool
+/// before the others ask for their share, and their merges then fail for want of a few
+/// kilobytes. One sort gets the pool and spills when it must.
+fn one_partition(frame: DataFrame) -> DataFrame {
+    let (mut state, plan) = frame.into_parts();
+    state.config_mut().options_mut().execution.target_partitions = 1;
+    DataFrame::new(state, plan)
+}
+
 async fn read_input(ctx: &SessionContext, segment: &Segment) -> Result<Vec<RecordBatch>> {
-    input_frame(ctx, segment)
-        .await?
+    sorted_by_key(input_frame(ctx, segment).await?, segment)?
         .collect()
         .await
         .map_err(|error| EngineError::Segment(format!("reading `{}`: {error}", segment.input)))

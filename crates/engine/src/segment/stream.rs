@@ -2,12 +2,14 @@
 //! seeded sample, then every customer streams through it, so the stage holds the sample
 //! and one batch rather than the whole input.
 
+use std::sync::Arc;
+
 use arrow::array::{AsArray, RecordBatch, UInt32Array};
+use arrow::compute::{concat_batches, sort_to_indices, take_record_batch};
 use arrow::datatypes::Float64Type;
+use arrow::row::{RowConverter, SortField};
 use datafusion::prelude::DataFrame;
 use futures::StreamExt;
-use rand_xoshiro::Xoshiro256Plus;
-use rand_xoshiro::rand_core::SeedableRng;
 use segflow_cluster::{SegmentTotals, Segmentation, segments_batches};
 use segflow_pipeline::Segment;
 use segflow_publish::{Staging, TableWriter};
@@ -22,6 +24,8 @@ use crate::{EngineError, Result};
 /// More customers than `fit_sample`: fit on a seeded sample (pass 1), then stream every
 /// customer through the model (pass 2), writing `segments/` batch by batch and keeping
 /// only per-segment totals, so memory holds the sample and one batch, not the input.
+/// Neither pass sorts the input (a sort would hold it all): the sample is picked by key,
+/// whatever order the rows arrive in, and `segments/` is written in the order they arrive.
 pub(super) async fn streamed_stage(
     frame: DataFrame,
     segment: &Segment,
@@ -33,35 +37,8 @@ pub(super) async fn streamed_stage(
     let read_error = |error: datafusion::error::DataFusionError| {
         EngineError::Segment(format!("reading `{}`: {error}", segment.input))
     };
-    // Pass 1: the same customers whatever the input order (the frame is sorted by key).
-    let mut rng = Xoshiro256Plus::seed_from_u64(segment.seed);
-    let mut picked = rand::seq::index::sample(&mut rng, total, sample_size).into_vec();
-    picked.sort_unstable();
-    let mut sample = Vec::new();
-    let mut offset = 0;
-    let mut next = 0;
-    let mut stream = frame.clone().execute_stream().await.map_err(read_error)?;
-    while let Some(batch) = stream.next().await {
-        let batch = batch.map_err(read_error)?;
-        let end = offset + batch.num_rows();
-        let start = next;
-        while next < picked.len() && picked[next] < end {
-            next += 1;
-        }
-        let rows =
-            UInt32Array::from_iter_values(picked[start..next].iter().map(|&i| (i - offset) as u32));
-        let columns = batch
-            .columns()
-            .iter()
-            .map(|column| arrow::compute::take(column, &rows, None))
-            .collect::<std::result::Result<Vec<_>, _>>()
-            .map_err(|error| EngineError::Segment(error.to_string()))?;
-        sample.push(
-            RecordBatch::try_new(batch.schema(), columns)
-                .map_err(|error| EngineError::Segment(error.to_string()))?,
-        );
-        offset = end;
-    }
+    // Pass 1: the sample.
+    let sample = vec![seeded_sample(&frame, segment, sample_size, total).await?];
     let sample = if segment.quarantine_invalid {
         split_invalid(&sample, segment)?.0
     } else {
@@ -186,4 +163,102 @@ pub(super) async fn streamed_stage(
         current,
         totals,
     })
+}
+
+/// The `size` customers whose keys hash lowest under `segment.seed`, sorted by key: the same
+/// customers, in the same order, whatever order the input arrives in. One pass keeps the
+/// rows hashing below a threshold set to pass a few more than `size`; should too few pass
+/// (a chance below one in a billion), the pass runs again with a wider margin.
+async fn seeded_sample(
+    frame: &DataFrame,
+    segment: &Segment,
+    size: usize,
+    total: usize,
+) -> Result<RecordBatch> {
+    let read_error = |error: datafusion::error::DataFusionError| {
+        EngineError::Segment(format!("reading `{}`: {error}", segment.input))
+    };
+    let arrow_error = |error: arrow::error::ArrowError| EngineError::Segment(error.to_string());
+    let schema = Arc::new(frame.schema().as_arrow().clone());
+    let key_index = schema.index_of(&segment.key).map_err(arrow_error)?;
+    let converter = RowConverter::new(vec![SortField::new(
+        schema.field(key_index).data_type().clone(),
+    )])
+    .map_err(arrow_error)?;
+    let mut sigmas = 6.0;
+    loop {
+        // Binomial spread: `sigmas` standard deviations above the expected count.
+        let share = size as f64 / total as f64;
+        let margin = sigmas * (size as f64 * (1.0 - share)).sqrt() + 1.0;
+        let threshold_share = ((size as f64 + margin) / total as f64).min(1.0);
+        let threshold = (threshold_share * u64::MAX as f64) as u64;
+        let mut candidates = Vec::new();
+        let mut hashes = Vec::new();
+        let mut stream = frame.clone().execute_stream().await.map_err(read_error)?;
+        while let Some(batch) = stream.next().await {
+            let batch = batch.map_err(read_error)?;
+            let keys = converter
+                .convert_columns(&[batch.column(key_index).clone()])
+                .map_err(arrow_error)?;
+            let mut picked = Vec::new();
+            for (row, key) in keys.iter().enumerate() {
+                let hash = seeded_hash(key.as_ref(), segment.seed);
+                if hash <= threshold {
+                    picked.push(row as u32);
+                    hashes.push(hash);
+                }
+            }
+            if !picked.is_empty() {
+                let rows = UInt32Array::from(picked);
+                candidates.push(take_record_batch(&batch, &rows).map_err(arrow_error)?);
+            }
+        }
+        if hashes.len() < size && threshold_share < 1.0 {
+            sigmas *= 2.0;
+            continue;
+        }
+        let candidates = concat_batches(&schema, &candidates).map_err(arrow_error)?;
+        let mut order: Vec<u32> = (0..hashes.len() as u32).collect();
+        if order.len() > size {
+            order.select_nth_unstable_by_key(size, |&row| hashes[row as usize]);
+            order.truncate(size);
+        }
+        let sample =
+            take_record_batch(&candidates, &UInt32Array::from(order)).map_err(arrow_error)?;
+        let by_key = sort_to_indices(sample.column(key_index), None, None).map_err(arrow_error)?;
+        return take_record_batch(&sample, &by_key).map_err(arrow_error);
+    }
+}
+
+/// A hash of a key's row encoding that is the same on every machine and in every release:
+/// FNV-1a over the bytes, then SplitMix64's finaliser with the seed mixed in, which spreads
+/// the hashes of neighbouring keys over the whole range. Hand-written because the hashers
+/// at hand (std's, ahash) do not promise stable output, and the sample must not change
+/// with the machine the run is on.
+fn seeded_hash(bytes: &[u8], seed: u64) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for &byte in bytes {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    let mut z = hash ^ seed.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_seeded_hash_is_fixed_and_spreads_neighbouring_keys() {
+        assert_eq!(seeded_hash(b"", 0), seeded_hash(b"", 0));
+        assert_ne!(seeded_hash(b"1", 42), seeded_hash(b"1", 43));
+        // Keys 0..10_000: about half hash into the lower half of the range.
+        let low = (0u64..10_000)
+            .filter(|key| seeded_hash(&key.to_be_bytes(), 42) < u64::MAX / 2)
+            .count();
+        assert!((4_800..5_200).contains(&low), "{low}");
+    }
 }
