@@ -16,6 +16,12 @@ use clap::{Parser, Subcommand, ValueEnum};
 use segflow_engine::{EngineError, ErrorClass, RunOptions};
 use segflow_pipeline::{Pipeline, PipelineError};
 
+/// mimalloc rather than the system allocator, as datafusion-cli does: the system allocator
+/// keeps much of what a run's many threads free, so a run under `--memory-limit` would
+/// hold far more than DataFusion's pool accounts for.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Exit codes are an API for schedulers; keep them stable and in step with the README.
 mod exit {
     pub const RUNTIME_ERROR: u8 = 1;
