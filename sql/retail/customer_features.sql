@@ -7,24 +7,26 @@
 --   monetary_value = mean spend on repeat days, 0 without repeat days
 -- plus days_since_last_purchase (T - recency, "recency" as marketers mean it),
 -- total_spend over all purchase days and refunded value.
-WITH days AS (
-    SELECT
-        customer_id,
-        purchase_day,
-        spend,
-        min(purchase_day) OVER (PARTITION BY customer_id) AS first_day
+--
+-- Each customer's first day comes from a grouping joined back rather than a window
+-- (min(...) OVER (PARTITION BY customer_id)): a window over whole partitions holds all of
+-- its input in memory at once, which a run over a large history cannot afford.
+WITH firsts AS (
+    SELECT customer_id, min(purchase_day) AS first_day
     FROM daily_purchases
+    GROUP BY customer_id
 ),
 summary AS (
     SELECT
-        customer_id,
+        d.customer_id,
         count(*) - 1 AS frequency,
-        min(purchase_day) AS first_purchase,
-        max(purchase_day) AS last_purchase,
-        sum(spend) AS total_spend,
-        coalesce(sum(CASE WHEN purchase_day > first_day THEN spend END), 0) AS repeat_spend
-    FROM days
-    GROUP BY customer_id
+        min(d.purchase_day) AS first_purchase,
+        max(d.purchase_day) AS last_purchase,
+        sum(d.spend) AS total_spend,
+        coalesce(sum(CASE WHEN d.purchase_day > f.first_day THEN d.spend END), 0) AS repeat_spend
+    FROM daily_purchases d
+    JOIN firsts f ON f.customer_id = d.customer_id
+    GROUP BY d.customer_id
 )
 SELECT
     s.customer_id,
