@@ -290,20 +290,18 @@ impl PartitionSink {
         while let Some(batch) = stream.next().await {
             let batch = batch?;
             self.rows += batch.num_rows() as u64;
-            let batch = if self.spilling.load(Ordering::SeqCst) {
-                batch
-            } else {
-                compact_slices(&compact_views(&batch)?)?
-            };
             for (&column, trues) in self.tally.iter().zip(&mut self.trues) {
                 let flags = batch.column(column).as_boolean_opt().ok_or_else(|| {
                     DataFusionError::Internal(format!("tallied column {column} is not boolean"))
                 })?;
                 *trues += flags.true_count() as u64;
             }
-            if !self.spilling.load(Ordering::SeqCst) && self.try_hold(&batch) {
-                self.batches.push(batch);
-                continue;
+            if !self.spilling.load(Ordering::SeqCst) {
+                let compacted = compact_slices(&compact_views(&batch)?)?;
+                if self.try_hold(&compacted) {
+                    self.batches.push(compacted);
+                    continue;
+                }
             }
             self.spilling.store(true, Ordering::SeqCst);
             self.spill()?;

@@ -2,8 +2,8 @@
 //!
 //! Row-level checks become two columns of one query over the input, a failure flag and a
 //! readable reason (`__segflow_fail_<i>`, `__segflow_reason_<i>`), so the input is read
-//! once and every row's verdicts are known together; one more pass counts each check's
-//! failures. The step's output is the input minus rows failing a quarantine check: a view
+//! once and every row's verdicts are known together; each check's failures are counted
+//! as the flagged rows are written. The step's output is the input minus rows failing a quarantine check: a view
 //! over the flagged rows rather than a second copy of a table that may be larger than
 //! memory. The failing rows go to the rejects table, once each, with the names of the checks
 //! they failed and why. Table-level checks (row_count, freshness, schema, sql) run as their
