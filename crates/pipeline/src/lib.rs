@@ -49,6 +49,8 @@ pub struct Pipeline {
     pub steps: Vec<Step>,
     pub segment: Segment,
     pub resources: Resources,
+    /// Where the SQL runs (`engine:`); `--engine` overrides it.
+    pub engine: Option<Engine>,
     /// Where each key is written in the file.
     pub locations: KeyIndex,
 }
@@ -59,6 +61,63 @@ pub struct Resources {
     /// Bytes.
     pub memory_limit: Option<u64>,
     pub spill_dir: Option<PathBuf>,
+}
+
+/// Where a run's SQL executes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Engine {
+    /// In this process (the default).
+    Local,
+    /// On a Ballista cluster: the scheduler's `http://host:port`.
+    Ballista { scheduler: String },
+    /// On a Ballista scheduler and executor started inside this process: the distributed
+    /// path without a cluster, to try a pipeline before pointing it at one.
+    BallistaStandalone,
+}
+
+/// Ballista's scheduler listens here unless told otherwise.
+pub const BALLISTA_DEFAULT_PORT: u16 = 50050;
+
+impl Engine {
+    /// `local`, `ballista://HOST[:PORT]` or `ballista-standalone`.
+    pub fn parse(text: &str) -> std::result::Result<Engine, String> {
+        let text = text.trim();
+        let expected = "write `local`, `ballista://HOST:PORT` or `ballista-standalone`";
+        match text {
+            "local" => return Ok(Engine::Local),
+            "ballista-standalone" => return Ok(Engine::BallistaStandalone),
+            _ => {}
+        }
+        let Some(address) = text.strip_prefix("ballista://") else {
+            return Err(format!("`{text}` is not an engine; {expected}"));
+        };
+        let url = Url::parse(&format!("http://{address}"))
+            .map_err(|error| format!("`{text}`: {error}; {expected}"))?;
+        let host = url
+            .host_str()
+            .filter(|host| !host.is_empty())
+            .ok_or_else(|| format!("`{text}` names no host; {expected}"))?;
+        if url.path() != "/" || url.query().is_some() || !url.username().is_empty() {
+            return Err(format!(
+                "`{text}`: a scheduler address is a host and a port only; {expected}"
+            ));
+        }
+        let port = url.port().unwrap_or(BALLISTA_DEFAULT_PORT);
+        Ok(Engine::Ballista {
+            scheduler: format!("http://{host}:{port}"),
+        })
+    }
+
+    /// As written on the command line, for messages and reports.
+    pub fn describe(&self) -> String {
+        match self {
+            Engine::Local => "local".to_string(),
+            Engine::Ballista { scheduler } => {
+                format!("ballista://{}", scheduler.trim_start_matches("http://"))
+            }
+            Engine::BallistaStandalone => "ballista-standalone".to_string(),
+        }
+    }
 }
 
 /// A size such as `2GB`, `1.5 GiB` or `512MiB`, in bytes.

@@ -37,6 +37,11 @@ pub struct RawPipeline {
     /// override these.
     #[serde(default)]
     pub resources: Option<RawResources>,
+    /// Where the SQL runs: `local` (in this process, the default), `ballista://HOST:PORT`
+    /// (a Ballista scheduler and its executors) or `ballista-standalone` (a Ballista
+    /// scheduler and executor inside this process). `--engine` overrides it.
+    #[serde(default)]
+    pub engine: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -59,6 +59,12 @@ pub fn resolve(
     });
 
     let resources = resolver.resolve_resources(raw.resources.unwrap_or_default());
+    let engine = raw.engine.and_then(|text| {
+        let text = resolver.expand("engine", &text)?;
+        crate::Engine::parse(&text)
+            .map_err(|message| resolver.problem("engine", message))
+            .ok()
+    });
 
     if !resolver.problems.is_empty() {
         return Err(PipelineError::Invalid {
@@ -79,6 +85,7 @@ pub fn resolve(
         steps,
         segment: segment.expect("a segment without problems resolves"),
         resources,
+        engine,
         locations: crate::KeyIndex::default(),
     })
 }

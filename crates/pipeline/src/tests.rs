@@ -197,3 +197,66 @@ fn unsupported_scheme_is_a_problem() {
     assert_eq!(found[0].0, "stores.out.url");
     assert!(found[0].1.starts_with("unsupported scheme `ftp://`"));
 }
+
+#[test]
+fn engine_key_reads_local_ballista_and_standalone() {
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = load_text(dir.path(), VALID, &[]).unwrap();
+    assert_eq!(
+        pipeline.engine, None,
+        "no key: the command line or the default decides"
+    );
+    let with_engine = |engine: &str| {
+        let text = VALID.replace(
+            "name: shop\n",
+            &format!("name: shop\nengine: \"{engine}\"\n"),
+        );
+        load_text(dir.path(), &text, &[])
+    };
+    assert_eq!(with_engine("local").unwrap().engine, Some(Engine::Local));
+    assert_eq!(
+        with_engine("ballista://scheduler.internal:50051")
+            .unwrap()
+            .engine,
+        Some(Engine::Ballista {
+            scheduler: "http://scheduler.internal:50051".to_string()
+        })
+    );
+    assert_eq!(
+        with_engine("ballista://10.0.0.7").unwrap().engine,
+        Some(Engine::Ballista {
+            scheduler: "http://10.0.0.7:50050".to_string()
+        }),
+        "the scheduler's default port"
+    );
+    assert_eq!(
+        with_engine("ballista-standalone").unwrap().engine,
+        Some(Engine::BallistaStandalone)
+    );
+
+    let error = with_engine("spark://host:7077").unwrap_err();
+    let found = problems(error);
+    assert_eq!(found[0].0, "engine");
+    assert!(
+        found[0].1.contains("`spark://host:7077` is not an engine"),
+        "{}",
+        found[0].1
+    );
+    let error = with_engine("ballista://host:50050/jobs").unwrap_err();
+    assert!(
+        error.to_string().contains("p.yaml:3:1: engine:"),
+        "names the file, line and key: {error}"
+    );
+    assert!(
+        error.to_string().contains("a host and a port only"),
+        "{error}"
+    );
+}
+
+#[test]
+fn engine_names_round_trip() {
+    for text in ["local", "ballista://host:50050", "ballista-standalone"] {
+        assert_eq!(Engine::parse(text).unwrap().describe(), text);
+    }
+    assert!(Engine::parse("ballista://").is_err());
+}
