@@ -24,13 +24,15 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use arrow::array::RecordBatch;
-use arrow::datatypes::SchemaRef;
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use futures::TryStreamExt;
 use object_store::buffered::BufWriter;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
-use parquet::arrow::AsyncArrowWriter;
+use parquet::arrow::async_reader::MetadataFetch;
+use parquet::arrow::{AsyncArrowWriter, parquet_to_arrow_schema};
 use parquet::basic::Compression;
+use parquet::file::metadata::ParquetMetaDataReader;
 use parquet::file::properties::WriterProperties;
 
 pub use manifest::{Manifest, ManifestColumn, ManifestFile, ManifestTable, RunInfo};
@@ -238,6 +240,12 @@ impl Staging {
         &self.run_id
     }
 
+    /// The staging folder's URL, ending in `/`. Files written under it by others (a run's
+    /// scratch tables) are not published, and go when it is discarded.
+    pub fn url(&self) -> String {
+        self.folder.url_of(&format!("{}/", self.prefix))
+    }
+
     pub fn files(&self) -> &[WrittenFile] {
         &self.files
     }
@@ -261,12 +269,14 @@ impl Staging {
         let properties = WriterProperties::builder()
             .set_compression(Compression::SNAPPY)
             .build();
+        let schema = plain_schema(&schema);
         let mut writer = AsyncArrowWriter::try_new(writer, schema.clone(), Some(properties))
             .map_err(parquet_error)?;
         let mut rows = 0;
         for batch in batches {
             rows += batch.num_rows() as u64;
-            writer.write(batch).await.map_err(parquet_error)?;
+            let batch = plain_batch(batch, &schema).map_err(|error| parquet_error(error.into()))?;
+            writer.write(&batch).await.map_err(parquet_error)?;
         }
         writer.close().await.map_err(parquet_error)?;
         let meta = self
@@ -297,6 +307,7 @@ impl Staging {
         let properties = WriterProperties::builder()
             .set_compression(Compression::SNAPPY)
             .build();
+        let schema = plain_schema(&schema);
         let writer = AsyncArrowWriter::try_new(writer, schema.clone(), Some(properties)).map_err(
             |error| PublishError::Parquet {
                 url: url.clone(),
@@ -312,6 +323,67 @@ impl Staging {
             schema,
             rows: 0,
         })
+    }
+
+    /// Records the Parquet files someone else wrote under `folder` (relative to the run's
+    /// folder, e.g. `segments/` written by a cluster's executors) as the files of `table`.
+    /// They are renamed `part-00000.parquet`, `part-00001.parquet`, ... in name order, so a
+    /// published run's layout does not depend on what wrote it; their rows and schema are
+    /// read from their footers. Returns the rows they hold.
+    pub async fn adopt_parquet(&mut self, table: &str, folder: &str) -> Result<u64> {
+        let folder = folder.trim_end_matches('/');
+        let staged = format!("{}/{folder}/", self.prefix);
+        let mut written: Vec<object_store::ObjectMeta> = self
+            .folder
+            .list(&staged)
+            .await?
+            .into_iter()
+            .filter(|meta| meta.location.as_ref().ends_with(".parquet"))
+            .collect();
+        written.sort_by(|a, b| a.location.cmp(&b.location));
+        let mut rows = 0;
+        for (part, meta) in written.into_iter().enumerate() {
+            let name = format!("{folder}/part-{part:05}.parquet");
+            let path = self.folder.path(&format!("{}/{name}", self.prefix));
+            let url = self.folder.url_of(&format!("{}/{name}", self.prefix));
+            if meta.location != path {
+                self.folder
+                    .store
+                    .rename(&meta.location, &path)
+                    .await
+                    .map_err(PublishError::store(
+                        "renaming a written file to",
+                        url.clone(),
+                    ))?;
+            }
+            let parquet_error = |error| PublishError::Parquet {
+                url: url.clone(),
+                error,
+            };
+            let ranges = ObjectRanges {
+                store: self.folder.store.clone(),
+                path,
+            };
+            let footer = ParquetMetaDataReader::new()
+                .load_and_finish(ranges, meta.size)
+                .await
+                .map_err(parquet_error)?;
+            let file = footer.file_metadata();
+            let schema = parquet_to_arrow_schema(file.schema_descr(), file.key_value_metadata())
+                .map_err(parquet_error)?;
+            let file_rows = file.num_rows() as u64;
+            rows += file_rows;
+            self.files.push(WrittenFile {
+                name,
+                table: Some(TableFile {
+                    table: table.to_string(),
+                    rows: file_rows,
+                    schema: Arc::new(schema),
+                }),
+                bytes: meta.size,
+            });
+        }
+        Ok(rows)
     }
 
     /// Writes a small file that is not a table (e.g. `model.json`) in one put.
@@ -434,6 +506,70 @@ impl Staging {
     }
 }
 
+/// `schema` with string and binary views as plain strings and binaries. Engines choose
+/// views or not as they see fit (DataFusion does locally, Ballista does not); the files a
+/// warehouse loads keep one schema whichever ran the pipeline.
+fn plain_schema(schema: &SchemaRef) -> SchemaRef {
+    let plain = |data_type: &DataType| match data_type {
+        DataType::Utf8View => Some(DataType::Utf8),
+        DataType::BinaryView => Some(DataType::Binary),
+        _ => None,
+    };
+    if !schema
+        .fields()
+        .iter()
+        .any(|f| plain(f.data_type()).is_some())
+    {
+        return schema.clone();
+    }
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .map(|field| match plain(field.data_type()) {
+            Some(data_type) => field.as_ref().clone().with_data_type(data_type),
+            None => field.as_ref().clone(),
+        })
+        .collect();
+    Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()))
+}
+
+/// `batch` cast to `schema` (see [`plain_schema`]).
+fn plain_batch(
+    batch: &RecordBatch,
+    schema: &SchemaRef,
+) -> std::result::Result<RecordBatch, arrow::error::ArrowError> {
+    if batch.schema().fields() == schema.fields() {
+        return Ok(batch.clone());
+    }
+    let columns = batch
+        .columns()
+        .iter()
+        .zip(schema.fields())
+        .map(|(column, field)| arrow::compute::cast(column, field.data_type()))
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    RecordBatch::try_new(schema.clone(), columns)
+}
+
+/// Byte ranges of one stored object, for reading a Parquet footer without the whole file.
+struct ObjectRanges {
+    store: Arc<dyn ObjectStore>,
+    path: Path,
+}
+
+impl MetadataFetch for ObjectRanges {
+    fn fetch(
+        &mut self,
+        range: std::ops::Range<u64>,
+    ) -> futures::future::BoxFuture<'_, parquet::errors::Result<bytes::Bytes>> {
+        Box::pin(async move {
+            self.store
+                .get_range(&self.path, range)
+                .await
+                .map_err(|error| parquet::errors::ParquetError::External(Box::new(error)))
+        })
+    }
+}
+
 /// A Parquet file being written batch by batch; see [`Staging::table_writer`].
 pub struct TableWriter {
     writer: AsyncArrowWriter<BufWriter>,
@@ -458,8 +594,12 @@ impl TableWriter {
 
     pub async fn write(&mut self, batch: &RecordBatch) -> Result<()> {
         self.rows += batch.num_rows() as u64;
+        let batch = plain_batch(batch, &self.schema).map_err(|error| PublishError::Parquet {
+            url: self.url.clone(),
+            error: error.into(),
+        })?;
         self.writer
-            .write(batch)
+            .write(&batch)
             .await
             .map_err(|error| PublishError::Parquet {
                 url: self.url.clone(),

@@ -247,3 +247,95 @@ async fn runs_are_listed_with_status_and_dead_ones_collected() {
         .collect();
     assert_eq!(left, ["new", "old"]);
 }
+
+#[tokio::test]
+async fn files_written_by_others_are_adopted_renamed_in_order_and_counted() {
+    let folder = folder();
+    let mut staging = folder.stage("a").await.unwrap();
+    // As a cluster's executors name them: random, in no useful order.
+    for (name, values) in [
+        ("f0c1_3.parquet", vec![4, 5]),
+        ("a9e2_0.parquet", vec![1, 2, 3]),
+    ] {
+        let b = batch(values);
+        let mut bytes = Vec::new();
+        let mut writer =
+            parquet::arrow::ArrowWriter::try_new(&mut bytes, b.schema(), None).unwrap();
+        writer.write(&b).unwrap();
+        writer.close().unwrap();
+        folder
+            .store
+            .put(
+                &folder.path(&format!("_staging/a/segments/{name}")),
+                PutPayload::from(bytes),
+            )
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        staging
+            .adopt_parquet("segments", "segments/")
+            .await
+            .unwrap(),
+        5
+    );
+    staging.publish(&info()).await.unwrap();
+    assert_eq!(
+        names(&folder).await,
+        [
+            "_LATEST.json",
+            "run_id=a/_MANIFEST.json",
+            "run_id=a/_SUCCESS",
+            "run_id=a/segments/part-00000.parquet",
+            "run_id=a/segments/part-00001.parquet",
+        ]
+    );
+    let manifest = manifest_of(&folder, "a").await;
+    assert_eq!(manifest.tables[0].rows, 5);
+    let rows: Vec<Option<u64>> = manifest.files.iter().map(|f| f.rows).collect();
+    assert_eq!(
+        rows,
+        [Some(3), Some(2)],
+        "renamed in name order: a9e2_0 first"
+    );
+    assert_eq!(manifest.tables[0].columns[0].name, "v");
+}
+
+#[tokio::test]
+async fn string_views_are_published_as_plain_strings() {
+    let folder = folder();
+    let mut staging = folder.stage("a").await.unwrap();
+    let schema = Arc::new(Schema::new(vec![Field::new(
+        "reason",
+        DataType::Utf8View,
+        true,
+    )]));
+    let batch = RecordBatch::try_new(
+        schema.clone(),
+        vec![Arc::new(arrow::array::StringViewArray::from(vec![
+            Some("quantity 20000 is above the maximum 10000"),
+            None,
+        ]))],
+    )
+    .unwrap();
+    staging
+        .write_parquet(
+            "rejects",
+            "rejects.parquet",
+            schema.clone(),
+            std::slice::from_ref(&batch),
+        )
+        .await
+        .unwrap();
+    let mut writer = staging
+        .table_writer("streamed", "streamed.parquet", schema)
+        .unwrap();
+    writer.write(&batch).await.unwrap();
+    writer.finish(&mut staging).await.unwrap();
+    staging.publish(&info()).await.unwrap();
+    let manifest = manifest_of(&folder, "a").await;
+    for table in &manifest.tables {
+        assert_eq!(table.columns[0].data_type, "Utf8", "{}", table.name);
+        assert_eq!(table.rows, 2);
+    }
+}
