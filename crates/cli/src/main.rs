@@ -87,6 +87,11 @@ enum Command {
         /// shows them) to the summary and the JSON report.
         #[arg(long)]
         profile: bool,
+        /// Where the SQL runs: `local` (this process), `ballista://HOST:PORT` (a Ballista
+        /// scheduler and its executors) or `ballista-standalone` (a Ballista scheduler and
+        /// executor inside this process). Default: the pipeline's `engine:`, else local.
+        #[arg(long, value_name = "ENGINE", value_parser = segflow_pipeline::Engine::parse)]
+        engine: Option<segflow_pipeline::Engine>,
     },
     /// Show the step graph: what each step reads and writes, and the order steps run in.
     Plan {
@@ -344,6 +349,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             memory_limit,
             spill_dir,
             profile,
+            engine,
         } => {
             let pipeline = load(&pipeline, vars)?;
             let options = RunOptions {
@@ -357,6 +363,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 },
                 profile,
                 progress: progress::display(!cli.quiet && std::io::stderr().is_terminal()),
+                engine,
             };
             let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
             let report = match runtime.block_on(segflow_engine::run(&pipeline, &options)) {

@@ -7,6 +7,8 @@
 //! blame ([`ErrorClass`]).
 
 mod check;
+#[cfg(feature = "ballista")]
+mod distributed;
 mod in_memory;
 mod lenient_csv;
 mod progress;
@@ -28,7 +30,7 @@ use datafusion::error::DataFusionError;
 use datafusion::prelude::SessionContext;
 use object_store::path::Path as StorePath;
 use segflow_pipeline::Url;
-use segflow_pipeline::{Format, OnError, Pipeline, Source};
+use segflow_pipeline::{Engine, Format, OnError, Pipeline, Source};
 use segflow_plan::{PlanError, PlannedStep, StepGraph};
 use segflow_publish::{MANIFEST_FILE, PublishError, RunInfo, STAGING_DIR, SUCCESS_MARKER};
 
@@ -46,6 +48,10 @@ pub use session::RunResources;
 /// Under the output folder: one Parquet table of rejected rows per quarantining source and
 /// per validate step with quarantine checks.
 pub const REJECTS_DIR: &str = "_rejects";
+
+/// Under a run's staging folder: step results, when they are written to the output store
+/// (a run on Ballista). Never published.
+const STEP_RESULTS_DIR: &str = "_steps";
 
 pub type Result<T, E = EngineError> = std::result::Result<T, E>;
 
@@ -136,6 +142,9 @@ pub enum EngineError {
     Segment(String),
     #[error("{0}")]
     RunId(String),
+    /// The engine cannot be reached or set up.
+    #[error("engine {engine}: {message}")]
+    Engine { engine: String, message: String },
     /// The memory pool or spill folder cannot be set up.
     #[error("{0}")]
     Resources(String),
@@ -251,6 +260,8 @@ pub struct RunOptions {
     /// Add each step's executed plan with operator metrics to the report.
     pub profile: bool,
     pub progress: Progress,
+    /// Where the SQL runs, over the pipeline's `engine:` (default: this process).
+    pub engine: Option<Engine>,
 }
 
 impl Default for RunOptions {
@@ -263,6 +274,7 @@ impl Default for RunOptions {
             resources: segflow_pipeline::Resources::default(),
             profile: false,
             progress: Progress::default(),
+            engine: None,
         }
     }
 }
@@ -286,9 +298,14 @@ pub async fn run(pipeline: &Pipeline, options: &RunOptions) -> Result<RunReport>
     let started_at = chrono::Utc::now();
     let run_id = run_id(pipeline, options, started_at)?;
     let graph = check(pipeline).await?;
+    let engine = options
+        .engine
+        .clone()
+        .or_else(|| pipeline.engine.clone())
+        .unwrap_or(Engine::Local);
     let resources = RunResources::new(&pipeline.resources, &options.resources);
-    let ctx = session::session(&resources)?;
-    let results =
+    let ctx = session::session_on(&engine, &resources, &pipeline.stores).await?;
+    let mut results =
         results::StepResults::new(&ctx, resources.spill_dir.as_deref()).map_err(|error| {
             session::spill_dir_error(
                 &resources
@@ -300,38 +317,42 @@ pub async fn run(pipeline: &Pipeline, options: &RunOptions) -> Result<RunReport>
         })?;
     stores::register_stores(&ctx, pipeline)?;
     stores::preflight(&ctx, &pipeline.stores).await?;
-    let source_rejects = sources::register_sources(&ctx, &pipeline.sources).await?;
-    let quarantined_sources = source_rejects
-        .iter()
-        .map(|rejects| (rejects.source.clone(), rejects.rows_out))
-        .collect();
-
-    let selected = select_steps(&graph, options)?;
-    let settings = steps::StepsSettings {
-        results: &results,
-        max_concurrent: options.max_concurrent_steps,
-        keep: Some(&pipeline.segment.input),
-        profile: options.profile,
-        progress: &options.progress,
+    let partial = options.select.is_some() || options.until.is_some();
+    let folder = output_folder(&ctx, pipeline)?;
+    // Executors elsewhere cannot read this process's memory: step results go to the run's
+    // staging folder, so it is set up first. A partial run stages under an id of its own,
+    // so it never clears the staging folder of a full run with the same id.
+    let early_staging = if engine == Engine::Local {
+        None
+    } else {
+        let staging_id = if partial {
+            format!("{run_id}.partial-{}", std::process::id())
+        } else {
+            run_id.clone()
+        };
+        let staging = folder.stage(&staging_id).await?;
+        results.store_in(&format!("{}{STEP_RESULTS_DIR}", staging.url()));
+        Some(staging)
     };
-    let outcome = match steps::run_steps(&ctx, &selected, settings, quarantined_sources).await {
-        Ok(outcome) => outcome,
-        Err(error) => {
-            let error = name_bad_row(&ctx, pipeline, &selected, error).await;
+    let ran = run_checked_steps(&ctx, pipeline, &graph, options, &results).await;
+    let ran = match (ran, &early_staging) {
+        (Err(error), Some(staging)) => {
+            discard(staging, pipeline).await;
             return Err(explain_exhaustion(error, &resources));
         }
+        (Err(error), None) => return Err(explain_exhaustion(error, &resources)),
+        (Ok(ran), _) => ran,
     };
-    let sources = source_reports(pipeline, &source_rejects, &outcome.scans);
-    let failures = validation_failures(&outcome.reports);
-    if !failures.is_empty() {
-        return Err(EngineError::ValidationFailed {
-            failures,
-            steps: outcome.reports,
-        });
-    }
-    let step_reports = outcome.reports;
-    let rejects = outcome.rejects;
-    if options.select.is_some() || options.until.is_some() {
+    let CheckedSteps {
+        sources,
+        reports: step_reports,
+        rejects,
+        source_rejects,
+    } = ran;
+    if partial {
+        if let Some(staging) = &early_staging {
+            discard(staging, pipeline).await;
+        }
         return Ok(report(
             pipeline,
             run_id,
@@ -343,8 +364,10 @@ pub async fn run(pipeline: &Pipeline, options: &RunOptions) -> Result<RunReport>
         ));
     }
 
-    let folder = output_folder(&ctx, pipeline)?;
-    let mut staging = folder.stage(&run_id).await?;
+    let mut staging = match early_staging {
+        Some(staging) => staging,
+        None => folder.stage(&run_id).await?,
+    };
     let staged = async {
         for rejected in &source_rejects {
             let table = format!("{REJECTS_DIR}/{}", rejected.source);
@@ -365,8 +388,14 @@ pub async fn run(pipeline: &Pipeline, options: &RunOptions) -> Result<RunReport>
         let previous = warm_start::load_previous(&ctx, &folder, &pipeline.segment, &run_id).await?;
         options.progress.step_started("segment");
         let started = Instant::now();
-        let segment =
-            segment::run_segment(&ctx, &pipeline.segment, previous.as_ref(), &mut staging).await?;
+        let segment = segment::run_segment(
+            &ctx,
+            &pipeline.segment,
+            previous.as_ref(),
+            &mut staging,
+            results.stores_results(),
+        )
+        .await?;
         options.progress.step_done(
             "segment",
             segment.customers,
@@ -377,10 +406,7 @@ pub async fn run(pipeline: &Pipeline, options: &RunOptions) -> Result<RunReport>
     let segment = match staged.await {
         Ok(segment) => segment,
         Err(error) => {
-            if let Err(cleanup) = staging.discard().await {
-                tracing::warn!(%cleanup, "could not remove staged files of the failed run");
-            }
-            remove_empty_local_dirs(&pipeline.segment.output.url, STAGING_DIR);
+            discard(&staging, pipeline).await;
             return Err(error);
         }
     };
@@ -424,6 +450,83 @@ pub async fn run(pipeline: &Pipeline, options: &RunOptions) -> Result<RunReport>
         Some(segment),
         outputs,
     ))
+}
+
+/// What the steps of a run produced, once every check passed.
+struct CheckedSteps {
+    sources: Vec<SourceReport>,
+    reports: Vec<StepReport>,
+    rejects: Vec<validate::Rejects>,
+    source_rejects: Vec<lenient_csv::SourceRejects>,
+}
+
+/// Registers the sources, runs the selected steps and fails the run when a check of
+/// severity `error` found failing rows.
+async fn run_checked_steps(
+    ctx: &SessionContext,
+    pipeline: &Pipeline,
+    graph: &StepGraph,
+    options: &RunOptions,
+    results: &results::StepResults,
+) -> Result<CheckedSteps> {
+    let source_rejects = sources::register_sources(ctx, &pipeline.sources).await?;
+    if results.stores_results() {
+        for rejects in &source_rejects {
+            results
+                .store_local_table(ctx, &rejects.source)
+                .await
+                .map_err(|error| EngineError::Source {
+                    source_name: rejects.source.clone(),
+                    url: pipeline.redact(
+                        pipeline
+                            .sources
+                            .iter()
+                            .find(|source| source.name == rejects.source)
+                            .map_or("", |source| source.location.url.as_str()),
+                    ),
+                    error: Box::new(error),
+                })?;
+        }
+    }
+    let quarantined_sources = source_rejects
+        .iter()
+        .map(|rejects| (rejects.source.clone(), rejects.rows_out))
+        .collect();
+
+    let selected = select_steps(graph, options)?;
+    let settings = steps::StepsSettings {
+        results,
+        max_concurrent: options.max_concurrent_steps,
+        keep: Some(&pipeline.segment.input),
+        profile: options.profile,
+        progress: &options.progress,
+    };
+    let outcome = match steps::run_steps(ctx, &selected, settings, quarantined_sources).await {
+        Ok(outcome) => outcome,
+        Err(error) => return Err(name_bad_row(ctx, pipeline, &selected, error).await),
+    };
+    let sources = source_reports(pipeline, &source_rejects, &outcome.scans);
+    let failures = validation_failures(&outcome.reports);
+    if !failures.is_empty() {
+        return Err(EngineError::ValidationFailed {
+            failures,
+            steps: outcome.reports,
+        });
+    }
+    Ok(CheckedSteps {
+        sources,
+        reports: outcome.reports,
+        rejects: outcome.rejects,
+        source_rejects,
+    })
+}
+
+/// Removes what a failed (or partial) run staged, keeping the error that stopped it.
+async fn discard(staging: &segflow_publish::Staging, pipeline: &Pipeline) {
+    if let Err(cleanup) = staging.discard().await {
+        tracing::warn!(%cleanup, "could not remove staged files of the run");
+    }
+    remove_empty_local_dirs(&pipeline.segment.output.url, STAGING_DIR);
 }
 
 /// The first `rows` rows of each table `step` reads, from a real run of the steps before

@@ -10,6 +10,11 @@
 //! as part of its own plan (a validate step's output is its flagged input minus the
 //! quarantined rows), so a large table is not written out a second time.
 //!
+//! When the SQL runs on a cluster, results are not held here at all: each is written as
+//! Parquet under a folder of the run's staging area that the executors reach
+//! ([`StepResults::store_in`]), by the executors themselves, and registered as a table
+//! reading those files. They go when the staging folder does, at the end of the run.
+//!
 //! Spill files are Arrow IPC with LZ4 rather than Parquet: they are read back once or twice
 //! and then deleted, so cheap encoding matters more than size. They are IPC streams, not
 //! IPC files: DataFusion splits a large IPC file into byte ranges to scan it in parallel and
@@ -35,17 +40,19 @@ use arrow::array::{
     Array, ArrayRef, AsArray, GenericByteViewArray, MutableArrayData, RecordBatch, make_array,
 };
 use arrow::datatypes::SchemaRef;
+use arrow::datatypes::UInt64Type;
 use arrow::datatypes::{ByteViewType, DataType};
 use arrow::ipc::CompressionType;
 use arrow::ipc::writer::{IpcWriteOptions, StreamWriter};
 use datafusion::common::utils::memory::RecordBatchMemoryCounter;
+use datafusion::dataframe::DataFrameWriteOptions;
 use datafusion::datasource::MemTable;
 use datafusion::datasource::file_format::options::ArrowReadOptions;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::memory_pool::{MemoryConsumer, MemoryReservation};
 use datafusion::physical_plan::ExecutionPlanProperties;
 use datafusion::physical_plan::{ExecutionPlan, SendableRecordBatchStream};
-use datafusion::prelude::{DataFrame, SessionContext};
+use datafusion::prelude::{DataFrame, ParquetReadOptions, SessionContext};
 use futures::StreamExt;
 
 /// The step results of one run and where they live.
@@ -57,6 +64,9 @@ pub struct StepResults {
     budget: usize,
     held_bytes: Arc<AtomicUsize>,
     held: Mutex<HashMap<String, Held>>,
+    /// Set when results are written to a store rather than held: the folder's URL, ending
+    /// in `/`.
+    stored_at: Option<String>,
 }
 
 #[derive(Debug)]
@@ -70,6 +80,8 @@ enum Held {
     View {
         over: String,
     },
+    /// Parquet files under the store folder; removed with the run's staging folder.
+    Stored,
 }
 
 /// What materialising a result did.
@@ -103,7 +115,102 @@ impl StepResults {
             budget: pool_size / 2,
             held_bytes: Arc::new(AtomicUsize::new(0)),
             held: Mutex::new(HashMap::new()),
+            stored_at: None,
         })
+    }
+
+    /// From now on, results are written as Parquet under `folder` (a URL on a registered
+    /// store) by whatever executes the plans, instead of being held by this process.
+    pub fn store_in(&mut self, folder: &str) {
+        let folder = folder.trim_end_matches('/');
+        self.stored_at = Some(format!("{folder}/"));
+    }
+
+    /// Whether results go to a store (see [`StepResults::store_in`]).
+    pub fn stores_results(&self) -> bool {
+        self.stored_at.is_some()
+    }
+
+    /// Writes `frame` as Parquet under the store folder and registers the files as the table
+    /// `name`, counting the true values of the boolean columns `tally` with one more query
+    /// over what was written. The executors write the files; nothing passes through here.
+    pub async fn store(
+        &self,
+        ctx: &SessionContext,
+        name: &str,
+        frame: DataFrame,
+        tally: &[&str],
+    ) -> Result<Materialised> {
+        let folder = self.stored_at.as_ref().ok_or_else(|| {
+            DataFusionError::Internal("results are not stored: no folder is set".to_string())
+        })?;
+        let url = format!("{folder}{name}/");
+        // Read back with the plan's own schema (string views, nullability), so a later step
+        // sees the same types as on a local run.
+        let schema = frame.schema().as_arrow().clone();
+        let written = frame
+            .write_parquet(&url, DataFrameWriteOptions::new(), None)
+            .await?;
+        let rows = written_rows(&written)?;
+        ctx.register_parquet(name, &url, ParquetReadOptions::new().schema(&schema))
+            .await?;
+        self.hold(ctx, name, Held::Stored);
+        let trues = if tally.is_empty() {
+            Vec::new()
+        } else {
+            let sums: Vec<String> = tally
+                .iter()
+                .map(|column| {
+                    let column = format!("\"{}\"", column.replace('"', "\"\""));
+                    format!("coalesce(sum(CASE WHEN {column} THEN 1 ELSE 0 END), 0)")
+                })
+                .collect();
+            let counted = ctx
+                .sql(&format!("SELECT {} FROM \"{name}\"", sums.join(", ")))
+                .await?
+                .collect()
+                .await?;
+            let row = counted
+                .iter()
+                .find(|batch| batch.num_rows() == 1)
+                .ok_or_else(|| {
+                    DataFusionError::Internal(format!("counting flags of {name}: no row"))
+                })?;
+            (0..tally.len())
+                .map(|column| {
+                    arrow::compute::cast(row.column(column), &DataType::UInt64)
+                        .map(|value| value.as_primitive::<UInt64Type>().value(0))
+                })
+                .collect::<std::result::Result<_, _>>()?
+        };
+        Ok(Materialised {
+            rows,
+            spilled: false,
+            trues,
+        })
+    }
+
+    /// Writes the table `name`, which only this process can read (a table of batches in its
+    /// memory), as Parquet under the store folder and registers the files in its place, so
+    /// plans running elsewhere can read it. The write runs in this process.
+    pub async fn store_local_table(&self, ctx: &SessionContext, name: &str) -> Result<()> {
+        let folder = self.stored_at.as_ref().ok_or_else(|| {
+            DataFusionError::Internal("results are not stored: no folder is set".to_string())
+        })?;
+        let url = format!("{folder}{name}/");
+        let provider = ctx.table_provider(name).await?;
+        let schema = provider.schema();
+        let here = SessionContext::new_with_config_rt(ctx.copied_config(), ctx.runtime_env());
+        here.register_table(name, provider)?;
+        here.table(name)
+            .await?
+            .write_parquet(&url, DataFrameWriteOptions::new(), None)
+            .await?;
+        ctx.deregister_table(name)?;
+        ctx.register_parquet(name, &url, ParquetReadOptions::new().schema(&schema))
+            .await?;
+        self.hold(ctx, name, Held::Stored);
+        Ok(())
     }
 
     /// Runs `plan` and registers its output as the table `name`, counting the true values
@@ -259,8 +366,27 @@ impl StepResults {
                 }
             }
             Held::View { over } => self.release(ctx, &over),
+            Held::Stored => {}
         }
     }
+}
+
+/// The rows a write reports: one `count` per batch of its output.
+fn written_rows(batches: &[RecordBatch]) -> Result<u64> {
+    let mut rows = 0;
+    for batch in batches {
+        let counts = batch
+            .column_by_name("count")
+            .and_then(|column| column.as_primitive_opt::<UInt64Type>())
+            .ok_or_else(|| {
+                DataFusionError::Internal(format!(
+                    "a write reported {:?}, not a count of rows",
+                    batch.schema()
+                ))
+            })?;
+        rows += counts.iter().flatten().sum::<u64>();
+    }
+    Ok(rows)
 }
 
 /// One output partition of a plan being materialised.
@@ -619,5 +745,54 @@ mod tests {
         assert!(results.holds(&format!("{scratch}/result/part-0.arrow")));
         assert!(!results.holds(&format!("{scratch}-other/part-0.arrow")));
         assert!(!results.holds("data/lines.parquet"));
+    }
+
+    #[tokio::test]
+    async fn stored_results_are_parquet_in_the_folder_with_their_flags_counted() {
+        let ctx = session(usize::MAX);
+        let folder = tempfile::tempdir().unwrap();
+        let mut results = StepResults::new(&ctx, None).unwrap();
+        results.store_in(&format!("file://{}/steps/", folder.path().display()));
+        assert!(results.stores_results());
+        let frame = ctx
+            .sql("SELECT value AS v, value % 3 = 0 AS by_three, value > 190000 AS large FROM generate_series(1, 200000)")
+            .await
+            .unwrap();
+        let stored = results
+            .store(&ctx, "result", frame, &["by_three", "large"])
+            .await
+            .unwrap();
+        assert_eq!(stored.rows, 200_000);
+        assert_eq!(stored.trues, [66_666, 10_000]);
+        assert!(!stored.spilled);
+        assert_eq!(sum_of(&ctx, "result").await, (200_000, 20_000_100_000));
+        let files: Vec<_> = std::fs::read_dir(folder.path().join("steps/result"))
+            .unwrap()
+            .map(|entry| entry.unwrap().path())
+            .collect();
+        assert!(
+            !files.is_empty() && files.iter().all(|f| f.extension().unwrap() == "parquet"),
+            "{files:?}"
+        );
+        // Read back with the plan's types, not the file's.
+        let table = ctx.table("result").await.unwrap();
+        assert_eq!(table.schema().field(1).data_type(), &DataType::Boolean);
+
+        // A table only this process holds is written there too, and read from the files.
+        let batch = RecordBatch::try_from_iter([(
+            "v",
+            Arc::new(arrow::array::Int64Array::from(vec![4, 5, 6])) as ArrayRef,
+        )])
+        .unwrap();
+        let memory = MemTable::try_new(batch.schema(), vec![vec![batch]]).unwrap();
+        ctx.register_table("kept", Arc::new(memory)).unwrap();
+        results.store_local_table(&ctx, "kept").await.unwrap();
+        assert_eq!(sum_of(&ctx, "kept").await, (3, 15));
+        assert!(folder.path().join("steps/kept").is_dir());
+        let provider = ctx.table_provider("kept").await.unwrap();
+        assert!(
+            provider.downcast_ref::<MemTable>().is_none(),
+            "the in-memory table is replaced by the files"
+        );
     }
 }

@@ -5,9 +5,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use datafusion::execution::memory_pool::{FairSpillPool, TrackConsumersPool};
-use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::prelude::{SessionConfig, SessionContext};
-use segflow_pipeline::Resources;
+use segflow_pipeline::{Engine, Resources, Store};
 
 use crate::{EngineError, Result};
 
@@ -54,6 +54,35 @@ impl RunResources {
 /// of it, rather than the first sort or aggregation taking everything and the next one
 /// failing. It is wrapped to name the largest consumers when it runs out.
 pub fn session(resources: &RunResources) -> Result<SessionContext> {
+    let (config, runtime) = session_parts(resources)?;
+    Ok(SessionContext::new_with_config_rt(config, runtime))
+}
+
+/// A session on `engine`: this process, or a Ballista cluster reached (and checked) now.
+/// On Ballista the memory pool and spill folder apply to this process and an in-process
+/// executor, not to a cluster's executors, which have their own settings.
+pub async fn session_on(
+    engine: &Engine,
+    resources: &RunResources,
+    stores: &[Store],
+) -> Result<SessionContext> {
+    match engine {
+        Engine::Local => session(resources),
+        #[cfg(feature = "ballista")]
+        distributed => {
+            let (config, runtime) = session_parts(resources)?;
+            crate::distributed::connect(distributed, config, runtime, stores).await
+        }
+        #[cfg(not(feature = "ballista"))]
+        distributed => Err(EngineError::Engine {
+            engine: distributed.describe(),
+            message: "this segflow was built without Ballista (cargo feature `ballista`)"
+                .to_string(),
+        }),
+    }
+}
+
+fn session_parts(resources: &RunResources) -> Result<(SessionConfig, Arc<RuntimeEnv>)> {
     let pool = TrackConsumersPool::new(
         FairSpillPool::new(usize::try_from(resources.memory_limit).unwrap_or(usize::MAX)),
         NonZeroUsize::new(5).expect("five is not zero"),
@@ -69,12 +98,10 @@ pub fn session(resources: &RunResources) -> Result<SessionContext> {
     // Each sorting partition sets this much aside to merge its spill files (10 MB by
     // default); under a small limit, two partitions' worth would leave nothing to sort with.
     let merge_reservation = (resources.memory_limit / 16).min(10 << 20) as usize;
-    Ok(SessionContext::new_with_config_rt(
-        SessionConfig::new()
-            .with_information_schema(false)
-            .with_sort_spill_reservation_bytes(merge_reservation),
-        runtime,
-    ))
+    let config = SessionConfig::new()
+        .with_information_schema(false)
+        .with_sort_spill_reservation_bytes(merge_reservation);
+    Ok((config, runtime))
 }
 
 pub fn spill_dir_error(dir: &Path, error: std::io::Error) -> EngineError {

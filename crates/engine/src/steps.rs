@@ -141,22 +141,35 @@ async fn run_step(
         .sql_with_options(&step.sql, query_only())
         .await
         .map_err(sql_error)?;
-    let physical = frame.create_physical_plan().await.map_err(sql_error)?;
-    let materialised = settings
-        .progress
-        .watch(&step.name, &physical, async {
-            settings
-                .results
-                .materialise(ctx, &step.name, physical.clone(), &[])
-                .await
-        })
-        .await
-        .map_err(sql_error)?;
+    let (materialised, scans, profiled) = if settings.results.stores_results() {
+        // The plan runs where the engine runs it; its metrics and scans stay there.
+        let stored = settings
+            .results
+            .store(ctx, &step.name, frame, &[])
+            .await
+            .map_err(sql_error)?;
+        (stored, Vec::new(), None)
+    } else {
+        let physical = frame.create_physical_plan().await.map_err(sql_error)?;
+        let materialised = settings
+            .progress
+            .watch(&step.name, &physical, async {
+                settings
+                    .results
+                    .materialise(ctx, &step.name, physical.clone(), &[])
+                    .await
+            })
+            .await
+            .map_err(sql_error)?;
+        let mut scans = Vec::new();
+        collect_scans(physical.as_ref(), &mut scans);
+        // A spilled step result is read as files too; its rows are counted as the step's
+        // below.
+        scans.retain(|scan| !scan.files.iter().any(|file| settings.results.holds(file)));
+        let profiled = settings.profile.then(|| profile(physical.as_ref()));
+        (materialised, scans, profiled)
+    };
     let rows_out = materialised.rows;
-    let mut scans = Vec::new();
-    collect_scans(physical.as_ref(), &mut scans);
-    // A spilled step result is read as files too; its rows are counted as the step's below.
-    scans.retain(|scan| !scan.files.iter().any(|file| settings.results.holds(file)));
     let rows_in = scans.iter().map(|scan| scan.rows).sum::<u64>()
         + planned
             .reads
@@ -177,7 +190,7 @@ async fn run_step(
         checks: Vec::new(),
         spilled: materialised.spilled,
         duration_ms: started.elapsed().as_millis() as u64,
-        profile: settings.profile.then(|| profile(physical.as_ref())),
+        profile: profiled,
     };
     tracing::info!(step = %step.name, rows_in = report.rows_in, rows_out, spilled = report.spilled, "step done");
     settings

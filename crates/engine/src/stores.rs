@@ -98,8 +98,7 @@ pub(crate) fn build(store: &Store) -> Result<Arc<dyn ObjectStore>, String> {
             Arc::new(LocalFileSystem::new())
         }
         "s3" => {
-            let builder = AmazonS3Builder::from_env().with_url(url).with_retry(retry);
-            let builder = configure(builder, options, |b, k, v| b.with_config(k, v))?;
+            let builder = s3_builder(store)?.with_retry(retry);
             Arc::new(builder.build().map_err(|error| error.to_string())?)
         }
         "gs" => {
@@ -126,6 +125,13 @@ pub(crate) fn build(store: &Store) -> Result<Arc<dyn ObjectStore>, String> {
         other => return Err(format!("unsupported scheme `{other}://`")),
     };
     Ok(store)
+}
+
+/// An S3 store's settings: the environment's (`AWS_*`), the pipeline's options on top.
+pub(crate) fn s3_builder(store: &Store) -> Result<AmazonS3Builder, String> {
+    let (_, options) = retry_config(&store.options)?;
+    let builder = AmazonS3Builder::from_env().with_url(store.url.as_str());
+    configure(builder, &options, |b, k, v| b.with_config(k, v))
 }
 
 /// segflow's own options for object_store's retry policy (the builders take it as a struct,

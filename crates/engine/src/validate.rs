@@ -231,12 +231,15 @@ pub async fn run_validate(
         .collect();
     let annotated_name = annotated_table(&step.name);
     let materialise = |name: String, sql: String, tally: Vec<String>| async move {
-        let plan = ctx
+        let frame = ctx
             .sql_with_options(&sql, crate::steps::query_only())
-            .await?
-            .create_physical_plan()
             .await?;
         let tally: Vec<&str> = tally.iter().map(String::as_str).collect();
+        if settings.results.stores_results() {
+            let done = settings.results.store(ctx, &name, frame, &tally).await?;
+            return Ok((done, None));
+        }
+        let plan = frame.create_physical_plan().await?;
         let done = settings
             .progress
             .watch(
@@ -539,11 +542,15 @@ fn check_report(
     }
 }
 
+/// The query's rows, without the empty batches a distributed run may hand back.
 async fn collect(ctx: &SessionContext, sql: &str) -> datafusion::error::Result<Vec<RecordBatch>> {
-    ctx.sql_with_options(sql, crate::steps::query_only())
+    let mut batches = ctx
+        .sql_with_options(sql, crate::steps::query_only())
         .await?
         .collect()
-        .await
+        .await?;
+    batches.retain(|batch| batch.num_rows() > 0);
+    Ok(batches)
 }
 
 /// Each row as `a=1, b=x`, for samples.

@@ -187,6 +187,9 @@ pub async fn migration(
     let failed = |error: datafusion::error::DataFusionError| {
         EngineError::Segment(format!("counting migration: {error}"))
     };
+    // Both tables are batches in this process's memory, so the count runs here whatever
+    // engine ran the steps (a cluster's executors could not read them).
+    let ctx = &SessionContext::new_with_config_rt(ctx.copied_config(), ctx.runtime_env());
     let register = |name: &str, batches: &[RecordBatch]| -> Result<()> {
         let schema = batches
             .first()

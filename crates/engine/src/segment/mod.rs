@@ -1,5 +1,6 @@
 //! The segment stage: one row per customer in, Parquet segments, centroids and profile out.
 
+mod on_engine;
 mod stream;
 
 use std::time::Instant;
@@ -21,11 +22,14 @@ use crate::{EngineError, Result};
 /// Rows per file under `segments/`: files stay a size warehouses load in parallel.
 const ROWS_PER_SEGMENT_FILE: usize = 1_000_000;
 
+/// With `on_engine`, customers past the fit sample are assigned by a query the session's
+/// engine runs, not in this process.
 pub async fn run_segment(
     ctx: &SessionContext,
     segment: &Segment,
     previous: Option<&PreviousRun>,
     staging: &mut Staging,
+    on_engine: bool,
 ) -> Result<SegmentReport> {
     let started = Instant::now();
     let frame = input_frame(ctx, segment).await?;
@@ -40,7 +44,9 @@ pub async fn run_segment(
     };
     let stage = match sample {
         Some((size, total)) => {
-            stream::streamed_stage(frame, segment, previous, size, total, staging).await?
+            let on_engine = on_engine.then_some(ctx);
+            stream::streamed_stage(frame, segment, previous, size, total, staging, on_engine)
+                .await?
         }
         None => {
             let input = sorted_by_key(frame, segment)?
@@ -608,7 +614,11 @@ async fn check_key(ctx: &SessionContext, segment: &Segment) -> Result<()> {
         .collect()
         .await
         .map_err(|error| EngineError::Segment(error.to_string()))?;
-    let batch = &batches[0];
+    // A distributed run may hand back empty batches before the one row.
+    let batch = batches
+        .iter()
+        .find(|batch| batch.num_rows() == 1)
+        .ok_or_else(|| EngineError::Segment(format!("checking the keys of `{input}`: no row")))?;
     let null_keys = batch.column(0).as_primitive::<Int64Type>().value(0);
     let repeated = batch.column(1).as_primitive::<Int64Type>().value(0);
     if null_keys > 0 || repeated > 0 {

@@ -8,12 +8,13 @@ use arrow::array::{AsArray, RecordBatch, UInt32Array};
 use arrow::compute::{concat_batches, sort_to_indices, take_record_batch};
 use arrow::datatypes::Float64Type;
 use arrow::row::{RowConverter, SortField};
-use datafusion::prelude::DataFrame;
+use datafusion::prelude::{DataFrame, SessionContext};
 use futures::StreamExt;
 use segflow_cluster::{SegmentTotals, Segmentation, segments_batches};
 use segflow_pipeline::Segment;
 use segflow_publish::{Staging, TableWriter};
 
+use super::on_engine::assign_on_engine;
 use super::{
     ROWS_PER_SEGMENT_FILE, Stage, cluster_error, fit_model, kmeans_settings, names_of, rows,
     split_invalid, totals_of,
@@ -26,6 +27,10 @@ use crate::{EngineError, Result};
 /// only per-segment totals, so memory holds the sample and one batch, not the input.
 /// Neither pass sorts the input (a sort would hold it all): the sample is picked by key,
 /// whatever order the rows arrive in, and `segments/` is written in the order they arrive.
+///
+/// With `on_engine`, pass 2 is a query the engine runs (see [`super::on_engine`]): the
+/// customers go from the engine's executors to `segments/` without passing through here.
+#[allow(clippy::too_many_arguments)]
 pub(super) async fn streamed_stage(
     frame: DataFrame,
     segment: &Segment,
@@ -33,6 +38,7 @@ pub(super) async fn streamed_stage(
     sample_size: usize,
     total: usize,
     staging: &mut Staging,
+    on_engine: Option<&SessionContext>,
 ) -> Result<Stage> {
     let read_error = |error: datafusion::error::DataFusionError| {
         EngineError::Segment(format!("reading `{}`: {error}", segment.input))
@@ -57,6 +63,33 @@ pub(super) async fn streamed_stage(
     let names = names_of(&model, segment, previous);
     let sample_totals = totals_of(&sample, &model)?;
 
+    let keep_current = previous.is_some_and(|p| !p.segments.is_empty());
+    if let Some(ctx) = on_engine {
+        let assigned = assign_on_engine(ctx, frame, segment, &model, staging, keep_current).await?;
+        let segmentation = Segmentation {
+            sizes: assigned.sizes.clone(),
+            inertia: assigned.inertia,
+            assignments: Vec::new(),
+            distances: Vec::new(),
+            ..model
+        };
+        return Ok(Stage {
+            segmentation,
+            names,
+            scores,
+            customers: assigned.customers,
+            customers_quarantined: assigned.customers_quarantined,
+            fit_ms,
+            current: assigned.current,
+            totals: SegmentTotals {
+                sizes: assigned.sizes,
+                sums: assigned.sums,
+                // As below: the sample's medians stand in for all customers'.
+                medians: sample_totals.medians,
+            },
+        });
+    }
+
     // Pass 2: every customer.
     let k = model.centroids.nrows();
     let mut totals = SegmentTotals {
@@ -69,7 +102,6 @@ pub(super) async fn streamed_stage(
     let mut customers = 0;
     let mut rejected = Vec::new();
     let mut current = Vec::new();
-    let keep_current = previous.is_some_and(|p| !p.segments.is_empty());
     let mut writer: Option<TableWriter> = None;
     let mut part = 0;
     let mut stream = frame.execute_stream().await.map_err(read_error)?;

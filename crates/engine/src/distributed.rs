@@ -1,0 +1,213 @@
+//! Running a pipeline's SQL on Apache DataFusion Ballista.
+//!
+//! A Ballista session is a DataFusion session whose query planner sends each plan to the
+//! scheduler, which splits it into stages for its executors. Everything else in the engine
+//! is the same; what differs is where data may live. Executors cannot read this process's
+//! memory, so every table a plan reads must be files on a store they reach: step results are
+//! written as Parquet under the run's staging folder ([`crate::results`]), and tables built
+//! in this process (rows kept from a quarantining source) are written there before a step
+//! reads them.
+//!
+//! Object stores registered in this process are not sent to a cluster's executors: the
+//! `ballista-executor` binary builds its own, for `s3://` from the `s3.*` settings each job
+//! carries, which are filled in here from the pipeline's S3 store. It builds no `gs://` or
+//! `az://` stores, so a run on a cluster with such a store stops before it starts.
+
+use std::sync::Arc;
+
+use ballista::prelude::SessionContextExt;
+use ballista_core::object_store::S3Options;
+use datafusion::execution::SessionStateBuilder;
+use datafusion::execution::runtime_env::RuntimeEnv;
+use datafusion::prelude::{SessionConfig, SessionContext};
+use object_store::ClientConfigKey;
+use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
+use segflow_pipeline::{Engine, Store};
+
+use crate::{EngineError, Result};
+
+/// A session on the Ballista cluster `engine` names (or on a scheduler and executor started
+/// in this process), checked with a trivial query so an unreachable scheduler is reported
+/// now, naming its address, rather than by the first step.
+pub async fn connect(
+    engine: &Engine,
+    config: SessionConfig,
+    runtime: Arc<RuntimeEnv>,
+    stores: &[Store],
+) -> Result<SessionContext> {
+    let failed = |message: String| EngineError::Engine {
+        engine: engine.describe(),
+        message,
+    };
+    let config = match engine {
+        Engine::Ballista { .. } => {
+            let settings = executor_store_settings(stores).map_err(failed)?;
+            let mut config = config.with_option_extension(S3Options::default());
+            for (key, value) in settings {
+                config
+                    .options_mut()
+                    .set(&key, &value)
+                    .map_err(|error| failed(error.strip_backtrace()))?;
+            }
+            config
+        }
+        _ => config,
+    };
+    let state = SessionStateBuilder::new()
+        .with_default_features()
+        .with_config(config)
+        .with_runtime_env(runtime)
+        .build();
+    let ctx = match engine {
+        Engine::Ballista { scheduler } => SessionContext::remote_with_state(scheduler, state).await,
+        // The in-process executor shares this session's runtime: its object stores (registered
+        // later, from the pipeline's stores), memory pool and spill folder.
+        Engine::BallistaStandalone => SessionContext::standalone_with_state(state).await,
+        Engine::Local => unreachable!("a local run does not connect to a cluster"),
+    }
+    .map_err(|error| failed(error.strip_backtrace()))?;
+    let reached = async { ctx.sql("SELECT 1").await?.collect().await };
+    if let Err(error) = reached.await {
+        return Err(failed(format!(
+            "the scheduler does not answer ({}); check that it runs and that this machine reaches it",
+            first_line(&error.strip_backtrace())
+        )));
+    }
+    Ok(ctx)
+}
+
+/// The `s3.*` settings a Ballista executor builds its S3 stores from: the pipeline's S3
+/// store's, as segflow reads them (environment, then the store's options). Executors take
+/// one set for every bucket, so S3 stores that differ in them cannot share a run.
+fn executor_store_settings(stores: &[Store]) -> std::result::Result<Vec<(String, String)>, String> {
+    let mut chosen: Option<(&str, Vec<(String, String)>)> = None;
+    for store in stores {
+        match store.url.scheme() {
+            "file" | "http" | "https" => {}
+            "s3" => {
+                let builder = crate::stores::s3_builder(store)
+                    .map_err(|message| format!("store `{}`: {message}", store.name))?;
+                let settings = s3_settings(&builder);
+                match &chosen {
+                    Some((first, taken)) if *taken != settings => {
+                        return Err(format!(
+                            "stores `{first}` and `{}` have different S3 settings; a Ballista cluster's executors take one set for every bucket",
+                            store.name
+                        ));
+                    }
+                    Some(_) => {}
+                    None => chosen = Some((store.name.as_str(), settings)),
+                }
+            }
+            other => {
+                return Err(format!(
+                    "store `{}`: Ballista's executors read `s3://`, `http(s)://` and `file://` stores, not `{other}://`",
+                    store.name
+                ));
+            }
+        }
+    }
+    Ok(chosen.map(|(_, settings)| settings).unwrap_or_default())
+}
+
+fn s3_settings(builder: &AmazonS3Builder) -> Vec<(String, String)> {
+    [
+        ("s3.access_key_id", AmazonS3ConfigKey::AccessKeyId),
+        ("s3.secret_access_key", AmazonS3ConfigKey::SecretAccessKey),
+        ("s3.session_token", AmazonS3ConfigKey::Token),
+        ("s3.region", AmazonS3ConfigKey::Region),
+        ("s3.endpoint", AmazonS3ConfigKey::Endpoint),
+        (
+            "s3.allow_http",
+            AmazonS3ConfigKey::Client(ClientConfigKey::AllowHttp),
+        ),
+    ]
+    .into_iter()
+    .filter_map(|(setting, key)| {
+        builder
+            .get_config_value(&key)
+            .map(|value| (setting.to_string(), value))
+    })
+    .collect()
+}
+
+/// Transport errors from gRPC come as a struct dump over many lines; the first says what
+/// happened.
+fn first_line(message: &str) -> &str {
+    message.lines().next().unwrap_or(message).trim()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store(name: &str, url: &str, options: &[(&str, &str)]) -> Store {
+        Store {
+            name: name.to_string(),
+            url: segflow_pipeline::Url::parse(url).unwrap(),
+            options: options
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn executors_get_the_s3_store_settings() {
+        let stores = [
+            store("local", "file:///data/", &[]),
+            store(
+                "lake",
+                "s3://lake/out/",
+                &[
+                    ("endpoint", "http://127.0.0.1:8333"),
+                    ("allow_http", "true"),
+                    ("region", "eu-west-1"),
+                    ("access_key_id", "dev"),
+                    ("secret_access_key", "devsecret"),
+                ],
+            ),
+        ];
+        let settings = executor_store_settings(&stores).unwrap();
+        for expected in [
+            ("s3.endpoint", "http://127.0.0.1:8333"),
+            ("s3.allow_http", "true"),
+            ("s3.region", "eu-west-1"),
+            ("s3.access_key_id", "dev"),
+            ("s3.secret_access_key", "devsecret"),
+        ] {
+            assert!(
+                settings.contains(&(expected.0.to_string(), expected.1.to_string())),
+                "{expected:?} in {settings:?}"
+            );
+        }
+        // The session takes them as Ballista's S3 settings.
+        let mut config = SessionConfig::new().with_option_extension(S3Options::default());
+        for (key, value) in &settings {
+            config.options_mut().set(key, value).unwrap();
+        }
+        let sent: Vec<String> = config
+            .options()
+            .entries()
+            .into_iter()
+            .filter(|entry| entry.key == "s3.endpoint")
+            .filter_map(|entry| entry.value)
+            .collect();
+        assert_eq!(sent, ["http://127.0.0.1:8333"]);
+    }
+
+    #[test]
+    fn stores_executors_cannot_build_stop_the_run() {
+        let error = executor_store_settings(&[store("gcs", "gs://bucket/x/", &[])]).unwrap_err();
+        assert!(
+            error.contains("store `gcs`") && error.contains("`gs://`"),
+            "{error}"
+        );
+        let error = executor_store_settings(&[
+            store("a", "s3://one/", &[("region", "eu-west-1")]),
+            store("b", "s3://two/", &[("region", "us-east-1")]),
+        ])
+        .unwrap_err();
+        assert!(error.contains("different S3 settings"), "{error}");
+    }
+}
