@@ -1,0 +1,502 @@
+//! The example pipeline on Apache DataFusion Ballista: a scheduler and executor started in
+//! the segflow process (`--engine ballista-standalone`) give the same published outputs as
+//! the local engine, table by table and row by row, with the sources and outputs on the
+//! local disk or on a real S3-compatible server (SeaweedFS on 127.0.0.1). An unreachable
+//! scheduler is a runtime error naming its address.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::datatypes::Float64Type;
+use common::seaweedfs::SeaweedFs;
+use common::{Project, read_parquet};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+const PIPELINE: &str = "pipelines/customer_segments.yaml";
+const RUN: &str = "run_id=2011-12-10";
+
+/// The rows as text, sorted: step results carry no order, so neither do their rejects.
+fn rows(batches: &[RecordBatch]) -> Vec<String> {
+    let table = arrow::util::pretty::pretty_format_batches(batches)
+        .unwrap()
+        .to_string();
+    let mut lines: Vec<String> = table.lines().map(str::to_string).collect();
+    lines.sort();
+    lines
+}
+
+/// The rows as text with floats to 9 significant digits, sorted: sums and distances
+/// computed by another engine may differ in their last bits.
+fn rounded_rows(batches: &[RecordBatch]) -> Vec<String> {
+    let options = arrow::util::display::FormatOptions::default().with_null("null");
+    let mut lines = Vec::new();
+    for batch in batches {
+        for row in 0..batch.num_rows() {
+            let cells: Vec<String> = batch
+                .columns()
+                .iter()
+                .map(|column| match column.as_primitive_opt::<Float64Type>() {
+                    Some(floats) if floats.is_valid(row) => format!("{:.9e}", floats.value(row)),
+                    _ => arrow::util::display::ArrayFormatter::try_new(column.as_ref(), &options)
+                        .unwrap()
+                        .value(row)
+                        .to_string(),
+                })
+                .collect();
+            lines.push(cells.join(" | "));
+        }
+    }
+    lines.sort();
+    lines
+}
+
+/// JSON with every number to 9 significant digits.
+fn rounded_json(value: &serde_json::Value) -> serde_json::Value {
+    match value {
+        serde_json::Value::Number(number) if number.is_f64() => {
+            serde_json::Value::String(format!("{:.9e}", number.as_f64().unwrap()))
+        }
+        serde_json::Value::Array(items) => items.iter().map(rounded_json).collect(),
+        serde_json::Value::Object(map) => map
+            .iter()
+            .map(|(key, value)| (key.clone(), rounded_json(value)))
+            .collect(),
+        other => other.clone(),
+    }
+}
+
+/// The files a published run's manifest lists, with the tables they belong to.
+fn manifest_files(manifest: &serde_json::Value) -> BTreeSet<String> {
+    manifest["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|file| file["path"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// Asserts that two published runs hold the same files with the same contents: Parquet
+/// files the same schema and rows, other files the same JSON. `read_*` give a file's bytes
+/// from each run; the files in `same_count_only` need only hold as many rows.
+fn assert_same_run(
+    read_local: impl Fn(&str) -> Vec<u8>,
+    read_ballista: impl Fn(&str) -> Vec<u8>,
+    same_count_only: &[&str],
+) {
+    let manifest = |read: &dyn Fn(&str) -> Vec<u8>| -> serde_json::Value {
+        serde_json::from_slice(&read("_MANIFEST.json")).unwrap()
+    };
+    let local_manifest = manifest(&read_local);
+    let ballista_manifest = manifest(&read_ballista);
+    assert_eq!(
+        local_manifest["tables"], ballista_manifest["tables"],
+        "the same tables, columns and row counts"
+    );
+    let files = manifest_files(&local_manifest);
+    assert_eq!(files, manifest_files(&ballista_manifest));
+    assert!(
+        files.iter().any(|file| file.starts_with("segments/")),
+        "{files:?}"
+    );
+    for path in &files {
+        let (local, ballista) = (read_local(path), read_ballista(path));
+        if !path.ends_with(".parquet") {
+            let json =
+                |bytes: &[u8]| -> serde_json::Value { serde_json::from_slice(bytes).unwrap() };
+            assert_eq!(json(&local), json(&ballista), "{path}");
+            continue;
+        }
+        let batches = |bytes: Vec<u8>| -> Vec<RecordBatch> {
+            ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(bytes))
+                .unwrap()
+                .build()
+                .unwrap()
+                .map(Result::unwrap)
+                .collect()
+        };
+        let (local, ballista) = (batches(local), batches(ballista));
+        assert_eq!(local[0].schema(), ballista[0].schema(), "{path}");
+        if same_count_only.contains(&path.as_str()) {
+            assert_eq!(rows(&local).len(), rows(&ballista).len(), "{path}");
+        } else {
+            assert_eq!(rows(&local), rows(&ballista), "{path}");
+        }
+    }
+}
+
+fn read_file(dir: &Path) -> impl Fn(&str) -> Vec<u8> + '_ {
+    move |name| std::fs::read(dir.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
+#[test]
+fn example_pipeline_on_standalone_ballista_publishes_what_the_local_engine_does() {
+    let project = Project::copy_of_repository();
+    project
+        .segflow(&["run", PIPELINE, "--var", "output=file://../out-local"])
+        .assert_exit(0);
+    let run = project.segflow(&[
+        "run",
+        PIPELINE,
+        "--var",
+        "output=file://../out-ballista",
+        "--engine",
+        "ballista-standalone",
+        "--report-json",
+        "report.json",
+    ]);
+    run.assert_exit(0);
+
+    let local = common::published(&project.path("out-local/customer_segments"));
+    let ballista = common::published(&project.path("out-ballista/customer_segments"));
+    assert!(ballista.ends_with(RUN), "{}", ballista.display());
+    assert_same_run(read_file(&local), read_file(&ballista), &[]);
+    // The segments are the ones the local engine found, customer for customer.
+    let segments = |dir: &Path| rows(&common::read_parquet_folder(&dir.join("segments")));
+    assert_eq!(segments(&local), segments(&ballista));
+
+    // The step results written for the executors went with the staging folder.
+    assert!(
+        !project
+            .path("out-ballista/customer_segments/_staging")
+            .exists(),
+        "staging (and the step results in it) is removed after publishing"
+    );
+    // The run report accounts for the rows as the local run's does.
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(project.path("report.json")).unwrap())
+            .unwrap();
+    let step = |name: &str| -> serde_json::Value {
+        report["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|step| step["name"] == name)
+            .cloned()
+            .unwrap()
+    };
+    let validated = step("valid_transactions");
+    assert_eq!(
+        validated["rows_in"].as_u64().unwrap(),
+        validated["rows_out"].as_u64().unwrap() + validated["rows_quarantined"].as_u64().unwrap()
+    );
+    assert!(validated["rows_quarantined"].as_u64().unwrap() > 0);
+    let quarantined = read_parquet(&ballista.join("_rejects/valid_transactions.parquet"));
+    let rejected: usize = quarantined.iter().map(RecordBatch::num_rows).sum();
+    assert_eq!(
+        rejected as u64,
+        validated["rows_quarantined"].as_u64().unwrap()
+    );
+}
+
+/// Past `fit_sample` customers, the model is fitted on a seeded sample pulled from the
+/// cluster and every customer is assigned by a query the executors run, which write
+/// `segments/` themselves.
+#[test]
+fn past_the_fit_sample_customers_are_assigned_on_the_cluster_as_locally() {
+    let project = Project::copy_of_repository();
+    // 1,310 customers in the fixture: sample 600 of them.
+    let pipeline = std::fs::read_to_string(project.path(PIPELINE))
+        .unwrap()
+        .replace("fit_sample: 1000000\n", "fit_sample: 600\n");
+    assert!(pipeline.contains("fit_sample: 600"));
+    project.write("pipelines/sampled.yaml", &pipeline);
+    let run = |output: &str, engine: &str| {
+        project
+            .segflow(&[
+                "run",
+                "pipelines/sampled.yaml",
+                "--var",
+                &format!("output=file://../{output}"),
+                "--engine",
+                engine,
+            ])
+            .assert_exit(0);
+        common::published(&project.path(&format!("{output}/customer_segments")))
+    };
+    let local = run("out-local", "local");
+    let ballista = run("out-ballista", "ballista-standalone");
+
+    // The same model: the same sample, fitted the same way.
+    assert_eq!(
+        rows(&read_parquet(&local.join("centroids.parquet"))),
+        rows(&read_parquet(&ballista.join("centroids.parquet")))
+    );
+    // The same segment for every customer; distances, sums and inertia to 9 digits (the
+    // query's ln(1 + x) and its sums may differ from Rust's in the last bits).
+    let segments = |dir: &Path| rounded_rows(&common::read_parquet_folder(&dir.join("segments")));
+    let (local_segments, ballista_segments) = (segments(&local), segments(&ballista));
+    assert_eq!(local_segments.len(), 1310, "every customer once");
+    assert_eq!(local_segments, ballista_segments);
+    let profile = |dir: &Path| rounded_rows(&read_parquet(&dir.join("profile.parquet")));
+    assert_eq!(profile(&local), profile(&ballista));
+    let model = |dir: &Path| -> serde_json::Value {
+        rounded_json(
+            &serde_json::from_slice(&std::fs::read(dir.join("model.json")).unwrap()).unwrap(),
+        )
+    };
+    assert_eq!(model(&local), model(&ballista));
+    // The executors' files are published under the names segflow gives its own, with the
+    // same schema (non-null key, id, distance and features).
+    let manifest = |dir: &Path| -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(dir.join("_MANIFEST.json")).unwrap()).unwrap()
+    };
+    assert_eq!(manifest(&local)["tables"], manifest(&ballista)["tables"]);
+    assert!(ballista.join("segments/part-00000.parquet").exists());
+}
+
+#[test]
+fn a_partial_run_on_ballista_publishes_nothing_and_leaves_no_staging() {
+    let project = Project::copy_of_repository();
+    let run = project.segflow(&[
+        "run",
+        PIPELINE,
+        "--engine",
+        "ballista-standalone",
+        "--until",
+        "valid_transactions",
+    ]);
+    run.assert_exit(0);
+    assert!(run.stdout.contains("valid_transactions"), "{}", run.stdout);
+    assert!(!project.path("out/customer_segments/_LATEST.json").exists());
+    assert!(!project.path("out/customer_segments/_staging").exists());
+}
+
+#[test]
+fn validation_failure_on_ballista_has_its_exit_code_and_publishes_nothing() {
+    let project = Project::copy_of_repository();
+    // Far more rows than the export has: the row_count check (severity error) fails.
+    let pipeline = std::fs::read_to_string(project.path(PIPELINE))
+        .unwrap()
+        .replace("min: 1000\n", "min: 100000000\n");
+    project.write("pipelines/strict.yaml", &pipeline);
+    let run = project.segflow(&[
+        "run",
+        "pipelines/strict.yaml",
+        "--engine",
+        "ballista-standalone",
+    ]);
+    run.assert_exit(4);
+    assert!(run.stderr.contains("row_count"), "{}", run.stderr);
+    assert!(!project.path("out/customer_segments/_LATEST.json").exists());
+    assert!(!project.path("out/customer_segments/_staging").exists());
+}
+
+#[test]
+fn unreachable_scheduler_is_a_runtime_error_naming_its_address() {
+    let project = Project::copy_of_repository();
+    // A port nothing listens on: bound, then released.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let engine = format!("ballista://127.0.0.1:{port}");
+    let run = project.segflow(&["run", PIPELINE, "--engine", &engine]);
+    run.assert_exit(1);
+    assert!(
+        run.stderr
+            .contains(&format!("engine {engine}: the scheduler does not answer")),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        !project.path("out/customer_segments").exists(),
+        "nothing written"
+    );
+}
+
+#[test]
+fn engine_from_the_pipeline_file_is_checked_with_its_line() {
+    let project = Project::copy_of_repository();
+    let pipeline = std::fs::read_to_string(project.path(PIPELINE))
+        .unwrap()
+        .replace(
+            "name: customer_segments\n",
+            "name: customer_segments\nengine: ballista:/scheduler\n",
+        );
+    project.write("pipelines/bad_engine.yaml", &pipeline);
+    let run = project.segflow(&["run", "pipelines/bad_engine.yaml"]);
+    run.assert_exit(3);
+    assert!(
+        run.stderr.contains("bad_engine.yaml:10:1: engine:")
+            && run.stderr.contains("is not an engine"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn example_pipeline_on_ballista_reads_and_publishes_on_s3() {
+    let Some(server) = SeaweedFs::start(&["lake"]) else {
+        return;
+    };
+    let project = Project::copy_of_repository();
+    let csv = std::fs::read(project.path("fixtures/retail/transactions.csv")).unwrap();
+    server.upload("lake", "fixtures/retail/transactions.csv", csv);
+    project.segflow(&["run", PIPELINE]).assert_exit(0);
+    let local = project.path("out/customer_segments").join(RUN);
+
+    let env = server.env();
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let run = project.segflow_with_env(
+        &[
+            "run",
+            PIPELINE,
+            "--var",
+            "fixtures=s3://lake/fixtures",
+            "--var",
+            "output=s3://lake/out",
+            "--engine",
+            "ballista-standalone",
+        ],
+        &env,
+    );
+    run.assert_exit(0);
+
+    let prefix = format!("out/customer_segments/{RUN}");
+    let from_bucket = |name: &str| server.get("lake", &format!("{prefix}/{name}")).to_vec();
+    // Rejected source lines name the file they came from, which differs by design.
+    assert_same_run(
+        read_file(&local),
+        from_bucket,
+        &["_rejects/raw_transactions.parquet"],
+    );
+    let keys: Vec<String> = server
+        .list("lake", "out/customer_segments")
+        .into_iter()
+        .map(|(key, _)| key)
+        .collect();
+    assert!(
+        keys.iter()
+            .any(|key| key.ends_with(&format!("{RUN}/_SUCCESS")))
+    );
+    assert!(
+        keys.iter().all(|key| !key.contains("_staging")),
+        "staging and the step results in it are removed: {keys:?}"
+    );
+}
+
+/// A Ballista scheduler and executor set up as the `ballista-scheduler` and
+/// `ballista-executor` binaries set themselves up (object stores built from the `s3.*`
+/// settings of each job, none shared with segflow), in this test's process on a port of
+/// their own. segflow reaches them over gRPC like any cluster. Returns the scheduler's port;
+/// the cluster lives as long as the returned runtime.
+fn start_cluster() -> (u16, tokio::runtime::Runtime) {
+    use ballista_core::object_store::{
+        runtime_env_with_s3_support, session_config_with_s3_support, session_state_with_s3_support,
+    };
+    use ballista_core::serde::BallistaCodec;
+    use ballista_core::serde::protobuf::scheduler_grpc_client::SchedulerGrpcClient;
+    use std::sync::Arc;
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let port = runtime.block_on(async {
+        let address = ballista_scheduler::standalone::new_standalone_scheduler_with_builder(
+            Arc::new(session_state_with_s3_support),
+            Arc::new(session_config_with_s3_support),
+            BallistaCodec::default(),
+        )
+        .await
+        .unwrap();
+        let url = format!("http://localhost:{}", address.port());
+        let scheduler = loop {
+            match SchedulerGrpcClient::connect(url.clone()).await {
+                Ok(client) => break client,
+                Err(_) => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
+            }
+        };
+        let state = session_state_with_s3_support(session_config_with_s3_support()).unwrap();
+        ballista_executor::new_standalone_executor_from_builder(
+            scheduler,
+            2,
+            Arc::new(session_config_with_s3_support),
+            Arc::new(runtime_env_with_s3_support),
+            BallistaCodec::default(),
+            (&state).into(),
+        )
+        .await
+        .unwrap();
+        address.port()
+    });
+    (port, runtime)
+}
+
+/// The example with its sources and outputs on S3, on a cluster whose executor builds its
+/// own S3 store: only the settings segflow sends with each job tell it where and how.
+#[test]
+fn a_cluster_executor_reads_and_writes_s3_with_the_settings_segflow_sends() {
+    let Some(server) = SeaweedFs::start(&["lake"]) else {
+        return;
+    };
+    let project = Project::copy_of_repository();
+    let csv = std::fs::read(project.path("fixtures/retail/transactions.csv")).unwrap();
+    server.upload("lake", "fixtures/retail/transactions.csv", csv);
+    // Past the fit sample, so the executor also assigns and writes the segments.
+    let pipeline = std::fs::read_to_string(project.path(PIPELINE))
+        .unwrap()
+        .replace("fit_sample: 1000000\n", "fit_sample: 600\n");
+    project.write("pipelines/sampled.yaml", &pipeline);
+    project
+        .segflow(&["run", "pipelines/sampled.yaml"])
+        .assert_exit(0);
+    let local = project.path("out/customer_segments").join(RUN);
+
+    let (port, cluster) = start_cluster();
+    let env = server.env();
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let engine = format!("ballista://localhost:{port}");
+    let run = project.segflow_with_env(
+        &[
+            "run",
+            "pipelines/sampled.yaml",
+            "--var",
+            "fixtures=s3://lake/fixtures",
+            "--var",
+            "output=s3://lake/out",
+            "--engine",
+            &engine,
+        ],
+        &env,
+    );
+    drop(cluster);
+    run.assert_exit(0);
+
+    let prefix = format!("out/customer_segments/{RUN}");
+    let from_bucket = |name: &str| server.get("lake", &format!("{prefix}/{name}")).to_vec();
+    let segments = |read: &dyn Fn(&str) -> Vec<u8>| -> Vec<String> {
+        let manifest: serde_json::Value = serde_json::from_slice(&read("_MANIFEST.json")).unwrap();
+        let batches: Vec<RecordBatch> = manifest_files(&manifest)
+            .iter()
+            .filter(|file| file.starts_with("segments/"))
+            .flat_map(|file| {
+                ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(read(file)))
+                    .unwrap()
+                    .build()
+                    .unwrap()
+                    .map(Result::unwrap)
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        rounded_rows(&batches)
+    };
+    let local_segments = segments(&read_file(&local));
+    assert_eq!(local_segments.len(), 1310);
+    assert_eq!(
+        local_segments,
+        segments(&from_bucket),
+        "the same segment for every customer"
+    );
+    let keys: Vec<String> = server
+        .list("lake", "out/customer_segments")
+        .into_iter()
+        .map(|(key, _)| key)
+        .collect();
+    assert!(keys.iter().all(|key| !key.contains("_staging")), "{keys:?}");
+}
