@@ -135,7 +135,14 @@ fn read_file(dir: &Path) -> impl Fn(&str) -> Vec<u8> + '_ {
 fn example_pipeline_on_standalone_ballista_publishes_what_the_local_engine_does() {
     let project = Project::copy_of_repository();
     project
-        .segflow(&["run", PIPELINE, "--var", "output=file://../out-local"])
+        .segflow(&[
+            "run",
+            PIPELINE,
+            "--var",
+            "output=file://../out-local",
+            "--report-json",
+            "report-local.json",
+        ])
         .assert_exit(0);
     let run = project.segflow(&[
         "run",
@@ -165,6 +172,10 @@ fn example_pipeline_on_standalone_ballista_publishes_what_the_local_engine_does(
         "staging (and the step results in it) is removed after publishing"
     );
     // The run report accounts for the rows as the local run's does.
+    assert_eq!(
+        row_accounting(&project.path("report.json")),
+        row_accounting(&project.path("report-local.json"))
+    );
     let report: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(project.path("report.json")).unwrap())
             .unwrap();
@@ -245,6 +256,79 @@ fn past_the_fit_sample_customers_are_assigned_on_the_cluster_as_locally() {
     };
     assert_eq!(manifest(&local)["tables"], manifest(&ballista)["tables"]);
     assert!(ballista.join("segments/part-00000.parquet").exists());
+}
+
+/// The run report's row accounting, step by step and source by source.
+fn row_accounting(report: &Path) -> Vec<String> {
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(report).unwrap()).unwrap();
+    let mut lines = Vec::new();
+    for source in report["sources"].as_array().unwrap() {
+        lines.push(format!(
+            "source {}: read {} out {} quarantined {}",
+            source["name"], source["rows_read"], source["rows_out"], source["rows_quarantined"]
+        ));
+    }
+    for step in report["steps"].as_array().unwrap() {
+        lines.push(format!(
+            "step {}: in {} out {} removed {} quarantined {}",
+            step["name"],
+            step["rows_in"],
+            step["rows_out"],
+            step["rows_removed"],
+            step["rows_quarantined"]
+        ));
+    }
+    lines
+}
+
+/// A Parquet source (no quarantine): the executors read it, and the report still counts
+/// the rows each step read, as the local engine's does from its scans.
+#[test]
+fn a_parquet_export_on_ballista_segments_and_counts_as_locally() {
+    let project = Project::copy_of_repository();
+    let pipeline = "bench/customer_segments_parquet.yaml";
+    project.write(
+        pipeline,
+        &std::fs::read_to_string(common::repository().join(pipeline)).unwrap(),
+    );
+    project
+        .segflow(&[
+            "generate",
+            "bench/data/lines.parquet",
+            "--format",
+            "parquet",
+            "--rows",
+            "30000",
+            "--seed",
+            "42",
+        ])
+        .assert_exit(0);
+    for (engine, output) in [("local", "local"), ("ballista-standalone", "ballista")] {
+        project
+            .segflow(&[
+                "run",
+                pipeline,
+                "--var",
+                "transactions=lines.parquet",
+                "--var",
+                &format!("output=file://../{output}"),
+                "--engine",
+                engine,
+                "--report-json",
+                &format!("{output}.json"),
+            ])
+            .assert_exit(0);
+    }
+    let accounting = row_accounting(&project.path("local.json"));
+    assert!(
+        accounting[0].contains("read 30000"),
+        "the source's rows: {accounting:?}"
+    );
+    assert_eq!(accounting, row_accounting(&project.path("ballista.json")));
+    let local = common::published(&project.path("local/customer_segments"));
+    let ballista = common::published(&project.path("ballista/customer_segments"));
+    assert_same_run(read_file(&local), read_file(&ballista), &[]);
 }
 
 #[test]

@@ -488,12 +488,18 @@ async fn run_checked_steps(
                 })?;
         }
     }
-    let quarantined_sources = source_rejects
+    let mut table_rows: std::collections::HashMap<String, u64> = source_rejects
         .iter()
         .map(|rejects| (rejects.source.clone(), rejects.rows_out))
         .collect();
 
     let selected = select_steps(graph, options)?;
+    let counted = if results.stores_results() {
+        count_sources(ctx, pipeline, &selected, &table_rows).await?
+    } else {
+        Default::default()
+    };
+    table_rows.extend(counted.iter().map(|(name, rows)| (name.clone(), *rows)));
     let settings = steps::StepsSettings {
         results,
         max_concurrent: options.max_concurrent_steps,
@@ -501,11 +507,11 @@ async fn run_checked_steps(
         profile: options.profile,
         progress: &options.progress,
     };
-    let outcome = match steps::run_steps(ctx, &selected, settings, quarantined_sources).await {
+    let outcome = match steps::run_steps(ctx, &selected, settings, table_rows).await {
         Ok(outcome) => outcome,
         Err(error) => return Err(name_bad_row(ctx, pipeline, &selected, error).await),
     };
-    let sources = source_reports(pipeline, &source_rejects, &outcome.scans);
+    let sources = source_reports(pipeline, &source_rejects, &outcome.scans, &counted);
     let failures = validation_failures(&outcome.reports);
     if !failures.is_empty() {
         return Err(EngineError::ValidationFailed {
@@ -519,6 +525,36 @@ async fn run_checked_steps(
         rejects: outcome.rejects,
         source_rejects,
     })
+}
+
+/// The rows of each source the selected steps read, by a query of its own: plans run on a
+/// cluster keep their scans' metrics there, and a step's report needs its rows in. Parquet
+/// sources are counted from their footers; CSV and NDJSON ones are scanned (on the cluster).
+/// Sources already counted (`known`) are skipped.
+async fn count_sources(
+    ctx: &SessionContext,
+    pipeline: &Pipeline,
+    selected: &[&PlannedStep],
+    known: &std::collections::HashMap<String, u64>,
+) -> Result<std::collections::HashMap<String, u64>> {
+    let mut counted = std::collections::HashMap::new();
+    for source in &pipeline.sources {
+        let read = selected
+            .iter()
+            .any(|planned| planned.reads.contains(&source.name));
+        if !read || known.contains_key(&source.name) {
+            continue;
+        }
+        let rows = async { ctx.table(source.name.as_str()).await?.count().await }
+            .await
+            .map_err(|error| EngineError::Source {
+                source_name: source.name.clone(),
+                url: pipeline.redact(source.location.url.as_str()),
+                error: Box::new(error),
+            })?;
+        counted.insert(source.name.clone(), rows as u64);
+    }
+    Ok(counted)
 }
 
 /// Removes what a failed (or partial) run staged, keeping the error that stopped it.
@@ -698,12 +734,13 @@ async fn name_bad_row(
     error
 }
 
-/// Per source: rows read (from the steps' file scans, or from the quarantining read),
-/// passed on and quarantined.
+/// Per source: rows read (from the steps' file scans, the quarantining read, or a count
+/// on a cluster), passed on and quarantined.
 fn source_reports(
     pipeline: &Pipeline,
     rejects: &[lenient_csv::SourceRejects],
     scans: &[steps::Scan],
+    counted: &std::collections::HashMap<String, u64>,
 ) -> Vec<SourceReport> {
     pipeline
         .sources
@@ -712,7 +749,10 @@ fn source_reports(
             let (rows_read, rows_quarantined) =
                 match rejects.iter().find(|r| r.source == source.name) {
                     Some(rejects) => (Some(rejects.rows_read), rejects.rows_quarantined()),
-                    None => (rows_scanned(source, scans), 0),
+                    None => (
+                        rows_scanned(source, scans).or_else(|| counted.get(&source.name).copied()),
+                        0,
+                    ),
                 };
             SourceReport {
                 name: source.name.clone(),
