@@ -14,6 +14,7 @@
 //! `az://` stores, so a run on a cluster with such a store stops before it starts.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use ballista::prelude::SessionContextExt;
 use ballista_core::object_store::S3Options;
@@ -66,8 +67,30 @@ pub async fn connect(
         Engine::Local => unreachable!("a local run does not connect to a cluster"),
     }
     .map_err(|error| failed(error.strip_backtrace()))?;
-    let reached = async { ctx.sql("SELECT 1").await?.collect().await };
-    if let Err(error) = reached.await {
+    // A scheduler without executors accepts the query and holds it: say so in the log
+    // soon, and give up after a while rather than hang a scheduled job.
+    let answered = {
+        let reached = async { ctx.sql("SELECT 1").await?.collect().await };
+        tokio::pin!(reached);
+        match tokio::time::timeout(FIRST_QUERY_PATIENCE, &mut reached).await {
+            Ok(answered) => answered,
+            Err(_) => {
+                tracing::warn!(
+                    engine = %engine.describe(),
+                    "the scheduler has not run a first query yet; are executors registered with it?"
+                );
+                tokio::time::timeout(FIRST_QUERY_LIMIT - FIRST_QUERY_PATIENCE, reached)
+                    .await
+                    .map_err(|_| {
+                        failed(format!(
+                            "the scheduler took a first query but ran nothing in {} s; check that executors are registered with it",
+                            FIRST_QUERY_LIMIT.as_secs()
+                        ))
+                    })?
+            }
+        }
+    };
+    if let Err(error) = answered {
         return Err(failed(format!(
             "the scheduler does not answer ({}); check that it runs and that this machine reaches it",
             first_line(&error.strip_backtrace())
@@ -75,6 +98,10 @@ pub async fn connect(
     }
     Ok(ctx)
 }
+
+/// How long the first query may wait before the log says so, and before the run stops.
+const FIRST_QUERY_PATIENCE: Duration = Duration::from_secs(30);
+const FIRST_QUERY_LIMIT: Duration = Duration::from_secs(600);
 
 /// The `s3.*` settings a Ballista executor builds its S3 stores from: the pipeline's S3
 /// store's, as segflow reads them (environment, then the store's options). Executors take
