@@ -153,6 +153,7 @@ fn example_pipeline_on_standalone_ballista_publishes_what_the_local_engine_does(
         "ballista-standalone",
         "--report-json",
         "report.json",
+        "--profile",
     ]);
     run.assert_exit(0);
 
@@ -188,6 +189,15 @@ fn example_pipeline_on_standalone_ballista_publishes_what_the_local_engine_does(
             .cloned()
             .unwrap()
     };
+    // --profile shows the stages the executors ran, with their operators' metrics.
+    for step in report["steps"].as_array().unwrap() {
+        let profile = step["profile"].as_str().unwrap_or_default();
+        assert!(
+            profile.contains("SuccessfulStage") && profile.contains("metrics=[output_rows="),
+            "{}: {profile}",
+            step["name"]
+        );
+    }
     let validated = step("valid_transactions");
     assert_eq!(
         validated["rows_in"].as_u64().unwrap(),

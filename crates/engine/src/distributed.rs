@@ -17,10 +17,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ballista::prelude::SessionContextExt;
+use ballista_core::execution_plans::DistributedQueryExec;
 use ballista_core::object_store::S3Options;
 use datafusion::execution::SessionStateBuilder;
 use datafusion::execution::runtime_env::RuntimeEnv;
+use datafusion::physical_plan::ExecutionPlan;
 use datafusion::prelude::{SessionConfig, SessionContext};
+use datafusion_proto::protobuf::LogicalPlanNode;
 use object_store::ClientConfigKey;
 use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
 use segflow_pipeline::{Engine, Store};
@@ -102,6 +105,20 @@ pub async fn connect(
 /// How long the first query may wait before the log says so, and before the run stops.
 const FIRST_QUERY_PATIENCE: Duration = Duration::from_secs(30);
 const FIRST_QUERY_LIMIT: Duration = Duration::from_secs(600);
+
+/// The stages a cluster ran for `plan` (a submitted job), with each operator's metrics as
+/// the scheduler collected them; `None` for a plan that was not a cluster's job or whose
+/// metrics cannot be had.
+pub async fn executed_plan(ctx: &SessionContext, plan: &Arc<dyn ExecutionPlan>) -> Option<String> {
+    let job = plan.downcast_ref::<DistributedQueryExec<LogicalPlanNode>>()?;
+    match job.explain_executed_plan(&ctx.copied_config(), true).await {
+        Ok(executed) => Some(executed),
+        Err(error) => {
+            tracing::warn!(%error, "could not read the job's metrics from the scheduler");
+            None
+        }
+    }
+}
 
 /// The `s3.*` settings a Ballista executor builds its S3 stores from: the pipeline's S3
 /// store's, as segflow reads them (environment, then the store's options). Executors take

@@ -47,9 +47,12 @@ use arrow::ipc::writer::{IpcWriteOptions, StreamWriter};
 use datafusion::common::utils::memory::RecordBatchMemoryCounter;
 use datafusion::dataframe::DataFrameWriteOptions;
 use datafusion::datasource::MemTable;
+use datafusion::datasource::file_format::format_as_file_type;
 use datafusion::datasource::file_format::options::ArrowReadOptions;
+use datafusion::datasource::file_format::parquet::ParquetFormatFactory;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::memory_pool::{MemoryConsumer, MemoryReservation};
+use datafusion::logical_expr::LogicalPlanBuilder;
 use datafusion::physical_plan::ExecutionPlanProperties;
 use datafusion::physical_plan::{ExecutionPlan, SendableRecordBatchStream};
 use datafusion::prelude::{DataFrame, ParquetReadOptions, SessionContext};
@@ -134,13 +137,15 @@ impl StepResults {
     /// Writes `frame` as Parquet under the store folder and registers the files as the table
     /// `name`, counting the true values of the boolean columns `tally` with one more query
     /// over what was written. The executors write the files; nothing passes through here.
+    ///
+    /// Returns the plan that ran (on a cluster, the job it submitted), for its metrics.
     pub async fn store(
         &self,
         ctx: &SessionContext,
         name: &str,
         frame: DataFrame,
         tally: &[&str],
-    ) -> Result<Materialised> {
+    ) -> Result<(Materialised, Arc<dyn ExecutionPlan>)> {
         let folder = self.stored_at.as_ref().ok_or_else(|| {
             DataFusionError::Internal("results are not stored: no folder is set".to_string())
         })?;
@@ -148,9 +153,18 @@ impl StepResults {
         // Read back with the plan's own schema (string views, nullability), so a later step
         // sees the same types as on a local run.
         let schema = frame.schema().as_arrow().clone();
-        let written = frame
-            .write_parquet(&url, DataFrameWriteOptions::new(), None)
-            .await?;
+        // What `DataFrame::write_parquet` does, keeping the plan.
+        let (state, plan) = frame.into_parts();
+        let copy = LogicalPlanBuilder::copy_to(
+            plan,
+            url.clone(),
+            format_as_file_type(Arc::new(ParquetFormatFactory::new())),
+            HashMap::new(),
+            Vec::new(),
+        )?
+        .build()?;
+        let physical = DataFrame::new(state, copy).create_physical_plan().await?;
+        let written = datafusion::physical_plan::collect(physical.clone(), ctx.task_ctx()).await?;
         let rows = written_rows(&written)?;
         ctx.register_parquet(name, &url, ParquetReadOptions::new().schema(&schema))
             .await?;
@@ -183,11 +197,14 @@ impl StepResults {
                 })
                 .collect::<std::result::Result<_, _>>()?
         };
-        Ok(Materialised {
-            rows,
-            spilled: false,
-            trues,
-        })
+        Ok((
+            Materialised {
+                rows,
+                spilled: false,
+                trues,
+            },
+            physical,
+        ))
     }
 
     /// Writes the table `name`, which only this process can read (a table of batches in its
@@ -758,7 +775,7 @@ mod tests {
             .sql("SELECT value AS v, value % 3 = 0 AS by_three, value > 190000 AS large FROM generate_series(1, 200000)")
             .await
             .unwrap();
-        let stored = results
+        let (stored, _) = results
             .store(&ctx, "result", frame, &["by_three", "large"])
             .await
             .unwrap();

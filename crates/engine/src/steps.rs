@@ -4,6 +4,7 @@
 //! is exact. A result no step still to run reads is released.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 use std::time::Instant;
 
 use datafusion::datasource::physical_plan::FileScanConfig;
@@ -143,12 +144,16 @@ async fn run_step(
         .map_err(sql_error)?;
     let (materialised, scans, profiled) = if settings.results.stores_results() {
         // The plan runs where the engine runs it; its metrics and scans stay there.
-        let stored = settings
+        let (stored, ran) = settings
             .results
             .store(ctx, &step.name, frame, &[])
             .await
             .map_err(sql_error)?;
-        (stored, Vec::new(), None)
+        let profiled = match settings.profile {
+            true => Some(executed_profile(ctx, &ran).await),
+            false => None,
+        };
+        (stored, Vec::new(), profiled)
     } else {
         let physical = frame.create_physical_plan().await.map_err(sql_error)?;
         let materialised = settings
@@ -204,6 +209,17 @@ pub fn profile(plan: &dyn ExecutionPlan) -> String {
     datafusion::physical_plan::display::DisplayableExecutionPlan::with_metrics(plan)
         .indent(true)
         .to_string()
+}
+
+/// The plan as it ran with its metrics: on a cluster, the stages the executors ran (asked
+/// of the scheduler), else as [`profile`] shows it.
+pub async fn executed_profile(ctx: &SessionContext, plan: &Arc<dyn ExecutionPlan>) -> String {
+    #[cfg(feature = "ballista")]
+    if let Some(executed) = crate::distributed::executed_plan(ctx, plan).await {
+        return executed;
+    }
+    let _ = ctx;
+    profile(plan.as_ref())
 }
 
 /// The planner already allows only queries; this also refuses DDL/DML should one slip by.

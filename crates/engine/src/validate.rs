@@ -236,8 +236,15 @@ pub async fn run_validate(
             .await?;
         let tally: Vec<&str> = tally.iter().map(String::as_str).collect();
         if settings.results.stores_results() {
-            let done = settings.results.store(ctx, &name, frame, &tally).await?;
-            return Ok((done, None));
+            let (done, ran) = settings.results.store(ctx, &name, frame, &tally).await?;
+            let profile = match settings.profile {
+                true => Some(format!(
+                    "-- {name}\n{}",
+                    crate::steps::executed_profile(ctx, &ran).await
+                )),
+                false => None,
+            };
+            return Ok((done, profile));
         }
         let plan = frame.create_physical_plan().await?;
         let done = settings
