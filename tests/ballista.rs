@@ -403,6 +403,28 @@ fn unreachable_scheduler_is_a_runtime_error_naming_its_address() {
 }
 
 #[test]
+fn a_store_cluster_executors_cannot_build_is_a_pipeline_error_before_anything_runs() {
+    let project = Project::copy_of_repository();
+    // No scheduler listens there either: the store is refused before it is asked.
+    let run = project.segflow(&[
+        "run",
+        PIPELINE,
+        "--var",
+        "output=gs://bucket/out",
+        "--engine",
+        "ballista://127.0.0.1:9",
+    ]);
+    run.assert_exit(3);
+    assert!(
+        run.stderr.contains(
+            "engine ballista://127.0.0.1:9: store `output`: Ballista's executors read `s3://`, `http(s)://` and `file://` stores, not `gs://`"
+        ),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
 fn engine_from_the_pipeline_file_is_checked_with_its_line() {
     let project = Project::copy_of_repository();
     let pipeline = std::fs::read_to_string(project.path(PIPELINE))

@@ -45,7 +45,11 @@ pub async fn connect(
     };
     let config = match engine {
         Engine::Ballista { .. } => {
-            let settings = executor_store_settings(stores).map_err(failed)?;
+            let settings =
+                executor_store_settings(stores).map_err(|message| EngineError::EngineSettings {
+                    engine: engine.describe(),
+                    message,
+                })?;
             let mut config = config.with_option_extension(S3Options::default());
             for (key, value) in settings {
                 config

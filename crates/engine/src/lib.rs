@@ -1,4 +1,5 @@
-//! segflow-engine: runs a resolved pipeline with DataFusion.
+//! segflow-engine: runs a resolved pipeline with DataFusion, in this process or on a
+//! Ballista cluster (see `distributed`).
 //!
 //! Registers the pipeline's object stores and sources, runs the SQL steps in the order the
 //! planner gives, hands the segment input to `segflow-cluster`, and stages the outputs with
@@ -145,6 +146,9 @@ pub enum EngineError {
     /// The engine cannot be reached or set up.
     #[error("engine {engine}: {message}")]
     Engine { engine: String, message: String },
+    /// The pipeline asks for what the engine cannot do (a store its executors cannot build).
+    #[error("engine {engine}: {message}")]
+    EngineSettings { engine: String, message: String },
     /// The memory pool or spill folder cannot be set up.
     #[error("{0}")]
     Resources(String),
@@ -180,6 +184,7 @@ impl EngineError {
             | EngineError::Store { .. }
             | EngineError::StoreSettings { .. }
             | EngineError::RunId(_)
+            | EngineError::EngineSettings { .. }
             | EngineError::SegmentSpec(_) => ErrorClass::PipelineInvalid,
             EngineError::Step { error, .. } if is_sql_mistake(error) => ErrorClass::PipelineInvalid,
             EngineError::SegmentData(_)
