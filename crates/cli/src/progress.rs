@@ -1,5 +1,6 @@
 //! The progress display of `segflow run` on a terminal: a live line per running step (rows
-//! read, rows per second, elapsed), left as one line per finished step.
+//! read, rows per second, elapsed; or, for a step on a cluster, its job's state), left as
+//! one line per finished step.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -36,6 +37,11 @@ pub fn display(enabled: bool) -> Progress {
                         crate::summary::thousands(rows_read),
                         crate::summary::thousands((rows_read as f64 / seconds) as u64)
                     ));
+                }
+            }
+            ProgressEvent::StepState { step, state } => {
+                if let Some(bar) = running.get(&step) {
+                    bar.set_message(state);
                 }
             }
             ProgressEvent::StepDone {

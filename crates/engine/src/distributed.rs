@@ -18,9 +18,12 @@ use std::time::Duration;
 
 use ballista::prelude::SessionContextExt;
 use ballista_core::execution_plans::DistributedQueryExec;
+use ballista_core::extension::SessionConfigExt;
 use ballista_core::object_store::S3Options;
-use datafusion::execution::SessionStateBuilder;
+use ballista_core::serde::protobuf::scheduler_grpc_client::SchedulerGrpcClient;
+use ballista_core::serde::protobuf::{GetJobStatusParams, job_status};
 use datafusion::execution::runtime_env::RuntimeEnv;
+use datafusion::execution::{SessionState, SessionStateBuilder};
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion_proto::protobuf::LogicalPlanNode;
@@ -28,17 +31,20 @@ use object_store::ClientConfigKey;
 use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
 use segflow_pipeline::{Engine, Store};
 
+use crate::progress::JobStates;
 use crate::{EngineError, Result};
 
 /// A session on the Ballista cluster `engine` names (or on a scheduler and executor started
 /// in this process), checked with a trivial query so an unreachable scheduler is reported
 /// now, naming its address, rather than by the first step.
+///
+/// Also returns where the state of its jobs can be asked, for progress.
 pub async fn connect(
     engine: &Engine,
     config: SessionConfig,
     runtime: Arc<RuntimeEnv>,
     stores: &[Store],
-) -> Result<SessionContext> {
+) -> Result<(SessionContext, Arc<dyn JobStates>)> {
     let failed = |message: String| EngineError::Engine {
         engine: engine.describe(),
         message,
@@ -66,14 +72,16 @@ pub async fn connect(
         .with_config(config)
         .with_runtime_env(runtime)
         .build();
-    let ctx = match engine {
-        Engine::Ballista { scheduler } => SessionContext::remote_with_state(scheduler, state).await,
-        // The in-process executor shares this session's runtime: its object stores (registered
-        // later, from the pipeline's stores), memory pool and spill folder.
-        Engine::BallistaStandalone => SessionContext::standalone_with_state(state).await,
+    let scheduler = match engine {
+        Engine::Ballista { scheduler } => scheduler.clone(),
+        Engine::BallistaStandalone => start_standalone(&state)
+            .await
+            .map_err(|error| failed(error.to_string()))?,
         Engine::Local => unreachable!("a local run does not connect to a cluster"),
-    }
-    .map_err(|error| failed(error.strip_backtrace()))?;
+    };
+    let ctx = SessionContext::remote_with_state(&scheduler, state)
+        .await
+        .map_err(|error| failed(error.strip_backtrace()))?;
     // A scheduler without executors accepts the query and holds it: say so in the log
     // soon, and give up after a while rather than hang a scheduled job.
     let answered = {
@@ -103,7 +111,67 @@ pub async fn connect(
             first_line(&error.strip_backtrace())
         )));
     }
-    Ok(ctx)
+    Ok((ctx, Arc::new(SchedulerJobs { scheduler })))
+}
+
+/// A scheduler and an executor in this process, as Ballista's own standalone mode starts
+/// them, but with the scheduler's address known here so its jobs can be watched. The
+/// executor shares this session's runtime: its object stores (registered later, from the
+/// pipeline's stores), memory pool and spill folder.
+async fn start_standalone(
+    state: &SessionState,
+) -> std::result::Result<String, ballista_core::error::BallistaError> {
+    let address =
+        ballista_scheduler::standalone::new_standalone_scheduler_from_state(state).await?;
+    let scheduler = format!("http://localhost:{}", address.port());
+    let client = loop {
+        match SchedulerGrpcClient::connect(scheduler.clone()).await {
+            Ok(client) => break client,
+            // The scheduler's server task is starting.
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    };
+    let cores = state.config().ballista_standalone_parallelism();
+    ballista_executor::new_standalone_executor_from_state(client, cores, state).await?;
+    Ok(scheduler)
+}
+
+/// A cluster's jobs, as its scheduler reports them.
+#[derive(Debug)]
+struct SchedulerJobs {
+    scheduler: String,
+}
+
+impl JobStates for SchedulerJobs {
+    fn state<'a>(
+        &'a self,
+        plan: &'a Arc<dyn ExecutionPlan>,
+    ) -> futures::future::BoxFuture<'a, Option<String>> {
+        Box::pin(async move {
+            let job = plan
+                .downcast_ref::<DistributedQueryExec<LogicalPlanNode>>()?
+                .job_id()?;
+            let mut client = SchedulerGrpcClient::connect(self.scheduler.clone())
+                .await
+                .ok()?;
+            let status = client
+                .get_job_status(GetJobStatusParams {
+                    job_id: job.as_str().to_string(),
+                })
+                .await
+                .ok()?
+                .into_inner()
+                .status?
+                .status?;
+            let state = match status {
+                job_status::Status::Queued(_) => "queued",
+                job_status::Status::Running(_) => "running",
+                job_status::Status::Failed(_) => "failed",
+                job_status::Status::Successful(_) => "done",
+            };
+            Some(format!("{state} on the cluster (job {job})"))
+        })
+    }
 }
 
 /// How long the first query may wait before the log says so, and before the run stops.
@@ -257,5 +325,48 @@ mod tests {
         ])
         .unwrap_err();
         assert!(error.contains("different S3 settings"), "{error}");
+    }
+}
+
+#[cfg(test)]
+mod job_tests {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_job_state_comes_from_its_scheduler() {
+        let (ctx, jobs) = connect(
+            &Engine::BallistaStandalone,
+            SessionConfig::new(),
+            Arc::new(RuntimeEnv::default()),
+            &[],
+        )
+        .await
+        .unwrap();
+        let plan = ctx
+            .sql("SELECT 1 AS one")
+            .await
+            .unwrap()
+            .create_physical_plan()
+            .await
+            .unwrap();
+        assert_eq!(jobs.state(&plan).await, None, "not submitted yet");
+        datafusion::physical_plan::collect(plan.clone(), ctx.task_ctx())
+            .await
+            .unwrap();
+        let state = jobs.state(&plan).await.unwrap();
+        assert!(
+            state.starts_with("done on the cluster (job ") && state.ends_with(')'),
+            "{state}"
+        );
+
+        // A plan run here is no cluster's job.
+        let here = SessionContext::new()
+            .sql("SELECT 1")
+            .await
+            .unwrap()
+            .create_physical_plan()
+            .await
+            .unwrap();
+        assert_eq!(jobs.state(&here).await, None);
     }
 }

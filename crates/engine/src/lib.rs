@@ -38,7 +38,7 @@ use segflow_publish::{MANIFEST_FILE, PublishError, RunInfo, STAGING_DIR, SUCCESS
 pub use in_memory::{
     CellError, InMemoryRun, inferred_schema, known_schemas, literal_batch, run_in_memory,
 };
-pub use progress::{Progress, ProgressEvent};
+pub use progress::{JobStates, Progress, ProgressEvent};
 pub use report::{
     CheckReport, KScoreReport, KSelectionReport, OutputReport, RunReport, SegmentReport,
     SourceReport, StepReport,
@@ -309,7 +309,7 @@ pub async fn run(pipeline: &Pipeline, options: &RunOptions) -> Result<RunReport>
         .or_else(|| pipeline.engine.clone())
         .unwrap_or(Engine::Local);
     let resources = RunResources::new(&pipeline.resources, &options.resources);
-    let ctx = session::session_on(&engine, &resources, &pipeline.stores).await?;
+    let (ctx, job_states) = session::session_on(&engine, &resources, &pipeline.stores).await?;
     let mut results =
         results::StepResults::new(&ctx, resources.spill_dir.as_deref()).map_err(|error| {
             session::spill_dir_error(
@@ -336,7 +336,7 @@ pub async fn run(pipeline: &Pipeline, options: &RunOptions) -> Result<RunReport>
             run_id.clone()
         };
         let staging = folder.stage(&staging_id).await?;
-        results.store_in(&format!("{}{STEP_RESULTS_DIR}", staging.url()));
+        results.store_in(&format!("{}{STEP_RESULTS_DIR}", staging.url()), job_states);
         Some(staging)
     };
     let ran = run_checked_steps(&ctx, pipeline, &graph, options, &results).await;

@@ -58,6 +58,8 @@ use datafusion::physical_plan::{ExecutionPlan, SendableRecordBatchStream};
 use datafusion::prelude::{DataFrame, ParquetReadOptions, SessionContext};
 use futures::StreamExt;
 
+use crate::progress::{JobStates, Progress};
+
 /// The step results of one run and where they live.
 #[derive(Debug)]
 pub struct StepResults {
@@ -70,6 +72,8 @@ pub struct StepResults {
     /// Set when results are written to a store rather than held: the folder's URL, ending
     /// in `/`.
     stored_at: Option<String>,
+    /// Where the state of a job writing a result can be asked, for progress.
+    job_states: Option<Arc<dyn JobStates>>,
 }
 
 #[derive(Debug)]
@@ -119,14 +123,17 @@ impl StepResults {
             held_bytes: Arc::new(AtomicUsize::new(0)),
             held: Mutex::new(HashMap::new()),
             stored_at: None,
+            job_states: None,
         })
     }
 
     /// From now on, results are written as Parquet under `folder` (a URL on a registered
     /// store) by whatever executes the plans, instead of being held by this process.
-    pub fn store_in(&mut self, folder: &str) {
+    /// `job_states` tells how the jobs writing them are doing.
+    pub fn store_in(&mut self, folder: &str, job_states: Option<Arc<dyn JobStates>>) {
         let folder = folder.trim_end_matches('/');
         self.stored_at = Some(format!("{folder}/"));
+        self.job_states = job_states;
     }
 
     /// Whether results go to a store (see [`StepResults::store_in`]).
@@ -139,12 +146,14 @@ impl StepResults {
     /// over what was written. The executors write the files; nothing passes through here.
     ///
     /// Returns the plan that ran (on a cluster, the job it submitted), for its metrics.
+    /// `watch` is the step and the progress its job's state goes to.
     pub async fn store(
         &self,
         ctx: &SessionContext,
         name: &str,
         frame: DataFrame,
         tally: &[&str],
+        watch: (&str, &Progress),
     ) -> Result<(Materialised, Arc<dyn ExecutionPlan>)> {
         let folder = self.stored_at.as_ref().ok_or_else(|| {
             DataFusionError::Internal("results are not stored: no folder is set".to_string())
@@ -164,7 +173,15 @@ impl StepResults {
         )?
         .build()?;
         let physical = DataFrame::new(state, copy).create_physical_plan().await?;
-        let written = datafusion::physical_plan::collect(physical.clone(), ctx.task_ctx()).await?;
+        let (step, progress) = watch;
+        let written = progress
+            .watch_job(
+                step,
+                &physical,
+                self.job_states.as_deref(),
+                datafusion::physical_plan::collect(physical.clone(), ctx.task_ctx()),
+            )
+            .await?;
         let rows = written_rows(&written)?;
         ctx.register_parquet(name, &url, ParquetReadOptions::new().schema(&schema))
             .await?;
@@ -769,14 +786,20 @@ mod tests {
         let ctx = session(usize::MAX);
         let folder = tempfile::tempdir().unwrap();
         let mut results = StepResults::new(&ctx, None).unwrap();
-        results.store_in(&format!("file://{}/steps/", folder.path().display()));
+        results.store_in(&format!("file://{}/steps/", folder.path().display()), None);
         assert!(results.stores_results());
         let frame = ctx
             .sql("SELECT value AS v, value % 3 = 0 AS by_three, value > 190000 AS large FROM generate_series(1, 200000)")
             .await
             .unwrap();
         let (stored, _) = results
-            .store(&ctx, "result", frame, &["by_three", "large"])
+            .store(
+                &ctx,
+                "result",
+                frame,
+                &["by_three", "large"],
+                ("step", &crate::Progress::default()),
+            )
             .await
             .unwrap();
         assert_eq!(stored.rows, 200_000);

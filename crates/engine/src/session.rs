@@ -9,6 +9,7 @@ use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::prelude::{SessionConfig, SessionContext};
 use segflow_pipeline::{Engine, Resources, Store};
 
+use crate::progress::JobStates;
 use crate::{EngineError, Result};
 
 /// Without a limit, a run may use this share of the machine's (or container's) memory.
@@ -61,17 +62,21 @@ pub fn session(resources: &RunResources) -> Result<SessionContext> {
 /// A session on `engine`: this process, or a Ballista cluster reached (and checked) now.
 /// On Ballista the memory pool and spill folder apply to this process and an in-process
 /// executor, not to a cluster's executors, which have their own settings.
+///
+/// Also returns, for an engine that runs plans elsewhere, where their state can be asked.
 pub async fn session_on(
     engine: &Engine,
     resources: &RunResources,
     stores: &[Store],
-) -> Result<SessionContext> {
+) -> Result<(SessionContext, Option<Arc<dyn JobStates>>)> {
     match engine {
-        Engine::Local => session(resources),
+        Engine::Local => Ok((session(resources)?, None)),
         #[cfg(feature = "ballista")]
         distributed => {
             let (config, runtime) = session_parts(resources)?;
-            crate::distributed::connect(distributed, config, runtime, stores).await
+            let (ctx, jobs) =
+                crate::distributed::connect(distributed, config, runtime, stores).await?;
+            Ok((ctx, Some(jobs)))
         }
         #[cfg(not(feature = "ballista"))]
         distributed => Err(EngineError::Engine {

@@ -146,7 +146,7 @@ async fn run_step(
         // The plan runs where the engine runs it; its metrics and scans stay there.
         let (stored, ran) = settings
             .results
-            .store(ctx, &step.name, frame, &[])
+            .store(ctx, &step.name, frame, &[], (&step.name, settings.progress))
             .await
             .map_err(sql_error)?;
         let profiled = match settings.profile {

@@ -236,7 +236,11 @@ pub async fn run_validate(
             .await?;
         let tally: Vec<&str> = tally.iter().map(String::as_str).collect();
         if settings.results.stores_results() {
-            let (done, ran) = settings.results.store(ctx, &name, frame, &tally).await?;
+            let watch = (step.name.as_str(), settings.progress);
+            let (done, ran) = settings
+                .results
+                .store(ctx, &name, frame, &tally, watch)
+                .await?;
             let profile = match settings.profile {
                 true => Some(format!(
                     "-- {name}\n{}",
