@@ -13,7 +13,7 @@
 //! carries, which are filled in here from the pipeline's S3 store. It builds no `gs://` or
 //! `az://` stores, so a run on a cluster with such a store stops before it starts.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ballista::prelude::SessionContextExt;
@@ -30,6 +30,7 @@ use datafusion_proto::protobuf::LogicalPlanNode;
 use object_store::ClientConfigKey;
 use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
 use segflow_pipeline::{Engine, Store};
+use tonic::transport::Channel;
 
 use crate::progress::JobStates;
 use crate::{EngineError, Result};
@@ -111,7 +112,13 @@ pub async fn connect(
             first_line(&error.strip_backtrace())
         )));
     }
-    Ok((ctx, Arc::new(SchedulerJobs { scheduler })))
+    Ok((
+        ctx,
+        Arc::new(SchedulerJobs {
+            scheduler,
+            client: Mutex::new(None),
+        }),
+    ))
 }
 
 /// A scheduler and an executor in this process, as Ballista's own standalone mode starts
@@ -140,6 +147,26 @@ async fn start_standalone(
 #[derive(Debug)]
 struct SchedulerJobs {
     scheduler: String,
+    /// Connected on the first question and kept: it is asked every few milliseconds.
+    client: Mutex<Option<SchedulerGrpcClient<Channel>>>,
+}
+
+impl SchedulerJobs {
+    async fn client(&self) -> Option<SchedulerGrpcClient<Channel>> {
+        let kept = self
+            .client
+            .lock()
+            .expect("no panic while holding the lock")
+            .clone();
+        if kept.is_some() {
+            return kept;
+        }
+        let client = SchedulerGrpcClient::connect(self.scheduler.clone())
+            .await
+            .ok()?;
+        *self.client.lock().expect("no panic while holding the lock") = Some(client.clone());
+        Some(client)
+    }
 }
 
 impl JobStates for SchedulerJobs {
@@ -151,9 +178,7 @@ impl JobStates for SchedulerJobs {
             let job = plan
                 .downcast_ref::<DistributedQueryExec<LogicalPlanNode>>()?
                 .job_id()?;
-            let mut client = SchedulerGrpcClient::connect(self.scheduler.clone())
-                .await
-                .ok()?;
+            let mut client = self.client().await?;
             let status = client
                 .get_job_status(GetJobStatusParams {
                     job_id: job.as_str().to_string(),
