@@ -43,8 +43,16 @@ pub(super) async fn streamed_stage(
     let read_error = |error: datafusion::error::DataFusionError| {
         EngineError::Segment(format!("reading `{}`: {error}", segment.input))
     };
-    // Pass 1: the sample.
-    let sample = vec![seeded_sample(&frame, segment, sample_size, total).await?];
+    // Pass 1: the sample, of the columns the fit reads (on a cluster, this pass is what
+    // travels to this process: every key is hashed here).
+    let fitted_columns: Vec<&str> = std::iter::once(segment.key.as_str())
+        .chain(segment.features.iter().map(String::as_str))
+        .collect();
+    let to_sample = frame
+        .clone()
+        .select_columns(&fitted_columns)
+        .map_err(read_error)?;
+    let sample = vec![seeded_sample(&to_sample, segment, sample_size, total).await?];
     let sample = if segment.quarantine_invalid {
         split_invalid(&sample, segment)?.0
     } else {
