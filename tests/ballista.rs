@@ -12,21 +12,11 @@ use std::path::Path;
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::Float64Type;
 use common::seaweedfs::SeaweedFs;
-use common::{Project, read_parquet};
+use common::{Project, read_parquet, sorted_rows};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 const PIPELINE: &str = "pipelines/customer_segments.yaml";
 const RUN: &str = "run_id=2011-12-10";
-
-/// The rows as text, sorted: step results carry no order, so neither do their rejects.
-fn rows(batches: &[RecordBatch]) -> Vec<String> {
-    let table = arrow::util::pretty::pretty_format_batches(batches)
-        .unwrap()
-        .to_string();
-    let mut lines: Vec<String> = table.lines().map(str::to_string).collect();
-    lines.sort();
-    lines
-}
 
 /// The rows as text with floats to 9 significant digits, sorted: sums and distances
 /// computed by another engine may differ in their last bits.
@@ -120,9 +110,13 @@ fn assert_same_run(
         let (local, ballista) = (batches(local), batches(ballista));
         assert_eq!(local[0].schema(), ballista[0].schema(), "{path}");
         if same_count_only.contains(&path.as_str()) {
-            assert_eq!(rows(&local).len(), rows(&ballista).len(), "{path}");
+            assert_eq!(
+                sorted_rows(&local).len(),
+                sorted_rows(&ballista).len(),
+                "{path}"
+            );
         } else {
-            assert_eq!(rows(&local), rows(&ballista), "{path}");
+            assert_eq!(sorted_rows(&local), sorted_rows(&ballista), "{path}");
         }
     }
 }
@@ -162,7 +156,7 @@ fn example_pipeline_on_standalone_ballista_publishes_what_the_local_engine_does(
     assert!(ballista.ends_with(RUN), "{}", ballista.display());
     assert_same_run(read_file(&local), read_file(&ballista), &[]);
     // The segments are the ones the local engine found, customer for customer.
-    let segments = |dir: &Path| rows(&common::read_parquet_folder(&dir.join("segments")));
+    let segments = |dir: &Path| sorted_rows(&common::read_parquet_folder(&dir.join("segments")));
     assert_eq!(segments(&local), segments(&ballista));
 
     // The step results written for the executors went with the staging folder.
@@ -242,8 +236,8 @@ fn past_the_fit_sample_customers_are_assigned_on_the_cluster_as_locally() {
 
     // The same model: the same sample, fitted the same way.
     assert_eq!(
-        rows(&read_parquet(&local.join("centroids.parquet"))),
-        rows(&read_parquet(&ballista.join("centroids.parquet")))
+        sorted_rows(&read_parquet(&local.join("centroids.parquet"))),
+        sorted_rows(&read_parquet(&ballista.join("centroids.parquet")))
     );
     // The same segment for every customer; distances, sums and inertia to 9 digits (the
     // query's ln(1 + x) and its sums may differ from Rust's in the last bits).
@@ -296,24 +290,8 @@ fn row_accounting(report: &Path) -> Vec<String> {
 /// the rows each step read, as the local engine's does from its scans.
 #[test]
 fn a_parquet_export_on_ballista_segments_and_counts_as_locally() {
-    let project = Project::copy_of_repository();
-    let pipeline = "bench/customer_segments_parquet.yaml";
-    project.write(
-        pipeline,
-        &std::fs::read_to_string(common::repository().join(pipeline)).unwrap(),
-    );
-    project
-        .segflow(&[
-            "generate",
-            "bench/data/lines.parquet",
-            "--format",
-            "parquet",
-            "--rows",
-            "30000",
-            "--seed",
-            "42",
-        ])
-        .assert_exit(0);
+    let project = common::bench_project();
+    let pipeline = common::BENCH_PIPELINE;
     for (engine, output) in [("local", "local"), ("ballista-standalone", "ballista")] {
         project
             .segflow(&[

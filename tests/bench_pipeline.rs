@@ -36,25 +36,8 @@ fn segments_of(project: &Project, output: &str) -> BTreeMap<i64, (i32, String)> 
 
 #[test]
 fn the_bench_pipeline_segments_a_parquet_export_as_the_example_does_its_csv() {
-    let project = Project::copy_of_repository();
-    let pipeline = "bench/customer_segments_parquet.yaml";
-    project.write(
-        pipeline,
-        &std::fs::read_to_string(common::repository().join(pipeline)).unwrap(),
-    );
-    // The shipped fixture is the generator's output for these settings.
-    project
-        .segflow(&[
-            "generate",
-            "bench/data/lines.parquet",
-            "--format",
-            "parquet",
-            "--rows",
-            "30000",
-            "--seed",
-            "42",
-        ])
-        .assert_exit(0);
+    let project = common::bench_project();
+    let pipeline = common::BENCH_PIPELINE;
     project
         .segflow(&[
             "run",

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use arrow::array::{AsArray, RecordBatch};
 use common::proxy::CutOffProxy;
 use common::seaweedfs::SeaweedFs;
-use common::{Project, Run, read_parquet};
+use common::{Project, Run, read_parquet, sorted_rows};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 const PIPELINE: &str = "pipelines/customer_segments.yaml";
@@ -45,16 +45,6 @@ fn run_on_s3(project: &Project, server: &SeaweedFs, extra: &[&str]) -> Run {
     ];
     args.extend_from_slice(extra);
     segflow_on(project, server, &args)
-}
-
-/// The rows as text, sorted: step results carry no order, so neither do their rejects.
-fn rows(batches: &[RecordBatch]) -> Vec<String> {
-    let table = arrow::util::pretty::pretty_format_batches(batches)
-        .unwrap()
-        .to_string();
-    let mut lines: Vec<String> = table.lines().map(str::to_string).collect();
-    lines.sort();
-    lines
 }
 
 fn without_file(batches: &[RecordBatch]) -> Vec<RecordBatch> {
@@ -143,13 +133,13 @@ fn example_pipeline_on_s3_publishes_what_the_local_run_does() {
                     .all(|file| file == "s3://lake/fixtures/retail/transactions.csv")
             );
             assert_eq!(
-                rows(&without_file(&remote)),
-                rows(&without_file(&local)),
+                sorted_rows(&without_file(&remote)),
+                sorted_rows(&without_file(&local)),
                 "{path}"
             );
         } else {
             assert_eq!(remote[0].schema(), local[0].schema(), "{path}");
-            assert_eq!(rows(&remote), rows(&local), "{path}");
+            assert_eq!(sorted_rows(&remote), sorted_rows(&local), "{path}");
         }
     }
     let published = server.list(BUCKET, OUTPUT);

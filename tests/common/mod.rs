@@ -132,3 +132,39 @@ pub fn read_parquet_folder(dir: &Path) -> Vec<RecordBatch> {
     files.sort();
     files.iter().flat_map(|file| read_parquet(file)).collect()
 }
+
+/// The rows as text, sorted: step results carry no order, so neither do their rejects.
+pub fn sorted_rows(batches: &[RecordBatch]) -> Vec<String> {
+    let table = arrow::util::pretty::pretty_format_batches(batches)
+        .unwrap()
+        .to_string();
+    let mut lines: Vec<String> = table.lines().map(str::to_string).collect();
+    lines.sort();
+    lines
+}
+
+/// The benchmark's pipeline over a Parquet export, beside the 30,000 lines the example's
+/// fixture holds (the generator's output for these settings) as `bench/data/lines.parquet`.
+pub const BENCH_PIPELINE: &str = "bench/customer_segments_parquet.yaml";
+
+/// A copy of the project with the benchmark's pipeline and its Parquet lines in place.
+pub fn bench_project() -> Project {
+    let project = Project::copy_of_repository();
+    project.write(
+        BENCH_PIPELINE,
+        &std::fs::read_to_string(repository().join(BENCH_PIPELINE)).unwrap(),
+    );
+    project
+        .segflow(&[
+            "generate",
+            "bench/data/lines.parquet",
+            "--format",
+            "parquet",
+            "--rows",
+            "30000",
+            "--seed",
+            "42",
+        ])
+        .assert_exit(0);
+    project
+}

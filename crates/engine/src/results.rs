@@ -136,6 +136,14 @@ impl StepResults {
         self.job_states = job_states;
     }
 
+    /// The folder the result `name` is written to, when results go to a store.
+    fn stored_url(&self, name: &str) -> Result<String> {
+        let folder = self.stored_at.as_ref().ok_or_else(|| {
+            DataFusionError::Internal("results are not stored: no folder is set".to_string())
+        })?;
+        Ok(format!("{folder}{name}/"))
+    }
+
     /// Whether results go to a store (see [`StepResults::store_in`]).
     pub fn stores_results(&self) -> bool {
         self.stored_at.is_some()
@@ -155,10 +163,7 @@ impl StepResults {
         tally: &[&str],
         watch: (&str, &Progress),
     ) -> Result<(Materialised, Arc<dyn ExecutionPlan>)> {
-        let folder = self.stored_at.as_ref().ok_or_else(|| {
-            DataFusionError::Internal("results are not stored: no folder is set".to_string())
-        })?;
-        let url = format!("{folder}{name}/");
+        let url = self.stored_url(name)?;
         // Read back with the plan's own schema (string views, nullability), so a later step
         // sees the same types as on a local run.
         let schema = frame.schema().as_arrow().clone();
@@ -228,10 +233,7 @@ impl StepResults {
     /// memory), as Parquet under the store folder and registers the files in its place, so
     /// plans running elsewhere can read it. The write runs in this process.
     pub async fn store_local_table(&self, ctx: &SessionContext, name: &str) -> Result<()> {
-        let folder = self.stored_at.as_ref().ok_or_else(|| {
-            DataFusionError::Internal("results are not stored: no folder is set".to_string())
-        })?;
-        let url = format!("{folder}{name}/");
+        let url = self.stored_url(name)?;
         let provider = ctx.table_provider(name).await?;
         let schema = provider.schema();
         let here = SessionContext::new_with_config_rt(ctx.copied_config(), ctx.runtime_env());
