@@ -146,6 +146,17 @@ fn example_pipeline_segments_every_valid_customer_once() {
     assert_eq!(report["steps"][0]["rows_in"], source["rows_out"]);
     assert_eq!(report["steps"][4]["rows_out"], keys.len());
     let validate = &report["steps"][1];
+    // clean_transactions is read only by the step validating it, so it streams into that
+    // step instead of being written first; its rows are still counted.
+    let clean = &report["steps"][0];
+    assert_eq!(clean["streamed_into"], "valid_transactions");
+    assert_eq!(clean["rows_out"], validate["rows_in"]);
+    assert!(clean["rows_out"].as_u64().unwrap() < clean["rows_in"].as_u64().unwrap());
+    assert_eq!(
+        clean["rows_removed"].as_u64().unwrap(),
+        clean["rows_in"].as_u64().unwrap() - clean["rows_out"].as_u64().unwrap()
+    );
+    assert!(report["steps"][2].get("streamed_into").is_none());
     assert_eq!(
         validate["rows_in"].as_u64().unwrap(),
         validate["rows_out"].as_u64().unwrap() + validate["rows_quarantined"].as_u64().unwrap()

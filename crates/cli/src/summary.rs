@@ -21,18 +21,17 @@ pub fn render_run(report: &RunReport) -> String {
         .unwrap_or(0);
     out.push_str("steps\n");
     for step in &report.steps {
+        let (time, note) = match (&step.streamed_into, step.spilled) {
+            (Some(reader), _) => ("-".to_string(), format!("  (streamed into {reader})")),
+            (None, true) => (seconds(step.duration_ms), "  (spilled to disk)".to_string()),
+            (None, false) => (seconds(step.duration_ms), String::new()),
+        };
         out.push_str(&format!(
-            "  {:<width$}  {:<8}  {:>11} rows in  {:>11} rows out  {:>8}{}\n",
+            "  {:<width$}  {:<8}  {:>11} rows in  {:>11} rows out  {time:>8}{note}\n",
             step.name,
             step.kind,
             thousands(step.rows_in),
             thousands(step.rows_out),
-            seconds(step.duration_ms),
-            if step.spilled {
-                "  (spilled to disk)"
-            } else {
-                ""
-            },
         ));
     }
     for step in &report.steps {

@@ -56,6 +56,10 @@ pub struct StepReport {
     pub checks: Vec<CheckReport>,
     /// Whether the result was too large for memory and went to the spill folder.
     pub spilled: bool,
+    /// The validate step this step's rows streamed into instead of being materialised (it
+    /// was that step's only reader); this step's time is part of that step's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub streamed_into: Option<String>,
     pub duration_ms: u64,
     /// With `--profile`: the executed plan with each operator's metrics (EXPLAIN ANALYZE).
     #[serde(skip_serializing_if = "Option::is_none")]

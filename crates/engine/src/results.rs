@@ -87,6 +87,9 @@ enum Held {
     View {
         over: String,
     },
+    /// A query its reader runs as part of its own plan; what it reads is kept for the
+    /// reader by the caller.
+    Query,
     /// Parquet files under the store folder; removed with the run's staging folder.
     Stored,
 }
@@ -356,6 +359,14 @@ impl StepResults {
         Ok(())
     }
 
+    /// Registers `frame` as the table `name` without running it: its one reader runs the
+    /// query as part of its own plan.
+    pub fn register_query(&self, ctx: &SessionContext, name: &str, frame: DataFrame) -> Result<()> {
+        ctx.register_table(name, frame.into_view())?;
+        self.hold(ctx, name, Held::Query);
+        Ok(())
+    }
+
     fn hold(&self, ctx: &SessionContext, name: &str, held: Held) {
         let previous = self
             .held
@@ -402,7 +413,7 @@ impl StepResults {
                 }
             }
             Held::View { over } => self.release(ctx, &over),
-            Held::Stored => {}
+            Held::Query | Held::Stored => {}
         }
     }
 }

@@ -2,6 +2,11 @@
 //! it does not fit: see [`StepResults`]) and registered under the step's name, so later
 //! steps (and the segment stage) read it without running its SQL again, and its row count
 //! is exact. A result no step still to run reads is released.
+//!
+//! One exception: a step whose only reader is the validate step checking it is streamed
+//! into that step ([`streamed_steps`]). The validate step writes its input once, flagged,
+//! whatever it is; materialising the input first would write a table as large as the
+//! input twice. Its rows are the validate step's rows in, so its count stays exact.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -13,7 +18,7 @@ use datafusion::execution::context::SQLOptions;
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::prelude::SessionContext;
 use futures::{StreamExt, TryStreamExt};
-use segflow_pipeline::StepKind;
+use segflow_pipeline::{CheckKind, StepKind};
 use segflow_plan::PlannedStep;
 
 use crate::report::StepReport;
@@ -64,27 +69,45 @@ pub async fn run_steps(
     for planned in steps {
         levels.entry(planned.level).or_default().push(planned);
     }
+    let streamed = streamed_steps(steps, settings.keep);
     let mut step_rows = table_rows;
     let mut outcome = StepsOutcome::default();
     let mut ran = 0;
     for level in levels.into_values() {
         ran += level.len();
-        let done: Vec<(StepReport, Option<Rejects>, Vec<Scan>)> = futures::stream::iter(
-            level
-                .into_iter()
-                .map(|planned| run_step(ctx, planned, settings, &step_rows)),
-        )
-        .buffered(settings.max_concurrent.max(1))
-        .try_collect()
-        .await?;
+        let done: Vec<(Option<StepReport>, Option<Rejects>, Vec<Scan>)> =
+            futures::stream::iter(level.into_iter().map(|planned| {
+                let streamed_input = streamed_input(planned, steps, &streamed);
+                run_step(
+                    ctx,
+                    planned,
+                    settings,
+                    &step_rows,
+                    &streamed,
+                    streamed_input,
+                )
+            }))
+            .buffered(settings.max_concurrent.max(1))
+            .try_collect()
+            .await?;
         for (report, rejects, scans) in done {
+            // A streamed step is reported once its reader has run.
+            let Some(report) = report else {
+                continue;
+            };
+            let streamed_input = streamed_input(step_named(steps, &report.name), steps, &streamed);
+            if let Some(input) = streamed_input {
+                let input = streamed_report(input, &report, &scans, &step_rows, settings);
+                step_rows.insert(input.name.clone(), input.rows_out);
+                outcome.reports.push(input);
+            }
             step_rows.insert(report.name.clone(), report.rows_out);
             outcome.reports.push(report);
             outcome.rejects.extend(rejects);
             outcome.scans.extend(scans);
         }
         if let Some(keep) = settings.keep {
-            release_unread(ctx, settings.results, steps, ran, keep);
+            release_unread(ctx, settings.results, steps, ran, keep, &streamed);
         }
     }
     let order = |name: &str| steps.iter().position(|p| p.step.name == name);
@@ -92,44 +115,155 @@ pub async fn run_steps(
     Ok(outcome)
 }
 
+/// Steps streamed into their reader rather than materialised, each with that reader: the
+/// steps (not `keep`, the result read after the steps) read by one step only, a validate
+/// step checking them whose checks read nothing but its input and the flagged rows. A
+/// relationship or SQL check may read the input again by name, which would run its SQL
+/// a second time. Without `keep`, the caller reads every result, so none is streamed.
+fn streamed_steps<'a>(steps: &[&'a PlannedStep], keep: Option<&str>) -> HashMap<&'a str, &'a str> {
+    let Some(keep) = keep else {
+        return HashMap::new();
+    };
+    let mut streamed = HashMap::new();
+    for planned in steps {
+        let name = planned.step.name.as_str();
+        if name == keep || planned.step.validate.is_some() {
+            continue;
+        }
+        let mut readers = steps
+            .iter()
+            .filter(|later| later.reads.iter().any(|table| table == name));
+        let (Some(reader), None) = (readers.next(), readers.next()) else {
+            continue;
+        };
+        let checks_only_its_input = reader.step.validate.as_ref().is_some_and(|validate| {
+            validate.input == name
+                && validate.checks.iter().all(|check| {
+                    !matches!(
+                        check.kind,
+                        CheckKind::Relationships { .. } | CheckKind::Sql { .. }
+                    )
+                })
+        });
+        if checks_only_its_input {
+            streamed.insert(name, reader.step.name.as_str());
+        }
+    }
+    streamed
+}
+
+/// The step streamed into `planned` (a validate step), if any.
+fn streamed_input<'a>(
+    planned: &PlannedStep,
+    steps: &[&'a PlannedStep],
+    streamed: &HashMap<&str, &str>,
+) -> Option<&'a PlannedStep> {
+    let validate = planned.step.validate.as_ref()?;
+    let input = validate.input.as_str();
+    (streamed.get(input) == Some(&planned.step.name.as_str())).then(|| step_named(steps, input))
+}
+
+fn step_named<'a>(steps: &[&'a PlannedStep], name: &str) -> &'a PlannedStep {
+    steps
+        .iter()
+        .find(|planned| planned.step.name == name)
+        .expect("reports are of the steps that ran")
+}
+
+/// The report of a step streamed into `reader`: its rows out are the reader's rows in, and
+/// the reader's scans are its own (the reader reads nothing else). Its time is part of the
+/// reader's.
+fn streamed_report(
+    planned: &PlannedStep,
+    reader: &StepReport,
+    reader_scans: &[Scan],
+    step_rows: &HashMap<String, u64>,
+    settings: StepsSettings<'_>,
+) -> StepReport {
+    let step = &planned.step;
+    let rows_in = reader_scans.iter().map(|scan| scan.rows).sum::<u64>()
+        + planned
+            .reads
+            .iter()
+            .filter_map(|table| step_rows.get(table))
+            .sum::<u64>();
+    let rows_out = reader.rows_in;
+    settings.progress.step_done(&step.name, rows_out, 0);
+    StepReport {
+        name: step.name.clone(),
+        kind: step.kind.as_str().to_string(),
+        sql: step.sql_origin(),
+        reads: planned.reads.clone(),
+        rows_in,
+        rows_out,
+        rows_removed: (step.kind == StepKind::Clean && planned.reads.len() == 1)
+            .then(|| rows_in.saturating_sub(rows_out)),
+        rows_quarantined: 0,
+        checks: Vec::new(),
+        spilled: false,
+        streamed_into: Some(reader.name.clone()),
+        duration_ms: 0,
+        profile: settings.profile.then(|| {
+            format!(
+                "streamed into {}: its operators are in that step's profile",
+                reader.name
+            )
+        }),
+    }
+}
+
 /// Releases the results of steps that ran (the first `ran` in level order) and that no
-/// step still to run reads, except `keep`.
+/// step still to run reads, except `keep`. A streamed step's reader reads what it reads.
 fn release_unread(
     ctx: &SessionContext,
     results: &StepResults,
     steps: &[&PlannedStep],
     ran: usize,
     keep: &str,
+    streamed: &HashMap<&str, &str>,
 ) {
     let mut by_level: Vec<&PlannedStep> = steps.to_vec();
     by_level.sort_by_key(|planned| planned.level);
     let (done, to_run) = by_level.split_at(ran);
+    let reads = |planned: &PlannedStep| -> Vec<String> {
+        let mut reads = planned.reads.clone();
+        for table in &planned.reads {
+            if streamed.contains_key(table.as_str()) {
+                reads.extend(step_named(steps, table).reads.iter().cloned());
+            }
+        }
+        reads
+    };
     for planned in done {
         let name = planned.step.name.as_str();
         let still_read = to_run
             .iter()
-            .any(|later| later.reads.iter().any(|table| table == name));
+            .any(|later| reads(later).iter().any(|table| table == name));
         if name != keep && !still_read {
             results.release(ctx, name);
         }
     }
 }
 
-/// Runs one step; `step_rows` holds the row counts of the steps that ran before it.
+/// Runs one step; `step_rows` holds the row counts of the steps that ran before it. A
+/// streamed step is only planned and registered (its reader runs it), and has no report yet.
 async fn run_step(
     ctx: &SessionContext,
     planned: &PlannedStep,
     settings: StepsSettings<'_>,
     step_rows: &HashMap<String, u64>,
-) -> Result<(StepReport, Option<Rejects>, Vec<Scan>)> {
+    streamed: &HashMap<&str, &str>,
+    streamed_input: Option<&PlannedStep>,
+) -> Result<(Option<StepReport>, Option<Rejects>, Vec<Scan>)> {
     let step = &planned.step;
     settings.progress.step_started(&step.name);
     if let Some(validate) = &step.validate {
-        let (report, rejects) = run_validate(ctx, planned, validate, settings).await?;
+        let (report, rejects, scans) =
+            run_validate(ctx, planned, validate, settings, streamed_input).await?;
         settings
             .progress
             .step_done(&step.name, report.rows_out, report.duration_ms);
-        return Ok((report, rejects, Vec::new()));
+        return Ok((Some(report), rejects, scans));
     }
     let started = Instant::now();
     let sql_error = |error| EngineError::Step {
@@ -142,6 +276,14 @@ async fn run_step(
         .sql_with_options(&step.sql, query_only())
         .await
         .map_err(sql_error)?;
+    if let Some(reader) = streamed.get(step.name.as_str()) {
+        tracing::info!(step = %step.name, into = reader, "streamed into its reader");
+        settings
+            .results
+            .register_query(ctx, &step.name, frame)
+            .map_err(sql_error)?;
+        return Ok((None, None, Vec::new()));
+    }
     let (materialised, scans, profiled) = if settings.results.stores_results() {
         // The plan runs where the engine runs it; its metrics and scans stay there.
         let (stored, ran) = settings
@@ -194,6 +336,7 @@ async fn run_step(
         rows_quarantined: 0,
         checks: Vec::new(),
         spilled: materialised.spilled,
+        streamed_into: None,
         duration_ms: started.elapsed().as_millis() as u64,
         profile: profiled,
     };
@@ -201,7 +344,7 @@ async fn run_step(
     settings
         .progress
         .step_done(&step.name, rows_out, report.duration_ms);
-    Ok((report, None, scans))
+    Ok((Some(report), None, scans))
 }
 
 /// The executed plan with each operator's metrics, as `EXPLAIN ANALYZE` shows it.
@@ -232,7 +375,7 @@ pub fn query_only() -> SQLOptions {
 
 /// The plan's file scans: what the step read from sources. (Earlier steps' results are
 /// in-memory tables, which keep no scan metrics; the caller counts those.)
-fn collect_scans(plan: &dyn ExecutionPlan, scans: &mut Vec<Scan>) {
+pub fn collect_scans(plan: &dyn ExecutionPlan, scans: &mut Vec<Scan>) {
     if let Some(exec) = plan.downcast_ref::<DataSourceExec>() {
         if let Some(config) = exec.data_source().downcast_ref::<FileScanConfig>() {
             scans.push(Scan {

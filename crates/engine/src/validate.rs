@@ -203,13 +203,18 @@ fn row_condition(check: &Check, index: usize, joins: &mut String) -> Option<(Str
     Some(condition)
 }
 
-/// Runs a validate step; returns its report and its rejects (none without quarantine checks).
+/// Runs a validate step; returns its report, its rejects (none without quarantine checks)
+/// and the file scans of its flagging query. With `streamed_input`, the input is that
+/// step's query, which runs as part of the flagging query: the scans are its, and an
+/// error running the flagging query is reported as its (the checks' SQL is generated and
+/// planned; the step's SQL is what fails on bad data).
 pub async fn run_validate(
     ctx: &SessionContext,
     planned: &PlannedStep,
     validate: &Validate,
     settings: crate::steps::StepsSettings<'_>,
-) -> Result<(StepReport, Option<Rejects>)> {
+    streamed_input: Option<&PlannedStep>,
+) -> Result<(StepReport, Option<Rejects>, Vec<crate::steps::Scan>)> {
     let step = &planned.step;
     let started = Instant::now();
     let failed = |message: String| EngineError::Segment(format!("step `{}`: {message}", step.name));
@@ -248,7 +253,7 @@ pub async fn run_validate(
                 )),
                 false => None,
             };
-            return Ok((done, profile));
+            return Ok((done, profile, Vec::new()));
         }
         let plan = frame.create_physical_plan().await?;
         let done = settings
@@ -264,7 +269,10 @@ pub async fn run_validate(
         let profile = settings
             .profile
             .then(|| format!("-- {name}\n{}", crate::steps::profile(plan.as_ref())));
-        Ok::<_, datafusion::error::DataFusionError>((done, profile))
+        let mut scans = Vec::new();
+        crate::steps::collect_scans(plan.as_ref(), &mut scans);
+        scans.retain(|scan| !scan.files.iter().any(|file| settings.results.holds(file)));
+        Ok::<_, datafusion::error::DataFusionError>((done, profile, scans))
     };
 
     let row_checks: Vec<usize> = validate
@@ -295,7 +303,7 @@ pub async fn run_validate(
         .map(|i| format!("__segflow_fail_{i}"))
         .collect();
     tally.push(QUARANTINED.to_string());
-    let (annotated, annotated_profile) = materialise(
+    let (annotated, annotated_profile, scans) = materialise(
         annotated_name.clone(),
         format!(
             "SELECT *, {quarantined_condition} AS {QUARANTINED} FROM ({})",
@@ -304,7 +312,14 @@ pub async fn run_validate(
         tally,
     )
     .await
-    .map_err(sql_error)?;
+    .map_err(|error| match streamed_input {
+        Some(input) => EngineError::Step {
+            step: input.step.name.clone(),
+            origin: input.step.sql_origin(),
+            error: Box::new(error),
+        },
+        None => sql_error(error),
+    })?;
     let rows_in = annotated.rows;
     let (rows_quarantined_flagged, failing) = annotated
         .trues
@@ -358,7 +373,7 @@ pub async fn run_validate(
             input_list.join(", ")
         );
         let table = format!("__segflow_rejects_{}", step.name);
-        let (rejected, _) = materialise(table.clone(), sql, Vec::new())
+        let (rejected, _, _) = materialise(table.clone(), sql, Vec::new())
             .await
             .map_err(sql_error)?;
         Some(Rejects {
@@ -386,7 +401,7 @@ pub async fn run_validate(
                 .await
                 .map_err(sql_error)?
         } else {
-            table_check_report(ctx, validate, check, &input_schema, rows_in)
+            table_check_report(ctx, &annotated_name, check, &input_schema, rows_in)
                 .await
                 .map_err(sql_error)?
         };
@@ -403,10 +418,11 @@ pub async fn run_validate(
         rows_quarantined,
         checks,
         spilled: annotated.spilled,
+        streamed_into: None,
         duration_ms: started.elapsed().as_millis() as u64,
         profile: annotated_profile,
     };
-    Ok((report, rejects))
+    Ok((report, rejects, scans))
 }
 
 async fn row_check_report(
@@ -434,9 +450,11 @@ async fn row_check_report(
     Ok(check_report(check, failing, samples, None))
 }
 
+/// A table-level check's report. `annotated` holds the input's rows (flagged), so a check
+/// reading them does not run the input's query again when it was streamed.
 async fn table_check_report(
     ctx: &SessionContext,
-    validate: &Validate,
+    annotated: &str,
     check: &Check,
     input_schema: &Schema,
     rows: u64,
@@ -469,7 +487,7 @@ async fn table_check_report(
                  FROM {input}",
                 col = quote(column),
                 as_of = literal(as_of),
-                input = quote(&validate.input)
+                input = annotated
             );
             let batch = &collect(ctx, &sql).await?[0];
             let stale = batch.column(1).as_boolean().value(0);
