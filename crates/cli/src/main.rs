@@ -19,6 +19,10 @@ use segflow_pipeline::{Pipeline, PipelineError};
 /// mimalloc rather than the system allocator, as datafusion-cli does: the system allocator
 /// keeps much of what a run's many threads free, so a run under `--memory-limit` would
 /// hold far more than DataFusion's pool accounts for.
+///
+/// Built without transparent huge pages (`no_thp`): a run frees and allocates large
+/// buffers all the time, and with huge pages every fresh 2 MiB was zeroed by the kernel,
+/// which took half the CPU time of the benchmark's 10M-line run.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
