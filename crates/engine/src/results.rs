@@ -271,6 +271,12 @@ impl StepResults {
         let reservation = MemoryConsumer::new(format!("result of {name}"))
             .register(&ctx.runtime_env().memory_pool);
         let spilling = Arc::new(AtomicBool::new(false));
+        let compression = ctx
+            .copied_config()
+            .options()
+            .execution
+            .spill_compression
+            .into();
         let task = ctx.task_ctx();
         let mut running = tokio::task::JoinSet::new();
         for partition in 0..plan.output_partitioning().partition_count() {
@@ -288,6 +294,7 @@ impl StepResults {
                 budget: self.budget,
                 held_bytes: self.held_bytes.clone(),
                 spilling: spilling.clone(),
+                compression,
                 writer: None,
             };
             running.spawn(sink.drain(plan.execute(partition, task.clone())?));
@@ -455,6 +462,8 @@ struct PartitionSink {
     held_bytes: Arc<AtomicUsize>,
     /// Set by the first partition that runs out of room; from then on all of them write.
     spilling: Arc<AtomicBool>,
+    /// As DataFusion compresses its own spill files (`datafusion.execution.spill_compression`).
+    compression: Option<CompressionType>,
     writer: Option<StreamWriter<BufWriter<File>>>,
 }
 
@@ -500,8 +509,7 @@ impl PartitionSink {
         if self.writer.is_none() {
             std::fs::create_dir_all(&self.dir)?;
             let path = self.dir.join(format!("part-{}.arrow", self.partition));
-            let options = IpcWriteOptions::default()
-                .try_with_compression(Some(CompressionType::LZ4_FRAME))?;
+            let options = IpcWriteOptions::default().try_with_compression(self.compression)?;
             let file = BufWriter::new(File::create(path)?);
             self.writer = Some(StreamWriter::try_new_with_options(
                 file,
