@@ -188,7 +188,10 @@ fn streamed_report(
             .filter_map(|table| step_rows.get(table))
             .sum::<u64>();
     let rows_out = reader.rows_in;
-    settings.progress.step_done(&step.name, rows_out, 0);
+    // On the live display the step took as long as the reader it ran inside.
+    settings
+        .progress
+        .step_done(&step.name, rows_out, reader.duration_ms);
     StepReport {
         name: step.name.clone(),
         kind: step.kind.as_str().to_string(),
@@ -278,6 +281,9 @@ async fn run_step(
         .map_err(sql_error)?;
     if let Some(reader) = streamed.get(step.name.as_str()) {
         tracing::info!(step = %step.name, into = reader, "streamed into its reader");
+        settings
+            .progress
+            .step_state(&step.name, &format!("streams into {reader}"));
         settings
             .results
             .register_query(ctx, &step.name, frame)
