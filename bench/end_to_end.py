@@ -9,7 +9,8 @@ For each size (default 1M, 10M and 100M invoice lines):
      in DuckDB, then scikit-learn's KMeans with the same k, init, restarts, tolerance and
      seed on the same scaled features, segments written to Parquet);
   4. fits scikit-learn's KMeans once more on exactly the matrix segflow clustered (rebuilt
-     from model.json) for the k-means-alone comparison.
+     from model.json; past fit_sample customers, on the very sample segflow fitted on) for
+     the k-means-alone comparison.
 Each tool runs in its own process; wall time, CPU time (user + system) and peak RSS come
 from the operating system (wait4). The table is printed and written to
 bench/results/end_to_end.md and .json.
@@ -95,18 +96,49 @@ def generated(binary: pathlib.Path, rows: int) -> pathlib.Path:
     return path
 
 
-def scaled_features(run: pathlib.Path, model: dict) -> np.ndarray:
-    """The matrix segflow clustered: its features clipped, log1p'd and scaled by model.json."""
-    table = pq.read_table(run / "segments")
+def segflow_sample(keys: np.ndarray, size: int, seed: int) -> np.ndarray:
+    """Row numbers of the customers segflow fits on when it fits on a sample (fit_sample): the
+    `size` whose keys hash lowest under the seed. The hash is segflow's `seeded_hash`
+    (crates/engine/src/segment/stream.rs) over an integer key's Arrow row encoding: a
+    validity byte, then the value big-endian with its sign bit flipped."""
+    encoded = keys.astype(np.int64).view(np.uint64) ^ np.uint64(1 << 63)
+    prime = np.uint64(0x100000001B3)
+    with np.errstate(over="ignore"):
+        fnv = (np.full(len(keys), np.uint64(0xCBF29CE484222325)) ^ np.uint64(1)) * prime
+        for shift in range(56, -8, -8):
+            fnv = (fnv ^ ((encoded >> np.uint64(shift)) & np.uint64(0xFF))) * prime
+        z = fnv ^ np.uint64((seed * 0x9E3779B97F4A7C15) % 2**64)
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        z ^= z >> np.uint64(31)
+    return np.sort(np.argpartition(z, size)[:size])
+
+
+def clipped_features(table, model: dict) -> np.ndarray:
+    """segflow's features as it transforms them before scaling: clipped, then log1p'd."""
     columns = []
-    for j, feature in enumerate(model["features"]):
+    for feature in model["features"]:
         x = table.column(feature["name"]).to_numpy().astype(float)
         if feature["winsorize"]:
             x = np.clip(x, feature["winsorize"]["low"], feature["winsorize"]["high"])
         if feature["log1p"]:
             x = np.log1p(x)
-        columns.append((x - model["scaler"]["centers"][j]) / model["scaler"]["scales"][j])
+        columns.append(x)
     return np.column_stack(columns)
+
+
+def scaled_features(run: pathlib.Path, model: dict, fitted_on):
+    """The matrix segflow clustered (its features clipped, log1p'd and scaled by model.json),
+    and the rows segflow fitted on: all of them, or the `fitted_on` of its sample."""
+    table = pq.read_table(run / "segments")
+    x = clipped_features(table, model)
+    fitted = np.arange(len(x))
+    if fitted_on:
+        fitted = segflow_sample(table.column("customer_id").to_numpy(), fitted_on, model["seed"])
+        # The scaler is fitted on the sample: its centres show this is the same sample.
+        if not np.allclose(x[fitted].mean(axis=0), model["scaler"]["centers"], rtol=1e-9, atol=0):
+            sys.exit("could not rebuild the customers segflow fitted on; the k-means comparison needs them")
+    return (x - model["scaler"]["centers"]) / model["scaler"]["scales"], fitted
 
 
 def bench_size(binary, rows, memory_limit, scratch: pathlib.Path) -> dict:
@@ -137,12 +169,11 @@ def bench_size(binary, rows, memory_limit, scratch: pathlib.Path) -> dict:
 
     # k-means alone, on the very matrix segflow clustered; the best of three fits, so the
     # first call's thread-pool start-up is not counted against scikit-learn. When segflow
-    # fitted on a sample, scikit-learn fits on a seeded sample of the same size and both
-    # inertias are over every customer.
-    x_all = scaled_features(run, model)
+    # fitted on a sample, scikit-learn fits on the same customers and both inertias are
+    # over every customer.
     fitted_on = segment.get("fitted_on")
-    x = (x_all[np.sort(np.random.default_rng(segment["seed"]).choice(len(x_all), fitted_on, replace=False))]
-         if fitted_on else x_all)
+    x_all, fitted = scaled_features(run, model, fitted_on)
+    x = x_all[fitted]
     sklearn_fit = {"wall_seconds": float("inf"), "cpu_seconds": float("inf")}
     for _ in range(3):
         started_wall, started_cpu = time.perf_counter(), time.process_time()
@@ -201,7 +232,8 @@ def render(results: list, machine: str) -> str:
         "",
         "k-means alone, on the same scaled matrix (segflow's fit includes its scaling; scikit-learn's "
         "is the best of three KMeans.fit calls on the matrix segflow clustered, rebuilt from model.json; "
-        "where segflow fitted on a sample (fit_sample), scikit-learn fits on a seeded sample of the same size, "
+        "where segflow fitted on a sample (fit_sample), scikit-learn fits on the same customers (segflow's seeded "
+        "sample, rebuilt here and checked against the scaler fitted on it), "
         "and both inertias are over every customer):",
         "",
         "| lines | fitted on | segflow fit | sklearn fit (wall) | fit ratio | segflow iterations | sklearn iterations | segflow inertia | sklearn inertia | inertia gap |",
