@@ -61,7 +61,7 @@ fn results_that_do_not_fit_spill_and_the_outputs_are_the_same() {
         "--var",
         "output=file://../tight",
         "--memory-limit",
-        "6MB",
+        "10MB",
         "--spill-dir",
         "spill",
         "--report-json",
@@ -79,7 +79,7 @@ fn results_that_do_not_fit_spill_and_the_outputs_are_the_same() {
         .collect();
     assert!(
         !spilled.is_empty(),
-        "6 MB is too little to hold every result"
+        "10 MB is too little to hold every result"
     );
 
     // A spilled result is read back from files; its rows are still counted once.
