@@ -39,6 +39,7 @@ use std::sync::{Arc, Mutex};
 use arrow::array::{
     Array, ArrayRef, AsArray, GenericByteViewArray, MutableArrayData, RecordBatch, make_array,
 };
+use arrow::compute::filter_record_batch;
 use arrow::datatypes::SchemaRef;
 use arrow::datatypes::UInt64Type;
 use arrow::datatypes::{ByteViewType, DataType};
@@ -262,16 +263,33 @@ impl StepResults {
         plan: Arc<dyn ExecutionPlan>,
         tally: &[&str],
     ) -> Result<Materialised> {
+        self.materialise_setting_aside(ctx, name, plan, tally, None)
+            .await
+    }
+
+    /// As [`StepResults::materialise`], and with `aside = Some((column, table))`, also
+    /// registers as `table` the rows whose boolean `column` is true, caught on the way: a
+    /// validate step's quarantined rows, which are few, so that finding them does not read
+    /// its whole flagged result again. `table` is held like any result.
+    pub async fn materialise_setting_aside(
+        &self,
+        ctx: &SessionContext,
+        name: &str,
+        plan: Arc<dyn ExecutionPlan>,
+        tally: &[&str],
+        aside: Option<(&str, &str)>,
+    ) -> Result<Materialised> {
         let schema = plan.schema();
         let tally: Vec<usize> = tally
             .iter()
             .map(|column| schema.index_of(column))
             .collect::<std::result::Result<_, _>>()?;
-        let dir = self.scratch.path().join(name);
-        let reservation = MemoryConsumer::new(format!("result of {name}"))
-            .register(&ctx.runtime_env().memory_pool);
-        let spilling = Arc::new(AtomicBool::new(false));
-        let compression = ctx
+        let aside = match aside {
+            Some((column, table)) => Some((schema.index_of(column)?, self.destination(ctx, table))),
+            None => None,
+        };
+        let destination = self.destination(ctx, name);
+        let compression: Option<CompressionType> = ctx
             .copied_config()
             .options()
             .execution
@@ -280,23 +298,11 @@ impl StepResults {
         let task = ctx.task_ctx();
         let mut running = tokio::task::JoinSet::new();
         for partition in 0..plan.output_partitioning().partition_count() {
-            let sink = PartitionSink {
-                partition,
-                schema: schema.clone(),
-                dir: dir.clone(),
-                batches: Vec::new(),
-                bytes: 0,
-                counter: RecordBatchMemoryCounter::new(),
-                rows: 0,
-                tally: tally.clone(),
-                trues: vec![0; tally.len()],
-                reservation: reservation.new_empty(),
-                budget: self.budget,
-                held_bytes: self.held_bytes.clone(),
-                spilling: spilling.clone(),
-                compression,
-                writer: None,
-            };
+            let mut sink = self.sink(&destination, partition, &schema, &tally, compression);
+            if let Some((column, aside)) = &aside {
+                let aside_sink = self.sink(aside, partition, &schema, &[], compression);
+                sink.aside = Some((*column, Box::new(aside_sink)));
+            }
             running.spawn(sink.drain(plan.execute(partition, task.clone())?));
         }
         let mut sinks = Vec::new();
@@ -308,7 +314,74 @@ impl StepResults {
         let trues = (0..tally.len())
             .map(|column| sinks.iter().map(|sink| sink.trues[column]).sum())
             .collect();
+        if let Some((_, aside)) = aside {
+            let aside_sinks = sinks
+                .iter_mut()
+                .filter_map(|sink| sink.aside.take().map(|(_, aside)| *aside))
+                .collect();
+            self.register(ctx, aside, &schema, aside_sinks).await?;
+        }
+        let spilled = self.register(ctx, destination, &schema, sinks).await?;
+        Ok(Materialised {
+            rows,
+            spilled,
+            trues,
+        })
+    }
 
+    fn destination(&self, ctx: &SessionContext, name: &str) -> Destination {
+        Destination {
+            name: name.to_string(),
+            dir: self.scratch.path().join(name),
+            reservation: MemoryConsumer::new(format!("result of {name}"))
+                .register(&ctx.runtime_env().memory_pool),
+            spilling: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    fn sink(
+        &self,
+        destination: &Destination,
+        partition: usize,
+        schema: &SchemaRef,
+        tally: &[usize],
+        compression: Option<CompressionType>,
+    ) -> PartitionSink {
+        PartitionSink {
+            partition,
+            schema: schema.clone(),
+            dir: destination.dir.clone(),
+            batches: Vec::new(),
+            bytes: 0,
+            counter: RecordBatchMemoryCounter::new(),
+            rows: 0,
+            tally: tally.to_vec(),
+            trues: vec![0; tally.len()],
+            reservation: destination.reservation.new_empty(),
+            budget: self.budget,
+            held_bytes: self.held_bytes.clone(),
+            spilling: destination.spilling.clone(),
+            compression,
+            writer: None,
+            aside: None,
+        }
+    }
+
+    /// Registers what `sinks` (one per partition, in order) caught as the destination's
+    /// table; returns whether it went to disk.
+    async fn register(
+        &self,
+        ctx: &SessionContext,
+        destination: Destination,
+        schema: &SchemaRef,
+        mut sinks: Vec<PartitionSink>,
+    ) -> Result<bool> {
+        let Destination {
+            name,
+            dir,
+            reservation,
+            spilling,
+        } = destination;
         // One partition ran out of room: the whole result goes to disk, so the table is one
         // kind of thing and the memory the others held is given back.
         let spilled = spilling.load(Ordering::SeqCst);
@@ -322,9 +395,9 @@ impl StepResults {
                 file_extension: ".arrow",
                 ..ArrowReadOptions::default()
             };
-            ctx.register_arrow(name, &format!("{}/", dir.display()), options)
+            ctx.register_arrow(&name, &format!("{}/", dir.display()), options)
                 .await?;
-            self.hold(ctx, name, Held::Files(dir));
+            self.hold(ctx, &name, Held::Files(dir));
         } else {
             let bytes = sinks.iter().map(|sink| sink.bytes).sum();
             let partitions = sinks
@@ -335,14 +408,11 @@ impl StepResults {
                     std::mem::take(&mut sink.batches)
                 })
                 .collect();
-            ctx.register_table(name, Arc::new(MemTable::try_new(schema, partitions)?))?;
-            self.hold(ctx, name, Held::Memory { reservation, bytes });
+            let table = MemTable::try_new(schema.clone(), partitions)?;
+            ctx.register_table(&name, Arc::new(table))?;
+            self.hold(ctx, &name, Held::Memory { reservation, bytes });
         }
-        Ok(Materialised {
-            rows,
-            spilled,
-            trues,
-        })
+        Ok(spilled)
     }
 
     /// Registers `frame`, a query over the held result `over`, as the table `name` without
@@ -465,31 +535,49 @@ struct PartitionSink {
     /// As DataFusion compresses its own spill files (`datafusion.execution.spill_compression`).
     compression: Option<CompressionType>,
     writer: Option<StreamWriter<BufWriter<File>>>,
+    /// The boolean column picking the rows set aside, and where they go.
+    aside: Option<(usize, Box<PartitionSink>)>,
+}
+
+/// A result being materialised: the table it becomes and what its partitions share.
+struct Destination {
+    name: String,
+    dir: PathBuf,
+    reservation: MemoryReservation,
+    /// Set by the first partition that runs out of room; from then on all of them write.
+    spilling: Arc<AtomicBool>,
 }
 
 impl PartitionSink {
     async fn drain(mut self, mut stream: SendableRecordBatchStream) -> Result<PartitionSink> {
         while let Some(batch) = stream.next().await {
             let batch = batch?;
-            self.rows += batch.num_rows() as u64;
             for (&column, trues) in self.tally.iter().zip(&mut self.trues) {
-                let flags = batch.column(column).as_boolean_opt().ok_or_else(|| {
-                    DataFusionError::Internal(format!("tallied column {column} is not boolean"))
-                })?;
-                *trues += flags.true_count() as u64;
+                *trues += flags(&batch, column)?.true_count() as u64;
             }
-            if !self.spilling.load(Ordering::SeqCst) {
-                let compacted = compact_slices(&compact_views(&batch)?)?;
-                if self.try_hold(&compacted) {
-                    self.batches.push(compacted);
-                    continue;
+            if let Some((column, aside)) = &mut self.aside {
+                let picked = flags(&batch, *column)?;
+                if picked.true_count() > 0 {
+                    aside.push(filter_record_batch(&batch, picked)?)?;
                 }
             }
-            self.spilling.store(true, Ordering::SeqCst);
-            self.spill()?;
-            self.write(&batch)?;
+            self.push(batch)?;
         }
         Ok(self)
+    }
+
+    fn push(&mut self, batch: RecordBatch) -> Result<()> {
+        self.rows += batch.num_rows() as u64;
+        if !self.spilling.load(Ordering::SeqCst) {
+            let compacted = compact_slices(&compact_views(&batch)?)?;
+            if self.try_hold(&compacted) {
+                self.batches.push(compacted);
+                return Ok(());
+            }
+        }
+        self.spilling.store(true, Ordering::SeqCst);
+        self.spill()?;
+        self.write(&batch)
     }
 
     fn try_hold(&mut self, batch: &RecordBatch) -> bool {
@@ -538,6 +626,13 @@ impl PartitionSink {
         }
         Ok(())
     }
+}
+
+fn flags(batch: &RecordBatch, column: usize) -> Result<&arrow::array::BooleanArray> {
+    batch
+        .column(column)
+        .as_boolean_opt()
+        .ok_or_else(|| DataFusionError::Internal(format!("flag column {column} is not boolean")))
 }
 
 /// `batch` with each column that is a small slice of a larger array copied to buffers of its
@@ -742,6 +837,40 @@ mod tests {
                 .unwrap();
             assert_eq!(done.trues, vec![100_000, 66_666], "memory {memory}");
             assert_eq!(done.spilled, memory < 1 << 30);
+        }
+    }
+
+    #[tokio::test]
+    async fn rows_set_aside_are_the_flagged_ones_whether_held_or_spilled() {
+        // From a pool that holds both to ones too small to hold the result, then the rows set aside.
+        for memory in [1 << 30, 8 << 20, 1 << 20] {
+            let ctx = session(memory);
+            let results = StepResults::new(&ctx, None).unwrap();
+            let plan = ctx
+                .sql(&format!("SELECT *, v % 10 = 3 AS odd_one FROM ({QUERY})"))
+                .await
+                .unwrap()
+                .create_physical_plan()
+                .await
+                .unwrap();
+            let done = results
+                .materialise_setting_aside(
+                    &ctx,
+                    "result",
+                    plan,
+                    &["odd_one"],
+                    Some(("odd_one", "aside")),
+                )
+                .await
+                .unwrap();
+            assert_eq!(done.rows, 200_000, "memory {memory}");
+            assert_eq!(done.trues, vec![20_000]);
+            assert_eq!(sum_of(&ctx, "result").await, (200_000, 20_000_100_000));
+            // Every tenth value from 3: 3 + 13 + ... + 199_993.
+            assert_eq!(sum_of(&ctx, "aside").await, (20_000, 1_999_960_000));
+            results.release(&ctx, "aside");
+            assert!(ctx.table("aside").await.is_err());
+            assert_eq!(sum_of(&ctx, "result").await.0, 200_000);
         }
     }
 

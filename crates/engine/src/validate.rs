@@ -30,6 +30,9 @@ const QUARANTINED: &str = "__segflow_quarantined";
 
 const ANNOTATED_PREFIX: &str = "__segflow_annotated_";
 
+/// The table of a validate step's quarantined rows with their flags, set aside while flagging.
+const ASIDE_PREFIX: &str = "__segflow_aside_";
+
 /// The table holding a validate step's input with its flags; the step's output is a view
 /// over it.
 fn annotated_table(step: &str) -> String {
@@ -235,7 +238,10 @@ pub async fn run_validate(
         .map(|f| f.name().clone())
         .collect();
     let annotated_name = annotated_table(&step.name);
-    let materialise = |name: String, sql: String, tally: Vec<String>| async move {
+    // Materialises `sql` as the table `name`. With `aside`, also the rows whose quarantined
+    // flag is true as that table, when the result is held here (on a cluster, the rejects
+    // are found in the stored result); the last value says whether they were.
+    let materialise = |name: String, sql: String, tally: Vec<String>, aside: Option<String>| async move {
         let frame = ctx
             .sql_with_options(&sql, crate::steps::query_only())
             .await?;
@@ -253,17 +259,22 @@ pub async fn run_validate(
                 )),
                 false => None,
             };
-            return Ok((done, profile, Vec::new()));
+            return Ok((done, profile, Vec::new(), false));
         }
         let plan = frame.create_physical_plan().await?;
+        let set_aside = aside.as_deref().map(|table| (QUARANTINED, table));
         let done = settings
             .progress
             .watch(
                 &step.name,
                 &plan,
-                settings
-                    .results
-                    .materialise(ctx, &name, plan.clone(), &tally),
+                settings.results.materialise_setting_aside(
+                    ctx,
+                    &name,
+                    plan.clone(),
+                    &tally,
+                    set_aside,
+                ),
             )
             .await?;
         let profile = settings
@@ -272,7 +283,7 @@ pub async fn run_validate(
         let mut scans = Vec::new();
         crate::steps::collect_scans(plan.as_ref(), &mut scans);
         scans.retain(|scan| !scan.files.iter().any(|file| settings.results.holds(file)));
-        Ok::<_, datafusion::error::DataFusionError>((done, profile, scans))
+        Ok::<_, datafusion::error::DataFusionError>((done, profile, scans, set_aside.is_some()))
     };
 
     let row_checks: Vec<usize> = validate
@@ -303,13 +314,15 @@ pub async fn run_validate(
         .map(|i| format!("__segflow_fail_{i}"))
         .collect();
     tally.push(QUARANTINED.to_string());
-    let (annotated, annotated_profile, scans) = materialise(
+    let aside_name = format!("{ASIDE_PREFIX}{}", step.name);
+    let (annotated, annotated_profile, scans, set_aside) = materialise(
         annotated_name.clone(),
         format!(
             "SELECT *, {quarantined_condition} AS {QUARANTINED} FROM ({})",
             annotated_sql(validate, &columns)
         ),
         tally,
+        (!quarantine.is_empty()).then(|| aside_name.clone()),
     )
     .await
     .map_err(|error| match streamed_input {
@@ -365,17 +378,25 @@ pub async fn run_validate(
             .iter()
             .map(|i| format!("__segflow_reason_{i}"))
             .collect();
+        // The quarantined rows, set aside while flagging when the flagged rows are held here.
+        let flagged = match set_aside {
+            true => &aside_name,
+            false => &annotated_name,
+        };
         let sql = format!(
-            "SELECT {} AS step, concat_ws(', ', {}) AS checks, concat_ws('; ', {}) AS reasons, {} FROM {annotated_name} WHERE {QUARANTINED}",
+            "SELECT {} AS step, concat_ws(', ', {}) AS checks, concat_ws('; ', {}) AS reasons, {} FROM {flagged} WHERE {QUARANTINED}",
             literal(&step.name),
             names.join(", "),
             reasons.join(", "),
             input_list.join(", ")
         );
         let table = format!("__segflow_rejects_{}", step.name);
-        let (rejected, _, _) = materialise(table.clone(), sql, Vec::new())
+        let (rejected, _, _, _) = materialise(table.clone(), sql, Vec::new(), None)
             .await
             .map_err(sql_error)?;
+        if set_aside {
+            settings.results.release(ctx, &aside_name);
+        }
         Some(Rejects {
             step: step.name.clone(),
             table,
