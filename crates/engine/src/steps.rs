@@ -180,18 +180,37 @@ fn streamed_report(
     step_rows: &HashMap<String, u64>,
     settings: StepsSettings<'_>,
 ) -> StepReport {
+    // On the live display the step took as long as the reader it ran inside.
+    settings
+        .progress
+        .step_done(&planned.step.name, reader.rows_in, reader.duration_ms);
+    StepReport {
+        streamed_into: Some(reader.name.clone()),
+        profile: settings.profile.then(|| {
+            format!(
+                "streamed into {}: its operators are in that step's profile",
+                reader.name
+            )
+        }),
+        ..sql_step_report(planned, reader_scans, step_rows, reader.rows_in)
+    }
+}
+
+/// The report of a clean or merge step that read `scans` from sources and the results of
+/// `step_rows` and produced `rows_out` rows; not spilled, no time, no profile.
+fn sql_step_report(
+    planned: &PlannedStep,
+    scans: &[Scan],
+    step_rows: &HashMap<String, u64>,
+    rows_out: u64,
+) -> StepReport {
     let step = &planned.step;
-    let rows_in = reader_scans.iter().map(|scan| scan.rows).sum::<u64>()
+    let rows_in = scans.iter().map(|scan| scan.rows).sum::<u64>()
         + planned
             .reads
             .iter()
             .filter_map(|table| step_rows.get(table))
             .sum::<u64>();
-    let rows_out = reader.rows_in;
-    // On the live display the step took as long as the reader it ran inside.
-    settings
-        .progress
-        .step_done(&step.name, rows_out, reader.duration_ms);
     StepReport {
         name: step.name.clone(),
         kind: step.kind.as_str().to_string(),
@@ -199,19 +218,15 @@ fn streamed_report(
         reads: planned.reads.clone(),
         rows_in,
         rows_out,
+        // A clean step filters one table: what it did not pass on, its SQL removed.
         rows_removed: (step.kind == StepKind::Clean && planned.reads.len() == 1)
             .then(|| rows_in.saturating_sub(rows_out)),
         rows_quarantined: 0,
         checks: Vec::new(),
         spilled: false,
-        streamed_into: Some(reader.name.clone()),
+        streamed_into: None,
         duration_ms: 0,
-        profile: settings.profile.then(|| {
-            format!(
-                "streamed into {}: its operators are in that step's profile",
-                reader.name
-            )
-        }),
+        profile: None,
     }
 }
 
@@ -314,37 +329,16 @@ async fn run_step(
             })
             .await
             .map_err(sql_error)?;
-        let mut scans = Vec::new();
-        collect_scans(physical.as_ref(), &mut scans);
-        // A spilled step result is read as files too; its rows are counted as the step's
-        // below.
-        scans.retain(|scan| !scan.files.iter().any(|file| settings.results.holds(file)));
+        let scans = source_scans(physical.as_ref(), settings.results);
         let profiled = settings.profile.then(|| profile(physical.as_ref()));
         (materialised, scans, profiled)
     };
     let rows_out = materialised.rows;
-    let rows_in = scans.iter().map(|scan| scan.rows).sum::<u64>()
-        + planned
-            .reads
-            .iter()
-            .filter_map(|table| step_rows.get(table))
-            .sum::<u64>();
     let report = StepReport {
-        name: step.name.clone(),
-        kind: step.kind.as_str().to_string(),
-        sql: step.sql_origin(),
-        reads: planned.reads.clone(),
-        rows_in,
-        rows_out,
-        // A clean step filters one table: what it did not pass on, its SQL removed.
-        rows_removed: (step.kind == StepKind::Clean && planned.reads.len() == 1)
-            .then(|| rows_in.saturating_sub(rows_out)),
-        rows_quarantined: 0,
-        checks: Vec::new(),
         spilled: materialised.spilled,
-        streamed_into: None,
         duration_ms: started.elapsed().as_millis() as u64,
         profile: profiled,
+        ..sql_step_report(planned, &scans, step_rows, rows_out)
     };
     tracing::info!(step = %step.name, rows_in = report.rows_in, rows_out, spilled = report.spilled, "step done");
     settings
@@ -379,9 +373,18 @@ pub fn query_only() -> SQLOptions {
         .with_allow_statements(false)
 }
 
-/// The plan's file scans: what the step read from sources. (Earlier steps' results are
-/// in-memory tables, which keep no scan metrics; the caller counts those.)
-pub fn collect_scans(plan: &dyn ExecutionPlan, scans: &mut Vec<Scan>) {
+/// The plan's scans of source files, with the rows each produced. A spilled step result
+/// is read as files too; its rows are counted as that step's, so it is left out.
+pub fn source_scans(plan: &dyn ExecutionPlan, results: &StepResults) -> Vec<Scan> {
+    let mut scans = Vec::new();
+    collect_scans(plan, &mut scans);
+    scans.retain(|scan| !scan.files.iter().any(|file| results.holds(file)));
+    scans
+}
+
+/// The plan's file scans. (Earlier steps' results held in memory keep no scan metrics; the
+/// caller counts those.)
+fn collect_scans(plan: &dyn ExecutionPlan, scans: &mut Vec<Scan>) {
     if let Some(exec) = plan.downcast_ref::<DataSourceExec>() {
         if let Some(config) = exec.data_source().downcast_ref::<FileScanConfig>() {
             scans.push(Scan {

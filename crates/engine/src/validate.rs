@@ -280,9 +280,7 @@ pub async fn run_validate(
         let profile = settings
             .profile
             .then(|| format!("-- {name}\n{}", crate::steps::profile(plan.as_ref())));
-        let mut scans = Vec::new();
-        crate::steps::collect_scans(plan.as_ref(), &mut scans);
-        scans.retain(|scan| !scan.files.iter().any(|file| settings.results.holds(file)));
+        let scans = crate::steps::source_scans(plan.as_ref(), settings.results);
         Ok::<_, datafusion::error::DataFusionError>((done, profile, scans, set_aside.is_some()))
     };
 
