@@ -61,7 +61,7 @@ fn results_that_do_not_fit_spill_and_the_outputs_are_the_same() {
         "--var",
         "output=file://../tight",
         "--memory-limit",
-        "10MB",
+        "6MB",
         "--spill-dir",
         "spill",
         "--report-json",
@@ -79,7 +79,7 @@ fn results_that_do_not_fit_spill_and_the_outputs_are_the_same() {
         .collect();
     assert!(
         !spilled.is_empty(),
-        "10 MB is too little to hold every result"
+        "6 MB is too little to hold every result"
     );
 
     // A spilled result is read back from files; its rows are still counted once.
@@ -212,6 +212,12 @@ fn profile_adds_each_steps_executed_plan_with_its_metrics() {
     // clean_transactions' de-duplication shows in the plan it streamed into (the checks
     // themselves aggregate nothing).
     assert!(profile_of("valid_transactions").contains("AggregateExec"));
+    // Nothing reads the invoices counted per day, so they are not counted.
+    let daily = profile_of("daily_purchases");
+    assert!(
+        daily.contains("AggregateExec") && !daily.contains("invoice_no"),
+        "{daily}"
+    );
     let plain = project.segflow(&[
         "run",
         "pipelines/customer_segments.yaml",

@@ -212,10 +212,17 @@ pub(crate) async fn used_columns(
     ctx: &SessionContext,
     sql: &str,
 ) -> datafusion::error::Result<HashMap<String, Vec<String>>> {
-    let plan = ctx
-        .sql_with_options(sql, crate::steps::query_only())
-        .await?
-        .into_optimized_plan()?;
+    used_columns_of(
+        ctx.sql_with_options(sql, crate::steps::query_only())
+            .await?,
+    )
+}
+
+/// As [`used_columns`], of a query planned already.
+pub(crate) fn used_columns_of(
+    frame: datafusion::prelude::DataFrame,
+) -> datafusion::error::Result<HashMap<String, Vec<String>>> {
+    let plan = frame.into_optimized_plan()?;
     let mut used: HashMap<String, Vec<String>> = HashMap::new();
     plan.apply_with_subqueries(|node| {
         if let LogicalPlan::TableScan(scan) = node {
@@ -277,6 +284,7 @@ pub async fn run_in_memory(
         results: &results,
         max_concurrent: 1,
         keep: None,
+        read_columns: &crate::check::ReadColumns::default(),
         profile: false,
         progress: &crate::Progress::default(),
     };

@@ -292,9 +292,14 @@ pub fn plan(pipeline: &Pipeline) -> Result<StepGraph> {
 /// Checks the pipeline without reading data: the step graph first, then every step's SQL
 /// planned against the sources' schemas, then the segment settings against its input.
 pub async fn check(pipeline: &Pipeline) -> Result<StepGraph> {
+    Ok(checked(pipeline).await?.0)
+}
+
+/// As [`check`], with the columns of each step's result that later steps read.
+async fn checked(pipeline: &Pipeline) -> Result<(StepGraph, check::ReadColumns)> {
     let graph = segflow_plan::plan(pipeline)?;
-    check::check_schemas(pipeline, &graph).await?;
-    Ok(graph)
+    let read_columns = check::check_schemas(pipeline, &graph).await?;
+    Ok((graph, read_columns))
 }
 
 /// Runs the whole pipeline and publishes its outputs.
@@ -302,7 +307,7 @@ pub async fn run(pipeline: &Pipeline, options: &RunOptions) -> Result<RunReport>
     let started = Instant::now();
     let started_at = chrono::Utc::now();
     let run_id = run_id(pipeline, options, started_at)?;
-    let graph = check(pipeline).await?;
+    let (graph, read_columns) = checked(pipeline).await?;
     let engine = options
         .engine
         .clone()
@@ -339,7 +344,7 @@ pub async fn run(pipeline: &Pipeline, options: &RunOptions) -> Result<RunReport>
         results.store_in(&format!("{}{STEP_RESULTS_DIR}", staging.url()), job_states);
         Some(staging)
     };
-    let ran = run_checked_steps(&ctx, pipeline, &graph, options, &results).await;
+    let ran = run_checked_steps(&ctx, pipeline, (&graph, &read_columns), options, &results).await;
     let ran = match (ran, &early_staging) {
         (Err(error), Some(staging)) => {
             discard(staging, pipeline).await;
@@ -470,7 +475,7 @@ struct CheckedSteps {
 async fn run_checked_steps(
     ctx: &SessionContext,
     pipeline: &Pipeline,
-    graph: &StepGraph,
+    (graph, read_columns): (&StepGraph, &check::ReadColumns),
     options: &RunOptions,
     results: &results::StepResults,
 ) -> Result<CheckedSteps> {
@@ -509,6 +514,7 @@ async fn run_checked_steps(
         results,
         max_concurrent: options.max_concurrent_steps,
         keep: Some(&pipeline.segment.input),
+        read_columns,
         profile: options.profile,
         progress: &options.progress,
     };
@@ -607,6 +613,7 @@ pub async fn sample_inputs(
         results: &results,
         max_concurrent: options.max_concurrent_steps,
         keep: None,
+        read_columns: &check::ReadColumns::default(),
         profile: false,
         progress: &options.progress,
     };

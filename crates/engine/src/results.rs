@@ -263,14 +263,15 @@ impl StepResults {
         plan: Arc<dyn ExecutionPlan>,
         tally: &[&str],
     ) -> Result<Materialised> {
-        self.materialise_setting_aside(ctx, name, plan, tally, None)
+        self.materialise_setting_aside(ctx, name, plan, tally, None, None)
             .await
     }
 
     /// As [`StepResults::materialise`], and with `aside = Some((column, table))`, also
     /// registers as `table` the rows whose boolean `column` is true, caught on the way: a
     /// validate step's quarantined rows, which are few, so that finding them does not read
-    /// its whole flagged result again. `table` is held like any result.
+    /// its whole flagged result again. `table` is held like any result, with every column.
+    /// With `held`, the table `name` holds only those columns.
     pub async fn materialise_setting_aside(
         &self,
         ctx: &SessionContext,
@@ -278,8 +279,22 @@ impl StepResults {
         plan: Arc<dyn ExecutionPlan>,
         tally: &[&str],
         aside: Option<(&str, &str)>,
+        held: Option<&[&str]>,
     ) -> Result<Materialised> {
         let schema = plan.schema();
+        let held = match held {
+            Some(columns) => Some(
+                columns
+                    .iter()
+                    .map(|column| schema.index_of(column))
+                    .collect::<std::result::Result<Vec<_>, _>>()?,
+            ),
+            None => None,
+        };
+        let held_schema = match &held {
+            Some(columns) => Arc::new(schema.project(columns)?),
+            None => schema.clone(),
+        };
         let tally: Vec<usize> = tally
             .iter()
             .map(|column| schema.index_of(column))
@@ -298,7 +313,8 @@ impl StepResults {
         let task = ctx.task_ctx();
         let mut running = tokio::task::JoinSet::new();
         for partition in 0..plan.output_partitioning().partition_count() {
-            let mut sink = self.sink(&destination, partition, &schema, &tally, compression);
+            let mut sink = self.sink(&destination, partition, &held_schema, &tally, compression);
+            sink.held = held.clone();
             if let Some((column, aside)) = &aside {
                 let aside_sink = self.sink(aside, partition, &schema, &[], compression);
                 sink.aside = Some((*column, Box::new(aside_sink)));
@@ -321,7 +337,7 @@ impl StepResults {
                 .collect();
             self.register(ctx, aside, &schema, aside_sinks).await?;
         }
-        let spilled = self.register(ctx, destination, &schema, sinks).await?;
+        let spilled = self.register(ctx, destination, &held_schema, sinks).await?;
         Ok(Materialised {
             rows,
             spilled,
@@ -364,6 +380,7 @@ impl StepResults {
             compression,
             writer: None,
             aside: None,
+            held: None,
         }
     }
 
@@ -537,6 +554,8 @@ struct PartitionSink {
     writer: Option<StreamWriter<BufWriter<File>>>,
     /// The boolean column picking the rows set aside, and where they go.
     aside: Option<(usize, Box<PartitionSink>)>,
+    /// The columns of the plan's output this sink holds (those of `schema`); all without.
+    held: Option<Vec<usize>>,
 }
 
 /// A result being materialised: the table it becomes and what its partitions share.
@@ -561,7 +580,10 @@ impl PartitionSink {
                     aside.push(filter_record_batch(&batch, picked)?)?;
                 }
             }
-            self.push(batch)?;
+            match &self.held {
+                Some(columns) => self.push(batch.project(columns)?)?,
+                None => self.push(batch)?,
+            }
         }
         Ok(self)
     }
@@ -729,6 +751,12 @@ mod tests {
         )
     }
 
+    async fn column_names(ctx: &SessionContext, table: &str) -> Vec<String> {
+        let frame = ctx.table(table).await.unwrap();
+        let fields = frame.schema().fields().iter();
+        fields.map(|field| field.name().clone()).collect()
+    }
+
     const QUERY: &str =
         "SELECT value AS v, repeat('x', 50) AS padding FROM generate_series(1, 200000)";
 
@@ -842,7 +870,8 @@ mod tests {
 
     #[tokio::test]
     async fn rows_set_aside_are_the_flagged_ones_whether_held_or_spilled() {
-        // From a pool that holds both to ones too small to hold the result, then the rows set aside.
+        // From a pool that holds both to ones too small to hold the result, then the rows set
+        // aside. The result holds the columns asked for; the rows set aside keep them all.
         for memory in [1 << 30, 8 << 20, 1 << 20] {
             let ctx = session(memory);
             let results = StepResults::new(&ctx, None).unwrap();
@@ -860,10 +889,16 @@ mod tests {
                     plan,
                     &["odd_one"],
                     Some(("odd_one", "aside")),
+                    Some(&["v", "odd_one"]),
                 )
                 .await
                 .unwrap();
             assert_eq!(done.rows, 200_000, "memory {memory}");
+            assert_eq!(column_names(&ctx, "result").await, ["v", "odd_one"]);
+            assert_eq!(
+                column_names(&ctx, "aside").await,
+                ["v", "padding", "odd_one"]
+            );
             assert_eq!(done.trues, vec![20_000]);
             assert_eq!(sum_of(&ctx, "result").await, (200_000, 20_000_100_000));
             // Every tenth value from 3: 3 + 13 + ... + 199_993.

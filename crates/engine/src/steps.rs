@@ -14,9 +14,12 @@ use std::time::Instant;
 
 use datafusion::datasource::physical_plan::FileScanConfig;
 use datafusion::datasource::source::DataSourceExec;
+use datafusion::error::Result as DFResult;
 use datafusion::execution::context::SQLOptions;
+use datafusion::optimizer::optimize_projections::OptimizeProjections;
+use datafusion::optimizer::{OptimizerContext, OptimizerRule};
 use datafusion::physical_plan::ExecutionPlan;
-use datafusion::prelude::SessionContext;
+use datafusion::prelude::{DataFrame, SessionContext};
 use futures::{StreamExt, TryStreamExt};
 use segflow_pipeline::{CheckKind, StepKind};
 use segflow_plan::PlannedStep;
@@ -51,6 +54,8 @@ pub struct StepsSettings<'a> {
     /// Results kept after the last step reading them: the segment input, or every result
     /// (`None`) when the caller reads them all.
     pub keep: Option<&'a str>,
+    /// The columns of each result to hold: those later steps read.
+    pub read_columns: &'a crate::check::ReadColumns,
     /// Add each step's executed plan with its metrics to its report.
     pub profile: bool,
     pub progress: &'a crate::Progress,
@@ -290,7 +295,7 @@ async fn run_step(
         error: Box::new(error),
     };
     tracing::info!(step = %step.name, reads = ?planned.reads, "running step");
-    let frame = ctx
+    let mut frame = ctx
         .sql_with_options(&step.sql, query_only())
         .await
         .map_err(sql_error)?;
@@ -304,6 +309,9 @@ async fn run_step(
             .register_query(ctx, &step.name, frame)
             .map_err(sql_error)?;
         return Ok((None, None, Vec::new()));
+    }
+    if let Some(columns) = settings.read_columns.of(&step.name) {
+        frame = only_columns(ctx, frame, columns).map_err(sql_error)?;
     }
     let (materialised, scans, profiled) = if settings.results.stores_results() {
         // The plan runs where the engine runs it; its metrics and scans stay there.
@@ -345,6 +353,21 @@ async fn run_step(
         .progress
         .step_done(&step.name, rows_out, report.duration_ms);
     Ok((Some(report), None, scans))
+}
+
+/// `frame` with only `columns` of its output, and nothing computed for the others. The
+/// unread outputs are pruned before DataFusion's optimiser runs: it rewrites a lone
+/// `count(DISTINCT x)` into a grouping by `x` before it prunes, and a grouping it keeps
+/// even when nothing reads the count.
+pub fn only_columns(
+    ctx: &SessionContext,
+    frame: DataFrame,
+    columns: &[String],
+) -> DFResult<DataFrame> {
+    let columns: Vec<&str> = columns.iter().map(String::as_str).collect();
+    let plan = frame.select_columns(&columns)?.into_unoptimized_plan();
+    let pruned = OptimizeProjections::new().rewrite(plan, &OptimizerContext::new())?;
+    Ok(DataFrame::new(ctx.state(), pruned.data))
 }
 
 /// The executed plan with each operator's metrics, as `EXPLAIN ANALYZE` shows it.

@@ -9,7 +9,7 @@
 //! they failed and why. Table-level checks (row_count, freshness, schema, sql) run as their
 //! own small queries.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -238,10 +238,36 @@ pub async fn run_validate(
         .map(|f| f.name().clone())
         .collect();
     let annotated_name = annotated_table(&step.name);
+    let sample_key: Vec<String> = if validate.sample_key.is_empty() {
+        columns.iter().take(1).cloned().collect()
+    } else {
+        validate.sample_key.clone()
+    };
+    // The input's columns the flagged table holds: those later steps read and those the
+    // reports of its checks read (sample keys, table-level checks' columns). On a cluster,
+    // the rejects are found in the stored result, so it keeps them all.
+    let held_columns: Vec<String> = match settings.read_columns.of(&step.name) {
+        Some(read) if !settings.results.stores_results() => {
+            let mut needed: HashSet<&str> = read.iter().map(String::as_str).collect();
+            needed.extend(sample_key.iter().map(String::as_str));
+            // Row-level checks are flagged before; the others read the flagged table.
+            for check in validate.checks.iter().filter(|c| !c.kind.is_row_level()) {
+                needed.extend(check.kind.input_columns());
+            }
+            let held = |column: &&String| needed.contains(column.as_str());
+            columns.iter().filter(held).cloned().collect()
+        }
+        _ => columns.clone(),
+    };
     // Materialises `sql` as the table `name`. With `aside`, also the rows whose quarantined
     // flag is true as that table, when the result is held here (on a cluster, the rejects
-    // are found in the stored result); the last value says whether they were.
-    let materialise = |name: String, sql: String, tally: Vec<String>, aside: Option<String>| async move {
+    // are found in the stored result); the last value says whether they were. With
+    // `only_input`, the table holds only those of the input's columns, and the flags.
+    let materialise = |name: String,
+                       sql: String,
+                       tally: Vec<String>,
+                       aside: Option<String>,
+                       only_input: Option<Vec<String>>| async move {
         let frame = ctx
             .sql_with_options(&sql, crate::steps::query_only())
             .await?;
@@ -263,6 +289,13 @@ pub async fn run_validate(
         }
         let plan = frame.create_physical_plan().await?;
         let set_aside = aside.as_deref().map(|table| (QUARANTINED, table));
+        let schema = plan.schema();
+        let held: Option<Vec<&str>> = only_input.as_ref().map(|input| {
+            let fields = schema.fields().iter().map(|field| field.name().as_str());
+            fields
+                .filter(|column| is_flag_column(column) || input.iter().any(|c| c == column))
+                .collect()
+        });
         let done = settings
             .progress
             .watch(
@@ -274,6 +307,7 @@ pub async fn run_validate(
                     plan.clone(),
                     &tally,
                     set_aside,
+                    held.as_deref(),
                 ),
             )
             .await?;
@@ -321,6 +355,7 @@ pub async fn run_validate(
         ),
         tally,
         (!quarantine.is_empty()).then(|| aside_name.clone()),
+        (held_columns.len() < columns.len()).then(|| held_columns.clone()),
     )
     .await
     .map_err(|error| match streamed_input {
@@ -344,12 +379,12 @@ pub async fn run_validate(
         .collect();
 
     // The output is not written again: the steps reading it filter the flagged rows.
-    let input_list: Vec<String> = columns.iter().map(|c| quote(c)).collect();
+    let held_list: Vec<String> = held_columns.iter().map(|c| quote(c)).collect();
     let output = ctx
         .sql_with_options(
             &format!(
                 "SELECT {} FROM {annotated_name} WHERE NOT {QUARANTINED}",
-                input_list.join(", ")
+                held_list.join(", ")
             ),
             crate::steps::query_only(),
         )
@@ -360,6 +395,7 @@ pub async fn run_validate(
         .register_view(ctx, &step.name, output, &annotated_name)
         .map_err(sql_error)?;
 
+    let input_list: Vec<String> = columns.iter().map(|c| quote(c)).collect();
     let rejects = if quarantine.is_empty() {
         None
     } else {
@@ -376,7 +412,8 @@ pub async fn run_validate(
             .iter()
             .map(|i| format!("__segflow_reason_{i}"))
             .collect();
-        // The quarantined rows, set aside while flagging when the flagged rows are held here.
+        // The quarantined rows, set aside while flagging when the flagged rows are held here
+        // (with every column of the input's, whichever the flagged table holds).
         let flagged = match set_aside {
             true => &aside_name,
             false => &annotated_name,
@@ -389,7 +426,7 @@ pub async fn run_validate(
             input_list.join(", ")
         );
         let table = format!("__segflow_rejects_{}", step.name);
-        let (rejected, _, _, _) = materialise(table.clone(), sql, Vec::new(), None)
+        let (rejected, _, _, _) = materialise(table.clone(), sql, Vec::new(), None, None)
             .await
             .map_err(sql_error)?;
         if set_aside {
@@ -408,11 +445,6 @@ pub async fn run_validate(
         )));
     }
 
-    let sample_key: Vec<String> = if validate.sample_key.is_empty() {
-        columns.iter().take(1).cloned().collect()
-    } else {
-        validate.sample_key.clone()
-    };
     let mut checks = Vec::with_capacity(validate.checks.len());
     for (index, check) in validate.checks.iter().enumerate() {
         let report = if let Some(&failing) = failing.get(&index) {
