@@ -184,9 +184,9 @@ impl ReadColumns {
 /// (as an empty table) in `ctx`. The steps are taken last to first, so each reader's plan is
 /// planned holding only what its own readers read: a column feeding only an unread one is
 /// unread too. A result is held whole when the segment stage reads it, when a validate step
-/// reads it (its output is its input's columns, and its checks may read any of them), when
-/// it is a validate step with a SQL check, when nothing reads it, or when a reader's plan
-/// does not show which columns it reads.
+/// reads it (its output is its input's columns, and its checks, `sql` ones included, may
+/// read any of them), when nothing reads it, or when a reader's plan does not show which
+/// columns it reads.
 async fn read_columns(
     ctx: &SessionContext,
     pipeline: &Pipeline,
@@ -228,12 +228,7 @@ async fn held_columns(
     reads: &HashMap<&str, HashMap<String, Vec<String>>>,
 ) -> datafusion::error::Result<Option<Vec<String>>> {
     let name = planned.step.name.as_str();
-    // A SQL check may read the step's own result, any column of it.
-    let checks_with_sql = planned.step.validate.as_ref().is_some_and(|validate| {
-        let sql = |check: &segflow_pipeline::Check| matches!(check.kind, CheckKind::Sql { .. });
-        validate.checks.iter().any(sql)
-    });
-    if name == pipeline.segment.input || checks_with_sql {
+    if name == pipeline.segment.input {
         return Ok(None);
     }
     let mut columns: HashSet<&str> = HashSet::new();
