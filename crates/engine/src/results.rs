@@ -282,23 +282,18 @@ impl StepResults {
         held: Option<&[&str]>,
     ) -> Result<Materialised> {
         let schema = plan.schema();
-        let held = match held {
-            Some(columns) => Some(
-                columns
-                    .iter()
-                    .map(|column| schema.index_of(column))
-                    .collect::<std::result::Result<Vec<_>, _>>()?,
-            ),
-            None => None,
+        let index_of = |columns: &[&str]| -> std::result::Result<Vec<usize>, _> {
+            columns
+                .iter()
+                .map(|column| schema.index_of(column))
+                .collect()
         };
+        let held = held.map(index_of).transpose()?;
         let held_schema = match &held {
             Some(columns) => Arc::new(schema.project(columns)?),
             None => schema.clone(),
         };
-        let tally: Vec<usize> = tally
-            .iter()
-            .map(|column| schema.index_of(column))
-            .collect::<std::result::Result<_, _>>()?;
+        let tally = index_of(tally)?;
         let aside = match aside {
             Some((column, table)) => Some((schema.index_of(column)?, self.destination(ctx, table))),
             None => None,
@@ -719,14 +714,13 @@ mod tests {
         SessionContext::new_with_config_rt(SessionConfig::new().with_target_partitions(3), runtime)
     }
 
+    async fn plan_of(ctx: &SessionContext, sql: &str) -> Arc<dyn ExecutionPlan> {
+        let frame = ctx.sql(sql).await.unwrap();
+        frame.create_physical_plan().await.unwrap()
+    }
+
     async fn materialise(ctx: &SessionContext, results: &StepResults, sql: &str) -> Materialised {
-        let plan = ctx
-            .sql(sql)
-            .await
-            .unwrap()
-            .create_physical_plan()
-            .await
-            .unwrap();
+        let plan = plan_of(ctx, sql).await;
         results.materialise(ctx, "result", plan, &[]).await.unwrap()
     }
 
@@ -849,16 +843,14 @@ mod tests {
         for memory in [1 << 30, 4 << 20] {
             let ctx = session(memory);
             let results = StepResults::new(&ctx, None).unwrap();
-            let plan = ctx
-                .sql(&format!(
+            let plan = plan_of(
+                &ctx,
+                &format!(
                     "SELECT *, v % 3 = 0 AS third, CASE WHEN v % 2 = 0 THEN true END AS even \
                      FROM ({QUERY})"
-                ))
-                .await
-                .unwrap()
-                .create_physical_plan()
-                .await
-                .unwrap();
+                ),
+            )
+            .await;
             let done = results
                 .materialise(&ctx, "result", plan, &["even", "third"])
                 .await
@@ -875,13 +867,11 @@ mod tests {
         for memory in [1 << 30, 8 << 20, 1 << 20] {
             let ctx = session(memory);
             let results = StepResults::new(&ctx, None).unwrap();
-            let plan = ctx
-                .sql(&format!("SELECT *, v % 10 = 3 AS odd_one FROM ({QUERY})"))
-                .await
-                .unwrap()
-                .create_physical_plan()
-                .await
-                .unwrap();
+            let plan = plan_of(
+                &ctx,
+                &format!("SELECT *, v % 10 = 3 AS odd_one FROM ({QUERY})"),
+            )
+            .await;
             let done = results
                 .materialise_setting_aside(
                     &ctx,
