@@ -57,9 +57,12 @@ pub fn located(file: &std::path::Path, position: Option<(usize, usize)>, key: &s
     }
 }
 
-struct Problems<'a> {
-    file: &'a std::path::Path,
-    problems: &'a [Problem],
+/// Every problem found in one file, as segflow shows them: the count, then one problem a
+/// line, located, with the lines of a long message indented under it. Pipeline files, the
+/// SQL planned against them and step test files all report their problems so.
+pub struct Problems<'a> {
+    pub file: &'a std::path::Path,
+    pub problems: &'a [Problem],
 }
 
 impl fmt::Display for Problems<'_> {
@@ -76,7 +79,7 @@ impl fmt::Display for Problems<'_> {
                 f,
                 "\n  {}: {}",
                 located(self.file, problem.position, &problem.key),
-                problem.message
+                problem.message.replace('\n', "\n    ")
             )?;
         }
         Ok(())

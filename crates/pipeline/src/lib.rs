@@ -10,6 +10,7 @@ mod error;
 mod locate;
 mod raw;
 mod resolve;
+mod segment;
 mod step_tests;
 mod vars;
 
@@ -17,9 +18,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 pub use checks::{Check, CheckKind, Literal, Severity, Validate, column_type_name};
-pub use error::{PipelineError, Problem, Result, located};
+pub use error::{PipelineError, Problem, Problems, Result, located};
 pub use locate::KeyIndex;
 pub use resolve::{did_you_mean, resolve};
+pub use segment::{FeatureTransform, KMetric, KSelection, Role, ScalerKind, Segment, WarmStart};
 pub use step_tests::{
     DEFAULT_TOLERANCE, Expected, ExpectedRejects, GivenRows, GivenTable, Row, SegmentOverride,
     StepTest, Target, TestFile, load_tests,
@@ -143,6 +145,14 @@ impl Pipeline {
         located(&self.file, self.locations.locate(key), key)
     }
 
+    /// A problem with `key` of this pipeline, located in its file.
+    pub fn problem(&self, key: &str, message: impl Into<String>) -> Problem {
+        Problem {
+            position: self.locations.locate(key),
+            ..Problem::new(key, message)
+        }
+    }
+
     pub fn store(&self, name: &str) -> Option<&Store> {
         self.stores.iter().find(|store| store.name == name)
     }
@@ -185,6 +195,21 @@ pub enum OnError {
     Quarantine,
 }
 
+impl OnError {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OnError::Fail => "fail",
+            OnError::Quarantine => "quarantine",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<OnError> {
+        [OnError::Fail, OnError::Quarantine]
+            .into_iter()
+            .find(|value| value.as_str() == text)
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
     Csv,
@@ -199,6 +224,14 @@ impl Format {
             "ndjson" | "json" => Some(Format::Ndjson),
             "parquet" => Some(Format::Parquet),
             _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Format::Csv => "csv",
+            Format::Ndjson => "ndjson",
+            Format::Parquet => "parquet",
         }
     }
 
@@ -330,113 +363,6 @@ impl Step {
             None => format!("{}.sql", self.key),
         }
     }
-}
-
-#[derive(Debug, Clone)]
-pub struct Segment {
-    pub input: String,
-    pub key: String,
-    pub features: Vec<String>,
-    /// Each feature's transforms and role, in the order of `features`.
-    pub transforms: Vec<FeatureTransform>,
-    pub scaler: ScalerKind,
-    /// Names replacing the generated ones, by segment id.
-    pub names: BTreeMap<u32, String>,
-    pub carry: Vec<String>,
-    /// The number of segments; with `k_selection`, the largest k tried.
-    pub k: usize,
-    /// Set when k is chosen from a range.
-    pub k_selection: Option<KSelection>,
-    /// Fit from an earlier run's model and keep its segment ids.
-    pub warm_start: Option<WarmStart>,
-    /// Customers with a null, NaN or infinite feature are set aside instead of failing the run.
-    pub quarantine_invalid: bool,
-    /// Fit on a seeded sample of this many customers, then assign everyone.
-    pub fit_sample: Option<usize>,
-    pub seed: u64,
-    pub restarts: usize,
-    pub max_iterations: usize,
-    pub tolerance: f64,
-    pub output: Location,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub enum WarmStart {
-    /// The newest published run in the output folder other than this one.
-    Previous,
-    /// The published run with this id.
-    Run(String),
-    /// A `model.json` (segment ids are matched; without the run's segments there is no
-    /// migration to count).
-    Model(Location),
-}
-
-/// Try every k from `min` to the segment's `k` and keep the best by `metric`.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct KSelection {
-    pub min: usize,
-    pub metric: KMetric,
-    /// Customers the silhouette is computed on.
-    pub sample: usize,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum KMetric {
-    /// Mean silhouette coefficient: higher is better.
-    Silhouette,
-    /// Between- to within-cluster dispersion: higher is better.
-    CalinskiHarabasz,
-    /// Mean similarity of each cluster to its closest one: lower is better.
-    DaviesBouldin,
-}
-
-impl KMetric {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            KMetric::Silhouette => "silhouette",
-            KMetric::CalinskiHarabasz => "calinski_harabasz",
-            KMetric::DaviesBouldin => "davies_bouldin",
-        }
-    }
-}
-
-/// What is done to a feature before scaling: clipped to percentiles, then `ln(1 + x)`.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct FeatureTransform {
-    pub log1p: bool,
-    /// Low and high percentiles (0 to 1).
-    pub winsorize: Option<(f64, f64)>,
-    pub role: Option<Role>,
-}
-
-/// What a feature means to the business, for naming segments.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
-    /// Days since the last purchase: fewer is better.
-    Recency,
-    Frequency,
-    Monetary,
-}
-
-impl Role {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Recency => "recency",
-            Role::Frequency => "frequency",
-            Role::Monetary => "monetary",
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum ScalerKind {
-    /// Mean 0, population standard deviation 1 (scikit-learn's StandardScaler).
-    #[default]
-    Standard,
-    /// Median 0, interquartile range 1 (RobustScaler): outliers do not set the scale.
-    Robust,
-    /// Minimum 0, maximum 1 (MinMaxScaler).
-    MinMax,
 }
 
 /// `text` with every one of `secrets` replaced by `***`, longest first so that a secret

@@ -30,6 +30,14 @@ impl TestFile {
     pub fn at(&self, key: &str) -> String {
         crate::located(&self.file, self.locations.locate(key), key)
     }
+
+    /// A problem with `key` of this test file, located in it.
+    pub fn problem(&self, key: &str, message: impl Into<String>) -> crate::Problem {
+        crate::Problem {
+            position: self.locations.locate(key),
+            ..crate::Problem::new(key, message)
+        }
+    }
 }
 
 #[derive(Debug, Clone)]

@@ -1,20 +1,19 @@
 //! Raw pipeline -> [`Pipeline`]: every rule checked, every problem collected.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+mod checks;
+mod segment;
+mod sources;
+
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Component, Path, PathBuf};
 
 use url::Url;
 
 use crate::checks::Validate;
-use crate::raw::{
-    RawColumn, RawCsvOptions, RawFeature, RawK, RawLocation, RawPipeline, RawResources, RawSegment,
-    RawSource, RawWarmStart,
-};
+use crate::raw::{RawPipeline, RawResources};
 use crate::vars::expand;
 use crate::{
-    Column, ColumnType, CsvOptions, FeatureTransform, Format, KMetric, KSelection, Location,
-    OnError, Pipeline, PipelineError, Problem, Resources, Result, Role, ScalerKind, Segment,
-    Source, Step, StepKind, Store, WarmStart,
+    Location, Pipeline, PipelineError, Problem, Resources, Result, Source, Step, StepKind, Store,
 };
 
 const SUPPORTED_SCHEMES: &[&str] = &["file", "s3", "gs", "az", "abfs", "http", "https"];
@@ -262,146 +261,6 @@ impl Resolver {
         }
     }
 
-    fn resolve_sources(&mut self, raw: Vec<RawSource>, stores: &[Store]) -> Vec<Source> {
-        if raw.is_empty() {
-            self.problem("sources", "declare at least one source");
-        }
-        let mut sources = Vec::new();
-        for (index, source) in raw.into_iter().enumerate() {
-            let key = format!("sources[{index}]");
-            check_identifier(
-                &mut self.problems,
-                &format!("{key}.name"),
-                "source name",
-                &source.name,
-            );
-            let format = Format::parse(&source.format);
-            if format.is_none() {
-                self.problem(
-                    format!("{key}.format"),
-                    format!(
-                        "unknown format `{}`: use csv, ndjson or parquet",
-                        source.format
-                    ),
-                );
-            }
-            if source.csv.is_some() && format != Some(Format::Csv) {
-                self.problem(
-                    format!("{key}.csv"),
-                    "csv options apply only to `format: csv`",
-                );
-            }
-            let csv = self.csv_options(&key, source.csv);
-            let schema = source
-                .schema
-                .map(|columns| self.schema(&format!("{key}.schema"), columns));
-            let on_error = match source.on_error.as_deref() {
-                None | Some("fail") => OnError::Fail,
-                Some("quarantine") => OnError::Quarantine,
-                Some(other) => {
-                    self.problem(
-                        format!("{key}.on_error"),
-                        format!("unknown value `{other}`: use fail or quarantine"),
-                    );
-                    OnError::Fail
-                }
-            };
-            if on_error == OnError::Quarantine {
-                if format.is_some_and(|format| format != Format::Csv) {
-                    self.problem(
-                        format!("{key}.on_error"),
-                        "`on_error: quarantine` applies to csv sources (ndjson and parquet rows are typed by their writer)",
-                    );
-                }
-                if schema.is_none() {
-                    self.problem(
-                        format!("{key}.on_error"),
-                        "`on_error: quarantine` needs a `schema`: rows are checked against the declared columns and types",
-                    );
-                }
-            }
-            let location = self.location(&key, &source.store, &source.path, stores);
-            if let (Some(location), Some(format)) = (location, format) {
-                let extension = source
-                    .extension
-                    .unwrap_or_else(|| default_extension(&location.url, format));
-                sources.push(Source {
-                    name: source.name,
-                    location,
-                    format,
-                    csv,
-                    schema,
-                    extension,
-                    on_error,
-                });
-            }
-        }
-        sources
-    }
-
-    fn csv_options(&mut self, key: &str, raw: Option<RawCsvOptions>) -> CsvOptions {
-        let mut options = CsvOptions::default();
-        let Some(raw) = raw else {
-            return options;
-        };
-        if let Some(has_header) = raw.has_header {
-            options.has_header = has_header;
-        }
-        for (name, value, target) in [
-            ("delimiter", raw.delimiter, &mut options.delimiter),
-            ("quote", raw.quote, &mut options.quote),
-        ] {
-            let Some(value) = value else { continue };
-            match value.as_bytes() {
-                [byte] => *target = *byte,
-                _ => self.problems.push(Problem::new(
-                    format!("{key}.csv.{name}"),
-                    format!("must be exactly one ASCII character, got `{value}`"),
-                )),
-            }
-        }
-        options.null_value = raw.null_value;
-        options
-    }
-
-    pub(crate) fn schema(&mut self, key: &str, columns: Vec<RawColumn>) -> Vec<Column> {
-        if columns.is_empty() {
-            self.problem(key, "an explicit schema needs at least one column");
-        }
-        let mut seen = HashSet::new();
-        let mut resolved = Vec::new();
-        for (index, column) in columns.into_iter().enumerate() {
-            let column_key = format!("{key}[{index}]");
-            if !seen.insert(column.name.clone()) {
-                self.problem(
-                    format!("{column_key}.name"),
-                    format!("column `{}` is declared twice", column.name),
-                );
-            }
-            match ColumnType::parse(&column.data_type) {
-                Some(data_type) => resolved.push(Column {
-                    name: column.name,
-                    data_type,
-                    nullable: column.nullable.unwrap_or(true),
-                }),
-                None => {
-                    let names: Vec<&str> =
-                        ColumnType::NAMES.iter().map(|(name, _)| *name).collect();
-                    self.problem(
-                        format!("{column_key}.type"),
-                        format!(
-                            "unknown type `{}`{}; types: {}",
-                            column.data_type,
-                            did_you_mean(&column.data_type, &names),
-                            names.join(", ")
-                        ),
-                    );
-                }
-            }
-        }
-        resolved
-    }
-
     fn resolve_steps(&mut self, raw: Vec<crate::raw::RawStep>) -> Vec<Step> {
         let mut steps = Vec::new();
         for (index, step) in raw.into_iter().enumerate() {
@@ -549,294 +408,6 @@ impl Resolver {
             }
         }
     }
-
-    fn resolve_segment(&mut self, raw: RawSegment, stores: &[Store]) -> Option<Segment> {
-        let problems_before = self.problems.len();
-        let (features, transforms) = self.resolve_features(&raw.features);
-        let scaler = match raw.scaler.as_deref() {
-            None | Some("standard") => ScalerKind::Standard,
-            Some("robust") => ScalerKind::Robust,
-            Some("minmax") => ScalerKind::MinMax,
-            Some(other) => {
-                self.problem(
-                    "segment.scaler",
-                    format!("unknown scaler `{other}`; expected standard, robust or minmax"),
-                );
-                ScalerKind::Standard
-            }
-        };
-        let raw_features = &features;
-        if raw.features.is_empty() {
-            self.problem("segment.features", "list at least one feature column");
-        }
-        let mut seen = HashSet::new();
-        for (index, feature) in raw_features.iter().enumerate() {
-            if !seen.insert(feature) {
-                self.problem(
-                    format!("segment.features[{index}]"),
-                    format!("feature `{feature}` is listed twice"),
-                );
-            }
-            if *feature == raw.key {
-                self.problem(
-                    format!("segment.features[{index}]"),
-                    format!("`{feature}` is the key column; it cannot also be a feature"),
-                );
-            }
-        }
-        for (index, column) in raw.carry.iter().enumerate() {
-            if *column == raw.key || raw_features.contains(column) {
-                self.problem(
-                    format!("segment.carry[{index}]"),
-                    format!("`{column}` is already in the output as the key or a feature"),
-                );
-            }
-        }
-        let (k, k_selection) = self.resolve_k(&raw.k);
-        let warm_start = match raw.warm_start {
-            None => None,
-            Some(RawWarmStart::Previous(word)) if word == "previous" => Some(WarmStart::Previous),
-            Some(RawWarmStart::Previous(other)) => {
-                self.problem(
-                    "segment.warm_start",
-                    format!("expected `previous`, `{{run: ID}}` or `{{model: {{store, path}}}}`, got `{other}`"),
-                );
-                None
-            }
-            Some(RawWarmStart::Run(run)) => match self.expand("segment.warm_start.run", &run.run) {
-                Some(id) => match crate::check_run_id(&id) {
-                    Ok(()) => Some(WarmStart::Run(id)),
-                    Err(message) => {
-                        self.problem("segment.warm_start.run", message);
-                        None
-                    }
-                },
-                None => None,
-            },
-            Some(RawWarmStart::Model(model)) => self
-                .location(
-                    "segment.warm_start.model",
-                    &model.model.store,
-                    &model.model.path,
-                    stores,
-                )
-                .map(WarmStart::Model),
-        };
-        let quarantine_invalid = match raw.on_invalid_features.as_deref() {
-            None | Some("fail") => false,
-            Some("quarantine") => true,
-            Some(other) => {
-                self.problem(
-                    "segment.on_invalid_features",
-                    format!("expected `fail` or `quarantine`, got `{other}`"),
-                );
-                false
-            }
-        };
-        if let Some(size) = raw.fit_sample
-            && size < k as i64
-        {
-            self.problem(
-                "segment.fit_sample",
-                format!("a sample of {size} customers cannot form k = {k} segments"),
-            );
-        }
-        if warm_start.is_some() && k_selection.is_some() {
-            self.problem(
-                "segment.warm_start",
-                "a warm start keeps the previous segments' meaning, which needs a fixed k: choose k first, then warm-start",
-            );
-        }
-        for id in raw.names.keys() {
-            if k_selection.is_some() {
-                self.problem(
-                    format!("segment.names.{id}"),
-                    "with k chosen from a range, segment ids are not known in advance: name segments by roles, or fix k",
-                );
-            } else if *id as usize >= k {
-                self.problem(
-                    format!("segment.names.{id}"),
-                    format!(
-                        "there is no segment {id}: ids go from 0 to k - 1 = {}",
-                        k - 1
-                    ),
-                );
-            }
-        }
-        let restarts = raw.restarts.unwrap_or(1);
-        if restarts < 1 {
-            self.problem("segment.restarts", "restarts must be at least 1");
-        }
-        let max_iterations = raw.max_iterations.unwrap_or(300);
-        if max_iterations < 1 {
-            self.problem(
-                "segment.max_iterations",
-                "max_iterations must be at least 1",
-            );
-        }
-        let tolerance = raw.tolerance.unwrap_or(1e-4);
-        if !(tolerance > 0.0 && tolerance.is_finite()) {
-            self.problem("segment.tolerance", "tolerance must be a positive number");
-        }
-        let output = self.output_location(raw.output, stores);
-        if self.problems.len() > problems_before {
-            return None;
-        }
-        Some(Segment {
-            input: raw.input,
-            key: raw.key,
-            features,
-            transforms,
-            scaler,
-            names: raw.names,
-            carry: raw.carry,
-            k,
-            k_selection,
-            warm_start,
-            quarantine_invalid,
-            fit_sample: raw.fit_sample.map(|size| size.max(0) as usize),
-            seed: raw.seed.unwrap_or(0),
-            restarts: restarts as usize,
-            max_iterations: max_iterations as usize,
-            tolerance,
-            output: output?,
-        })
-    }
-
-    /// The k to fit, or the largest of a range with how to choose within it.
-    fn resolve_k(&mut self, raw: &RawK) -> (usize, Option<KSelection>) {
-        match raw {
-            RawK::Fixed(k) => {
-                if *k < 2 {
-                    self.problem("segment.k", format!("k must be at least 2, got {k}"));
-                }
-                ((*k).max(2) as usize, None)
-            }
-            RawK::Range(range) => {
-                if range.min < 2 || range.max <= range.min {
-                    self.problem(
-                        "segment.k",
-                        format!(
-                            "a range needs 2 <= min < max, got min {} and max {}",
-                            range.min, range.max
-                        ),
-                    );
-                }
-                let metric = match range.select_by.as_deref() {
-                    None | Some("silhouette") => KMetric::Silhouette,
-                    Some("calinski_harabasz") => KMetric::CalinskiHarabasz,
-                    Some("davies_bouldin") => KMetric::DaviesBouldin,
-                    Some(other) => {
-                        self.problem(
-                            "segment.k.select_by",
-                            format!("unknown metric `{other}`; expected silhouette, calinski_harabasz or davies_bouldin"),
-                        );
-                        KMetric::Silhouette
-                    }
-                };
-                let sample = range.sample.unwrap_or(5000);
-                if sample < 2 {
-                    self.problem("segment.k.sample", "the sample needs at least 2 customers");
-                }
-                (
-                    range.max.max(2) as usize,
-                    Some(KSelection {
-                        min: range.min.max(2) as usize,
-                        metric,
-                        sample: sample.max(2) as usize,
-                    }),
-                )
-            }
-        }
-    }
-
-    /// Feature names, and each feature's transforms and role in the same order.
-    fn resolve_features(&mut self, raw: &[RawFeature]) -> (Vec<String>, Vec<FeatureTransform>) {
-        let mut names = Vec::new();
-        let mut transforms = Vec::new();
-        for (index, feature) in raw.iter().enumerate() {
-            let key = format!("segment.features[{index}]");
-            let detailed = match feature {
-                RawFeature::Name(name) => {
-                    names.push(name.clone());
-                    transforms.push(FeatureTransform::default());
-                    continue;
-                }
-                RawFeature::Detailed(detailed) => detailed,
-            };
-            let log1p = match detailed.transform.as_deref() {
-                None | Some("none") => false,
-                Some("log1p") => true,
-                Some(other) => {
-                    self.problem(
-                        format!("{key}.transform"),
-                        format!("unknown transform `{other}`; expected log1p or none"),
-                    );
-                    false
-                }
-            };
-            let winsorize = match detailed.winsorize.as_deref() {
-                None => None,
-                Some([low, high]) if 0.0 <= *low && low < high && *high <= 1.0 => {
-                    Some((*low, *high))
-                }
-                Some(_) => {
-                    self.problem(
-                        format!("{key}.winsorize"),
-                        "give two percentiles `[low, high]` with 0 <= low < high <= 1, e.g. [0.01, 0.99]",
-                    );
-                    None
-                }
-            };
-            let role = match detailed.role.as_deref() {
-                None => None,
-                Some("recency") => Some(Role::Recency),
-                Some("frequency") => Some(Role::Frequency),
-                Some("monetary") => Some(Role::Monetary),
-                Some(other) => {
-                    self.problem(
-                        format!("{key}.role"),
-                        format!("unknown role `{other}`; expected recency, frequency or monetary"),
-                    );
-                    None
-                }
-            };
-            if let Some(role) = role
-                && transforms
-                    .iter()
-                    .any(|t: &FeatureTransform| t.role == Some(role))
-            {
-                self.problem(
-                    format!("{key}.role"),
-                    format!("another feature already has the role `{}`", role.as_str()),
-                );
-            }
-            names.push(detailed.name.clone());
-            transforms.push(FeatureTransform {
-                log1p,
-                winsorize,
-                role,
-            });
-        }
-        (names, transforms)
-    }
-
-    fn output_location(&mut self, raw: RawLocation, stores: &[Store]) -> Option<Location> {
-        let mut location = self.location("segment.output", &raw.store, &raw.path, stores)?;
-        if location.url.path().contains(['*', '?', '[']) {
-            self.problem(
-                "segment.output.path",
-                "an output location is a folder, not a glob",
-            );
-            return None;
-        }
-        // Outputs are folders: a trailing slash makes `Url::join` append rather than replace.
-        if !location.url.path().ends_with('/') {
-            let path = format!("{}/", location.url.path());
-            location.url.set_path(&path);
-        }
-        Some(location)
-    }
 }
 
 /// Table, store and variable names are lower-case identifiers so SQL can use them unquoted
@@ -912,19 +483,6 @@ fn normalize(path: &Path) -> PathBuf {
     out
 }
 
-/// A single file is read whatever its ending; a folder or glob only yields files with the
-/// format's usual extension.
-fn default_extension(url: &Url, format: Format) -> String {
-    let last = url.path().rsplit('/').next().unwrap_or_default();
-    let is_file = !last.is_empty() && !last.contains(['*', '?', '[']) && last.contains('.');
-    if is_file {
-        let first_dot = last.find('.').unwrap_or(0);
-        last[first_dot..].to_string()
-    } else {
-        format.default_extension().to_string()
-    }
-}
-
 /// " (did you mean `x`?)" when one candidate is a near miss, else "". A near miss is at most
 /// one edit (a swap of neighbours counts as one) per three characters, and never a
 /// replacement of the whole name.
@@ -955,4 +513,13 @@ fn is_credential(option: &str) -> bool {
     .iter()
     .any(|word| option.contains(word))
         || option == "service_account_key"
+}
+
+/// `a, b or c`: the values a key takes, for messages.
+fn any_of<const N: usize>(names: [&str; N]) -> String {
+    match names.split_last() {
+        Some((last, [])) => last.to_string(),
+        Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+        None => String::new(),
+    }
 }

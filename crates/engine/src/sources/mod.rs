@@ -1,0 +1,193 @@
+//! Registers each source as a DataFusion table reading straight from its store; sources
+//! that quarantine bad rows are parsed by segflow itself ([`lenient_csv`]). Also names the
+//! row of a strict CSV source that stopped a step, and counts each source's rows for the
+//! run report ([`counts`]).
+
+pub mod counts;
+mod lenient_csv;
+mod schema;
+
+use arrow::error::ArrowError;
+use datafusion::datasource::file_format::file_compression_type::FileCompressionType;
+use datafusion::datasource::listing::ListingTableUrl;
+use datafusion::error::DataFusionError;
+use datafusion::prelude::{CsvReadOptions, JsonReadOptions, ParquetReadOptions, SessionContext};
+use futures::TryStreamExt;
+use segflow_pipeline::{Format, OnError, Pipeline, Source};
+use segflow_plan::PlannedStep;
+
+pub use lenient_csv::SourceRejects;
+pub use schema::arrow_schema;
+
+use crate::{EngineError, Result};
+use lenient_csv::register_quarantining;
+
+/// Registers every source; those with `on_error: quarantine` are read now, and their
+/// rejects come back.
+pub async fn register_sources(
+    ctx: &SessionContext,
+    sources: &[Source],
+) -> Result<Vec<SourceRejects>> {
+    let mut rejects = Vec::new();
+    for source in sources {
+        if source.on_error == OnError::Quarantine {
+            ensure_files(ctx, source).await?;
+            rejects.push(register_quarantining(ctx, source).await?);
+        } else {
+            register_source(ctx, source).await?;
+        }
+    }
+    Ok(rejects)
+}
+
+/// Registers one source, failing when its path matches no file (which would otherwise read
+/// as an empty table).
+pub async fn register_source(ctx: &SessionContext, source: &Source) -> Result<()> {
+    ensure_files(ctx, source).await?;
+    register(ctx, source)
+        .await
+        .map_err(|error| source_error(source, error))
+}
+
+async fn ensure_files(ctx: &SessionContext, source: &Source) -> Result<()> {
+    if has_files(ctx, source)
+        .await
+        .map_err(|error| source_error(source, error))?
+    {
+        return Ok(());
+    }
+    Err(EngineError::NoFiles {
+        source_name: source.name.clone(),
+        url: source.location.url.to_string(),
+        extension: source.extension.clone(),
+    })
+}
+
+fn source_error(source: &Source, error: datafusion::error::DataFusionError) -> EngineError {
+    EngineError::Source {
+        source_name: source.name.clone(),
+        url: source.location.url.to_string(),
+        error: Box::new(error),
+    }
+}
+
+async fn has_files(ctx: &SessionContext, source: &Source) -> datafusion::error::Result<bool> {
+    let url = ListingTableUrl::parse(source.location.url.as_str())?;
+    let store = ctx.runtime_env().object_store(url.object_store())?;
+    let state = ctx.state();
+    let mut files = url
+        .list_all_files(&state, store.as_ref(), &source.extension)
+        .await?;
+    Ok(files.try_next().await?.is_some())
+}
+
+async fn register(ctx: &SessionContext, source: &Source) -> datafusion::error::Result<()> {
+    let schema = source.schema.as_deref().map(arrow_schema);
+    let url = source.location.url.as_str();
+    let compression = if source.extension.ends_with(".gz") {
+        FileCompressionType::GZIP
+    } else {
+        FileCompressionType::UNCOMPRESSED
+    };
+    match source.format {
+        Format::Csv => {
+            let mut options = CsvReadOptions::new()
+                .has_header(source.csv.has_header)
+                .delimiter(source.csv.delimiter)
+                .quote(source.csv.quote)
+                .file_extension(&source.extension)
+                .file_compression_type(compression)
+                .null_regex(source.csv.null_value.as_deref().map(regex_literal));
+            if let Some(schema) = &schema {
+                options = options.schema(schema);
+            }
+            ctx.register_csv(&source.name, url, options).await
+        }
+        Format::Ndjson => {
+            let mut options = JsonReadOptions::default()
+                .file_extension(&source.extension)
+                .file_compression_type(compression);
+            if let Some(schema) = &schema {
+                options = options.schema(schema);
+            }
+            ctx.register_json(&source.name, url, options).await
+        }
+        Format::Parquet => {
+            let mut options = ParquetReadOptions::new().file_extension(&source.extension);
+            if let Some(schema) = &schema {
+                options = options.schema(schema);
+            }
+            ctx.register_parquet(&source.name, url, options).await
+        }
+    }
+}
+
+/// The declared text matches exactly, not as a pattern.
+fn regex_literal(text: &str) -> String {
+    let mut escaped = String::from("^");
+    for c in text.chars() {
+        if "\\.+*?()|[]{}^$".contains(c) {
+            escaped.push('\\');
+        }
+        escaped.push(c);
+    }
+    escaped.push('$');
+    escaped
+}
+
+/// DataFusion's CSV reader reports a bad value by column number and a line counted within
+/// its batch, without the file. When a step fails that way, re-read the CSV sources it
+/// reads to name the file, line and column of the first row that does not parse.
+pub async fn name_bad_row(
+    ctx: &SessionContext,
+    pipeline: &Pipeline,
+    selected: &[&PlannedStep],
+    error: EngineError,
+) -> EngineError {
+    let EngineError::Step {
+        step, error: cause, ..
+    } = &error
+    else {
+        return error;
+    };
+    let is_parse_error = matches!(
+        cause.find_root(),
+        DataFusionError::ArrowError(arrow_error, _)
+            if matches!(**arrow_error, ArrowError::ParseError(_) | ArrowError::CsvError(_))
+    );
+    let Some(planned) = selected.iter().find(|p| &p.step.name == step) else {
+        return error;
+    };
+    if !is_parse_error {
+        return error;
+    }
+    for source in &pipeline.sources {
+        if source.format != Format::Csv || !planned.reads.contains(&source.name) {
+            continue;
+        }
+        let Ok(table) = ctx.table(source.name.as_str()).await else {
+            continue;
+        };
+        let schema = std::sync::Arc::new(table.schema().as_arrow().clone());
+        if let Ok(Some(bad)) = lenient_csv::first_bad_row(ctx, source, schema).await {
+            return EngineError::BadRow {
+                source_name: source.name.clone(),
+                file: bad.file,
+                line: bad.line,
+                reason: bad.reason,
+            };
+        }
+    }
+    error
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn null_value_is_matched_literally() {
+        assert_eq!(regex_literal("N/A"), "^N/A$");
+        assert_eq!(regex_literal("?."), "^\\?\\.$");
+    }
+}

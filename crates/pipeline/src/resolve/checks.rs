@@ -1,0 +1,292 @@
+//! Validate steps' checks: each raw check resolved into a [`CheckKind`], with every
+//! problem reported at its key.
+
+use std::collections::HashSet;
+
+use super::{Resolver, check_identifier};
+use crate::checks::{Check, CheckKind, Severity, literal};
+use crate::raw::{RawCheck, RawLiteral};
+
+const CHECK_TYPES: &[&str] = &[
+    "not_null",
+    "unique",
+    "accepted_values",
+    "range",
+    "pattern",
+    "relationships",
+    "row_count",
+    "freshness",
+    "schema",
+    "sql",
+];
+
+impl Resolver {
+    pub(crate) fn resolve_checks(&mut self, step_key: &str, raw: Vec<RawCheck>) -> Vec<Check> {
+        let mut checks: Vec<Check> = Vec::new();
+        let mut names = HashSet::new();
+        for (index, raw) in raw.into_iter().enumerate() {
+            let key = format!("{step_key}.checks[{index}]");
+            let Some(check) = self.resolve_check(&key, raw) else {
+                continue;
+            };
+            check_identifier(
+                &mut self.problems,
+                &format!("{key}.name"),
+                "check name",
+                &check.name,
+            );
+            if !names.insert(check.name.clone()) {
+                self.problem(
+                    format!("{key}.name"),
+                    format!(
+                        "two checks of this step are named `{}`; give one a `name`",
+                        check.name
+                    ),
+                );
+            }
+            checks.push(check);
+        }
+        checks
+    }
+
+    fn resolve_check(&mut self, key: &str, raw: RawCheck) -> Option<Check> {
+        let check_type = raw.check_type.as_str();
+        if !CHECK_TYPES.contains(&check_type) {
+            self.problem(
+                format!("{key}.type"),
+                format!(
+                    "unknown check type `{check_type}`{}; types: {}",
+                    crate::did_you_mean(check_type, CHECK_TYPES),
+                    CHECK_TYPES.join(", ")
+                ),
+            );
+            return None;
+        }
+        self.reject_inapplicable(key, &raw);
+        let severity = match raw.severity.as_deref().unwrap_or("error") {
+            "error" => Severity::Error,
+            "warn" => Severity::Warn,
+            "quarantine" => Severity::Quarantine,
+            other => {
+                self.problem(
+                    format!("{key}.severity"),
+                    format!("unknown severity `{other}`: use error, warn or quarantine"),
+                );
+                return None;
+            }
+        };
+        let kind = self.check_kind(key, &raw)?;
+        if severity == Severity::Quarantine && !kind.is_row_level() {
+            self.problem(
+                format!("{key}.severity"),
+                format!(
+                    "a `{check_type}` check does not single out rows, so it cannot quarantine; use error or warn"
+                ),
+            );
+            return None;
+        }
+        let default_name = match (&raw.column, raw.columns.is_empty()) {
+            (Some(column), _) => format!("{check_type}_{column}"),
+            (None, false) => format!("{check_type}_{}", raw.columns.join("_")),
+            (None, true) => check_type.to_string(),
+        };
+        Some(Check {
+            name: raw.name.unwrap_or(default_name).to_ascii_lowercase(),
+            severity,
+            kind,
+            key: key.to_string(),
+        })
+    }
+
+    /// Keys given that the check's type does not use are mistakes, not silently ignored.
+    fn reject_inapplicable(&mut self, key: &str, raw: &RawCheck) {
+        let used: &[&str] = match raw.check_type.as_str() {
+            "not_null" => &["column"],
+            "unique" => &["column", "columns"],
+            "accepted_values" => &["column", "values"],
+            "range" => &["column", "min", "max", "min_inclusive", "max_inclusive"],
+            "pattern" => &["column", "regex"],
+            "relationships" => &["column", "to", "field"],
+            "row_count" => &["min", "max"],
+            "freshness" => &["column", "max_age", "as_of"],
+            "schema" => &["expect"],
+            _ => &["sql"],
+        };
+        let given = [
+            ("column", raw.column.is_some()),
+            ("columns", !raw.columns.is_empty()),
+            ("values", !raw.values.is_empty()),
+            ("min", raw.min.is_some()),
+            ("max", raw.max.is_some()),
+            ("min_inclusive", raw.min_inclusive.is_some()),
+            ("max_inclusive", raw.max_inclusive.is_some()),
+            ("regex", raw.regex.is_some()),
+            ("to", raw.to.is_some()),
+            ("field", raw.field.is_some()),
+            ("max_age", raw.max_age.is_some()),
+            ("as_of", raw.as_of.is_some()),
+            ("expect", !raw.expect.is_empty()),
+            ("sql", raw.sql.is_some()),
+        ];
+        for (name, present) in given {
+            if present && !used.contains(&name) {
+                self.problem(
+                    format!("{key}.{name}"),
+                    format!(
+                        "`{name}` does not apply to a `{}` check; it takes {}",
+                        raw.check_type,
+                        used.join(", ")
+                    ),
+                );
+            }
+        }
+    }
+
+    fn required<T: Clone>(&mut self, key: &str, name: &str, value: &Option<T>) -> Option<T> {
+        if value.is_none() {
+            self.problem(key, format!("this check needs `{name}`"));
+        }
+        value.clone()
+    }
+
+    fn check_kind(&mut self, key: &str, raw: &RawCheck) -> Option<CheckKind> {
+        let kind = match raw.check_type.as_str() {
+            "not_null" => CheckKind::NotNull {
+                column: self.required(key, "column", &raw.column)?,
+            },
+            "unique" => {
+                let mut columns = raw.columns.clone();
+                columns.extend(raw.column.clone());
+                if columns.is_empty() {
+                    self.problem(key, "this check needs `column` or `columns`");
+                    return None;
+                }
+                CheckKind::Unique { columns }
+            }
+            "accepted_values" => {
+                if raw.values.is_empty() {
+                    self.problem(key, "this check needs `values`, a non-empty list");
+                    return None;
+                }
+                CheckKind::AcceptedValues {
+                    column: self.required(key, "column", &raw.column)?,
+                    values: raw.values.iter().map(literal).collect(),
+                }
+            }
+            "range" => {
+                if raw.min.is_none() && raw.max.is_none() {
+                    self.problem(key, "this check needs `min`, `max` or both");
+                    return None;
+                }
+                CheckKind::Range {
+                    column: self.required(key, "column", &raw.column)?,
+                    min: raw.min.as_ref().map(literal),
+                    max: raw.max.as_ref().map(literal),
+                    min_inclusive: raw.min_inclusive.unwrap_or(true),
+                    max_inclusive: raw.max_inclusive.unwrap_or(true),
+                }
+            }
+            "pattern" => {
+                let regex = self.required(key, "regex", &raw.regex)?;
+                CheckKind::Pattern {
+                    column: self.required(key, "column", &raw.column)?,
+                    regex: self.expand(&format!("{key}.regex"), &regex)?,
+                }
+            }
+            "relationships" => CheckKind::Relationships {
+                column: self.required(key, "column", &raw.column)?,
+                to: self.required(key, "to", &raw.to)?,
+                field: self.required(key, "field", &raw.field)?,
+            },
+            "row_count" => {
+                let count =
+                    |resolver: &mut Resolver, name: &str, value: &Option<RawLiteral>| match value {
+                        None => Some(None),
+                        Some(RawLiteral::Integer(n)) if *n >= 0 => Some(Some(*n as u64)),
+                        Some(_) => {
+                            resolver.problem(
+                                format!("{key}.{name}"),
+                                "a row count is a whole number >= 0",
+                            );
+                            None
+                        }
+                    };
+                let min = count(self, "min", &raw.min)?;
+                let max = count(self, "max", &raw.max)?;
+                if min.is_none() && max.is_none() {
+                    self.problem(key, "this check needs `min`, `max` or both");
+                    return None;
+                }
+                CheckKind::RowCount { min, max }
+            }
+            "freshness" => {
+                let max_age = self.required(key, "max_age", &raw.max_age)?;
+                let Some(max_age_seconds) = parse_duration(&max_age) else {
+                    self.problem(
+                        format!("{key}.max_age"),
+                        format!(
+                            "`{max_age}` is not a duration: numbers with units s, m, h, d or w (e.g. `30d` or `1d12h`)"
+                        ),
+                    );
+                    return None;
+                };
+                let as_of = match (&raw.as_of, self.vars.get("as_of")) {
+                    (Some(as_of), _) => self.expand(&format!("{key}.as_of"), as_of)?,
+                    (None, Some(default)) => default.clone(),
+                    (None, None) => {
+                        self.problem(
+                            key,
+                            "this check needs `as_of` (or a variable `as_of`) to measure age from",
+                        );
+                        return None;
+                    }
+                };
+                CheckKind::Freshness {
+                    column: self.required(key, "column", &raw.column)?,
+                    max_age,
+                    max_age_seconds,
+                    as_of,
+                }
+            }
+            "schema" => {
+                if raw.expect.is_empty() {
+                    self.problem(key, "this check needs `expect`, a list of columns");
+                    return None;
+                }
+                CheckKind::Schema {
+                    expect: self.schema(&format!("{key}.expect"), raw.expect.clone()),
+                }
+            }
+            _ => {
+                let sql = self.required(key, "sql", &raw.sql)?;
+                CheckKind::Sql {
+                    sql: self.expand(&format!("{key}.sql"), &sql)?,
+                }
+            }
+        };
+        Some(kind)
+    }
+}
+
+/// `90s`, `15m`, `12h`, `30d`, `2w`, `1d12h` -> seconds, as humantime reads durations
+/// everywhere else in segflow (`gc --older-than`, store timeouts).
+fn parse_duration(text: &str) -> Option<u64> {
+    humantime::parse_duration(text.trim())
+        .ok()
+        .map(|duration| duration.as_secs())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("30d"), Some(30 * 86_400));
+        assert_eq!(parse_duration("12h"), Some(43_200));
+        assert_eq!(parse_duration("2w"), Some(1_209_600));
+        assert_eq!(parse_duration("1d12h"), Some(129_600));
+        assert_eq!(parse_duration("30"), None);
+        assert_eq!(parse_duration("d"), None);
+    }
+}

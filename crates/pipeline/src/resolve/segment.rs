@@ -1,0 +1,324 @@
+//! The segment stage: input, key, features with their transforms and roles, k (or a range),
+//! scaler, warm start, names and output.
+
+use std::collections::HashSet;
+
+use super::{Resolver, any_of};
+use crate::raw::{RawFeature, RawK, RawLocation, RawSegment, RawWarmStart};
+use crate::{
+    FeatureTransform, KMetric, KSelection, Location, Role, ScalerKind, Segment, Store, WarmStart,
+};
+
+impl Resolver {
+    pub(super) fn resolve_segment(&mut self, raw: RawSegment, stores: &[Store]) -> Option<Segment> {
+        let problems_before = self.problems.len();
+        let (features, transforms) = self.resolve_features(&raw.features);
+        let scaler = match raw
+            .scaler
+            .as_deref()
+            .map(|text| (text, ScalerKind::parse(text)))
+        {
+            None => ScalerKind::Standard,
+            Some((_, Some(kind))) => kind,
+            Some((other, None)) => {
+                self.problem(
+                    "segment.scaler",
+                    format!(
+                        "unknown scaler `{other}`; expected {}",
+                        any_of(ScalerKind::ALL.map(ScalerKind::as_str))
+                    ),
+                );
+                ScalerKind::Standard
+            }
+        };
+        let raw_features = &features;
+        if raw.features.is_empty() {
+            self.problem("segment.features", "list at least one feature column");
+        }
+        let mut seen = HashSet::new();
+        for (index, feature) in raw_features.iter().enumerate() {
+            if !seen.insert(feature) {
+                self.problem(
+                    format!("segment.features[{index}]"),
+                    format!("feature `{feature}` is listed twice"),
+                );
+            }
+            if *feature == raw.key {
+                self.problem(
+                    format!("segment.features[{index}]"),
+                    format!("`{feature}` is the key column; it cannot also be a feature"),
+                );
+            }
+        }
+        for (index, column) in raw.carry.iter().enumerate() {
+            if *column == raw.key || raw_features.contains(column) {
+                self.problem(
+                    format!("segment.carry[{index}]"),
+                    format!("`{column}` is already in the output as the key or a feature"),
+                );
+            }
+        }
+        let (k, k_selection) = self.resolve_k(&raw.k);
+        let warm_start = match raw.warm_start {
+            None => None,
+            Some(RawWarmStart::Previous(word)) if word == "previous" => Some(WarmStart::Previous),
+            Some(RawWarmStart::Previous(other)) => {
+                self.problem(
+                    "segment.warm_start",
+                    format!("expected `previous`, `{{run: ID}}` or `{{model: {{store, path}}}}`, got `{other}`"),
+                );
+                None
+            }
+            Some(RawWarmStart::Run(run)) => match self.expand("segment.warm_start.run", &run.run) {
+                Some(id) => match crate::check_run_id(&id) {
+                    Ok(()) => Some(WarmStart::Run(id)),
+                    Err(message) => {
+                        self.problem("segment.warm_start.run", message);
+                        None
+                    }
+                },
+                None => None,
+            },
+            Some(RawWarmStart::Model(model)) => self
+                .location(
+                    "segment.warm_start.model",
+                    &model.model.store,
+                    &model.model.path,
+                    stores,
+                )
+                .map(WarmStart::Model),
+        };
+        let quarantine_invalid = match raw.on_invalid_features.as_deref() {
+            None | Some("fail") => false,
+            Some("quarantine") => true,
+            Some(other) => {
+                self.problem(
+                    "segment.on_invalid_features",
+                    format!("expected `fail` or `quarantine`, got `{other}`"),
+                );
+                false
+            }
+        };
+        if let Some(size) = raw.fit_sample
+            && size < k as i64
+        {
+            self.problem(
+                "segment.fit_sample",
+                format!("a sample of {size} customers cannot form k = {k} segments"),
+            );
+        }
+        if warm_start.is_some() && k_selection.is_some() {
+            self.problem(
+                "segment.warm_start",
+                "a warm start keeps the previous segments' meaning, which needs a fixed k: choose k first, then warm-start",
+            );
+        }
+        for id in raw.names.keys() {
+            if k_selection.is_some() {
+                self.problem(
+                    format!("segment.names.{id}"),
+                    "with k chosen from a range, segment ids are not known in advance: name segments by roles, or fix k",
+                );
+            } else if *id as usize >= k {
+                self.problem(
+                    format!("segment.names.{id}"),
+                    format!(
+                        "there is no segment {id}: ids go from 0 to k - 1 = {}",
+                        k - 1
+                    ),
+                );
+            }
+        }
+        let restarts = raw.restarts.unwrap_or(1);
+        if restarts < 1 {
+            self.problem("segment.restarts", "restarts must be at least 1");
+        }
+        let max_iterations = raw.max_iterations.unwrap_or(300);
+        if max_iterations < 1 {
+            self.problem(
+                "segment.max_iterations",
+                "max_iterations must be at least 1",
+            );
+        }
+        let tolerance = raw.tolerance.unwrap_or(1e-4);
+        if !(tolerance > 0.0 && tolerance.is_finite()) {
+            self.problem("segment.tolerance", "tolerance must be a positive number");
+        }
+        let output = self.output_location(raw.output, stores);
+        if self.problems.len() > problems_before {
+            return None;
+        }
+        Some(Segment {
+            input: raw.input,
+            key: raw.key,
+            features,
+            transforms,
+            scaler,
+            names: raw.names,
+            carry: raw.carry,
+            k,
+            k_selection,
+            warm_start,
+            quarantine_invalid,
+            fit_sample: raw.fit_sample.map(|size| size.max(0) as usize),
+            seed: raw.seed.unwrap_or(0),
+            restarts: restarts as usize,
+            max_iterations: max_iterations as usize,
+            tolerance,
+            output: output?,
+        })
+    }
+
+    /// The k to fit, or the largest of a range with how to choose within it.
+    pub(super) fn resolve_k(&mut self, raw: &RawK) -> (usize, Option<KSelection>) {
+        match raw {
+            RawK::Fixed(k) => {
+                if *k < 2 {
+                    self.problem("segment.k", format!("k must be at least 2, got {k}"));
+                }
+                ((*k).max(2) as usize, None)
+            }
+            RawK::Range(range) => {
+                if range.min < 2 || range.max <= range.min {
+                    self.problem(
+                        "segment.k",
+                        format!(
+                            "a range needs 2 <= min < max, got min {} and max {}",
+                            range.min, range.max
+                        ),
+                    );
+                }
+                let metric = match range
+                    .select_by
+                    .as_deref()
+                    .map(|text| (text, KMetric::parse(text)))
+                {
+                    None => KMetric::Silhouette,
+                    Some((_, Some(metric))) => metric,
+                    Some((other, None)) => {
+                        self.problem(
+                            "segment.k.select_by",
+                            format!(
+                                "unknown metric `{other}`; expected {}",
+                                any_of(KMetric::ALL.map(KMetric::as_str))
+                            ),
+                        );
+                        KMetric::Silhouette
+                    }
+                };
+                let sample = range.sample.unwrap_or(5000);
+                if sample < 2 {
+                    self.problem("segment.k.sample", "the sample needs at least 2 customers");
+                }
+                (
+                    range.max.max(2) as usize,
+                    Some(KSelection {
+                        min: range.min.max(2) as usize,
+                        metric,
+                        sample: sample.max(2) as usize,
+                    }),
+                )
+            }
+        }
+    }
+
+    /// Feature names, and each feature's transforms and role in the same order.
+    pub(super) fn resolve_features(
+        &mut self,
+        raw: &[RawFeature],
+    ) -> (Vec<String>, Vec<FeatureTransform>) {
+        let mut names = Vec::new();
+        let mut transforms = Vec::new();
+        for (index, feature) in raw.iter().enumerate() {
+            let key = format!("segment.features[{index}]");
+            let detailed = match feature {
+                RawFeature::Name(name) => {
+                    names.push(name.clone());
+                    transforms.push(FeatureTransform::default());
+                    continue;
+                }
+                RawFeature::Detailed(detailed) => detailed,
+            };
+            let log1p = match detailed.transform.as_deref() {
+                None | Some("none") => false,
+                Some("log1p") => true,
+                Some(other) => {
+                    self.problem(
+                        format!("{key}.transform"),
+                        format!("unknown transform `{other}`; expected log1p or none"),
+                    );
+                    false
+                }
+            };
+            let winsorize = match detailed.winsorize.as_deref() {
+                None => None,
+                Some([low, high]) if 0.0 <= *low && low < high && *high <= 1.0 => {
+                    Some((*low, *high))
+                }
+                Some(_) => {
+                    self.problem(
+                        format!("{key}.winsorize"),
+                        "give two percentiles `[low, high]` with 0 <= low < high <= 1, e.g. [0.01, 0.99]",
+                    );
+                    None
+                }
+            };
+            let role = match detailed
+                .role
+                .as_deref()
+                .map(|text| (text, Role::parse(text)))
+            {
+                None => None,
+                Some((_, Some(role))) => Some(role),
+                Some((other, None)) => {
+                    self.problem(
+                        format!("{key}.role"),
+                        format!(
+                            "unknown role `{other}`; expected {}",
+                            any_of(Role::ALL.map(Role::as_str))
+                        ),
+                    );
+                    None
+                }
+            };
+            if let Some(role) = role
+                && transforms
+                    .iter()
+                    .any(|t: &FeatureTransform| t.role == Some(role))
+            {
+                self.problem(
+                    format!("{key}.role"),
+                    format!("another feature already has the role `{}`", role.as_str()),
+                );
+            }
+            names.push(detailed.name.clone());
+            transforms.push(FeatureTransform {
+                log1p,
+                winsorize,
+                role,
+            });
+        }
+        (names, transforms)
+    }
+
+    pub(super) fn output_location(
+        &mut self,
+        raw: RawLocation,
+        stores: &[Store],
+    ) -> Option<Location> {
+        let mut location = self.location("segment.output", &raw.store, &raw.path, stores)?;
+        if location.url.path().contains(['*', '?', '[']) {
+            self.problem(
+                "segment.output.path",
+                "an output location is a folder, not a glob",
+            );
+            return None;
+        }
+        // Outputs are folders: a trailing slash makes `Url::join` append rather than replace.
+        if !location.url.path().ends_with('/') {
+            let path = format!("{}/", location.url.path());
+            location.url.set_path(&path);
+        }
+        Some(location)
+    }
+}

@@ -1,0 +1,149 @@
+//! The segment stage's settings, as the engine reads them: input, key, features with their
+//! transforms and roles, k or a range of k, scaler, warm start, sampling and output.
+
+use std::collections::BTreeMap;
+
+use crate::Location;
+
+#[derive(Debug, Clone)]
+pub struct Segment {
+    pub input: String,
+    pub key: String,
+    pub features: Vec<String>,
+    /// Each feature's transforms and role, in the order of `features`.
+    pub transforms: Vec<FeatureTransform>,
+    pub scaler: ScalerKind,
+    /// Names replacing the generated ones, by segment id.
+    pub names: BTreeMap<u32, String>,
+    pub carry: Vec<String>,
+    /// The number of segments; with `k_selection`, the largest k tried.
+    pub k: usize,
+    /// Set when k is chosen from a range.
+    pub k_selection: Option<KSelection>,
+    /// Fit from an earlier run's model and keep its segment ids.
+    pub warm_start: Option<WarmStart>,
+    /// Customers with a null, NaN or infinite feature are set aside instead of failing the run.
+    pub quarantine_invalid: bool,
+    /// Fit on a seeded sample of this many customers, then assign everyone.
+    pub fit_sample: Option<usize>,
+    pub seed: u64,
+    pub restarts: usize,
+    pub max_iterations: usize,
+    pub tolerance: f64,
+    pub output: Location,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum WarmStart {
+    /// The newest published run in the output folder other than this one.
+    Previous,
+    /// The published run with this id.
+    Run(String),
+    /// A `model.json` (segment ids are matched; without the run's segments there is no
+    /// migration to count).
+    Model(Location),
+}
+
+/// Try every k from `min` to the segment's `k` and keep the best by `metric`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct KSelection {
+    pub min: usize,
+    pub metric: KMetric,
+    /// Customers the silhouette is computed on.
+    pub sample: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KMetric {
+    /// Mean silhouette coefficient: higher is better.
+    Silhouette,
+    /// Between- to within-cluster dispersion: higher is better.
+    CalinskiHarabasz,
+    /// Mean similarity of each cluster to its closest one: lower is better.
+    DaviesBouldin,
+}
+
+impl KMetric {
+    pub const ALL: [KMetric; 3] = [
+        KMetric::Silhouette,
+        KMetric::CalinskiHarabasz,
+        KMetric::DaviesBouldin,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KMetric::Silhouette => "silhouette",
+            KMetric::CalinskiHarabasz => "calinski_harabasz",
+            KMetric::DaviesBouldin => "davies_bouldin",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<KMetric> {
+        KMetric::ALL
+            .into_iter()
+            .find(|metric| metric.as_str() == text)
+    }
+}
+
+/// What is done to a feature before scaling: clipped to percentiles, then `ln(1 + x)`.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct FeatureTransform {
+    pub log1p: bool,
+    /// Low and high percentiles (0 to 1).
+    pub winsorize: Option<(f64, f64)>,
+    pub role: Option<Role>,
+}
+
+/// What a feature means to the business, for naming segments.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Days since the last purchase: fewer is better.
+    Recency,
+    Frequency,
+    Monetary,
+}
+
+impl Role {
+    pub const ALL: [Role; 3] = [Role::Recency, Role::Frequency, Role::Monetary];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Recency => "recency",
+            Role::Frequency => "frequency",
+            Role::Monetary => "monetary",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Role> {
+        Role::ALL.into_iter().find(|role| role.as_str() == text)
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ScalerKind {
+    /// Mean 0, population standard deviation 1 (scikit-learn's StandardScaler).
+    #[default]
+    Standard,
+    /// Median 0, interquartile range 1 (RobustScaler): outliers do not set the scale.
+    Robust,
+    /// Minimum 0, maximum 1 (MinMaxScaler).
+    MinMax,
+}
+
+impl ScalerKind {
+    pub const ALL: [ScalerKind; 3] = [ScalerKind::Standard, ScalerKind::Robust, ScalerKind::MinMax];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ScalerKind::Standard => "standard",
+            ScalerKind::Robust => "robust",
+            ScalerKind::MinMax => "minmax",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<ScalerKind> {
+        ScalerKind::ALL
+            .into_iter()
+            .find(|kind| kind.as_str() == text)
+    }
+}
