@@ -12,6 +12,7 @@ mod kmeans;
 mod metrics;
 mod naming;
 mod output;
+mod params;
 mod scaler;
 mod transform;
 mod warm;
@@ -21,7 +22,6 @@ use arrow::datatypes::{DataType, Float64Type};
 use ndarray::{Array1, Array2, ArrayView2, Axis};
 use rand_xoshiro::Xoshiro256Plus;
 use rand_xoshiro::rand_core::SeedableRng;
-use segflow_pipeline::{FeatureTransform, KMetric, KSelection, ScalerKind};
 
 pub use metrics::{calinski_harabasz, davies_bouldin, silhouette};
 pub use naming::segment_names;
@@ -29,6 +29,7 @@ pub use output::{
     DISTANCE, SEGMENT_ID, SegmentTotals, centroids_batch, median, profile_batch,
     profile_from_totals, segments_batches,
 };
+pub use params::{FeatureTransform, KMetric, KSelection, Role, ScalerKind};
 pub use scaler::Scaler;
 pub use transform::Preprocessor;
 pub use warm::{PreviousModel, match_ids, segment_from_previous};

@@ -27,7 +27,7 @@
 
 use std::collections::BTreeMap;
 
-use segflow_pipeline::Role;
+use crate::Role;
 
 use crate::Segmentation;
 
@@ -149,8 +149,8 @@ fn rfm_name(recent: bool, frequent: bool, spends: bool) -> &'static str {
 
 #[cfg(test)]
 mod tests {
+    use crate::{FeatureTransform, ScalerKind};
     use ndarray::array;
-    use segflow_pipeline::{FeatureTransform, ScalerKind};
 
     use super::*;
     use crate::{Preprocessor, Scaler};

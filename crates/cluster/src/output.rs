@@ -5,7 +5,7 @@ use std::sync::Arc;
 use arrow::array::{ArrayRef, Float64Array, Int32Array, Int64Array, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema};
 
-use segflow_pipeline::Role;
+use crate::Role;
 
 use crate::scaler::percentile;
 use crate::{ClusterError, Result, Segmentation};

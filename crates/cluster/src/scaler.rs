@@ -1,5 +1,5 @@
+use crate::ScalerKind;
 use ndarray::{Array1, Array2, ArrayView1, ArrayView2, Axis};
-use segflow_pipeline::ScalerKind;
 
 /// Scaling per feature as `(x - center) / scale`, kept with the centroids so values can be
 /// mapped to model units and back. Every kind fits that form:

@@ -5,8 +5,8 @@
 //! the logarithm then tames the skew of counts and amounts; the scaler last, so every
 //! feature weighs the same in the distance.
 
+use crate::{FeatureTransform, ScalerKind};
 use ndarray::{Array2, ArrayView2, Axis};
-use segflow_pipeline::{FeatureTransform, ScalerKind};
 
 use crate::scaler::{Scaler, percentile, sorted};
 use crate::{ClusterError, Result};

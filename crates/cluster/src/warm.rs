@@ -120,8 +120,8 @@ pub fn match_ids(centroids: &Array2<f64>, previous: &PreviousModel) -> Vec<u32> 
 
 #[cfg(test)]
 mod tests {
+    use crate::ScalerKind;
     use ndarray::array;
-    use segflow_pipeline::ScalerKind;
 
     use super::*;
     use crate::Scaler;

@@ -4,7 +4,7 @@
 //! scheduler, which splits it into stages for its executors. Everything else in the engine
 //! is the same; what differs is where data may live. Executors cannot read this process's
 //! memory, so every table a plan reads must be files on a store they reach: step results are
-//! written as Parquet under the run's staging folder ([`crate::results`]), and tables built
+//! written as Parquet under the run's staging folder (`crate::execution`), and tables built
 //! in this process (rows kept from a quarantining source) are written there before a step
 //! reads them.
 //!

@@ -1,4 +1,6 @@
-//! The DataFusion session a run executes in: its memory pool and where it spills.
+//! The one place sessions are built: the DataFusion session a run executes in (its memory
+//! pool and where it spills, on this process or a Ballista cluster), and the session
+//! `check` and step tests plan in, with the same configuration.
 
 use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
@@ -11,6 +13,7 @@ use datafusion::prelude::{SessionConfig, SessionContext};
 use segflow_pipeline::{Engine, Resources, Store};
 
 use crate::progress::JobStates;
+use crate::results::StepResults;
 use crate::{EngineError, Result};
 
 /// Without a limit, a run may use this share of the machine's (or container's) memory.
@@ -80,12 +83,33 @@ pub async fn session_on(
             Ok((ctx, Some(jobs)))
         }
         #[cfg(not(feature = "ballista"))]
-        distributed => Err(EngineError::Engine {
-            engine: distributed.describe(),
-            message: "this segflow was built without Ballista (cargo feature `ballista`)"
-                .to_string(),
-        }),
+        distributed => {
+            let _ = stores;
+            Err(EngineError::Engine {
+                engine: distributed.describe(),
+                message: "this segflow was built without Ballista (cargo feature `ballista`)"
+                    .to_string(),
+            })
+        }
     }
+}
+
+/// A session to plan in (`check`, step tests): a run's configuration, `DATAFUSION_*`
+/// settings included, so it plans as the run it stands for. No memory limit: it reads at
+/// most what schema inference needs, or the few rows a test gives.
+pub fn planning_session() -> Result<SessionContext> {
+    Ok(SessionContext::new_with_config(session_config(None)?))
+}
+
+/// The results of one run's steps, with their scratch folder in the run's spill folder.
+pub fn step_results(ctx: &SessionContext, resources: &RunResources) -> Result<StepResults> {
+    StepResults::new(ctx, resources.spill_dir.as_deref()).map_err(|error| {
+        let dir = resources
+            .spill_dir
+            .clone()
+            .unwrap_or_else(std::env::temp_dir);
+        spill_dir_error(&dir, error)
+    })
 }
 
 fn session_parts(resources: &RunResources) -> Result<(SessionConfig, Arc<RuntimeEnv>)> {
@@ -101,10 +125,12 @@ fn session_parts(resources: &RunResources) -> Result<(SessionConfig, Arc<Runtime
     let runtime = runtime
         .build_arc()
         .map_err(|error| EngineError::Resources(format!("setting up the session: {error}")))?;
-    // Each sorting partition sets this much aside to merge its spill files (10 MB by
-    // default); under a small limit, two partitions' worth would leave nothing to sort with.
-    let merge_reservation = (resources.memory_limit / 16).min(10 << 20) as usize;
-    // DataFusion's settings can be tuned as in datafusion-cli, with DATAFUSION_* variables.
+    Ok((session_config(Some(resources.memory_limit))?, runtime))
+}
+
+/// DataFusion's settings for a session: `DATAFUSION_*` variables as in datafusion-cli, over
+/// segflow's defaults; with a memory limit, the merge reservation of sorts scaled to it.
+fn session_config(memory_limit: Option<u64>) -> Result<SessionConfig> {
     let mut config = SessionConfig::from_env()
         .map_err(|error| EngineError::Resources(format!("DATAFUSION_* settings: {error}")))?;
     // Spill files (DataFusion's, and step results that do not fit) are compressed unless
@@ -114,10 +140,14 @@ fn session_parts(resources: &RunResources) -> Result<(SessionConfig, Arc<Runtime
     if std::env::var_os(SPILL_COMPRESSION_VAR).is_none() {
         config.options_mut().execution.spill_compression = SpillCompression::Lz4Frame;
     }
-    let config = config
-        .with_information_schema(false)
-        .with_sort_spill_reservation_bytes(merge_reservation);
-    Ok((config, runtime))
+    let mut config = config.with_information_schema(false);
+    if let Some(limit) = memory_limit {
+        // Each sorting partition sets this much aside to merge its spill files (10 MB by
+        // default); under a small limit, two partitions' worth would leave nothing to sort with.
+        let merge_reservation = (limit / 16).min(10 << 20) as usize;
+        config = config.with_sort_spill_reservation_bytes(merge_reservation);
+    }
+    Ok(config)
 }
 
 const SPILL_COMPRESSION_VAR: &str = "DATAFUSION_EXECUTION_SPILL_COMPRESSION";

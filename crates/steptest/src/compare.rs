@@ -97,7 +97,7 @@ pub fn compare(
                 .collect()
         })
         .collect();
-    let expected_batch = match segflow_engine::literal_batch(&projected, &columns, &literal_rows) {
+    let expected_batch = match crate::literals::literal_batch(&projected, &columns, &literal_rows) {
         Ok(batch) => batch,
         Err(error) => {
             return Some(format!(

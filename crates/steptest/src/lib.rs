@@ -7,6 +7,7 @@
 
 mod compare;
 mod generate;
+mod literals;
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -15,7 +16,8 @@ use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 use segflow_engine::EngineError;
 use segflow_pipeline::{
-    Expected, GivenRows, Literal, Pipeline, PipelineError, StepTest, Target, TestFile, did_you_mean,
+    Expected, GivenRows, Literal, Pipeline, PipelineError, Problem, Problems, StepTest, Target,
+    TestFile, did_you_mean,
 };
 use segflow_plan::StepGraph;
 
@@ -27,16 +29,10 @@ pub enum TestError {
     Pipeline(#[from] PipelineError),
     /// The test file names a step, table or column the pipeline does not have, or gives
     /// rows that do not fit.
-    #[error(
-        "{}: {} problem{}\n  {}",
-        file.display(),
-        problems.len(),
-        if problems.len() == 1 { "" } else { "s" },
-        problems.join("\n  ")
-    )]
+    #[error("{}", Problems { file, problems })]
     Invalid {
         file: PathBuf,
-        problems: Vec<String>,
+        problems: Vec<Problem>,
     },
     #[error("no test file under {}; write one, or start from `segflow test PIPELINE --generate STEP`", dir.display())]
     NoTests { dir: PathBuf },
@@ -158,8 +154,8 @@ async fn prepare<'a>(
     declared: &Pipeline,
     file: &TestFile,
     test: &'a StepTest,
-) -> Result<Prepared<'a>, Vec<String>> {
-    let problem = |key: &str, message: String| format!("{}: {message}", file.at(key));
+) -> Result<Prepared<'a>, Vec<Problem>> {
+    let problem = |key: &str, message: String| file.problem(key, message);
     let mut problems = Vec::new();
     let names: Vec<&str> = declared.vars.keys().map(String::as_str).collect();
     for var in test.vars.keys() {
@@ -185,7 +181,7 @@ async fn prepare<'a>(
     let graph = segflow_plan::plan(&pipeline)
         .map_err(|error| vec![problem(&test.key, error.to_string())])?;
     let step_names: Vec<&str> = graph.steps.iter().map(|p| p.step.name.as_str()).collect();
-    let position = |key: String, name: &str, problems: &mut Vec<String>| {
+    let position = |key: String, name: &str, problems: &mut Vec<Problem>| {
         let found = step_names.iter().position(|s| *s == name);
         if found.is_none() {
             problems.push(problem(
@@ -276,7 +272,9 @@ async fn prepare<'a>(
         }
     }
 
-    let schemas = segflow_engine::known_schemas(&pipeline, &graph).await;
+    let schemas = segflow_engine::known_schemas(&pipeline, &graph)
+        .await
+        .map_err(|error| vec![problem(&test.key, error.to_string())])?;
     let mut given = Vec::new();
     for table in test.given.iter().filter(|g| needed.contains(&g.table)) {
         match given_batch(file, table, schemas.get(&table.table)) {
@@ -304,8 +302,8 @@ fn given_batch(
     file: &TestFile,
     table: &segflow_pipeline::GivenTable,
     schema: Option<&SchemaRef>,
-) -> Result<RecordBatch, Vec<String>> {
-    let problem = |key: &str, message: String| format!("{}: {message}", file.at(key));
+) -> Result<RecordBatch, Vec<Problem>> {
+    let problem = |key: &str, message: String| file.problem(key, message);
     // Where a bad value is: its key in the file, and for a CSV file its line and column.
     type Locate = Box<dyn Fn(usize, &str) -> (String, String)>;
     let (columns, rows, locate): (Vec<String>, Vec<Vec<Option<Literal>>>, Locate) =
@@ -355,7 +353,7 @@ fn given_batch(
     let schema = match schema {
         Some(schema) => {
             let known: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
-            let unknown: Vec<String> = columns
+            let unknown: Vec<Problem> = columns
                 .iter()
                 .filter(|c| !known.contains(&c.as_str()))
                 .map(|c| {
@@ -383,9 +381,9 @@ fn given_batch(
             }
             schema.clone()
         }
-        None => segflow_engine::inferred_schema(&columns, &rows),
+        None => literals::inferred_schema(&columns, &rows),
     };
-    segflow_engine::literal_batch(&schema, &columns, &rows).map_err(|error| {
+    literals::literal_batch(&schema, &columns, &rows).map_err(|error| {
         let (key, detail) = locate(error.row, &error.column);
         vec![problem(&key, format!("{detail}{}", error.message))]
     })
@@ -422,9 +420,9 @@ fn check_expectations(
     test: &StepTest,
     graph: &StepGraph,
     steps: &[String],
-    problems: &mut Vec<String>,
+    problems: &mut Vec<Problem>,
 ) {
-    let problem = |key: &str, message: String| format!("{}: {message}", file.at(key));
+    let problem = |key: &str, message: String| file.problem(key, message);
     if let Some(expect) = &test.expect
         && let Some(table) = &expect.table
     {

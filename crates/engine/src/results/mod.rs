@@ -112,6 +112,7 @@ impl StepResults {
         })
     }
 
+    #[cfg(test)]
     /// Runs `plan` and registers its output as the table `name`, counting the true values
     /// of the boolean columns `tally` on the way (so a large result need not be read again
     /// to count them).
@@ -374,9 +375,9 @@ impl StepResults {
 
 #[cfg(test)]
 mod tests {
-    use super::sink::compact_slices;
+    use super::sink::{compact_slices, compact_views};
     use super::*;
-    use arrow::array::{Array, ArrayRef, RecordBatch};
+    use arrow::array::{Array, AsArray, RecordBatch};
     use arrow::datatypes::DataType;
     use datafusion::execution::memory_pool::FairSpillPool;
     use datafusion::execution::runtime_env::RuntimeEnvBuilder;

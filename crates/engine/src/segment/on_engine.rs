@@ -24,7 +24,8 @@ use segflow_cluster::{ClusterError, DISTANCE, SEGMENT_ID, Segmentation};
 use segflow_pipeline::Segment;
 use segflow_publish::Staging;
 
-use super::{cluster_error, split_invalid};
+use super::local::split_invalid;
+use super::stage::cluster_error;
 use crate::{EngineError, Result};
 
 const SEGMENTS: &str = "segments";
@@ -377,8 +378,9 @@ mod tests {
     use std::sync::Arc;
 
     use ndarray::array;
+    use segflow_cluster::ScalerKind;
     use segflow_cluster::{Preprocessor, Scaler};
-    use segflow_pipeline::{FeatureTransform, Location, ScalerKind, Url};
+    use segflow_pipeline::{FeatureTransform, Location, Url};
     use segflow_publish::OutputFolder;
 
     use super::*;
@@ -394,7 +396,7 @@ mod tests {
             key: "id".to_string(),
             features: vec!["x".to_string()],
             transforms: vec![transform(true)],
-            scaler: ScalerKind::Standard,
+            scaler: segflow_pipeline::ScalerKind::Standard,
             names: Default::default(),
             carry: vec!["tag".to_string()],
             k: 2,
@@ -427,7 +429,11 @@ mod tests {
         Segmentation {
             features: vec!["x".to_string()],
             preprocess: Preprocessor {
-                transforms: vec![transform(true)],
+                transforms: vec![segflow_cluster::FeatureTransform {
+                    log1p: true,
+                    winsorize: None,
+                    role: None,
+                }],
                 clips: vec![Some((0.5, 10.5))],
                 scaler: Scaler {
                     kind: ScalerKind::Standard,

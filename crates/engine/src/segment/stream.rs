@@ -14,12 +14,11 @@ use segflow_cluster::{SegmentTotals, Segmentation, segments_batches};
 use segflow_pipeline::Segment;
 use segflow_publish::{Staging, TableWriter};
 
+use super::local::{fit_model, split_invalid, totals_of};
 use super::on_engine::assign_on_engine;
-use super::{
-    ROWS_PER_SEGMENT_FILE, Stage, cluster_error, fit_model, kmeans_settings, names_of, rows,
-    split_invalid, totals_of,
-};
-use crate::warm_start::PreviousRun;
+use super::settings;
+use super::stage::{ROWS_PER_SEGMENT_FILE, Stage, cluster_error, names_of, rows};
+use super::warm_start::PreviousRun;
 use crate::{EngineError, Result};
 
 /// More customers than `fit_sample`: fit on a seeded sample (pass 1), then stream every
@@ -58,7 +57,7 @@ pub(super) async fn streamed_stage(
     } else {
         sample
     };
-    let settings = kmeans_settings(segment);
+    let kmeans = settings::kmeans_settings(segment);
     tracing::info!(
         customers = total,
         sample = rows(&sample),
@@ -66,7 +65,7 @@ pub(super) async fn streamed_stage(
         "fitting k-means on a sample"
     );
     let fitting = std::time::Instant::now();
-    let (model, scores) = fit_model(&sample, segment, previous, &settings)?;
+    let (model, scores) = fit_model(&sample, segment, previous, &kmeans)?;
     let fit_ms = fitting.elapsed().as_millis() as u64;
     let names = names_of(&model, segment, previous);
     let sample_totals = totals_of(&sample, &model)?;

@@ -8,6 +8,7 @@
 //! whatever it is; materialising the input first would write a table as large as the
 //! input twice. Its rows are the validate step's rows in, so its count stays exact.
 
+mod settings;
 pub mod validate;
 
 use std::collections::{BTreeMap, HashMap};
@@ -18,9 +19,9 @@ use futures::{StreamExt, TryStreamExt};
 use segflow_pipeline::{CheckKind, StepKind};
 use segflow_plan::PlannedStep;
 
-use crate::columns::ReadColumns;
-use crate::execution::{Execution, Query, Scan};
-use crate::progress::Progress;
+pub use settings::StepsSettings;
+
+use crate::execution::{Query, Scan};
 use crate::report::StepReport;
 use crate::results::StepResults;
 use crate::sql::{only_columns, query_only};
@@ -34,24 +35,6 @@ pub struct StepsOutcome {
     pub reports: Vec<StepReport>,
     pub rejects: Vec<Rejects>,
     pub scans: Vec<Scan>,
-}
-
-/// How the steps run, beyond which steps.
-#[derive(Clone, Copy)]
-pub struct StepsSettings<'a> {
-    pub results: &'a StepResults,
-    /// Where the plans run (and so how results are materialised).
-    pub execution: &'a dyn Execution,
-    /// At most this many independent steps run at once (at least 1).
-    pub max_concurrent: usize,
-    /// Results kept after the last step reading them: the segment input, or every result
-    /// (`None`) when the caller reads them all.
-    pub keep: Option<&'a str>,
-    /// The columns of each result to hold: those later steps read.
-    pub read_columns: &'a ReadColumns,
-    /// Add each step's executed plan with its metrics to its report.
-    pub profile: bool,
-    pub progress: &'a Progress,
 }
 
 /// Runs `steps` (in plan order) level by level: steps on one level do not read each other,

@@ -23,7 +23,7 @@ use segflow_plan::PlannedStep;
 
 pub use sql::flagging_sql;
 
-use super::StepsSettings;
+use super::settings::StepsSettings;
 use crate::execution::{Query, Ran, Scan};
 use crate::report::StepReport;
 use crate::sql::{

@@ -1,0 +1,464 @@
+//! A whole run, start to publish: check, session, steps, rejects, segment stage, publish.
+//!
+//! [`run`] reads as the run's outline; each stage lives in its own module. What a run
+//! writes goes to its staging folder first and is published only once every step, check
+//! and file has succeeded (the protocol is `segflow-publish`'s).
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Instant;
+
+use datafusion::error::DataFusionError;
+use datafusion::prelude::SessionContext;
+use segflow_pipeline::{Engine, Pipeline};
+use segflow_plan::StepGraph;
+use segflow_publish::{MANIFEST_FILE, RunInfo, STAGING_DIR, SUCCESS_MARKER, Staging};
+
+use crate::columns::ReadColumns;
+use crate::execution::{Execution, InProcess, OnCluster};
+use crate::output::{output_folder, remove_empty_local_dirs, warn_about_stale_runs};
+use crate::progress::Progress;
+use crate::report::{OutputReport, RunReport, SegmentReport, SourceReport, StepReport};
+use crate::results::StepResults;
+use crate::select::{Selection, select_steps};
+use crate::session::RunResources;
+use crate::sources::{SourceRejects, counts};
+use crate::steps::validate::Rejects;
+use crate::{EngineError, Result, check, segment, session, sources, steps, stores};
+
+/// Under the output folder: one Parquet table of rejected rows per quarantining source and
+/// per validate step with quarantine checks.
+pub const REJECTS_DIR: &str = "_rejects";
+
+/// Under a run's staging folder: step results, when they are written to the output store
+/// (a run on Ballista). Never published.
+const STEP_RESULTS_DIR: &str = "_steps";
+
+/// Settings of one run that are not part of the pipeline.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Names the staging area; defaults to the start time and process id.
+    pub run_id: Option<String>,
+    /// At most this many independent steps run at once (at least 1).
+    pub max_concurrent_steps: usize,
+    /// Run only this step and the steps it needs; no segment stage, nothing published.
+    pub select: Option<String>,
+    /// Run the steps up to and including this one in plan order; no segment stage,
+    /// nothing published.
+    pub until: Option<String>,
+    /// Memory limit and spill folder given for this run, over the pipeline's.
+    pub resources: segflow_pipeline::Resources,
+    /// Add each step's executed plan with operator metrics to the report.
+    pub profile: bool,
+    pub progress: Progress,
+    /// Where the SQL runs, over the pipeline's `engine:` (default: this process).
+    pub engine: Option<Engine>,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions {
+            run_id: None,
+            max_concurrent_steps: 4,
+            select: None,
+            until: None,
+            resources: segflow_pipeline::Resources::default(),
+            profile: false,
+            progress: Progress::default(),
+            engine: None,
+        }
+    }
+}
+
+impl RunOptions {
+    fn selection(&self) -> Selection<'_> {
+        match (&self.select, &self.until) {
+            (Some(step), _) => Selection::With(step),
+            (None, Some(step)) => Selection::Until(step),
+            (None, None) => Selection::All,
+        }
+    }
+
+    /// Whether only some steps run: no segment stage, nothing published.
+    fn is_partial(&self) -> bool {
+        self.selection() != Selection::All
+    }
+}
+
+/// Runs the whole pipeline and publishes its outputs.
+pub async fn run(pipeline: &Pipeline, options: &RunOptions) -> Result<RunReport> {
+    let started = Instant::now();
+    let started_at = chrono::Utc::now();
+    let run_id = run_id(pipeline, options, started_at)?;
+    let (graph, read_columns) = check::checked(pipeline).await?;
+    let engine = options
+        .engine
+        .clone()
+        .or_else(|| pipeline.engine.clone())
+        .unwrap_or(Engine::Local);
+    let resources = RunResources::new(&pipeline.resources, &options.resources);
+    let (ctx, job_states) = session::session_on(&engine, &resources, &pipeline.stores).await?;
+    let results = session::step_results(&ctx, &resources)?;
+    stores::register_stores(&ctx, pipeline)?;
+    stores::preflight(&ctx, &pipeline.stores).await?;
+    let partial = options.is_partial();
+    let folder = output_folder(&ctx, pipeline)?;
+    // Executors elsewhere cannot read this process's memory: step results go to the run's
+    // staging folder, so it is set up first. A partial run stages under an id of its own,
+    // so it never clears the staging folder of a full run with the same id.
+    let (execution, early_staging): (Box<dyn Execution>, Option<Staging>) =
+        if engine == Engine::Local {
+            (Box::new(InProcess), None)
+        } else {
+            let staging_id = if partial {
+                format!("{run_id}.partial-{}", std::process::id())
+            } else {
+                run_id.clone()
+            };
+            let staging = folder.stage(&staging_id).await?;
+            let steps_folder = format!("{}{STEP_RESULTS_DIR}", staging.url());
+            (
+                Box::new(OnCluster::new(&steps_folder, job_states)),
+                Some(staging),
+            )
+        };
+    let running = Running {
+        ctx: &ctx,
+        pipeline,
+        options,
+        results: &results,
+        execution: execution.as_ref(),
+    };
+    let ran = match running.checked_steps(&graph, &read_columns).await {
+        Ok(ran) => ran,
+        Err(error) => {
+            if let Some(staging) = &early_staging {
+                discard(staging, pipeline).await;
+            }
+            return Err(explain_exhaustion(error, &resources));
+        }
+    };
+    let CheckedSteps {
+        sources,
+        reports: step_reports,
+        rejects,
+        source_rejects,
+    } = ran;
+    let report = |segment: Option<SegmentReport>, outputs: Vec<OutputReport>| RunReport {
+        pipeline: pipeline.name.clone(),
+        run_id: run_id.clone(),
+        started_at: started_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        duration_ms: started.elapsed().as_millis() as u64,
+        vars: shown_vars(pipeline),
+        sources,
+        steps: step_reports,
+        segment,
+        outputs,
+    };
+    if partial {
+        if let Some(staging) = &early_staging {
+            discard(staging, pipeline).await;
+        }
+        return Ok(report(None, Vec::new()));
+    }
+
+    let mut staging = match early_staging {
+        Some(staging) => staging,
+        None => folder.stage(&run_id).await?,
+    };
+    let staged = running
+        .stage_outputs(&mut staging, &folder, &run_id, &source_rejects, &rejects)
+        .await;
+    let segment = match staged {
+        Ok(segment) => segment,
+        Err(error) => {
+            discard(&staging, pipeline).await;
+            return Err(error);
+        }
+    };
+    let info = RunInfo {
+        pipeline: pipeline.name.clone(),
+        pipeline_hash: pipeline.content_hash.clone(),
+        vars: shown_vars(pipeline),
+        started_at,
+    };
+    let published = staging.publish(&info).await;
+    remove_empty_local_dirs(&pipeline.segment.output.url, STAGING_DIR);
+    let published = published?;
+    warn_about_stale_runs(&folder).await;
+
+    let mut outputs = vec![OutputReport {
+        url: published.url.clone(),
+        kind: "folder".to_string(),
+        rows: None,
+        bytes: None,
+    }];
+    outputs.extend(published.files.iter().map(|file| OutputReport {
+        url: format!("{}{}", published.url, file.name),
+        kind: "file".to_string(),
+        rows: file.rows(),
+        bytes: Some(file.bytes),
+    }));
+    for marker in [MANIFEST_FILE, SUCCESS_MARKER] {
+        outputs.push(OutputReport {
+            url: format!("{}{marker}", published.url),
+            kind: "file".to_string(),
+            rows: None,
+            bytes: None,
+        });
+    }
+    Ok(report(Some(segment), outputs))
+}
+
+/// What the stages of one run share.
+struct Running<'a> {
+    ctx: &'a SessionContext,
+    pipeline: &'a Pipeline,
+    options: &'a RunOptions,
+    results: &'a StepResults,
+    execution: &'a dyn Execution,
+}
+
+/// What the steps of a run produced, once every check passed.
+struct CheckedSteps {
+    sources: Vec<SourceReport>,
+    reports: Vec<StepReport>,
+    rejects: Vec<Rejects>,
+    source_rejects: Vec<SourceRejects>,
+}
+
+impl Running<'_> {
+    /// Registers the sources, runs the selected steps and fails the run when a check of
+    /// severity `error` found failing rows.
+    async fn checked_steps(
+        &self,
+        graph: &StepGraph,
+        read_columns: &ReadColumns,
+    ) -> Result<CheckedSteps> {
+        let (ctx, pipeline) = (self.ctx, self.pipeline);
+        let source_rejects = sources::register_sources(ctx, &pipeline.sources).await?;
+        for rejects in &source_rejects {
+            self.execution
+                .share_local_table(ctx, self.results, &rejects.source)
+                .await
+                .map_err(|error| EngineError::Source {
+                    source_name: rejects.source.clone(),
+                    url: pipeline.redact(
+                        pipeline
+                            .sources
+                            .iter()
+                            .find(|source| source.name == rejects.source)
+                            .map_or("", |source| source.location.url.as_str()),
+                    ),
+                    error: Box::new(error),
+                })?;
+        }
+        let mut table_rows: HashMap<String, u64> = source_rejects
+            .iter()
+            .map(|rejects| (rejects.source.clone(), rejects.rows_out))
+            .collect();
+
+        let selected = select_steps(graph, self.options.selection())?;
+        let counted = if self.execution.reports_scans() {
+            Default::default()
+        } else {
+            counts::count_sources(ctx, pipeline, &selected, &table_rows).await?
+        };
+        table_rows.extend(counted.iter().map(|(name, rows)| (name.clone(), *rows)));
+        let settings = steps::StepsSettings {
+            results: self.results,
+            execution: self.execution,
+            max_concurrent: self.options.max_concurrent_steps,
+            keep: Some(&pipeline.segment.input),
+            read_columns,
+            profile: self.options.profile,
+            progress: &self.options.progress,
+        };
+        let outcome = match steps::run_steps(ctx, &selected, settings, table_rows).await {
+            Ok(outcome) => outcome,
+            Err(error) => return Err(sources::name_bad_row(ctx, pipeline, &selected, error).await),
+        };
+        let sources = counts::source_reports(pipeline, &source_rejects, &outcome.scans, &counted);
+        let failures = validation_failures(&outcome.reports);
+        if !failures.is_empty() {
+            return Err(EngineError::ValidationFailed {
+                failures,
+                steps: outcome.reports,
+            });
+        }
+        Ok(CheckedSteps {
+            sources,
+            reports: outcome.reports,
+            rejects: outcome.rejects,
+            source_rejects,
+        })
+    }
+
+    /// Stages the rejects, then runs the segment stage into `staging`.
+    async fn stage_outputs(
+        &self,
+        staging: &mut Staging,
+        folder: &segflow_publish::OutputFolder,
+        run_id: &str,
+        source_rejects: &[SourceRejects],
+        rejects: &[Rejects],
+    ) -> Result<SegmentReport> {
+        let (ctx, pipeline) = (self.ctx, self.pipeline);
+        for rejected in source_rejects {
+            let table = format!("{REJECTS_DIR}/{}", rejected.source);
+            staging
+                .write_parquet(
+                    &table,
+                    &format!("{table}.parquet"),
+                    rejected.schema.clone(),
+                    &rejected.batches,
+                )
+                .await?;
+        }
+        for rejected in rejects {
+            let table = format!("{REJECTS_DIR}/{}", rejected.step);
+            stage_table(ctx, staging, &rejected.table, &table).await?;
+            self.results.release(ctx, &rejected.table);
+        }
+        let previous =
+            segment::warm_start::load_previous(ctx, folder, &pipeline.segment, run_id).await?;
+        let progress = &self.options.progress;
+        progress.step_started("segment");
+        let started = Instant::now();
+        let segment = segment::run_segment(
+            ctx,
+            &pipeline.segment,
+            previous.as_ref(),
+            staging,
+            self.execution.assigns_on_engine(),
+        )
+        .await?;
+        progress.step_done(
+            "segment",
+            segment.customers,
+            started.elapsed().as_millis() as u64,
+        );
+        Ok(segment)
+    }
+}
+
+/// Removes what a failed (or partial) run staged, keeping the error that stopped it.
+async fn discard(staging: &Staging, pipeline: &Pipeline) {
+    if let Err(cleanup) = staging.discard().await {
+        tracing::warn!(%cleanup, "could not remove staged files of the run");
+    }
+    remove_empty_local_dirs(&pipeline.segment.output.url, STAGING_DIR);
+}
+
+/// Streams the registered table `source` into the staged Parquet table `table`.
+async fn stage_table(
+    ctx: &SessionContext,
+    staging: &mut Staging,
+    source: &str,
+    table: &str,
+) -> Result<()> {
+    let failed = |error: DataFusionError| EngineError::Step {
+        step: table.to_string(),
+        origin: "staging".to_string(),
+        error: Box::new(error),
+    };
+    let frame = ctx.table(source).await.map_err(failed)?;
+    let schema = std::sync::Arc::new(frame.schema().as_arrow().clone());
+    let mut batches = frame.execute_stream().await.map_err(failed)?;
+    let mut writer = staging.table_writer(table, &format!("{table}.parquet"), schema)?;
+    while let Some(batch) = futures::StreamExt::next(&mut batches).await {
+        writer.write(&batch.map_err(failed)?).await?;
+    }
+    writer.finish(staging).await?;
+    Ok(())
+}
+
+/// Checks of severity `error` that found failing rows, one line each.
+fn validation_failures(steps: &[StepReport]) -> Vec<String> {
+    steps
+        .iter()
+        .flat_map(|step| {
+            step.checks
+                .iter()
+                .filter(|check| check.status == "fail")
+                .map(move |check| {
+                    let what = match (&check.detail, check.samples.is_empty()) {
+                        (Some(detail), _) => detail.clone(),
+                        (None, true) => format!("{} failing rows", check.failing_rows),
+                        (None, false) => format!(
+                            "{} failing rows, e.g. {}",
+                            check.failing_rows,
+                            check.samples.join("; ")
+                        ),
+                    };
+                    format!(
+                        "step `{}`, check `{}` ({}): {what}",
+                        step.name, check.name, check.check_type
+                    )
+                })
+        })
+        .collect()
+}
+
+/// A step that failed for lack of memory or spill space gets a message naming the limit
+/// and the settings that change it.
+fn explain_exhaustion(error: EngineError, resources: &RunResources) -> EngineError {
+    let EngineError::Step {
+        step, error: cause, ..
+    } = &error
+    else {
+        return error;
+    };
+    let DataFusionError::ResourcesExhausted(detail) = cause.find_root() else {
+        return error;
+    };
+    let spill_hint = match &resources.spill_dir {
+        Some(dir) => format!(", or check that {} has free space", dir.display()),
+        None => ", or point --spill-dir at a disk with more free space".to_string(),
+    };
+    EngineError::OutOfMemory {
+        step: step.clone(),
+        limit: bytesize::ByteSize(resources.memory_limit)
+            .display()
+            .si()
+            .to_string(),
+        limit_from: resources.memory_limit_from.clone(),
+        spill_hint,
+        detail: detail.trim_end().replace('\n', "\n  "),
+    }
+}
+
+/// The variables as they may be shown: values read from the environment are `***`.
+fn shown_vars(pipeline: &Pipeline) -> BTreeMap<String, String> {
+    pipeline
+        .vars
+        .iter()
+        .map(|(name, value)| {
+            let shown = if pipeline.secret_vars.contains(name) {
+                "***".to_string()
+            } else {
+                value.clone()
+            };
+            (name.clone(), shown)
+        })
+        .collect()
+}
+
+/// `--run-id`, else the pipeline's `run_id:`, else the start time (to the second, UTC, so
+/// ids sort in time order) and the process id.
+fn run_id(
+    pipeline: &Pipeline,
+    options: &RunOptions,
+    started_at: chrono::DateTime<chrono::Utc>,
+) -> Result<String> {
+    match options.run_id.as_ref().or(pipeline.run_id.as_ref()) {
+        Some(id) => {
+            segflow_pipeline::check_run_id(id).map_err(EngineError::RunId)?;
+            Ok(id.clone())
+        }
+        None => Ok(format!(
+            "{}-{}",
+            started_at.format("%Y%m%dT%H%M%SZ"),
+            std::process::id()
+        )),
+    }
+}
