@@ -15,6 +15,10 @@
 //! run id replaces it), move the staged files into it, write the manifest and then
 //! `_SUCCESS` with a put-if-absent. A loader that waits for `_SUCCESS` never reads a
 //! half-written or mixed result, and other run ids are never touched.
+//!
+//! This file is longer than the others on purpose: the protocol above and the code that
+//! carries it out (`OutputFolder`, `Staging`, `TableWriter`) are kept together, so that a
+//! change to one is seen beside the other.
 
 mod manifest;
 mod runs;
