@@ -377,10 +377,11 @@ pub fn redact(text: &str, secrets: &[String]) -> String {
 
 /// Reads and resolves the pipeline at `path`, with `overrides` replacing variable defaults.
 pub fn load(path: &Path, overrides: &BTreeMap<String, String>) -> Result<Pipeline> {
-    let text = std::fs::read_to_string(path).map_err(|error| PipelineError::Read {
+    let bytes = std::fs::read(path).map_err(|error| PipelineError::Read {
         path: path.to_path_buf(),
         error,
     })?;
+    let text = utf8_text(path, bytes)?;
     let raw = parse_yaml(path, &text)?;
     let locations = KeyIndex::new(&text);
     match resolve(raw, path, overrides) {
@@ -434,6 +435,28 @@ fn content_hash(pipeline_text: &str, steps: &[Step]) -> String {
 
 /// The one place that knows the YAML library (serde_yaml is deprecated upstream; replacing it
 /// should touch nothing else).
+/// The file's text; a file that is not UTF-8 is a pipeline mistake (a file saved in another
+/// encoding, or not a pipeline at all), located at its first bad byte.
+pub(crate) fn utf8_text(file: &Path, bytes: Vec<u8>) -> Result<String> {
+    String::from_utf8(bytes).map_err(|error| {
+        let offset = error.utf8_error().valid_up_to();
+        let valid = &error.as_bytes()[..offset];
+        let line = valid.iter().filter(|&&byte| byte == b'\n').count() + 1;
+        let line_start = valid.iter().rposition(|&byte| byte == b'\n').map_or(0, |i| i + 1);
+        let column = String::from_utf8_lossy(&valid[line_start..]).chars().count() + 1;
+        PipelineError::Syntax {
+            file: file.to_path_buf(),
+            line,
+            column,
+            key: "(document)".to_string(),
+            message: format!(
+                "the file is not UTF-8 text: byte {offset} (0x{:02x}) is not valid UTF-8; save it as UTF-8",
+                error.as_bytes()[offset]
+            ),
+        }
+    })
+}
+
 fn parse_yaml<T: serde::de::DeserializeOwned>(file: &Path, text: &str) -> Result<T> {
     let deserializer = serde_yaml::Deserializer::from_str(text);
     serde_path_to_error::deserialize(deserializer).map_err(|error| {
@@ -446,7 +469,7 @@ fn parse_yaml<T: serde::de::DeserializeOwned>(file: &Path, text: &str) -> Result
             .location()
             .map(|location| (location.line(), location.column()))
             .unwrap_or((1, 1));
-        let message = describe(&inner.to_string(), &key);
+        let message = shorten_quoted(&describe(&inner.to_string(), &key));
         PipelineError::Syntax {
             file: file.to_path_buf(),
             line,
@@ -459,6 +482,36 @@ fn parse_yaml<T: serde::de::DeserializeOwned>(file: &Path, text: &str) -> Result
 
 /// serde_yaml appends " at line L column C", reported in its own fields here; an unknown key
 /// gains a "did you mean" when one of the expected keys is a near miss.
+/// `message` with each quoted value (between `"` or backticks) longer than
+/// `QUOTED_VALUE_SHOWN` characters cut: a value the parser quotes back can be the whole file.
+fn shorten_quoted(message: &str) -> String {
+    const QUOTED_VALUE_SHOWN: usize = 60;
+    let mut shortened = String::with_capacity(message.len().min(1024));
+    let mut rest = message;
+    while let Some(start) = rest.find(['"', '`']) {
+        let quote = rest[start..].chars().next().expect("found a quote");
+        let Some(length) = rest[start + 1..].find(quote) else {
+            break;
+        };
+        let value = &rest[start + 1..start + 1 + length];
+        shortened.push_str(&rest[..=start]);
+        let characters = value.chars().count();
+        if characters > QUOTED_VALUE_SHOWN {
+            shortened.extend(value.chars().take(QUOTED_VALUE_SHOWN));
+            shortened.push_str(&format!(
+                "… ({} more characters)",
+                characters - QUOTED_VALUE_SHOWN
+            ));
+        } else {
+            shortened.push_str(value);
+        }
+        shortened.push(quote);
+        rest = &rest[start + 1 + length + 1..];
+    }
+    shortened.push_str(rest);
+    shortened
+}
+
 fn describe(message: &str, key: &str) -> String {
     let message = match message.rfind(" at line ") {
         Some(index) => &message[..index],

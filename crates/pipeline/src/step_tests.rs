@@ -209,10 +209,11 @@ struct RawSegmentOverride {
 /// Reads a test file and checks its own rules (one target per test, unique names, sane
 /// settings); every problem is reported with its line and key.
 pub fn load_tests(path: &Path) -> Result<TestFile> {
-    let text = std::fs::read_to_string(path).map_err(|error| PipelineError::Read {
+    let bytes = std::fs::read(path).map_err(|error| PipelineError::Read {
         path: path.to_path_buf(),
         error,
     })?;
+    let text = crate::utf8_text(path, bytes)?;
     let raw: RawTestFile = crate::parse_yaml(path, &text)?;
     let locations = KeyIndex::new(&text);
     let base = path.parent().unwrap_or(Path::new("."));
