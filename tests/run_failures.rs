@@ -246,3 +246,43 @@ fn strict_source_names_file_line_and_column_of_a_bad_row() {
             .exists()
     );
 }
+
+#[test]
+fn a_report_path_that_cannot_be_written_stops_the_run_before_it_publishes() {
+    let project = Project::copy_of_repository();
+    let missing = project.path("no/such/folder/report.json");
+    let run = project.segflow(&["run", PIPELINE, "--report-json", missing.to_str().unwrap()]);
+    run.assert_exit(1);
+    assert!(
+        run.stderr.contains("cannot write the run report to")
+            && run.stderr.contains("no/such/folder/report.json"),
+        "{}",
+        run.stderr
+    );
+    let output = project.path("out/customer_segments");
+    assert!(
+        !output.join("run_id=2011-12-10/_SUCCESS").exists()
+            && !output.join("_LATEST.json").exists(),
+        "nothing is published when the report cannot be written"
+    );
+
+    // A folder in the report's place is refused as well; a writable path gets the whole
+    // report, and no temporary file is left beside it.
+    let folder = project.path("reports");
+    std::fs::create_dir_all(&folder).unwrap();
+    let run = project.segflow(&["run", PIPELINE, "--report-json", folder.to_str().unwrap()]);
+    run.assert_exit(1);
+    assert!(run.stderr.contains("it is a folder"), "{}", run.stderr);
+    let report = folder.join("run.json");
+    project
+        .segflow(&["run", PIPELINE, "--report-json", report.to_str().unwrap()])
+        .assert_exit(0);
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    assert_eq!(json["run_id"], "2011-12-10");
+    let left: Vec<_> = std::fs::read_dir(&folder)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(left, [std::ffi::OsString::from("run.json")]);
+}

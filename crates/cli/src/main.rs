@@ -7,7 +7,7 @@ mod summary;
 
 use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::OnceLock;
 
@@ -340,6 +340,48 @@ impl Write for RedactingStderr {
     }
 }
 
+/// `--report-json`'s file: a temporary file beside the path, renamed over it once the
+/// report is written, so a reader never sees half a report.
+struct ReportFile {
+    path: PathBuf,
+    file: tempfile::NamedTempFile,
+}
+
+impl ReportFile {
+    fn create(path: &Path) -> anyhow::Result<ReportFile> {
+        let cannot = |error: &dyn std::fmt::Display| {
+            anyhow::anyhow!("cannot write the run report to {}: {error}", path.display())
+        };
+        if path.is_dir() {
+            return Err(cannot(&"it is a folder"));
+        }
+        let folder = match path.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => parent,
+            _ => Path::new("."),
+        };
+        let mut builder = tempfile::Builder::new();
+        builder.prefix(".segflow-report-");
+        // Readable as a plainly written file would be, not only by its owner.
+        #[cfg(unix)]
+        builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644));
+        let file = builder
+            .tempfile_in(folder)
+            .map_err(|error| cannot(&error))?;
+        Ok(ReportFile {
+            path: path.to_path_buf(),
+            file,
+        })
+    }
+
+    fn write(self, json: String) -> anyhow::Result<()> {
+        let ReportFile { path, mut file } = self;
+        let writing = || format!("writing the run report to {}", path.display());
+        file.write_all(json.as_bytes()).with_context(writing)?;
+        file.persist(&path).with_context(writing)?;
+        Ok(())
+    }
+}
+
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Run {
@@ -356,6 +398,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             engine,
         } => {
             let pipeline = load(&pipeline, vars)?;
+            // Made before the run, so a report path that cannot be written stops the run
+            // before anything is published (a scheduler would retry a job whose output is
+            // live); written whole at the end.
+            let report_file = report_json.as_deref().map(ReportFile::create).transpose()?;
             let options = RunOptions {
                 run_id,
                 max_concurrent_steps: usize::from(max_concurrent_steps),
@@ -381,10 +427,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     return Err(error.into());
                 }
             };
-            if let Some(path) = report_json {
+            if let Some(file) = report_file {
                 let json = redact(&serde_json::to_string_pretty(&report)?);
-                std::fs::write(&path, json + "\n")
-                    .with_context(|| format!("writing the run report to {}", path.display()))?;
+                file.write(json + "\n")?;
             }
             if !cli.quiet {
                 summary::print_run(&report);
