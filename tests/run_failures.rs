@@ -286,3 +286,58 @@ fn a_report_path_that_cannot_be_written_stops_the_run_before_it_publishes() {
         .collect();
     assert_eq!(left, [std::ffi::OsString::from("run.json")]);
 }
+
+#[test]
+fn features_that_cannot_be_clustered_are_a_validation_failure_naming_why() {
+    // Two feature vectors among all customers, for five segments.
+    let project = Project::copy_of_repository();
+    replace_in(
+        &project,
+        "sql/retail/customer_features.sql",
+        "    s.frequency,\n",
+        "    s.frequency % 2 AS frequency,\n",
+    );
+    replace_in(
+        &project,
+        "sql/retail/customer_features.sql",
+        "CAST(DATE '${as_of}' - s.last_purchase AS BIGINT) AS days_since_last_purchase",
+        "CAST(7 AS BIGINT) AS days_since_last_purchase",
+    );
+    replace_in(
+        &project,
+        "sql/retail/customer_features.sql",
+        "CAST(s.total_spend AS DOUBLE) AS total_spend",
+        "CAST(100 AS DOUBLE) AS total_spend",
+    );
+    let run = project.segflow(&["run", PIPELINE]);
+    run.assert_exit(4);
+    assert!(
+        run.stderr.contains("only 2 distinct feature vectors")
+            && run.stderr.contains("cannot form 5 segments"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        !project
+            .path("out/customer_segments/run_id=2011-12-10/_SUCCESS")
+            .exists()
+    );
+
+    // A value whose square overflows a float (not clipped: recency has no winsorize).
+    let project = Project::copy_of_repository();
+    replace_in(
+        &project,
+        "sql/retail/customer_features.sql",
+        "CAST(DATE '${as_of}' - s.last_purchase AS BIGINT) AS days_since_last_purchase",
+        "CASE WHEN s.frequency = (SELECT max(frequency) FROM summary) THEN 1e308 \
+         ELSE CAST(CAST(DATE '${as_of}' - s.last_purchase AS BIGINT) AS DOUBLE) END AS days_since_last_purchase",
+    );
+    let run = project.segflow(&["run", PIPELINE]);
+    run.assert_exit(4);
+    assert!(
+        run.stderr
+            .contains("feature `days_since_last_purchase` has values too large to cluster"),
+        "{}",
+        run.stderr
+    );
+}

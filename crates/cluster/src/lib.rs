@@ -54,6 +54,19 @@ pub enum ClusterError {
     LogOfNonPositive { column: String, count: usize },
     #[error("{rows} customer{} cannot form {k} segments: k must not exceed the number of customers", if *rows == 1 { "" } else { "s" })]
     TooFewRows { rows: usize, k: usize },
+    #[error(
+        "the {rows} customers have only {distinct} distinct feature vector{}: k-means cannot form {k} segments (lower k, or add features that tell customers apart)",
+        if *distinct == 1 { "" } else { "s" }
+    )]
+    TooFewDistinct {
+        rows: usize,
+        distinct: usize,
+        k: usize,
+    },
+    #[error(
+        "feature `{column}` has values too large to cluster (up to {largest:e}): their squared distances overflow a 64-bit float; cap them in the SQL or with `winsorize`"
+    )]
+    TooLarge { column: String, largest: f64 },
     #[error("the previous model does not fit this run: {0}")]
     PreviousModel(String),
     #[error(transparent)]
@@ -162,7 +175,8 @@ pub fn segment_choosing_k(
             ..settings.clone()
         },
     )?;
-    let largest = settings.k.min(prepared.scaled.nrows());
+    // A k past the number of distinct customers would only split identical ones.
+    let largest = distinct_up_to(prepared.scaled.view(), settings.k);
     let mut scores = Vec::new();
     let mut best: Option<(f64, Fitted)> = None;
     for k in min_k..=largest {
@@ -243,9 +257,72 @@ fn prepare(
         None => Preprocessor::fit(raw.view(), features, transforms, scaler)?,
     };
     let scaled = preprocess.transform(raw.view(), features)?;
+    check_magnitudes(&raw, &scaled, features)?;
+    let fitted = match &sample_rows {
+        Some(picked) => scaled.select(Axis(0), picked),
+        None => scaled.clone(),
+    };
+    check_distinct(fitted.view(), settings.k)?;
     let mut prepared = Prepared::new(preprocess, scaled);
     prepared.sample_rows = sample_rows;
     Ok(prepared)
+}
+
+/// Fails when a feature's values in model units are so large that the squared distances
+/// k-means sums (over every feature and customer) would overflow to infinity: a fit on
+/// them has no meaning, and an infinite inertia would be published as if it had.
+pub(crate) fn check_magnitudes(
+    raw: &Array2<f64>,
+    scaled: &Array2<f64>,
+    features: &[String],
+) -> Result<()> {
+    let terms = (scaled.nrows() * scaled.ncols()).max(1) as f64;
+    for (j, column) in scaled.axis_iter(Axis(1)).enumerate() {
+        let largest = column.iter().fold(0.0_f64, |most, x| most.max(x.abs()));
+        // A distance between two points is at most twice the largest magnitude.
+        if !(4.0 * largest * largest * terms).is_finite() {
+            let raw_largest = raw
+                .column(j)
+                .iter()
+                .fold(0.0_f64, |most, x| most.max(x.abs()));
+            return Err(ClusterError::TooLarge {
+                column: features[j].clone(),
+                largest: raw_largest,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Fails when the rows (in model units) hold fewer than `k` distinct vectors: k-means
+/// would leave segments empty, or duplicate a centroid. Stops counting at `k`.
+pub(crate) fn check_distinct(rows: ArrayView2<f64>, k: usize) -> Result<()> {
+    let distinct = distinct_up_to(rows, k);
+    if distinct >= k {
+        return Ok(());
+    }
+    Err(ClusterError::TooFewDistinct {
+        rows: rows.nrows(),
+        distinct,
+        k,
+    })
+}
+
+/// The number of distinct rows, counted up to `limit`.
+fn distinct_up_to(rows: ArrayView2<f64>, limit: usize) -> usize {
+    let mut seen = std::collections::HashSet::new();
+    for row in rows.outer_iter() {
+        if seen.len() >= limit {
+            break;
+        }
+        // -0.0 and 0.0 are one value.
+        seen.insert(
+            row.iter()
+                .map(|x| (x + 0.0).to_bits())
+                .collect::<Vec<u64>>(),
+        );
+    }
+    seen.len()
 }
 
 impl Prepared {

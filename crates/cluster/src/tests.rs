@@ -310,3 +310,80 @@ fn a_fit_on_a_sample_assigns_every_row_to_its_nearest_centroid() {
     .unwrap();
     assert_eq!(again.centroids, sampled.centroids, "the sample is seeded");
 }
+
+#[test]
+fn fewer_distinct_customers_than_segments_is_an_error_with_the_counts() {
+    // Five customers, two feature vectors among them.
+    let batch = RecordBatch::try_new(
+        Arc::new(Schema::new(vec![
+            Field::new("id", arrow::datatypes::DataType::Int64, false),
+            Field::new("x", arrow::datatypes::DataType::Float64, false),
+            Field::new("y", arrow::datatypes::DataType::Float64, false),
+        ])),
+        vec![
+            Arc::new(Int64Array::from(vec![1, 2, 3, 4, 5])),
+            Arc::new(Float64Array::from(vec![1.0, 1.0, 5.0, 5.0, 1.0])),
+            Arc::new(Float64Array::from(vec![2.0, 2.0, 0.0, 0.0, 2.0])),
+        ],
+    )
+    .unwrap();
+    let fit = |k| {
+        segment(
+            std::slice::from_ref(&batch),
+            &features(),
+            &plain(),
+            ScalerKind::Standard,
+            &settings(k, 1),
+        )
+    };
+    let error = fit(3).unwrap_err();
+    assert!(
+        matches!(
+            error,
+            ClusterError::TooFewDistinct {
+                rows: 5,
+                distinct: 2,
+                k: 3
+            }
+        ),
+        "{error}"
+    );
+    assert!(
+        error
+            .to_string()
+            .contains("only 2 distinct feature vectors"),
+        "{error}"
+    );
+    let two = fit(2).unwrap();
+    assert_eq!(two.sizes, [3, 2]);
+}
+
+#[test]
+fn values_whose_squares_overflow_are_an_error_naming_the_feature() {
+    let batch = RecordBatch::try_new(
+        Arc::new(Schema::new(vec![
+            Field::new("id", arrow::datatypes::DataType::Int64, false),
+            Field::new("x", arrow::datatypes::DataType::Float64, false),
+            Field::new("y", arrow::datatypes::DataType::Float64, false),
+        ])),
+        vec![
+            Arc::new(Int64Array::from(vec![1, 2, 3, 4])),
+            Arc::new(Float64Array::from(vec![1.0, 2.0, 3.0, 4.0])),
+            Arc::new(Float64Array::from(vec![1.0, 2.0, 1e308, 3.0])),
+        ],
+    )
+    .unwrap();
+    let error = segment(
+        &[batch],
+        &features(),
+        &plain(),
+        ScalerKind::Standard,
+        &settings(2, 1),
+    )
+    .unwrap_err();
+    assert!(
+        matches!(&error, ClusterError::TooLarge { column, .. } if column == "y"),
+        "{error}"
+    );
+    assert!(error.to_string().contains("feature `y`"), "{error}");
+}

@@ -47,6 +47,8 @@ pub fn segment_from_previous(
         });
     }
     let scaled = previous.preprocess.transform(raw.view(), features)?;
+    crate::check_magnitudes(&raw, &scaled, features)?;
+    crate::check_distinct(scaled.view(), settings.k)?;
     let prepared = Prepared::new(previous.preprocess.clone(), scaled);
     let tolerance = settings.tolerance * prepared.tolerance_scale;
     let fitted: Fitted = if previous.centroids.nrows() == settings.k {

@@ -58,6 +58,8 @@ pub fn cluster_error(error: ClusterError) -> EngineError {
     match error {
         ClusterError::NotFinite { .. }
         | ClusterError::TooFewRows { .. }
+        | ClusterError::TooFewDistinct { .. }
+        | ClusterError::TooLarge { .. }
         | ClusterError::LogOfNonPositive { .. } => EngineError::SegmentData(error.to_string()),
         _ => EngineError::Segment(error.to_string()),
     }
