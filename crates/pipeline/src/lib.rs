@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 
 pub use checks::{Check, CheckKind, Literal, Severity, Validate, column_type_name};
 pub use error::{PipelineError, Problem, Problems, Result, located};
-pub use locate::KeyIndex;
+pub use locate::{DuplicateKey, KeyIndex};
 pub use resolve::{did_you_mean, resolve};
 pub use segment::{FeatureTransform, KMetric, KSelection, Role, ScalerKind, Segment, WarmStart};
 pub use step_tests::{
@@ -384,6 +384,7 @@ pub fn load(path: &Path, overrides: &BTreeMap<String, String>) -> Result<Pipelin
     let text = utf8_text(path, bytes)?;
     let raw = parse_yaml(path, &text)?;
     let locations = KeyIndex::new(&text);
+    refuse_duplicate_keys(path, &locations)?;
     match resolve(raw, path, overrides) {
         Ok(pipeline) => Ok(Pipeline {
             content_hash: content_hash(&text, &pipeline.steps),
@@ -454,6 +455,33 @@ pub(crate) fn utf8_text(file: &Path, bytes: Vec<u8>) -> Result<String> {
                 error.as_bytes()[offset]
             ),
         }
+    })
+}
+
+/// A key written twice in one mapping (two `as_of` under `vars:`) is a mistake YAML readers
+/// hide by keeping the last; every such key is reported, at its second place. (Keys of
+/// the file's own structure are caught by the parser before this.)
+pub(crate) fn refuse_duplicate_keys(file: &Path, locations: &KeyIndex) -> Result<()> {
+    if locations.duplicates().is_empty() {
+        return Ok(());
+    }
+    let problems = locations
+        .duplicates()
+        .iter()
+        .map(|duplicate| Problem {
+            position: Some(duplicate.second),
+            ..Problem::new(
+                duplicate.path.clone(),
+                format!(
+                    "written twice, on lines {} and {}; keep one (YAML would silently use the last)",
+                    duplicate.first.0, duplicate.second.0
+                ),
+            )
+        })
+        .collect();
+    Err(PipelineError::Invalid {
+        file: file.to_path_buf(),
+        problems,
     })
 }
 

@@ -12,6 +12,17 @@ use saphyr_parser::{Event, Parser, Span, SpannedEventReceiver};
 #[derive(Debug, Clone, Default)]
 pub struct KeyIndex {
     positions: HashMap<String, (usize, usize)>,
+    /// Keys written twice in one mapping, in the order met.
+    duplicates: Vec<DuplicateKey>,
+}
+
+/// A key written twice in one mapping: YAML readers keep the last silently.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DuplicateKey {
+    /// The key's path, e.g. `vars.as_of`.
+    pub path: String,
+    pub first: (usize, usize),
+    pub second: (usize, usize),
 }
 
 impl KeyIndex {
@@ -27,7 +38,13 @@ impl KeyIndex {
         }
         KeyIndex {
             positions: builder.positions,
+            duplicates: builder.duplicates,
         }
+    }
+
+    /// Keys written twice in one mapping.
+    pub fn duplicates(&self) -> &[DuplicateKey] {
+        &self.duplicates
     }
 
     /// The position of `key`, or of its nearest enclosing key that is written in the file
@@ -45,14 +62,23 @@ impl KeyIndex {
 }
 
 enum Frame {
-    Mapping { path: String, key: Option<String> },
-    Sequence { path: String, index: usize },
+    Mapping {
+        path: String,
+        key: Option<String>,
+        /// Each key of this mapping met so far, where it is written.
+        keys: HashMap<String, (usize, usize)>,
+    },
+    Sequence {
+        path: String,
+        index: usize,
+    },
 }
 
 #[derive(Default)]
 struct Builder {
     stack: Vec<Frame>,
     positions: HashMap<String, (usize, usize)>,
+    duplicates: Vec<DuplicateKey>,
 }
 
 impl Builder {
@@ -68,6 +94,7 @@ impl Builder {
             Some(Frame::Mapping {
                 path,
                 key: Some(key),
+                ..
             }) => join(path, key),
             Some(Frame::Sequence { path, index }) => format!("{path}[{index}]"),
             _ => String::new(),
@@ -90,7 +117,11 @@ impl<'input> SpannedEventReceiver<'input> for Builder {
         match event {
             Event::MappingStart(..) => {
                 let path = self.value_path(&span);
-                self.stack.push(Frame::Mapping { path, key: None });
+                self.stack.push(Frame::Mapping {
+                    path,
+                    key: None,
+                    keys: HashMap::new(),
+                });
             }
             Event::SequenceStart(..) => {
                 let path = self.value_path(&span);
@@ -104,9 +135,20 @@ impl<'input> SpannedEventReceiver<'input> for Builder {
                 if let Some(Frame::Mapping {
                     path,
                     key: key @ None,
+                    keys,
                 }) = self.stack.last_mut()
                 {
                     let full = join(path, &value);
+                    let here = (span.start.line(), span.start.col() + 1);
+                    if let Some(&first) = keys.get(value.as_ref()) {
+                        self.duplicates.push(DuplicateKey {
+                            path: full.clone(),
+                            first,
+                            second: here,
+                        });
+                    } else {
+                        keys.insert(value.to_string(), here);
+                    }
                     *key = Some(value.into_owned());
                     self.record(full, &span);
                 } else {
@@ -152,6 +194,21 @@ steps:
         assert_eq!(index.locate("stores.data.url"), Some((3, 11)));
         assert_eq!(index.locate("steps[0].sql"), Some((6, 5)));
         assert_eq!(index.locate("steps[1].sql_file"), Some((7, 16)));
+    }
+
+    #[test]
+    fn keys_written_twice_in_one_mapping_are_found() {
+        let index = KeyIndex::new(
+            "vars:\n  as_of: a\n  day: b\n  as_of: c\nsteps:\n  - { name: x }\n  - { name: x }\n",
+        );
+        assert_eq!(
+            index.duplicates(),
+            [DuplicateKey {
+                path: "vars.as_of".to_string(),
+                first: (2, 3),
+                second: (4, 3),
+            }]
+        );
     }
 
     #[test]

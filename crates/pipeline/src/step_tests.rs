@@ -216,6 +216,7 @@ pub fn load_tests(path: &Path) -> Result<TestFile> {
     let text = crate::utf8_text(path, bytes)?;
     let raw: RawTestFile = crate::parse_yaml(path, &text)?;
     let locations = KeyIndex::new(&text);
+    crate::refuse_duplicate_keys(path, &locations)?;
     let base = path.parent().unwrap_or(Path::new("."));
     let mut problems = Vec::new();
     let mut names = HashSet::new();
