@@ -1,16 +1,8 @@
 //! `segflow plan`: the step graph as text for people, JSON for tools, DOT for pictures.
 
-use segflow_pipeline::{Format, Pipeline};
+use segflow_pipeline::Pipeline;
 use segflow_plan::StepGraph;
 use serde_json::json;
-
-fn format_name(format: Format) -> &'static str {
-    match format {
-        Format::Csv => "csv",
-        Format::Ndjson => "ndjson",
-        Format::Parquet => "parquet",
-    }
-}
 
 pub fn text(pipeline: &Pipeline, graph: &StepGraph) -> String {
     let width = pipeline
@@ -32,7 +24,7 @@ pub fn text(pipeline: &Pipeline, graph: &StepGraph) -> String {
         out.push_str(&format!(
             "  level 0  {:<width$}  source    {} {}\n",
             source.name,
-            format_name(source.format),
+            source.format.as_str(),
             pipeline.redact(source.location.url.as_str())
         ));
     }
@@ -63,7 +55,7 @@ pub fn json(pipeline: &Pipeline, graph: &StepGraph) -> String {
         "pipeline": pipeline.name,
         "sources": pipeline.sources.iter().map(|source| json!({
             "name": source.name,
-            "format": format_name(source.format),
+            "format": source.format.as_str(),
             "url": pipeline.redact(source.location.url.as_str()),
         })).collect::<Vec<_>>(),
         "steps": graph.steps.iter().enumerate().map(|(order, planned)| json!({
@@ -95,7 +87,7 @@ pub fn dot(pipeline: &Pipeline, graph: &StepGraph) -> String {
             "  \"{}\" [shape=box, label=\"{}\\n{}\"];\n",
             source.name,
             source.name,
-            format_name(source.format)
+            source.format.as_str()
         ));
     }
     for planned in &graph.steps {

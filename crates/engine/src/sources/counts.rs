@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use datafusion::datasource::listing::ListingTableUrl;
 use datafusion::prelude::SessionContext;
-use segflow_pipeline::{Format, OnError, Pipeline, Source};
+use segflow_pipeline::{Pipeline, Source};
 use segflow_plan::PlannedStep;
 
 use super::lenient_csv::SourceRejects;
@@ -66,17 +66,8 @@ pub fn source_reports(
             SourceReport {
                 name: source.name.clone(),
                 url: pipeline.redact(source.location.url.as_str()),
-                format: match source.format {
-                    Format::Csv => "csv",
-                    Format::Ndjson => "ndjson",
-                    Format::Parquet => "parquet",
-                }
-                .to_string(),
-                on_error: match source.on_error {
-                    OnError::Fail => "fail",
-                    OnError::Quarantine => "quarantine",
-                }
-                .to_string(),
+                format: source.format.as_str().to_string(),
+                on_error: source.on_error.as_str().to_string(),
                 rows_read,
                 rows_out: rows_read.map(|rows| rows - rows_quarantined),
                 rows_quarantined,
