@@ -341,3 +341,35 @@ fn features_that_cannot_be_clustered_are_a_validation_failure_naming_why() {
         run.stderr
     );
 }
+
+#[test]
+fn a_check_failing_for_want_of_rows_says_where_the_rows_went() {
+    // A declared column too many: every line of the source is set aside, and the row
+    // count check fails on an empty table.
+    let project = Project::copy_of_repository();
+    replace_in(
+        &project,
+        PIPELINE,
+        "      - { name: country, type: string }\n",
+        "      - { name: country, type: string }\n      - { name: channel, type: string }\n",
+    );
+    let run = project.segflow(&["run", PIPELINE]);
+    run.assert_exit(4);
+    assert!(
+        run.stderr.contains("check `row_count` (row_count): 0 rows"),
+        "{}",
+        run.stderr
+    );
+    let lines = std::fs::read_to_string(project.path("fixtures/retail/transactions.csv"))
+        .unwrap()
+        .lines()
+        .count()
+        - 1;
+    assert!(
+        run.stderr.contains(&format!(
+            "source `raw_transactions` set aside {lines} of {lines} rows: {lines} × expected 9 fields, found 8"
+        )),
+        "{}",
+        run.stderr
+    );
+}

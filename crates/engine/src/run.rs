@@ -278,8 +278,9 @@ impl Running<'_> {
             Err(error) => return Err(sources::name_bad_row(ctx, pipeline, &selected, error).await),
         };
         let sources = counts::source_reports(pipeline, &source_rejects, &outcome.scans, &counted);
-        let failures = validation_failures(&outcome.reports);
+        let mut failures = validation_failures(&outcome.reports);
         if !failures.is_empty() {
+            failures.extend(counts::set_aside_summary(&source_rejects));
             return Err(EngineError::ValidationFailed {
                 failures,
                 steps: outcome.reports,

@@ -3,6 +3,8 @@
 
 use std::collections::HashMap;
 
+use arrow::array::AsArray;
+
 use datafusion::datasource::listing::ListingTableUrl;
 use datafusion::prelude::SessionContext;
 use segflow_pipeline::{Pipeline, Source};
@@ -89,4 +91,102 @@ fn rows_scanned(source: &Source, scans: &[Scan]) -> Option<u64> {
         .filter(|scan| !scan.files.is_empty() && scan.files.iter().all(reads_source))
         .map(|scan| scan.rows)
         .max()
+}
+
+/// Why sources set rows aside, for a run that failed validation: per source that did, how
+/// many of its rows and its commonest reasons (values left out, so that one reason with
+/// many bad values counts once), each with an example. A check that fails for want of
+/// rows (every row set aside for a column too many) then says where the rows went.
+pub fn set_aside_summary(rejects: &[SourceRejects]) -> Vec<String> {
+    const SHOWN: usize = 3;
+    let mut lines = Vec::new();
+    for source in rejects.iter().filter(|r| r.rows_quarantined() > 0) {
+        let mut reasons: HashMap<String, (u64, String)> = HashMap::new();
+        for batch in &source.batches {
+            let Some(column) = batch.column_by_name("reason") else {
+                continue;
+            };
+            for reason in column.as_string::<i32>().iter().flatten() {
+                let entry = reasons
+                    .entry(without_values(reason))
+                    .or_insert_with(|| (0, reason.to_string()));
+                entry.0 += 1;
+            }
+        }
+        let mut reasons: Vec<(String, (u64, String))> = reasons.into_iter().collect();
+        reasons.sort_by(|(a, (count_a, _)), (b, (count_b, _))| count_b.cmp(count_a).then(a.cmp(b)));
+        let shown: Vec<String> = reasons
+            .iter()
+            .take(SHOWN)
+            .map(|(_, (count, example))| format!("{count} × {example}"))
+            .collect();
+        let more = match reasons.len().saturating_sub(SHOWN) {
+            0 => String::new(),
+            others => format!(
+                "; and {others} other reason{}",
+                if others == 1 { "" } else { "s" }
+            ),
+        };
+        lines.push(format!(
+            "source `{}` set aside {} of {} rows: {}{more}",
+            source.source,
+            source.rows_quarantined(),
+            source.rows_read,
+            shown.join("; ")
+        ));
+    }
+    lines
+}
+
+/// `reason` with each backticked value replaced by `…`.
+fn without_values(reason: &str) -> String {
+    let mut kept = String::with_capacity(reason.len());
+    for (index, part) in reason.split('`').enumerate() {
+        kept.push_str(if index % 2 == 1 { "…" } else { part });
+    }
+    kept
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow::array::{Int64Array, RecordBatch, StringArray};
+
+    use super::*;
+
+    #[test]
+    fn set_aside_rows_are_summed_up_by_reason_without_their_values() {
+        let reasons = [
+            "expected 9 fields, found 8",
+            "invoice_date: `2011-13-01` is not a valid timestamp",
+            "expected 9 fields, found 8",
+            "invoice_date: `yesterday` is not a valid timestamp",
+            "expected 9 fields, found 8",
+        ];
+        let n = reasons.len();
+        let batch = RecordBatch::try_new(
+            super::super::lenient_csv::rejects_schema(),
+            vec![
+                Arc::new(StringArray::from(vec!["raw"; n])),
+                Arc::new(StringArray::from(vec!["a.csv"; n])),
+                Arc::new(Int64Array::from_iter_values(1..=n as i64)),
+                Arc::new(StringArray::from(reasons.to_vec())),
+                Arc::new(StringArray::from(vec!["x"; n])),
+            ],
+        )
+        .unwrap();
+        let rejects = SourceRejects {
+            source: "raw".to_string(),
+            rows_read: 7,
+            rows_out: 2,
+            schema: batch.schema(),
+            batches: vec![batch],
+        };
+        assert_eq!(
+            set_aside_summary(&[rejects]),
+            ["source `raw` set aside 5 of 7 rows: \
+              3 × expected 9 fields, found 8; 2 × invoice_date: `2011-13-01` is not a valid timestamp"]
+        );
+    }
 }
