@@ -311,22 +311,27 @@ fn a_fit_on_a_sample_assigns_every_row_to_its_nearest_centroid() {
     assert_eq!(again.centroids, sampled.centroids, "the sample is seeded");
 }
 
-#[test]
-fn fewer_distinct_customers_than_segments_is_an_error_with_the_counts() {
-    // Five customers, two feature vectors among them.
-    let batch = RecordBatch::try_new(
+/// Customers 1..=n with features `x` and `y`.
+fn customers_xy(x: &[f64], y: &[f64]) -> RecordBatch {
+    RecordBatch::try_new(
         Arc::new(Schema::new(vec![
             Field::new("id", arrow::datatypes::DataType::Int64, false),
             Field::new("x", arrow::datatypes::DataType::Float64, false),
             Field::new("y", arrow::datatypes::DataType::Float64, false),
         ])),
         vec![
-            Arc::new(Int64Array::from(vec![1, 2, 3, 4, 5])),
-            Arc::new(Float64Array::from(vec![1.0, 1.0, 5.0, 5.0, 1.0])),
-            Arc::new(Float64Array::from(vec![2.0, 2.0, 0.0, 0.0, 2.0])),
+            Arc::new(Int64Array::from_iter_values(1..=x.len() as i64)),
+            Arc::new(Float64Array::from(x.to_vec())),
+            Arc::new(Float64Array::from(y.to_vec())),
         ],
     )
-    .unwrap();
+    .unwrap()
+}
+
+#[test]
+fn fewer_distinct_customers_than_segments_is_an_error_with_the_counts() {
+    // Five customers, two feature vectors among them.
+    let batch = customers_xy(&[1.0, 1.0, 5.0, 5.0, 1.0], &[2.0, 2.0, 0.0, 0.0, 2.0]);
     let fit = |k| {
         segment(
             std::slice::from_ref(&batch),
@@ -360,19 +365,7 @@ fn fewer_distinct_customers_than_segments_is_an_error_with_the_counts() {
 
 #[test]
 fn values_whose_squares_overflow_are_an_error_naming_the_feature() {
-    let batch = RecordBatch::try_new(
-        Arc::new(Schema::new(vec![
-            Field::new("id", arrow::datatypes::DataType::Int64, false),
-            Field::new("x", arrow::datatypes::DataType::Float64, false),
-            Field::new("y", arrow::datatypes::DataType::Float64, false),
-        ])),
-        vec![
-            Arc::new(Int64Array::from(vec![1, 2, 3, 4])),
-            Arc::new(Float64Array::from(vec![1.0, 2.0, 3.0, 4.0])),
-            Arc::new(Float64Array::from(vec![1.0, 2.0, 1e308, 3.0])),
-        ],
-    )
-    .unwrap();
+    let batch = customers_xy(&[1.0, 2.0, 3.0, 4.0], &[1.0, 2.0, 1e308, 3.0]);
     let error = segment(
         &[batch],
         &features(),
