@@ -18,6 +18,14 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 const PIPELINE: &str = "pipelines/customer_segments.yaml";
 const RUN: &str = "run_id=2011-12-10";
 
+/// The key prefix (ending in `/`) of the example run's published version in the bucket
+/// `lake`, from its `_SUCCESS`.
+fn published_prefix(server: &SeaweedFs) -> String {
+    let success = server.get("lake", &format!("out/customer_segments/{RUN}/_SUCCESS"));
+    let commit: serde_json::Value = serde_json::from_slice(&success).unwrap();
+    format!("out/customer_segments/{}", commit["path"].as_str().unwrap())
+}
+
 /// The rows as text with floats to 9 significant digits, sorted: sums and distances
 /// computed by another engine may differ in their last bits.
 fn rounded_rows(batches: &[RecordBatch]) -> Vec<String> {
@@ -153,7 +161,11 @@ fn example_pipeline_on_standalone_ballista_publishes_what_the_local_engine_does(
 
     let local = common::published(&project.path("out-local/customer_segments"));
     let ballista = common::published(&project.path("out-ballista/customer_segments"));
-    assert!(ballista.ends_with(RUN), "{}", ballista.display());
+    assert!(
+        ballista.parent().unwrap().ends_with(RUN),
+        "{}",
+        ballista.display()
+    );
     assert_same_run(read_file(&local), read_file(&ballista), &[]);
     // The segments are the ones the local engine found, customer for customer.
     let segments = |dir: &Path| sorted_rows(&common::read_parquet_folder(&dir.join("segments")));
@@ -438,7 +450,7 @@ fn example_pipeline_on_ballista_reads_and_publishes_on_s3() {
     let csv = std::fs::read(project.path("fixtures/retail/transactions.csv")).unwrap();
     server.upload("lake", "fixtures/retail/transactions.csv", csv);
     project.segflow(&["run", PIPELINE]).assert_exit(0);
-    let local = project.path("out/customer_segments").join(RUN);
+    let local = common::published(&project.path("out/customer_segments"));
 
     let env = server.env();
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
@@ -457,8 +469,8 @@ fn example_pipeline_on_ballista_reads_and_publishes_on_s3() {
     );
     run.assert_exit(0);
 
-    let prefix = format!("out/customer_segments/{RUN}");
-    let from_bucket = |name: &str| server.get("lake", &format!("{prefix}/{name}")).to_vec();
+    let prefix = published_prefix(&server);
+    let from_bucket = |name: &str| server.get("lake", &format!("{prefix}{name}")).to_vec();
     // Rejected source lines name the file they came from, which differs by design.
     assert_same_run(
         read_file(&local),
@@ -547,7 +559,7 @@ fn a_cluster_executor_reads_and_writes_s3_with_the_settings_segflow_sends() {
     project
         .segflow(&["run", "pipelines/sampled.yaml"])
         .assert_exit(0);
-    let local = project.path("out/customer_segments").join(RUN);
+    let local = common::published(&project.path("out/customer_segments"));
 
     let (port, cluster) = start_cluster();
     let env = server.env();
@@ -569,8 +581,8 @@ fn a_cluster_executor_reads_and_writes_s3_with_the_settings_segflow_sends() {
     drop(cluster);
     run.assert_exit(0);
 
-    let prefix = format!("out/customer_segments/{RUN}");
-    let from_bucket = |name: &str| server.get("lake", &format!("{prefix}/{name}")).to_vec();
+    let prefix = published_prefix(&server);
+    let from_bucket = |name: &str| server.get("lake", &format!("{prefix}{name}")).to_vec();
     let segments = |read: &dyn Fn(&str) -> Vec<u8>| -> Vec<String> {
         let manifest: serde_json::Value = serde_json::from_slice(&read("_MANIFEST.json")).unwrap();
         let batches: Vec<RecordBatch> = manifest_files(&manifest)

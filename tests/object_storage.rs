@@ -47,6 +47,35 @@ fn run_on_s3(project: &Project, server: &SeaweedFs, extra: &[&str]) -> Run {
     segflow_on(project, server, &args)
 }
 
+/// The key prefix (ending in `/`) of `run_id`'s published version in the bucket, found
+/// as a loader finds it: from the run's `_SUCCESS`.
+fn published_prefix(server: &SeaweedFs, run_id: &str) -> String {
+    let success = server.get(BUCKET, &format!("{OUTPUT}/run_id={run_id}/_SUCCESS"));
+    let commit: serde_json::Value = serde_json::from_slice(&success).unwrap();
+    format!("{OUTPUT}/{}", commit["path"].as_str().unwrap())
+}
+
+/// Keys with attempt ids replaced by `*`, for comparing layouts.
+fn shapes(listing: &[(String, u64)]) -> Vec<String> {
+    let mut shapes: Vec<String> = listing
+        .iter()
+        .map(|(key, _)| {
+            key.split('/')
+                .map(|part| {
+                    if part.starts_with("attempt=") {
+                        "attempt=*"
+                    } else {
+                        part
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join("/")
+        })
+        .collect();
+    shapes.sort();
+    shapes
+}
+
 fn without_file(batches: &[RecordBatch]) -> Vec<RecordBatch> {
     batches
         .iter()
@@ -75,7 +104,7 @@ fn example_pipeline_on_s3_publishes_what_the_local_run_does() {
     };
     let project = project_on(&server);
     project.segflow(&["run", PIPELINE]).assert_exit(0);
-    let local = project.path(OUTPUT).join("run_id=2011-12-10");
+    let local = common::published_run(&project.path(OUTPUT), "2011-12-10");
 
     let run = run_on_s3(&project, &server, &[]);
     run.assert_exit(0);
@@ -87,31 +116,23 @@ fn example_pipeline_on_s3_publishes_what_the_local_run_does() {
     );
 
     // Every table, file by file and row by row, equals the local run's.
-    let manifest: serde_json::Value = serde_json::from_slice(&server.get(
-        BUCKET,
-        "out/customer_segments/run_id=2011-12-10/_MANIFEST.json",
-    ))
-    .unwrap();
+    let version = published_prefix(&server, "2011-12-10");
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&server.get(BUCKET, &format!("{version}_MANIFEST.json"))).unwrap();
     let files = manifest["files"].as_array().unwrap();
     assert_eq!(files.len(), 6, "{manifest:#}");
     for file in files {
         let path = file["path"].as_str().unwrap();
         if !path.ends_with(".parquet") {
             // model.json: the same model, number for number.
-            let remote: serde_json::Value = serde_json::from_slice(&server.get(
-                BUCKET,
-                &format!("out/customer_segments/run_id=2011-12-10/{path}"),
-            ))
-            .unwrap();
+            let remote: serde_json::Value =
+                serde_json::from_slice(&server.get(BUCKET, &format!("{version}{path}"))).unwrap();
             let local: serde_json::Value =
                 serde_json::from_str(&std::fs::read_to_string(local.join(path)).unwrap()).unwrap();
             assert_eq!(remote, local, "{path}");
             continue;
         }
-        let remote = parquet_from_bucket(
-            &server,
-            &format!("out/customer_segments/run_id=2011-12-10/{path}"),
-        );
+        let remote = parquet_from_bucket(&server, &format!("{version}{path}"));
         let local = read_parquet(&local.join(path));
         if path == "_rejects/raw_transactions.parquet" {
             // Rejected lines name the file they came from, which differs by design.
@@ -151,14 +172,19 @@ fn example_pipeline_on_s3_publishes_what_the_local_run_does() {
         "staging is cleaned: {keys:?}"
     );
 
-    // A rerun of the same run id leaves exactly one copy of each output (sizes may differ:
-    // rejects carry no row order).
+    // A rerun of the same run id commits version 2 and leaves exactly one copy of each
+    // output, in a folder of its own (sizes may differ: rejects carry no row order).
     run_on_s3(&project, &server, &[]).assert_exit(0);
     let rerun = server.list(BUCKET, OUTPUT);
-    let names = |listing: &[(String, u64)]| -> Vec<String> {
-        listing.iter().map(|(key, _)| key.clone()).collect()
-    };
-    assert_eq!(names(&rerun), names(&published));
+    let mut expected = shapes(&published);
+    expected.push(format!(
+        "{OUTPUT}/run_id=2011-12-10/_commits/00000000000000000002.json"
+    ));
+    expected.sort();
+    assert_eq!(shapes(&rerun), expected);
+    let second = published_prefix(&server, "2011-12-10");
+    assert_ne!(second, version);
+    assert!(rerun.iter().all(|(key, _)| !key.starts_with(&version)));
 
     // Another run id is published beside it; the first stays byte for byte as it was.
     run_on_s3(&project, &server, &["--run-id", "2011-12-10-rerun"]).assert_exit(0);
@@ -250,7 +276,11 @@ fn a_server_that_dies_mid_run_leaves_earlier_runs_and_no_success_marker() {
     // run starts writing its segments: sources are read, rejects already staged.
     let proxy = CutOffProxy::start(
         server.s3_port(),
-        |request| request.starts_with("PUT ") && request.contains("/_staging/day-2/segments/"),
+        |request| {
+            request.starts_with("PUT ")
+                && request.contains("/_staging/day-2/")
+                && request.contains("/segments/")
+        },
         server.stopper(),
     );
     let through_proxy = format!("endpoint=http://127.0.0.1:{}", proxy.port);
@@ -276,7 +306,8 @@ fn a_server_that_dies_mid_run_leaves_earlier_runs_and_no_success_marker() {
         .find(|line| line.starts_with("error: "))
         .unwrap_or_else(|| panic!("{}", run.stderr));
     assert!(
-        error.starts_with("error: publishing outputs: writing Parquet to s3://lake/out/customer_segments/_staging/day-2/segments/part-00000.parquet")
+        error.starts_with("error: publishing outputs: writing Parquet to s3://lake/out/customer_segments/_staging/day-2/attempt=")
+            && error.contains("/segments/part-00000.parquet")
             && error.contains("cannot reach the store's endpoint http://127.0.0.1:"),
         "{error}"
     );

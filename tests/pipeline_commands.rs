@@ -123,8 +123,10 @@ fn var_overrides_the_as_of_date() {
         .segflow(&["run", PIPELINE, "--var", "as_of=2011-09-01"])
         .assert_exit(0);
     // The run id follows the as-of day.
-    let segments =
-        read_parquet_folder(&project.path("out/customer_segments/run_id=2011-09-01/segments"));
+    let segments = read_parquet_folder(
+        &common::published_run(&project.path("out/customer_segments"), "2011-09-01")
+            .join("segments"),
+    );
     let t_of = |customer: i64| -> Option<i64> {
         segments.iter().find_map(|batch: &RecordBatch| {
             let keys = batch
@@ -151,21 +153,30 @@ fn segments_do_not_depend_on_how_many_steps_run_at_once() {
     project
         .segflow(&["run", PIPELINE, "--max-concurrent-steps", "1"])
         .assert_exit(0);
-    let serial =
-        std::fs::read(project.path("out/customer_segments/run_id=2011-12-10/profile.parquet"))
-            .unwrap();
-    let serial_segments =
-        read_parquet_folder(&project.path("out/customer_segments/run_id=2011-12-10/segments"));
+    let serial = std::fs::read(
+        common::published_run(&project.path("out/customer_segments"), "2011-12-10")
+            .join("profile.parquet"),
+    )
+    .unwrap();
+    let serial_segments = read_parquet_folder(
+        &common::published_run(&project.path("out/customer_segments"), "2011-12-10")
+            .join("segments"),
+    );
     project
         .segflow(&["run", PIPELINE, "--max-concurrent-steps", "8"])
         .assert_exit(0);
-    let parallel_segments =
-        read_parquet_folder(&project.path("out/customer_segments/run_id=2011-12-10/segments"));
+    let parallel_segments = read_parquet_folder(
+        &common::published_run(&project.path("out/customer_segments"), "2011-12-10")
+            .join("segments"),
+    );
     assert_eq!(serial_segments, parallel_segments);
     assert_eq!(
         serial,
-        std::fs::read(project.path("out/customer_segments/run_id=2011-12-10/profile.parquet"))
-            .unwrap()
+        std::fs::read(
+            common::published_run(&project.path("out/customer_segments"), "2011-12-10")
+                .join("profile.parquet")
+        )
+        .unwrap()
     );
 }
 
@@ -240,9 +251,12 @@ fn runs_lists_runs_and_gc_removes_only_dead_ones() {
         .segflow(&["run", PIPELINE, "--run-id", "second"])
         .assert_exit(0);
     // What a run killed while staging, and one killed while publishing, leave behind.
-    project.write("out/customer_segments/_staging/killed/profile.parquet", "x");
     project.write(
-        "out/customer_segments/run_id=half/segments/part-00000.parquet",
+        "out/customer_segments/_staging/killed/attempt=20261202T000000000Z-0badf00d/profile.parquet",
+        "x",
+    );
+    project.write(
+        "out/customer_segments/run_id=half/attempt=20261202T000000000Z-0badf00d/segments/part-00000.parquet",
         "x",
     );
 

@@ -25,7 +25,7 @@ fn example_pipeline_segments_every_valid_customer_once() {
 
     let output = common::published(&project.path("out/customer_segments"));
     assert!(
-        output.ends_with("run_id=2011-12-10"),
+        output.parent().unwrap().ends_with("run_id=2011-12-10"),
         "the pipeline's run id is its as-of day: {}",
         output.display()
     );
@@ -200,8 +200,10 @@ fn hand_checked_customers_have_exact_rfm_values() {
     project
         .segflow(&["run", "pipelines/customer_segments.yaml"])
         .assert_exit(0);
-    let segments =
-        read_parquet_folder(&project.path("out/customer_segments/run_id=2011-12-10/segments"));
+    let segments = read_parquet_folder(
+        &common::published_run(&project.path("out/customer_segments"), "2011-12-10")
+            .join("segments"),
+    );
     let rows = rows_by_customer(&segments);
     // (frequency, recency, T, monetary_value, total_spend, refund_value), worked out in
     // crates/datagen/src/scripted.rs.
@@ -244,22 +246,28 @@ fn same_seed_gives_identical_segments_and_reruns_replace_outputs() {
     project
         .segflow(&["run", "pipelines/customer_segments.yaml"])
         .assert_exit(0);
-    let first =
-        read_parquet_folder(&project.path("out/customer_segments/run_id=2011-12-10/segments"));
+    let first = read_parquet_folder(
+        &common::published_run(&project.path("out/customer_segments"), "2011-12-10")
+            .join("segments"),
+    );
     project
         .segflow(&["run", "pipelines/customer_segments.yaml"])
         .assert_exit(0);
-    let files: Vec<_> =
-        std::fs::read_dir(project.path("out/customer_segments/run_id=2011-12-10/segments"))
-            .unwrap()
-            .collect();
+    let files: Vec<_> = std::fs::read_dir(
+        common::published_run(&project.path("out/customer_segments"), "2011-12-10")
+            .join("segments"),
+    )
+    .unwrap()
+    .collect();
     assert_eq!(
         files.len(),
         1,
         "a rerun replaces its files, it does not add to them"
     );
-    let second =
-        read_parquet_folder(&project.path("out/customer_segments/run_id=2011-12-10/segments"));
+    let second = read_parquet_folder(
+        &common::published_run(&project.path("out/customer_segments"), "2011-12-10")
+            .join("segments"),
+    );
     let (first, second) = (pretty(&first), pretty(&second));
     let differing = first.lines().zip(second.lines()).find(|(a, b)| a != b);
     assert_eq!(differing, None, "first differing row between the two runs");
@@ -372,7 +380,7 @@ fn run_ids_keep_runs_apart_and_the_manifest_describes_each() {
         .segflow(&["run", "pipelines/customer_segments.yaml"])
         .assert_exit(0);
     let output = project.path("out/customer_segments");
-    let first = output.join("run_id=2011-12-10");
+    let first = common::published_run(&output, "2011-12-10");
     let first_profile = std::fs::read(first.join("profile.parquet")).unwrap();
 
     let other = project.segflow(&[
@@ -392,10 +400,10 @@ fn run_ids_keep_runs_apart_and_the_manifest_describes_each() {
         first_profile,
         "another run id leaves the first run alone"
     );
-    assert!(first.join("_SUCCESS").exists());
+    assert_eq!(common::published_run(&output, "2011-12-10"), first);
     assert_eq!(
         common::published(&output),
-        output.join("run_id=backfill-1/"),
+        common::published_run(&output, "backfill-1"),
         "_LATEST.json names the run published last"
     );
 

@@ -138,9 +138,11 @@ fn non_numeric_feature_is_a_pipeline_error() {
 fn failed_run_leaves_the_previous_outputs_published() {
     let project = Project::copy_of_repository();
     project.segflow(&["run", PIPELINE]).assert_exit(0);
-    let profile =
-        std::fs::read(project.path("out/customer_segments/run_id=2011-12-10/profile.parquet"))
-            .unwrap();
+    let profile = std::fs::read(
+        common::published_run(&project.path("out/customer_segments"), "2011-12-10")
+            .join("profile.parquet"),
+    )
+    .unwrap();
 
     // k larger than the number of customers fails in the segment stage, after every step ran.
     replace_in(&project, PIPELINE, "  k: 5\n", "  k: 100000\n");
@@ -158,8 +160,11 @@ fn failed_run_leaves_the_previous_outputs_published() {
             .exists()
     );
     assert_eq!(
-        std::fs::read(project.path("out/customer_segments/run_id=2011-12-10/profile.parquet"))
-            .unwrap(),
+        std::fs::read(
+            common::published_run(&project.path("out/customer_segments"), "2011-12-10")
+                .join("profile.parquet")
+        )
+        .unwrap(),
         profile,
         "the previous run's outputs are untouched"
     );
@@ -216,8 +221,8 @@ fn warn_severity_check_reports_and_the_run_goes_on() {
             .exists()
     );
     let rejects = common::read_parquet(
-        &project
-            .path("out/customer_segments/run_id=2011-12-10/_rejects/valid_transactions.parquet"),
+        &common::published_run(&project.path("out/customer_segments"), "2011-12-10")
+            .join("_rejects/valid_transactions.parquet"),
     );
     assert_eq!(
         rejects.iter().map(|b| b.num_rows()).sum::<usize>(),

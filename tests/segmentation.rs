@@ -68,8 +68,9 @@ fn a_range_of_k_finds_the_clusters_the_data_has_by_every_metric() {
             "{}",
             run.stdout
         );
-        let table =
-            read_parquet(&project.path(&format!("out/blobs/run_id={metric}/k_selection.parquet")));
+        let table = read_parquet(
+            &common::published_run(&project.path("out/blobs"), metric).join("k_selection.parquet"),
+        );
         let batch = &table[0];
         let ks: Vec<i32> = batch
             .column_by_name("k")
@@ -92,8 +93,9 @@ fn a_range_of_k_finds_the_clusters_the_data_has_by_every_metric() {
         assert!(inertia.values().windows(2).all(|w| w[1] <= w[0]));
         assert!(inertia.value(1) - inertia.value(2) > 10.0 * (inertia.value(2) - inertia.value(3)));
 
-        let profile =
-            read_parquet(&project.path(&format!("out/blobs/run_id={metric}/profile.parquet")));
+        let profile = read_parquet(
+            &common::published_run(&project.path("out/blobs"), metric).join("profile.parquet"),
+        );
         let sizes: Vec<i64> = profile[0]
             .column_by_name("customers")
             .unwrap()
@@ -121,14 +123,16 @@ fn segments_do_not_depend_on_the_number_of_threads() {
             )
             .assert_exit(0);
         outputs.push(common::read_parquet_folder(
-            &project.path(&format!("out/customer_segments/run_id={threads}/segments")),
+            &common::published_run(&project.path("out/customer_segments"), threads)
+                .join("segments"),
         ));
     }
     assert_eq!(outputs[0], outputs[1]);
     let centroids = |threads: &str| {
-        std::fs::read(project.path(&format!(
-            "out/customer_segments/run_id={threads}/centroids.parquet"
-        )))
+        std::fs::read(
+            common::published_run(&project.path("out/customer_segments"), threads)
+                .join("centroids.parquet"),
+        )
         .unwrap()
     };
     assert_eq!(centroids("1"), centroids("2"));
@@ -154,8 +158,9 @@ fn csv_of(rows: &[(usize, f64, f64)]) -> String {
 
 /// customer_id -> segment_id of a published run.
 fn assignments(project: &Project, run: &str) -> std::collections::BTreeMap<i64, i32> {
-    let batches =
-        common::read_parquet_folder(&project.path(&format!("out/blobs/run_id={run}/segments")));
+    let batches = common::read_parquet_folder(
+        &common::published_run(&project.path("out/blobs"), run).join("segments"),
+    );
     batches
         .iter()
         .flat_map(|b| {
@@ -229,7 +234,9 @@ fn a_warm_start_keeps_segment_ids_and_counts_who_moved() {
         assert_eq!(*id, expected, "customer {customer}");
     }
 
-    let migration = read_parquet(&project.path("out/blobs/run_id=week-2/migration.parquet"));
+    let migration = read_parquet(
+        &common::published_run(&project.path("out/blobs"), "week-2").join("migration.parquet"),
+    );
     let batch = &migration[0];
     let ids = |name: &str| -> Vec<Option<i32>> {
         batch
@@ -279,11 +286,18 @@ fn a_warm_start_keeps_segment_ids_and_counts_who_moved() {
     assert_eq!(assignments(&project, "week-3"), after);
 
     // From a model file rather than a run: the same ids, and no migration to count.
+    let week_1 = common::published_run(&project.path("out/blobs"), "week-1");
+    let model = week_1
+        .join("model.json")
+        .strip_prefix(project.path("out"))
+        .unwrap()
+        .display()
+        .to_string();
     project.write(
         "pipelines/blobs.yaml",
         &yaml.replace(
             "  warm_start: previous\n",
-            "  warm_start: { model: { store: out, path: blobs/run_id=week-1/model.json } }\n",
+            &format!("  warm_start: {{ model: {{ store: out, path: {model} }} }}\n"),
         ),
     );
     let run = project.segflow(&["run", "pipelines/blobs.yaml", "--run-id", "week-4"]);
@@ -295,8 +309,8 @@ fn a_warm_start_keeps_segment_ids_and_counts_who_moved() {
     );
     assert_eq!(assignments(&project, "week-4"), after);
     assert!(
-        !project
-            .path("out/blobs/run_id=week-4/migration.parquet")
+        !common::published_run(&project.path("out/blobs"), "week-4")
+            .join("migration.parquet")
             .exists()
     );
 }
@@ -334,7 +348,9 @@ fn customers_with_missing_features_fail_the_run_or_are_set_aside() {
         "{}",
         run.stdout
     );
-    let rejects = read_parquet(&project.path("out/blobs/run_id=kept/_rejects/segment.parquet"));
+    let rejects = read_parquet(
+        &common::published_run(&project.path("out/blobs"), "kept").join("_rejects/segment.parquet"),
+    );
     let reasons: Vec<String> = rejects[0]
         .column_by_name("reason")
         .unwrap()
@@ -393,7 +409,9 @@ fn a_sampled_fit_streams_every_customer_to_its_segment() {
     }
     assert_eq!(id_map.len(), 4);
 
-    let profile = read_parquet(&project.path("out/blobs/run_id=sampled/profile.parquet"));
+    let profile = read_parquet(
+        &common::published_run(&project.path("out/blobs"), "sampled").join("profile.parquet"),
+    );
     let sizes: Vec<i64> = profile[0]
         .column_by_name("customers")
         .unwrap()
@@ -406,7 +424,10 @@ fn a_sampled_fit_streams_every_customer_to_its_segment() {
         "profile counts every customer, not the sample"
     );
     let manifest: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(project.path("out/blobs/run_id=sampled/_MANIFEST.json")).unwrap(),
+        &std::fs::read_to_string(
+            common::published_run(&project.path("out/blobs"), "sampled").join("_MANIFEST.json"),
+        )
+        .unwrap(),
     )
     .unwrap();
     let segments = manifest["tables"]

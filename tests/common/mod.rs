@@ -91,25 +91,36 @@ pub fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
-/// The folder of the run `_LATEST.json` in the output folder `output` names, checked to be
-/// complete (`_SUCCESS`) and to hold a manifest.
+/// The published version folder of the run `_LATEST.json` in the output folder `output`
+/// names, found as the README tells a loader to: `_LATEST.json`, then the run's `_SUCCESS`.
 pub fn published(output: &Path) -> PathBuf {
     let pointer = output.join("_LATEST.json");
     let text =
         std::fs::read_to_string(&pointer).unwrap_or_else(|e| panic!("{}: {e}", pointer.display()));
     let latest: serde_json::Value = serde_json::from_str(&text).unwrap();
-    let run = output.join(latest["path"].as_str().expect("a path in _LATEST.json"));
+    let run_dir = latest["path"].as_str().expect("a path in _LATEST.json");
+    let run_id = run_dir
+        .strip_prefix("run_id=")
+        .and_then(|rest| rest.strip_suffix('/'))
+        .expect("_LATEST.json names a run folder");
+    published_run(output, run_id)
+}
+
+/// The published version folder of `run_id` in the output folder `output`: the folder its
+/// `run_id=<id>/_SUCCESS` names, checked to hold a manifest.
+pub fn published_run(output: &Path, run_id: &str) -> PathBuf {
+    let success = output.join(format!("run_id={run_id}/_SUCCESS"));
+    let text =
+        std::fs::read_to_string(&success).unwrap_or_else(|e| panic!("{}: {e}", success.display()));
+    let commit: serde_json::Value = serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("{} is not a commit: {e}", success.display()));
+    let version = output.join(commit["path"].as_str().expect("a path in _SUCCESS"));
     assert!(
-        run.join("_SUCCESS").exists(),
-        "{} is complete",
-        run.display()
-    );
-    assert!(
-        run.join("_MANIFEST.json").exists(),
+        version.join("_MANIFEST.json").exists(),
         "{} has a manifest",
-        run.display()
+        version.display()
     );
-    run
+    version
 }
 
 pub fn read_parquet(path: &Path) -> Vec<RecordBatch> {

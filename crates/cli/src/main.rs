@@ -125,7 +125,8 @@ enum Command {
         #[arg(long, default_value_t = 5, requires = "generate")]
         rows: usize,
     },
-    /// List the runs in an output folder: published, incomplete and staging ones.
+    /// List the runs in an output folder: each run's published version, and superseded
+    /// versions, incomplete ones and staging attempts.
     Runs {
         /// A pipeline file (its output folder and store settings), or an output folder's
         /// URL or local path (store settings from the environment).
@@ -133,8 +134,8 @@ enum Command {
         #[arg(long = "var", value_name = "NAME=VALUE", value_parser = parse_var)]
         vars: Vec<(String, String)>,
     },
-    /// Delete what dead runs left in an output folder: staging folders and published
-    /// folders without `_SUCCESS`. Published runs are never touched.
+    /// Delete what dead attempts left in an output folder (staging folders, version folders
+    /// no commit names) and superseded versions. A run's published version is never touched.
     Gc {
         /// A pipeline file, or an output folder's URL or local path.
         target: String,

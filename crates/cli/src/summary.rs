@@ -196,14 +196,16 @@ pub fn render_runs(url: &str, runs: &[RunEntry]) -> String {
     let width = runs.iter().map(|run| run.run_id.len()).max().unwrap_or(0);
     let mut out = format!("{url}\n");
     out.push_str(&format!(
-        "  {:<width$}  {:<10}  {:<20}  {:>5}  {:>10}\n",
-        "run", "status", "last written (UTC)", "files", "size"
+        "  {:<width$}  {:<10}  {:>7}  {:<20}  {:>5}  {:>10}\n",
+        "run", "status", "version", "last written (UTC)", "files", "size"
     ));
     for run in runs {
         out.push_str(&format!(
-            "  {:<width$}  {:<10}  {:<20}  {:>5}  {:>10}{}\n",
+            "  {:<width$}  {:<10}  {:>7}  {:<20}  {:>5}  {:>10}{}\n",
             run.run_id,
             run.status.as_str(),
+            run.version
+                .map_or("-".to_string(), |version| version.to_string()),
             run.last_modified.format("%Y-%m-%d %H:%M:%S"),
             run.files,
             bytes(run.bytes),
@@ -216,7 +218,7 @@ pub fn render_runs(url: &str, runs: &[RunEntry]) -> String {
         .count();
     if dead > 0 {
         out.push_str(&format!(
-            "{dead} folder{} of unfinished runs: a run under way, or a dead one `segflow gc` can remove\n",
+            "{dead} folder{} of superseded versions or unfinished attempts: an attempt under way, or leftovers `segflow gc` can remove\n",
             if dead == 1 { "" } else { "s" }
         ));
     }

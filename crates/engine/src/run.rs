@@ -11,7 +11,7 @@ use datafusion::error::DataFusionError;
 use datafusion::prelude::SessionContext;
 use segflow_pipeline::{Engine, Pipeline};
 use segflow_plan::StepGraph;
-use segflow_publish::{MANIFEST_FILE, RunInfo, STAGING_DIR, SUCCESS_MARKER, Staging};
+use segflow_publish::{MANIFEST_FILE, OutputFolder, RunInfo, STAGING_DIR, SUCCESS_MARKER, Staging};
 
 use crate::columns::ReadColumns;
 use crate::execution::{Execution, InProcess, OnCluster};
@@ -102,25 +102,24 @@ pub async fn run(pipeline: &Pipeline, options: &RunOptions) -> Result<RunReport>
     stores::preflight(&ctx, &pipeline.stores).await?;
     let partial = options.is_partial();
     let folder = output_folder(&ctx, pipeline)?;
-    // Executors elsewhere cannot read this process's memory: step results go to the run's
-    // staging folder, so it is set up first. A partial run stages under an id of its own,
-    // so it never clears the staging folder of a full run with the same id.
-    let (execution, early_staging): (Box<dyn Execution>, Option<Staging>) =
-        if engine == Engine::Local {
-            (Box::new(InProcess), None)
-        } else {
-            let staging_id = if partial {
-                format!("{run_id}.partial-{}", std::process::id())
-            } else {
-                run_id.clone()
-            };
-            let staging = folder.stage(&staging_id).await?;
+    // The attempt starts here, before any step: its commit is to follow the run's newest
+    // version as of now, so of two runs of one id started together exactly one publishes.
+    // Executors elsewhere cannot read this process's memory: on a cluster, step results go
+    // to the attempt's staging folder too. A partial run stages only for that, and never
+    // publishes.
+    let staging = if !partial || engine != Engine::Local {
+        Some(folder.stage(&run_id).await?)
+    } else {
+        None
+    };
+    let execution: Box<dyn Execution> = match (&engine, &staging) {
+        (Engine::Local, _) => Box::new(InProcess),
+        (_, Some(staging)) => {
             let steps_folder = format!("{}{STEP_RESULTS_DIR}", staging.url());
-            (
-                Box::new(OnCluster::new(&steps_folder, job_states)),
-                Some(staging),
-            )
-        };
+            Box::new(OnCluster::new(&steps_folder, job_states))
+        }
+        (_, None) => unreachable!("a run on a cluster stages"),
+    };
     let running = Running {
         ctx: &ctx,
         pipeline,
@@ -131,7 +130,7 @@ pub async fn run(pipeline: &Pipeline, options: &RunOptions) -> Result<RunReport>
     let ran = match running.checked_steps(&graph, &read_columns).await {
         Ok(ran) => ran,
         Err(error) => {
-            if let Some(staging) = &early_staging {
+            if let Some(staging) = &staging {
                 discard(staging, pipeline).await;
             }
             return Err(explain_exhaustion(error, &resources));
@@ -154,16 +153,14 @@ pub async fn run(pipeline: &Pipeline, options: &RunOptions) -> Result<RunReport>
         segment,
         outputs,
     };
-    if partial {
-        if let Some(staging) = &early_staging {
-            discard(staging, pipeline).await;
+    let mut staging = match staging {
+        Some(staging) if !partial => staging,
+        staging => {
+            if let Some(staging) = &staging {
+                discard(staging, pipeline).await;
+            }
+            return Ok(report(None, Vec::new()));
         }
-        return Ok(report(None, Vec::new()));
-    }
-
-    let mut staging = match early_staging {
-        Some(staging) => staging,
-        None => folder.stage(&run_id).await?,
     };
     let staged = running
         .stage_outputs(&mut staging, &folder, &run_id, &source_rejects, &rejects)
@@ -182,8 +179,13 @@ pub async fn run(pipeline: &Pipeline, options: &RunOptions) -> Result<RunReport>
         started_at,
     };
     let published = staging.publish(&info).await;
-    remove_empty_local_dirs(&pipeline.segment.output.url, STAGING_DIR);
+    let output = &pipeline.segment.output.url;
+    remove_empty_local_dirs(output, STAGING_DIR);
+    remove_empty_local_dirs(output, &OutputFolder::run_dir(&run_id));
     let published = published?;
+    for problem in &published.left_behind {
+        tracing::warn!(%problem, "published; `segflow gc` removes what could not be cleaned up");
+    }
     warn_about_stale_runs(&folder).await;
 
     let mut outputs = vec![OutputReport {
@@ -198,9 +200,12 @@ pub async fn run(pipeline: &Pipeline, options: &RunOptions) -> Result<RunReport>
         rows: file.rows(),
         bytes: Some(file.bytes),
     }));
-    for marker in [MANIFEST_FILE, SUCCESS_MARKER] {
+    for marker in [
+        format!("{}{MANIFEST_FILE}", published.url),
+        format!("{}{SUCCESS_MARKER}", published.run_url),
+    ] {
         outputs.push(OutputReport {
-            url: format!("{}{marker}", published.url),
+            url: marker,
             kind: "file".to_string(),
             rows: None,
             bytes: None,
@@ -298,7 +303,7 @@ impl Running<'_> {
     async fn stage_outputs(
         &self,
         staging: &mut Staging,
-        folder: &segflow_publish::OutputFolder,
+        folder: &OutputFolder,
         run_id: &str,
         source_rejects: &[SourceRejects],
         rejects: &[Rejects],

@@ -3,23 +3,39 @@
 //! The layout of an output folder:
 //!
 //! ```text
-//! <output>/_staging/<run_id>/…            files of a run in progress (or of a dead one)
-//! <output>/run_id=<run_id>/…              a published run: its tables,
-//! <output>/run_id=<run_id>/_MANIFEST.json   what they hold,
-//! <output>/run_id=<run_id>/_SUCCESS         and, written last, the sign it is complete
-//! <output>/_LATEST.json                   names the run published most recently
+//! <output>/_staging/<run_id>/attempt=<a>/…        files of an attempt in progress (or a dead one)
+//! <output>/run_id=<run_id>/attempt=<a>/…          a version of a run: its tables,
+//! <output>/run_id=<run_id>/attempt=<a>/_MANIFEST.json   and what they hold
+//! <output>/run_id=<run_id>/_commits/<N>.json      version N committed: names its attempt
+//! <output>/run_id=<run_id>/_SUCCESS               a copy of the newest commit
+//! <output>/_LATEST.json                           names the run published most recently
 //! ```
 //!
-//! Files are first written under the staging folder. Only when every file of the run is
-//! written does [`Staging::publish`] clear the run's published folder (a rerun of the same
-//! run id replaces it), move the staged files into it, write the manifest and then
-//! `_SUCCESS` with a put-if-absent. A loader that waits for `_SUCCESS` never reads a
-//! half-written or mixed result, and other run ids are never touched.
+//! Every attempt at a run (each `segflow run`) has an id of its own and stages in a folder
+//! of its own; [`OutputFolder::stage`] also notes the run's newest version at that moment.
+//! [`Staging::publish`] then, in this order:
+//!
+//! 1. moves the staged files to the attempt's version folder and writes its manifest;
+//!    nothing a reader follows names that folder yet;
+//! 2. commits: writes `_commits/<N + 1>.json` with a put-if-absent, N being the version
+//!    noted at the start. Of two attempts racing for one run id, exactly one succeeds; the
+//!    other deletes its version folder and fails with [`PublishError::PublishedConcurrently`];
+//! 3. points `_SUCCESS` at the commit (an overwrite: a reader sees the old pointer or the
+//!    new one, never none), then `_LATEST.json` at the run;
+//! 4. only then deletes the versions the commit superseded, and its staging folder.
+//!
+//! So a reader that reads `_SUCCESS` and then the files of the folder it names sees, at
+//! every moment, either the old complete version or the new complete one, on a local folder
+//! and on an object store alike. A crash between 2 and 3 leaves `_SUCCESS` on the old
+//! version (still whole, as nothing was deleted); the next publish of the run id or
+//! `segflow gc` moves it on. [`OutputFolder::stale_runs`] finds dead attempts and
+//! superseded versions; the published version is never among them.
 //!
 //! This file is longer than the others on purpose: the protocol above and the code that
 //! carries it out (`OutputFolder`, `Staging`, `TableWriter`) are kept together, so that a
-//! change to one is seen beside the other.
+//! change to one is seen beside the other. The commit records are in `commits.rs`.
 
+mod commits;
 mod manifest;
 mod runs;
 mod store_errors;
@@ -39,6 +55,7 @@ use parquet::basic::Compression;
 use parquet::file::metadata::ParquetMetaDataReader;
 use parquet::file::properties::WriterProperties;
 
+pub use commits::{ATTEMPT_PREFIX, COMMITS_DIR, Commit};
 pub use manifest::{Manifest, ManifestColumn, ManifestFile, ManifestTable, RunInfo};
 pub use runs::{Latest, RunEntry, RunStatus};
 pub use store_errors::{explain, find_store_error};
@@ -71,9 +88,13 @@ pub enum PublishError {
     #[error("{url}: {message}")]
     Corrupt { url: String, message: String },
     #[error(
-        "run `{run_id}` was published by another process while this one was publishing it ({url} already exists); its output is that process's"
+        "run `{run_id}` was published as version {version} by another attempt while this one was running ({url} already exists); its output is that attempt's, and this one's was removed"
     )]
-    PublishedConcurrently { run_id: String, url: String },
+    PublishedConcurrently {
+        run_id: String,
+        version: u64,
+        url: String,
+    },
 }
 
 impl PublishError {
@@ -120,10 +141,16 @@ impl WrittenFile {
 /// A published run: where it is and what it holds.
 #[derive(Debug, Clone)]
 pub struct Published {
-    /// The run's folder URL, ending in `/`.
+    /// The version's folder URL, ending in `/`.
     pub url: String,
+    /// The run's folder URL (where `_SUCCESS` is), ending in `/`.
+    pub run_url: String,
+    pub commit: Commit,
     pub files: Vec<WrittenFile>,
     pub manifest: Manifest,
+    /// What could not be cleaned up after the commit (a superseded version, the staging
+    /// folder): the run is published all the same, and `segflow gc` removes them later.
+    pub left_behind: Vec<String>,
 }
 
 /// An output folder on a store: `root` is the folder's path in the store, `url` its URL
@@ -169,18 +196,25 @@ impl OutputFolder {
         self.url_of(&format!("{}/", Self::run_dir(run_id)))
     }
 
-    /// Starts a run's staging area; nothing in the published location changes until
-    /// [`Staging::publish`]. A staging folder left by an earlier attempt with the same run
-    /// id is cleared first, so none of its files can be published with this run.
+    /// Starts an attempt at a run: its own staging folder, and the run's newest version
+    /// now, which its commit is to follow. Nothing in the published location changes until
+    /// [`Staging::publish`].
     pub async fn stage(&self, run_id: &str) -> Result<Staging> {
-        let staging = Staging {
+        let base_version = self
+            .commit_versions(run_id)
+            .await?
+            .last()
+            .copied()
+            .unwrap_or(0);
+        let attempt = attempt_id();
+        Ok(Staging {
             folder: self.clone(),
             run_id: run_id.to_string(),
-            prefix: format!("{STAGING_DIR}/{run_id}"),
+            prefix: format!("{STAGING_DIR}/{run_id}/{ATTEMPT_PREFIX}{attempt}"),
+            attempt,
+            base_version,
             files: Vec::new(),
-        };
-        staging.discard().await?;
-        Ok(staging)
+        })
     }
 
     /// Every object under `prefix` (relative to the folder), with its metadata.
@@ -230,18 +264,36 @@ impl OutputFolder {
     }
 }
 
-/// Files written for one run, not yet visible to loaders.
+/// Files written for one attempt at a run, not yet visible to loaders.
 #[derive(Debug)]
 pub struct Staging {
     folder: OutputFolder,
     run_id: String,
+    attempt: String,
+    /// The run's newest committed version when the attempt started (0: none).
+    base_version: u64,
     prefix: String,
     files: Vec<WrittenFile>,
+}
+
+/// A new attempt's id: the time it started (so that ids sort by it) and a random part (so
+/// that two attempts started in the same millisecond differ).
+fn attempt_id() -> String {
+    let random = uuid::Uuid::new_v4().simple().to_string();
+    format!(
+        "{}-{}",
+        chrono::Utc::now().format("%Y%m%dT%H%M%S%3fZ"),
+        &random[..8]
+    )
 }
 
 impl Staging {
     pub fn run_id(&self) -> &str {
         &self.run_id
+    }
+
+    pub fn attempt(&self) -> &str {
+        &self.attempt
     }
 
     /// The staging folder's URL, ending in `/`. Files written under it by others (a run's
@@ -408,23 +460,85 @@ impl Staging {
         Ok(self.files.last().expect("just pushed"))
     }
 
-    /// Makes the staged files the run's published output, in an order that keeps loaders
-    /// safe at every step: withdraw the run's `_SUCCESS`, delete whatever else its folder
-    /// held, move the staged files in, write `_MANIFEST.json`, write `_SUCCESS` (put-if-
-    /// absent, so two processes publishing one run id cannot both succeed), and only then
-    /// point `_LATEST.json` at the run.
+    /// Makes the staged files the run's published version, by the protocol at the top of
+    /// this file. Before the commit, a failure removes what the attempt wrote; after it,
+    /// the run is published and cleanup problems are reported in
+    /// [`Published::left_behind`].
     pub async fn publish(self, info: &RunInfo) -> Result<Published> {
-        let folder = &self.folder;
-        let run_dir = OutputFolder::run_dir(&self.run_id);
+        let mut steps = PublishSteps::from_environment();
+        let version_dir = format!(
+            "{}/{ATTEMPT_PREFIX}{}",
+            OutputFolder::run_dir(&self.run_id),
+            self.attempt
+        );
         let manifest = self.manifest(info);
-        let manifest_json = serde_json::to_vec_pretty(&manifest).expect("a manifest serialises");
+        let commit = Commit {
+            run_id: self.run_id.clone(),
+            version: self.base_version + 1,
+            attempt: self.attempt.clone(),
+            path: format!("{version_dir}/"),
+            committed_at: manifest.ended_at.clone(),
+        };
+        if let Err(error) = self
+            .commit(&version_dir, &manifest, &commit, &mut steps)
+            .await
+        {
+            // Nothing names the attempt's files: they can go, whatever went wrong.
+            let _ = self.folder.delete_all(&format!("{version_dir}/")).await;
+            let _ = self.discard().await;
+            return Err(error);
+        }
+        let folder = &self.folder;
+        let pointed = folder.point_success_at(&commit).await?;
+        steps.done("pointed _SUCCESS at the commit");
+        if pointed.version == commit.version {
+            runs::point_latest_at(folder, &manifest, &commit).await?;
+            steps.done("pointed _LATEST.json at the run");
+        }
+        let mut left_behind = Vec::new();
+        match folder.superseded_versions(&commit).await {
+            Ok(superseded) => {
+                for version in superseded {
+                    if let Err(error) = folder.remove_superseded(&self.run_id, version).await {
+                        left_behind.push(error.to_string());
+                    }
+                    steps.done("deleted a superseded version");
+                }
+            }
+            Err(error) => left_behind.push(error.to_string()),
+        }
+        if commit.version == 1 {
+            // A run published before versions (its files beside `_SUCCESS`) is version 0.
+            let run_dir = format!("{}/", OutputFolder::run_dir(&self.run_id));
+            if let Err(error) = folder.remove_unversioned(&run_dir).await {
+                left_behind.push(error.to_string());
+            }
+        }
+        if let Err(error) = self.discard().await {
+            left_behind.push(error.to_string());
+        }
+        steps.done("deleted the staging folder");
+        Ok(Published {
+            url: folder.url_of(&commit.path),
+            run_url: folder.run_url(&self.run_id),
+            commit,
+            files: self.files,
+            manifest,
+            left_behind,
+        })
+    }
 
-        folder
-            .delete_if_present(&format!("{run_dir}/{SUCCESS_MARKER}"))
-            .await?;
-        folder.delete_all(&format!("{run_dir}/")).await?;
+    /// Steps 1 and 2 of the protocol: the version folder, then the commit.
+    async fn commit(
+        &self,
+        version_dir: &str,
+        manifest: &Manifest,
+        commit: &Commit,
+        steps: &mut PublishSteps,
+    ) -> Result<()> {
+        let folder = &self.folder;
         for file in &self.files {
-            let to = format!("{run_dir}/{}", file.name);
+            let to = format!("{version_dir}/{}", file.name);
             folder
                 .store
                 .rename(
@@ -436,34 +550,32 @@ impl Staging {
                     "moving a staged file to",
                     folder.url_of(&to),
                 ))?;
+            steps.done("moved a staged file");
         }
+        let manifest_json = serde_json::to_vec_pretty(manifest).expect("a manifest serialises");
         folder
             .put(
-                &format!("{run_dir}/{MANIFEST_FILE}"),
+                &format!("{version_dir}/{MANIFEST_FILE}"),
                 manifest_json,
                 PutMode::Overwrite,
             )
             .await?;
-        let success = format!("{run_dir}/{SUCCESS_MARKER}");
-        match folder.put(&success, Vec::new(), PutMode::Create).await {
+        steps.done("wrote the manifest");
+        let name = commits::commit_name(&self.run_id, commit.version);
+        let json = serde_json::to_vec_pretty(commit).expect("a commit serialises");
+        match folder.put(&name, json, PutMode::Create).await {
             Err(PublishError::Store {
                 error: object_store::Error::AlreadyExists { .. },
                 ..
-            }) => {
-                return Err(PublishError::PublishedConcurrently {
-                    run_id: self.run_id.clone(),
-                    url: folder.url_of(&success),
-                });
-            }
-            other => other?,
-        }
-        runs::point_latest_at(folder, &manifest).await?;
-        self.discard().await?;
-        Ok(Published {
-            url: folder.run_url(&self.run_id),
-            files: self.files,
-            manifest,
-        })
+            }) => Err(PublishError::PublishedConcurrently {
+                run_id: self.run_id.clone(),
+                version: commit.version,
+                url: folder.url_of(&name),
+            }),
+            other => other,
+        }?;
+        steps.done("committed");
+        Ok(())
     }
 
     fn manifest(&self, info: &RunInfo) -> Manifest {
@@ -503,10 +615,42 @@ impl Staging {
         }
     }
 
-    /// Deletes whatever this run staged; the published location is untouched.
+    /// Deletes whatever this attempt staged; the published location is untouched.
     pub async fn discard(&self) -> Result<()> {
         self.folder.delete_all(&format!("{}/", self.prefix)).await?;
         Ok(())
+    }
+}
+
+/// A test hook: with `SEGFLOW_TEST_ABORT_AFTER_PUBLISH_STEP=N` the process aborts right after
+/// the N-th store write of a publish, leaving the output folder as a crash (or a `kill -9`)
+/// there would. The fault tests use it to check what a reader sees after every step.
+struct PublishSteps {
+    done: usize,
+    abort_after: Option<usize>,
+}
+
+impl PublishSteps {
+    fn from_environment() -> PublishSteps {
+        PublishSteps {
+            done: 0,
+            abort_after: std::env::var("SEGFLOW_TEST_ABORT_AFTER_PUBLISH_STEP")
+                .ok()
+                .and_then(|step| step.parse().ok()),
+        }
+    }
+
+    // Straight to stderr: the process aborts next, before a logger could flush.
+    #[allow(clippy::print_stderr)]
+    fn done(&mut self, step: &str) {
+        self.done += 1;
+        if self.abort_after == Some(self.done) {
+            eprintln!(
+                "segflow: test hook: aborting after publish step {} ({step})",
+                self.done
+            );
+            std::process::abort();
+        }
     }
 }
 

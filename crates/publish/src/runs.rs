@@ -1,23 +1,30 @@
 //! What an output folder holds, run by run, and cleaning up after dead runs.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Utc};
 use object_store::{ObjectStoreExt, PutMode};
 use serde::{Deserialize, Serialize};
 
+use crate::commits::{commit_name, version_of};
 use crate::{
-    LATEST_FILE, Manifest, OutputFolder, PublishError, RUN_DIR_PREFIX, Result, STAGING_DIR,
-    SUCCESS_MARKER,
+    ATTEMPT_PREFIX, COMMITS_DIR, Commit, LATEST_FILE, Manifest, OutputFolder, PublishError,
+    RUN_DIR_PREFIX, Result, STAGING_DIR, SUCCESS_MARKER,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum RunStatus {
-    /// `run_id=<id>/_SUCCESS` exists: complete, safe to load.
+    /// The version of a run its newest commit (and `_SUCCESS`) names: complete, safe to
+    /// load.
     Published,
-    /// `run_id=<id>/` without `_SUCCESS`: a publish that died half way, or one under way.
+    /// An older version of a run published again since: the publish that superseded it
+    /// deletes it, or `gc` does when that publish died first.
+    Superseded,
+    /// A version folder no commit names: an attempt that died (or lost a race) while
+    /// publishing, or one publishing right now.
     Incomplete,
-    /// `_staging/<id>/`: a run in progress, or one that died before publishing.
+    /// `_staging/<id>/attempt=<a>/`: an attempt in progress, or one that died before
+    /// publishing.
     Staging,
 }
 
@@ -25,44 +32,57 @@ impl RunStatus {
     pub fn as_str(self) -> &'static str {
         match self {
             RunStatus::Published => "published",
+            RunStatus::Superseded => "superseded",
             RunStatus::Incomplete => "incomplete",
             RunStatus::Staging => "staging",
         }
     }
 }
 
-/// One run's folder (published or staging) in an output folder.
+/// One folder of a run (a version, or an attempt's staging) in an output folder.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RunEntry {
     pub run_id: String,
     pub status: RunStatus,
+    /// The version, for a published or superseded folder (0: a run published before runs
+    /// had versions).
+    pub version: Option<u64>,
     /// Relative to the output folder, ending in `/`.
     pub path: String,
-    /// Files in the folder, markers included.
+    /// Files in the folder, the manifest included.
     pub files: usize,
     pub bytes: u64,
-    /// The newest file's modification time: when a published run's `_SUCCESS` was
-    /// written, or when a staging run last wrote something.
+    /// The newest file's modification time: about when a version was published, or when
+    /// an attempt last wrote something.
     pub last_modified: DateTime<Utc>,
-    /// Whether `_LATEST.json` names this run.
+    /// Whether `_LATEST.json` names this run (set on its published version only).
     pub latest: bool,
 }
 
-/// `_LATEST.json`: the run published most recently. Written only after that run's
-/// `_SUCCESS`, so a loader that follows it always finds a complete run.
+/// `_LATEST.json`: the run published most recently. Written only after that run's commit
+/// and `_SUCCESS`, so a loader that follows it always finds a complete run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Latest {
     pub run_id: String,
-    /// The run's folder, relative to the output folder, e.g. `run_id=2011-12-10/`.
+    /// The run's folder, relative to the output folder, e.g. `run_id=2011-12-10/`: its
+    /// `_SUCCESS` names the version to read.
     pub path: String,
+    /// The version published then (absent in pointers written before runs had versions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<u64>,
     pub pipeline: String,
     pub published_at: String,
 }
 
-pub(crate) async fn point_latest_at(folder: &OutputFolder, manifest: &Manifest) -> Result<()> {
+pub(crate) async fn point_latest_at(
+    folder: &OutputFolder,
+    manifest: &Manifest,
+    commit: &Commit,
+) -> Result<()> {
     let latest = Latest {
         run_id: manifest.run_id.clone(),
         path: format!("{}/", OutputFolder::run_dir(&manifest.run_id)),
+        version: Some(commit.version),
         pipeline: manifest.pipeline.clone(),
         published_at: manifest.ended_at.clone(),
     };
@@ -93,65 +113,111 @@ impl OutputFolder {
             })
     }
 
-    /// Every run folder, published ones first (newest first), then incomplete and staging
-    /// ones.
+    /// Every folder of every run: published versions first (newest first), then
+    /// superseded and incomplete versions and staging attempts.
     pub async fn runs(&self) -> Result<Vec<RunEntry>> {
         let latest = self.latest().await?.map(|latest| latest.run_id);
-        let mut entries: BTreeMap<(RunStatus, String), RunEntry> = BTreeMap::new();
-        let mut published = Vec::new();
+        let mut folders: BTreeMap<Folder, RunEntry> = BTreeMap::new();
+        let mut commits: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+        let mut succeeded: BTreeSet<String> = BTreeSet::new();
         for object in self.list("").await? {
             let name = self.relative(&object.location);
-            let Some((status, run_id, rest)) = classify(&name) else {
-                continue;
+            let folder = match classify(&name) {
+                Some(RunObject::Commit { run_id, version }) => {
+                    commits.entry(run_id.to_string()).or_default().push(version);
+                    continue;
+                }
+                Some(RunObject::Success { run_id }) => {
+                    succeeded.insert(run_id.to_string());
+                    continue;
+                }
+                Some(RunObject::InFolder(folder)) => folder,
+                None => continue,
             };
-            if status == RunStatus::Incomplete && rest == SUCCESS_MARKER {
-                published.push(run_id.to_string());
-            }
-            let path = match status {
-                RunStatus::Staging => format!("{STAGING_DIR}/{run_id}/"),
-                _ => format!("{}/", OutputFolder::run_dir(run_id)),
-            };
-            let entry = entries
-                .entry((status, run_id.to_string()))
-                .or_insert_with(|| RunEntry {
-                    run_id: run_id.to_string(),
-                    status,
-                    path,
-                    files: 0,
-                    bytes: 0,
-                    last_modified: object.last_modified,
-                    latest: false,
-                });
+            let entry = folders.entry(folder.clone()).or_insert_with(|| RunEntry {
+                run_id: folder.run_id.clone(),
+                status: RunStatus::Incomplete,
+                version: None,
+                path: folder.path(),
+                files: 0,
+                bytes: 0,
+                last_modified: object.last_modified,
+                latest: false,
+            });
             entry.files += 1;
             entry.bytes += object.size;
             entry.last_modified = entry.last_modified.max(object.last_modified);
         }
-        let mut runs: Vec<RunEntry> = entries
-            .into_values()
-            .map(|mut entry| {
-                if entry.status == RunStatus::Incomplete && published.contains(&entry.run_id) {
-                    entry.status = RunStatus::Published;
-                    entry.latest = latest.as_deref() == Some(entry.run_id.as_str());
-                }
+        for versions in commits.values_mut() {
+            versions.sort_unstable();
+        }
+        let versions = self.versions_of_attempts(&folders, &commits).await?;
+        let mut runs: Vec<RunEntry> = folders
+            .into_iter()
+            .map(|(folder, mut entry)| {
+                let newest = commits.get(&folder.run_id).and_then(|v| v.last()).copied();
+                (entry.status, entry.version) = match (&folder.attempt, folder.staging) {
+                    (_, true) => (RunStatus::Staging, None),
+                    (Some(attempt), false) => {
+                        match versions.get(&(folder.run_id.clone(), attempt.clone())) {
+                            Some(&version) if Some(version) == newest => {
+                                (RunStatus::Published, Some(version))
+                            }
+                            Some(&version) => (RunStatus::Superseded, Some(version)),
+                            None => (RunStatus::Incomplete, None),
+                        }
+                    }
+                    (None, false) if newest.is_some() => (RunStatus::Superseded, Some(0)),
+                    (None, false) if succeeded.contains(&folder.run_id) => {
+                        (RunStatus::Published, Some(0))
+                    }
+                    (None, false) => (RunStatus::Incomplete, None),
+                };
+                entry.latest = entry.status == RunStatus::Published
+                    && latest.as_deref() == Some(entry.run_id.as_str());
                 entry
             })
             .collect();
         runs.sort_by(|a, b| {
-            let rank = |status| match status {
-                RunStatus::Published => 0,
-                RunStatus::Incomplete => 1,
-                RunStatus::Staging => 2,
-            };
-            rank(a.status)
-                .cmp(&rank(b.status))
+            a.status
+                .cmp(&b.status)
                 .then(b.last_modified.cmp(&a.last_modified))
                 .then(a.run_id.cmp(&b.run_id))
         });
         Ok(runs)
     }
 
-    /// Runs that died: staging folders and incomplete published folders whose newest file
-    /// is older than `older_than`. A younger one may belong to a run still under way.
+    /// Which version each version folder is, read from the runs' commits, newest first,
+    /// stopping once every folder of a run is named (a run published many times costs
+    /// one read, not one per rerun).
+    async fn versions_of_attempts(
+        &self,
+        folders: &BTreeMap<Folder, RunEntry>,
+        commits: &BTreeMap<String, Vec<u64>>,
+    ) -> Result<BTreeMap<(String, String), u64>> {
+        let mut versions = BTreeMap::new();
+        for (run_id, committed) in commits {
+            let mut unnamed: BTreeSet<&str> = folders
+                .keys()
+                .filter(|folder| !folder.staging && &folder.run_id == run_id)
+                .filter_map(|folder| folder.attempt.as_deref())
+                .collect();
+            for &version in committed.iter().rev() {
+                if unnamed.is_empty() {
+                    break;
+                }
+                let commit = self.read_commit(run_id, version).await?;
+                if unnamed.remove(commit.attempt.as_str()) {
+                    versions.insert((run_id.clone(), commit.attempt), version);
+                }
+            }
+        }
+        Ok(versions)
+    }
+
+    /// Folders of dead attempts and superseded versions whose newest file is older than
+    /// `older_than`; a younger attempt may belong to a run still under way. A run's
+    /// published version is never among them.
     pub async fn stale_runs(&self, older_than: chrono::Duration) -> Result<Vec<RunEntry>> {
         let cutoff = Utc::now() - older_than;
         Ok(self
@@ -162,25 +228,146 @@ impl OutputFolder {
             .collect())
     }
 
-    /// Deletes the folders of `runs` (from [`OutputFolder::stale_runs`]); published runs
-    /// are never deleted here.
+    /// Deletes the folders of `runs` (from [`OutputFolder::stale_runs`]); published
+    /// versions are never deleted here. Before a superseded version goes, its run's
+    /// `_SUCCESS` is moved on to the newest commit, should a crash have left it behind.
     pub async fn remove_runs(&self, runs: &[RunEntry]) -> Result<usize> {
         let mut deleted = 0;
+        let superseded: BTreeSet<&str> = runs
+            .iter()
+            .filter(|run| run.status == RunStatus::Superseded)
+            .map(|run| run.run_id.as_str())
+            .collect();
+        for run_id in superseded {
+            if let Some(newest) = self.success_lags(run_id).await? {
+                self.point_success_at(&newest).await?;
+            }
+        }
         for run in runs.iter().filter(|run| run.status != RunStatus::Published) {
-            deleted += self.delete_all(&run.path).await?;
+            deleted += if run.path.contains(ATTEMPT_PREFIX) {
+                self.delete_all(&run.path).await?
+            } else {
+                self.remove_unversioned(&run.path).await?
+            };
+        }
+        Ok(deleted)
+    }
+
+    /// The versions before `current` whose folders are still there (normally just the one
+    /// it replaces; more when a publish died before deleting its predecessor). Commits are
+    /// read newest first and the search stops at the first version already deleted, so a
+    /// run published a thousand times costs a read or two, not a thousand.
+    pub(crate) async fn superseded_versions(&self, current: &Commit) -> Result<Vec<u64>> {
+        let run_dir = format!("{}/", OutputFolder::run_dir(&current.run_id));
+        let present: BTreeSet<String> = self
+            .list(&run_dir)
+            .await?
+            .iter()
+            .filter_map(|object| match classify(&self.relative(&object.location)) {
+                Some(RunObject::InFolder(Folder {
+                    attempt: Some(attempt),
+                    staging: false,
+                    ..
+                })) => Some(attempt),
+                _ => None,
+            })
+            .collect();
+        let mut superseded = Vec::new();
+        for version in (1..current.version).rev() {
+            let commit = self.read_commit(&current.run_id, version).await?;
+            if !present.contains(&commit.attempt) {
+                break;
+            }
+            superseded.push(version);
+        }
+        Ok(superseded)
+    }
+
+    /// Deletes the folder of `version` of `run_id`, superseded by a newer one.
+    pub(crate) async fn remove_superseded(&self, run_id: &str, version: u64) -> Result<usize> {
+        let commit = self.read_commit(run_id, version).await?;
+        let run_dir = format!("{}/{ATTEMPT_PREFIX}", OutputFolder::run_dir(run_id));
+        if !commit.path.starts_with(&run_dir) {
+            return Err(PublishError::Corrupt {
+                url: self.url_of(&commit_name(run_id, version)),
+                message: format!("names `{}`, not a version folder of the run", commit.path),
+            });
+        }
+        self.delete_all(&commit.path).await
+    }
+
+    /// Deletes the files a run (or its staging) written before runs had versions kept in
+    /// the folder `run_dir` itself, leaving its versions, attempts, commits and `_SUCCESS`.
+    pub(crate) async fn remove_unversioned(&self, run_dir: &str) -> Result<usize> {
+        let mut deleted = 0;
+        for object in self.list(run_dir).await? {
+            let name = self.relative(&object.location);
+            if let Some(RunObject::InFolder(Folder { attempt: None, .. })) = classify(&name) {
+                self.delete_if_present(&name).await?;
+                deleted += 1;
+            }
         }
         Ok(deleted)
     }
 }
 
-/// `run_id=<id>/<rest>` or `_staging/<id>/<rest>`; anything else is not a run's file.
-/// Published folders come back as `Incomplete`: only their `_SUCCESS` tells.
-fn classify(name: &str) -> Option<(RunStatus, &str, &str)> {
-    if let Some(rest) = name.strip_prefix(&format!("{STAGING_DIR}/")) {
-        let (run_id, rest) = rest.split_once('/')?;
-        return Some((RunStatus::Staging, run_id, rest));
+/// A folder of a run: a version (`run_id=<id>/attempt=<a>/`), an attempt's staging
+/// (`_staging/<id>/attempt=<a>/`), or, with no attempt, the files of a run (or staging)
+/// written before runs had versions.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct Folder {
+    staging: bool,
+    run_id: String,
+    attempt: Option<String>,
+}
+
+impl Folder {
+    fn path(&self) -> String {
+        let run = if self.staging {
+            format!("{STAGING_DIR}/{}/", self.run_id)
+        } else {
+            format!("{}/", OutputFolder::run_dir(&self.run_id))
+        };
+        match &self.attempt {
+            Some(attempt) => format!("{run}{ATTEMPT_PREFIX}{attempt}/"),
+            None => run,
+        }
     }
-    let (dir, rest) = name.split_once('/')?;
-    let run_id = dir.strip_prefix(RUN_DIR_PREFIX)?;
-    Some((RunStatus::Incomplete, run_id, rest))
+}
+
+enum RunObject<'a> {
+    Commit { run_id: &'a str, version: u64 },
+    Success { run_id: &'a str },
+    InFolder(Folder),
+}
+
+/// What a file of the output folder is to its run; `None` for anything else.
+fn classify(name: &str) -> Option<RunObject<'_>> {
+    let (staging, rest) = match name.strip_prefix(&format!("{STAGING_DIR}/")) {
+        Some(rest) => (true, rest),
+        None => (false, name),
+    };
+    let (dir, rest) = rest.split_once('/')?;
+    let run_id = if staging {
+        dir
+    } else {
+        dir.strip_prefix(RUN_DIR_PREFIX)?
+    };
+    if !staging {
+        if rest == SUCCESS_MARKER {
+            return Some(RunObject::Success { run_id });
+        }
+        if let Some(commit) = rest.strip_prefix(&format!("{COMMITS_DIR}/")) {
+            return version_of(commit).map(|version| RunObject::Commit { run_id, version });
+        }
+    }
+    let attempt = rest
+        .strip_prefix(ATTEMPT_PREFIX)
+        .and_then(|rest| rest.split_once('/'))
+        .map(|(attempt, _)| attempt.to_string());
+    Some(RunObject::InFolder(Folder {
+        staging,
+        run_id: run_id.to_string(),
+        attempt,
+    }))
 }

@@ -58,46 +58,84 @@ async fn stage(folder: &OutputFolder, run_id: &str, parts: &[Vec<i64>]) -> Stagi
     staging
 }
 
+/// The files of `run_id`'s published version (from its `_SUCCESS`, as a reader finds
+/// them), relative to the output folder, sorted.
+async fn published_names(folder: &OutputFolder, run_id: &str) -> Vec<String> {
+    let success = format!("{}/{SUCCESS_MARKER}", OutputFolder::run_dir(run_id));
+    let commit: Commit = serde_json::from_slice(&folder.read(&success).await.unwrap().unwrap())
+        .expect("_SUCCESS names the published version");
+    names(folder)
+        .await
+        .into_iter()
+        .filter(|name| name.starts_with(&commit.path))
+        .collect()
+}
+
 async fn manifest_of(folder: &OutputFolder, run_id: &str) -> Manifest {
-    let path = folder.path(&format!(
-        "{}/{MANIFEST_FILE}",
-        OutputFolder::run_dir(run_id)
-    ));
+    let commit = folder.published(run_id).await.unwrap().unwrap();
     let bytes = folder
-        .store
-        .get(&path)
+        .read(&format!("{}{MANIFEST_FILE}", commit.path))
         .await
         .unwrap()
-        .bytes()
-        .await
         .unwrap();
     serde_json::from_slice(&bytes).unwrap()
 }
 
+/// `names` with each attempt id replaced by `*`, for comparing layouts.
+fn shapes(names: &[String]) -> Vec<String> {
+    names
+        .iter()
+        .map(|name| {
+            name.split('/')
+                .map(|part| match part.strip_prefix(ATTEMPT_PREFIX) {
+                    Some(_) => "attempt=*",
+                    None => part,
+                })
+                .collect::<Vec<_>>()
+                .join("/")
+        })
+        .collect()
+}
+
 #[tokio::test]
-async fn a_run_is_visible_only_once_published_with_manifest_and_marker() {
+async fn a_run_is_visible_only_once_committed_with_manifest_and_pointers() {
     let folder = folder();
     let staging = stage(&folder, "a", &[vec![1, 2, 3], vec![4]]).await;
     assert!(
         names(&folder)
             .await
             .iter()
-            .all(|n| n.starts_with("_staging/a/")),
+            .all(|n| n.starts_with(&format!("_staging/a/{ATTEMPT_PREFIX}"))),
         "only staged files exist before publishing"
     );
     assert_eq!(folder.latest().await.unwrap(), None);
+    assert_eq!(folder.published("a").await.unwrap(), None);
 
     let published = staging.publish(&info()).await.unwrap();
-    assert_eq!(published.url, "memory:///out/seg/run_id=a/");
+    assert_eq!(published.commit.version, 1);
     assert_eq!(
-        names(&folder).await,
+        published.url,
+        format!(
+            "memory:///out/seg/run_id=a/attempt={}/",
+            published.commit.attempt
+        )
+    );
+    assert_eq!(published.run_url, "memory:///out/seg/run_id=a/");
+    assert!(published.left_behind.is_empty());
+    assert_eq!(
+        shapes(&names(&folder).await),
         [
             "_LATEST.json",
-            "run_id=a/_MANIFEST.json",
             "run_id=a/_SUCCESS",
-            "run_id=a/segments/part-00000.parquet",
-            "run_id=a/segments/part-00001.parquet",
+            "run_id=a/_commits/00000000000000000001.json",
+            "run_id=a/attempt=*/_MANIFEST.json",
+            "run_id=a/attempt=*/segments/part-00000.parquet",
+            "run_id=a/attempt=*/segments/part-00001.parquet",
         ]
+    );
+    assert_eq!(
+        folder.published("a").await.unwrap().unwrap(),
+        published.commit
     );
     let manifest = manifest_of(&folder, "a").await;
     assert_eq!(manifest, published.manifest);
@@ -120,12 +158,13 @@ async fn a_run_is_visible_only_once_published_with_manifest_and_marker() {
     let latest = folder.latest().await.unwrap().unwrap();
     assert_eq!(latest.run_id, "a");
     assert_eq!(latest.path, "run_id=a/");
+    assert_eq!(latest.version, Some(1));
 }
 
 #[tokio::test]
-async fn rerunning_a_run_id_replaces_it_and_other_runs_stay() {
+async fn rerunning_a_run_id_commits_a_new_version_and_removes_the_old_one_after() {
     let folder = folder();
-    stage(&folder, "a", &[vec![1], vec![2]])
+    let first = stage(&folder, "a", &[vec![1], vec![2]])
         .await
         .publish(&info())
         .await
@@ -135,27 +174,66 @@ async fn rerunning_a_run_id_replaces_it_and_other_runs_stay() {
         .publish(&info())
         .await
         .unwrap();
+    let b_before = published_names(&folder, "b").await;
     // Run `a` again with fewer files: no stale part survives, `b` is untouched.
-    stage(&folder, "a", &[vec![9, 9]])
+    let second = stage(&folder, "a", &[vec![9, 9]])
         .await
         .publish(&info())
         .await
         .unwrap();
+    assert_eq!(second.commit.version, 2);
+    assert_ne!(second.commit.attempt, first.commit.attempt);
     assert_eq!(
-        names(&folder).await,
+        shapes(&published_names(&folder, "a").await),
         [
-            "_LATEST.json",
-            "run_id=a/_MANIFEST.json",
-            "run_id=a/_SUCCESS",
-            "run_id=a/segments/part-00000.parquet",
-            "run_id=b/_MANIFEST.json",
-            "run_id=b/_SUCCESS",
-            "run_id=b/segments/part-00000.parquet",
+            "run_id=a/attempt=*/_MANIFEST.json",
+            "run_id=a/attempt=*/segments/part-00000.parquet",
         ]
     );
+    assert!(
+        names(&folder)
+            .await
+            .iter()
+            .all(|name| !name.starts_with(&first.commit.path)),
+        "the superseded version is deleted"
+    );
+    assert_eq!(published_names(&folder, "b").await, b_before);
     assert_eq!(manifest_of(&folder, "a").await.tables[0].rows, 2);
     assert_eq!(manifest_of(&folder, "b").await.tables[0].rows, 1);
     assert_eq!(folder.latest().await.unwrap().unwrap().run_id, "a");
+}
+
+#[tokio::test]
+async fn of_two_attempts_racing_for_one_run_id_exactly_one_publishes() {
+    let folder = folder();
+    stage(&folder, "a", &[vec![1]])
+        .await
+        .publish(&info())
+        .await
+        .unwrap();
+    // Both start from version 1; the first to commit wins, whatever it staged.
+    let early = stage(&folder, "a", &[vec![2, 2]]).await;
+    let late = stage(&folder, "a", &[vec![3, 3, 3]]).await;
+    let won = late.publish(&info()).await.unwrap();
+    let lost = early.publish(&info()).await.unwrap_err();
+    assert!(
+        matches!(&lost, PublishError::PublishedConcurrently { run_id, version: 2, .. } if run_id == "a"),
+        "{lost}"
+    );
+    assert_eq!(folder.published("a").await.unwrap().unwrap(), won.commit);
+    assert_eq!(manifest_of(&folder, "a").await.tables[0].rows, 3);
+    assert_eq!(
+        shapes(&names(&folder).await),
+        [
+            "_LATEST.json",
+            "run_id=a/_SUCCESS",
+            "run_id=a/_commits/00000000000000000001.json",
+            "run_id=a/_commits/00000000000000000002.json",
+            "run_id=a/attempt=*/_MANIFEST.json",
+            "run_id=a/attempt=*/segments/part-00000.parquet",
+        ],
+        "the loser removed its version folder and its staging"
+    );
 }
 
 #[tokio::test]
@@ -173,19 +251,116 @@ async fn a_discarded_run_leaves_published_runs_alone() {
 }
 
 #[tokio::test]
-async fn staging_again_clears_what_a_dead_attempt_left() {
+async fn a_dead_attempt_is_never_published_with_a_later_one() {
     let folder = folder();
     let dead = stage(&folder, "a", &[vec![1], vec![2], vec![3]]).await;
     drop(dead);
     let retry = stage(&folder, "a", &[vec![4]]).await;
     retry.publish(&info()).await.unwrap();
-    let parts: Vec<String> = names(&folder)
-        .await
+    let parts: Vec<String> = shapes(&published_names(&folder, "a").await)
         .into_iter()
         .filter(|n| n.ends_with(".parquet"))
         .collect();
-    assert_eq!(parts, ["run_id=a/segments/part-00000.parquet"]);
+    assert_eq!(parts, ["run_id=a/attempt=*/segments/part-00000.parquet"]);
     assert_eq!(manifest_of(&folder, "a").await.tables[0].rows, 1);
+}
+
+#[tokio::test]
+async fn a_pointer_left_behind_by_a_crash_is_moved_on_before_its_version_goes() {
+    let folder = folder();
+    let first = stage(&folder, "a", &[vec![1]])
+        .await
+        .publish(&info())
+        .await
+        .unwrap();
+    // A publish that died right after its commit: version 2 is committed, `_SUCCESS`
+    // still names version 1, which is whole.
+    let mut second = stage(&folder, "a", &[vec![2, 2]]).await;
+    second.base_version = 1;
+    let version_dir = format!("run_id=a/{ATTEMPT_PREFIX}{}", second.attempt);
+    let commit = Commit {
+        run_id: "a".to_string(),
+        version: 2,
+        attempt: second.attempt.clone(),
+        path: format!("{version_dir}/"),
+        committed_at: String::new(),
+    };
+    let manifest = second.manifest(&info());
+    second
+        .commit(
+            &version_dir,
+            &manifest,
+            &commit,
+            &mut PublishSteps::from_environment(),
+        )
+        .await
+        .unwrap();
+    let success = folder.read("run_id=a/_SUCCESS").await.unwrap().unwrap();
+    assert_eq!(
+        serde_json::from_slice::<Commit>(&success).unwrap(),
+        first.commit
+    );
+    assert_eq!(folder.published("a").await.unwrap().unwrap(), commit);
+
+    let runs = folder.runs().await.unwrap();
+    let statuses: Vec<(RunStatus, Option<u64>)> =
+        runs.iter().map(|run| (run.status, run.version)).collect();
+    assert_eq!(
+        statuses,
+        [
+            (RunStatus::Published, Some(2)),
+            (RunStatus::Superseded, Some(1)),
+        ]
+    );
+    let stale = folder
+        .stale_runs(chrono::Duration::seconds(-1))
+        .await
+        .unwrap();
+    folder.remove_runs(&stale).await.unwrap();
+    let success = folder.read("run_id=a/_SUCCESS").await.unwrap().unwrap();
+    assert_eq!(serde_json::from_slice::<Commit>(&success).unwrap(), commit);
+    assert_eq!(manifest_of(&folder, "a").await.tables[0].rows, 2);
+    assert!(
+        names(&folder)
+            .await
+            .iter()
+            .all(|name| !name.starts_with(&first.commit.path) && !name.starts_with("_staging")),
+    );
+}
+
+#[tokio::test]
+async fn a_run_published_before_versions_is_read_and_replaced() {
+    let folder = folder();
+    for (name, bytes) in [
+        ("run_id=old/segments/part-00000.parquet", b"x".to_vec()),
+        ("run_id=old/_MANIFEST.json", b"{}".to_vec()),
+        ("run_id=old/_SUCCESS", Vec::new()),
+    ] {
+        folder.put(name, bytes, PutMode::Overwrite).await.unwrap();
+    }
+    let legacy = folder.published("old").await.unwrap().unwrap();
+    assert_eq!((legacy.version, legacy.path.as_str()), (0, "run_id=old/"));
+    let runs = folder.runs().await.unwrap();
+    assert_eq!(
+        (runs[0].status, runs[0].version, runs[0].files),
+        (RunStatus::Published, Some(0), 2)
+    );
+
+    stage(&folder, "old", &[vec![5]])
+        .await
+        .publish(&info())
+        .await
+        .unwrap();
+    assert_eq!(
+        shapes(&names(&folder).await),
+        [
+            "_LATEST.json",
+            "run_id=old/_SUCCESS",
+            "run_id=old/_commits/00000000000000000001.json",
+            "run_id=old/attempt=*/_MANIFEST.json",
+            "run_id=old/attempt=*/segments/part-00000.parquet",
+        ]
+    );
 }
 
 #[tokio::test]
@@ -201,11 +376,11 @@ async fn runs_are_listed_with_status_and_dead_ones_collected() {
         .publish(&info())
         .await
         .unwrap();
-    let _dead = stage(&folder, "dead", &[vec![5]]).await;
-    // A publish that died after moving a file but before `_SUCCESS`.
+    let dead = stage(&folder, "dead", &[vec![5]]).await;
+    // A publish that died after moving a file but before its commit.
     folder
         .put(
-            "run_id=half/segments/part-00000.parquet",
+            "run_id=half/attempt=20261202T000000000Z-00000000/segments/part-00000.parquet",
             b"x".to_vec(),
             PutMode::Overwrite,
         )
@@ -226,8 +401,11 @@ async fn runs_are_listed_with_status_and_dead_ones_collected() {
             ("dead", RunStatus::Staging, false),
         ]
     );
-    assert_eq!(runs[0].files, 3);
-    assert_eq!(runs[3].path, "_staging/dead/");
+    assert_eq!(runs[0].files, 2, "the part and the manifest");
+    assert_eq!(
+        runs[3].path,
+        format!("_staging/dead/{ATTEMPT_PREFIX}{}/", dead.attempt())
+    );
 
     let recent = folder.stale_runs(chrono::Duration::hours(1)).await.unwrap();
     assert!(recent.is_empty(), "young folders may belong to a live run");
@@ -266,7 +444,7 @@ async fn files_written_by_others_are_adopted_renamed_in_order_and_counted() {
         folder
             .store
             .put(
-                &folder.path(&format!("_staging/a/segments/{name}")),
+                &folder.path(&format!("{}/segments/{name}", staging.prefix)),
                 PutPayload::from(bytes),
             )
             .await
@@ -281,13 +459,11 @@ async fn files_written_by_others_are_adopted_renamed_in_order_and_counted() {
     );
     staging.publish(&info()).await.unwrap();
     assert_eq!(
-        names(&folder).await,
+        shapes(&published_names(&folder, "a").await),
         [
-            "_LATEST.json",
-            "run_id=a/_MANIFEST.json",
-            "run_id=a/_SUCCESS",
-            "run_id=a/segments/part-00000.parquet",
-            "run_id=a/segments/part-00001.parquet",
+            "run_id=a/attempt=*/_MANIFEST.json",
+            "run_id=a/attempt=*/segments/part-00000.parquet",
+            "run_id=a/attempt=*/segments/part-00001.parquet",
         ]
     );
     let manifest = manifest_of(&folder, "a").await;

@@ -95,9 +95,13 @@ pub async fn load_previous(
             id.clone()
         }
     };
-    let run_dir = OutputFolder::run_dir(&previous_id);
-    let model_path = child(&folder.root, &[run_dir.as_str(), "model.json"]);
-    let model_url = format!("{}{run_dir}/model.json", folder.url);
+    let version = folder
+        .published(&previous_id)
+        .await
+        .map_err(|error| failed(error.to_string()))?
+        .ok_or_else(|| failed(format!("run `{previous_id}` is no longer published")))?;
+    let model_path = child(&folder.root, &[version.path.as_str(), "model.json"]);
+    let model_url = format!("{}{}model.json", folder.url, version.path);
     let bytes = async { folder.store.get(&model_path).await?.bytes().await }
         .await
         .map_err(|error| {
@@ -111,7 +115,7 @@ pub async fn load_previous(
     let model = file
         .into_previous(segment)
         .map_err(|message| failed(format!("{model_url}: {message}")))?;
-    let segments = read_segments(folder, &previous_id, &segment.key)
+    let segments = read_segments(folder, &version.path, &segment.key)
         .await
         .map_err(failed)?;
     tracing::info!(run = %previous_id, "warm start from an earlier run");
@@ -123,20 +127,23 @@ pub async fn load_previous(
     }))
 }
 
+/// `root` joined with `parts`, each of which may hold several `/`-separated segments.
 fn child(root: &StorePath, parts: &[&str]) -> StorePath {
     parts
         .iter()
-        .fold(root.clone(), |path, part| path.join(*part))
+        .flat_map(|part| part.split('/'))
+        .filter(|segment| !segment.is_empty())
+        .fold(root.clone(), |path, segment| path.join(segment))
 }
 
-/// The key and segment id of every customer of a published run.
+/// The key and segment id of every customer of a published version (its folder
+/// `version_dir`, relative to `folder`).
 async fn read_segments(
     folder: &OutputFolder,
-    run_id: &str,
+    version_dir: &str,
     key: &str,
 ) -> std::result::Result<Vec<RecordBatch>, String> {
-    let run_dir = OutputFolder::run_dir(run_id);
-    let prefix = child(&folder.root, &[run_dir.as_str(), "segments"]);
+    let prefix = child(&folder.root, &[version_dir, "segments"]);
     let files: Vec<StorePath> = folder
         .store
         .list(Some(&prefix))
@@ -145,7 +152,7 @@ async fn read_segments(
         .await
         .map_err(|error| {
             format!(
-                "listing {}{run_dir}/segments/: {}",
+                "listing {}{version_dir}segments/: {}",
                 folder.url,
                 segflow_publish::explain(&error)
             )
