@@ -321,17 +321,41 @@ fn crash_at_every_publish_step(project: &Project, output: &dyn Output) {
 }
 
 /// Runs of one id started together, `trials` times: each time exactly one publishes, the
-/// others fail naming the race and leave nothing behind.
+/// others fail naming the race and leave nothing behind. A small run is over in a few
+/// milliseconds, so two started together need not overlap; the hold hook makes sure they
+/// do: each waits to publish until every racer has staged its files.
 fn runs_started_together(project: &Project, output: &dyn Output, trials: usize, racers: usize) {
     let before = commits(output).len();
     for trial in 0..trials {
+        let go = project.path(&format!("go-{trial}"));
+        let hold = [("SEGFLOW_TEST_HOLD_PUBLISH_UNTIL", go.display().to_string())];
         let children: Vec<_> = (0..racers)
             .map(|racer| {
-                run_command(project, output, 1000 + trial * racers + racer, &[])
+                run_command(project, output, 1000 + trial * racers + racer, &hold)
                     .spawn()
                     .unwrap()
             })
             .collect();
+        let started = std::time::Instant::now();
+        loop {
+            let staged: BTreeSet<String> = output
+                .list()
+                .iter()
+                .filter_map(|(key, _)| {
+                    let attempt = key.strip_prefix(&format!("_staging/{RUN_ID}/"))?;
+                    Some(attempt.split('/').next()?.to_string())
+                })
+                .collect();
+            if staged.len() == racers {
+                break;
+            }
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(60),
+                "trial {trial}: the racers never all staged: {staged:?}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        std::fs::write(&go, "").unwrap();
         let outcomes: Vec<_> = children
             .into_iter()
             .map(|child| child.wait_with_output().unwrap())

@@ -466,6 +466,7 @@ impl Staging {
     /// [`Published::left_behind`].
     pub async fn publish(self, info: &RunInfo) -> Result<Published> {
         let mut steps = PublishSteps::from_environment();
+        steps.hold();
         let version_dir = format!(
             "{}/{ATTEMPT_PREFIX}{}",
             OutputFolder::run_dir(&self.run_id),
@@ -622,12 +623,15 @@ impl Staging {
     }
 }
 
-/// A test hook: with `SEGFLOW_TEST_ABORT_AFTER_PUBLISH_STEP=N` the process aborts right after
-/// the N-th store write of a publish, leaving the output folder as a crash (or a `kill -9`)
-/// there would. The fault tests use it to check what a reader sees after every step.
+/// Test hooks for the fault tests. With `SEGFLOW_TEST_ABORT_AFTER_PUBLISH_STEP=N` the
+/// process aborts right after the N-th store write of a publish, leaving the output folder
+/// as a crash (or a `kill -9`) there would: the tests check what a reader sees after every
+/// step. With `SEGFLOW_TEST_HOLD_PUBLISH_UNTIL=FILE` a publish waits (up to a minute) for
+/// FILE to exist, so that a test can start racing attempts that have all staged.
 struct PublishSteps {
     done: usize,
     abort_after: Option<usize>,
+    hold_until: Option<std::path::PathBuf>,
 }
 
 impl PublishSteps {
@@ -637,6 +641,19 @@ impl PublishSteps {
             abort_after: std::env::var("SEGFLOW_TEST_ABORT_AFTER_PUBLISH_STEP")
                 .ok()
                 .and_then(|step| step.parse().ok()),
+            hold_until: std::env::var_os("SEGFLOW_TEST_HOLD_PUBLISH_UNTIL").map(Into::into),
+        }
+    }
+
+    /// A blocking wait is fine here: only a test sets the hook, and nothing else of the
+    /// run is under way while it publishes.
+    fn hold(&self) {
+        let Some(file) = &self.hold_until else {
+            return;
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while !file.exists() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(10));
         }
     }
 
