@@ -148,6 +148,23 @@ fn var_overrides_the_as_of_date() {
 }
 
 #[test]
+fn a_var_that_is_no_date_is_named_by_check_and_run_as_a_pipeline_error() {
+    let project = Project::copy_of_repository();
+    for command in ["check", "run"] {
+        let run = project.segflow(&[command, PIPELINE, "--var", "as_of=2011-13-45"]);
+        run.assert_exit(3);
+        assert!(
+            run.stderr.contains(
+                "step `customer_features` (sql/retail/customer_features.sql): variable `as_of` is `2011-13-45`, which does not fit"
+            ) && run.stderr.contains("--var as_of="),
+            "{command}: {}",
+            run.stderr
+        );
+    }
+    assert!(!project.path("out/customer_segments/_LATEST.json").exists());
+}
+
+#[test]
 fn segments_do_not_depend_on_how_many_steps_run_at_once() {
     let project = Project::copy_of_repository();
     project

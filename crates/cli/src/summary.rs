@@ -268,8 +268,13 @@ fn render_sources(sources: &[SourceReport]) -> String {
     let width = sources.iter().map(|s| s.name.len()).max().unwrap_or(0);
     let mut out = String::from("sources\n");
     for source in sources {
+        let notes: String = source
+            .notes
+            .iter()
+            .map(|note| format!("    note: {note}\n"))
+            .collect();
         let Some(read) = source.rows_read else {
-            out.push_str(&format!("  {:<width$}  not read\n", source.name));
+            out.push_str(&format!("  {:<width$}  not read\n{notes}", source.name));
             continue;
         };
         out.push_str(&format!(
@@ -286,6 +291,7 @@ fn render_sources(sources: &[SourceReport]) -> String {
             ));
         }
         out.push('\n');
+        out.push_str(&notes);
     }
     out
 }

@@ -22,7 +22,7 @@ use crate::segment::check_segment_schema;
 use crate::sources::{arrow_schema, register_source};
 use crate::sql::query_only;
 use crate::steps::validate::flagging_sql;
-use crate::{EngineError, Result, session, stores};
+use crate::{EngineError, ErrorClass, Result, session, stores};
 
 /// The step graph alone: structure, references and cycles, no schemas.
 pub fn plan(pipeline: &Pipeline) -> Result<StepGraph> {
@@ -38,7 +38,9 @@ pub async fn check(pipeline: &Pipeline) -> Result<StepGraph> {
 /// As [`check`], with the columns of each step's result that later steps read.
 pub(crate) async fn checked(pipeline: &Pipeline) -> Result<(StepGraph, ReadColumns)> {
     let graph = segflow_plan::plan(pipeline)?;
-    let read_columns = check_schemas(pipeline, &graph).await?;
+    let read_columns = check_schemas(pipeline, &graph)
+        .await
+        .map_err(|error| error.blaming_variables(pipeline))?;
     Ok((graph, read_columns))
 }
 
@@ -104,9 +106,13 @@ pub async fn check_schemas(pipeline: &Pipeline, graph: &StepGraph) -> Result<Rea
                 )
                 .map(|_| ())
                 .map_err(|error| describe(&error)),
-            None => register_source(&ctx, source)
-                .await
-                .map_err(|error| error.to_string()),
+            None => match register_source(&ctx, source).await {
+                Ok(_) => Ok(()),
+                // The data's fault (files that disagree, a corrupt file), not the
+                // pipeline's: the same exit code as when a run meets it.
+                Err(error) if error.class() == ErrorClass::ValidationFailed => return Err(error),
+                Err(error) => Err(error.to_string()),
+            },
         };
         if let Err(message) = registered {
             problems.push(pipeline.problem(

@@ -94,6 +94,12 @@ pub enum EngineError {
     },
     /// Rows in do not equal rows passed on plus rows set aside: a fault of segflow's, caught
     /// before anything is published.
+    #[error("source `{source_name}`: {file}: {message}")]
+    SourceFile {
+        source_name: String,
+        file: String,
+        message: String,
+    },
     #[error(
         "{at}: row accounting does not hold: {rows_in} rows in, {rows_out} passed on, {rows_quarantined} quarantined"
     )]
@@ -132,6 +138,16 @@ pub enum EngineError {
         spill_hint: String,
         detail: String,
     },
+    #[error(
+        "step `{step}` ({origin}): variable `{name}` {misfit} (set it with --var {name}=... or in the pipeline's `vars`)"
+    )]
+    BadVariable {
+        step: String,
+        origin: String,
+        name: String,
+        /// What is wrong with its value, e.g. "is `2011-13-45`, which does not fit ...".
+        misfit: String,
+    },
     #[error("publishing outputs")]
     Publish(#[from] PublishError),
 }
@@ -154,11 +170,13 @@ impl EngineError {
             | EngineError::StoreSettings { .. }
             | EngineError::RunId(_)
             | EngineError::EngineSettings { .. }
-            | EngineError::SegmentSpec(_) => ErrorClass::PipelineInvalid,
+            | EngineError::SegmentSpec(_)
+            | EngineError::BadVariable { .. } => ErrorClass::PipelineInvalid,
             EngineError::Step { error, .. } if is_sql_mistake(error) => ErrorClass::PipelineInvalid,
             EngineError::SegmentData(_)
             | EngineError::ValidationFailed { .. }
-            | EngineError::BadRow { .. } => ErrorClass::ValidationFailed,
+            | EngineError::BadRow { .. }
+            | EngineError::SourceFile { .. } => ErrorClass::ValidationFailed,
             _ => ErrorClass::Runtime,
         }
     }
@@ -169,6 +187,42 @@ impl EngineError {
             step: step.name.clone(),
             origin: step.sql_origin(),
             error: Box::new(error),
+        }
+    }
+
+    /// A step that failed casting the value of one of the pipeline's variables (a date
+    /// that is no date, from `--var as_of=2011-13-45`) is the variable's fault: name it.
+    /// Variables read from the environment are never named with their value.
+    pub(crate) fn blaming_variables(self, pipeline: &segflow_pipeline::Pipeline) -> EngineError {
+        let EngineError::Step {
+            step,
+            origin,
+            error,
+        } = &self
+        else {
+            return self;
+        };
+        let DataFusionError::ArrowError(arrow_error, _) = error.find_root() else {
+            return self;
+        };
+        let arrow::error::ArrowError::CastError(message) = arrow_error.as_ref() else {
+            return self;
+        };
+        let culprit = pipeline.vars.iter().find(|(name, value)| {
+            !value.is_empty()
+                && !pipeline.secret_vars.contains(*name)
+                && message.contains(&format!("'{value}'"))
+        });
+        match culprit {
+            Some((name, value)) => EngineError::BadVariable {
+                step: step.clone(),
+                origin: origin.clone(),
+                name: name.clone(),
+                misfit: format!(
+                    "is `{value}`, which does not fit where the SQL uses it: {message}"
+                ),
+            },
+            None => self,
         }
     }
 

@@ -36,6 +36,10 @@ pub struct SourceReport {
     pub rows_out: Option<u64>,
     /// Rows that did not parse, set aside in `_rejects/<source>.parquet`.
     pub rows_quarantined: u64,
+    /// What the run noticed about its files, e.g. a declared nullable column a Parquet
+    /// file lacks (read as null there).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]

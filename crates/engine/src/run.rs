@@ -133,7 +133,7 @@ pub async fn run(pipeline: &Pipeline, options: &RunOptions) -> Result<RunReport>
             if let Some(staging) = &staging {
                 discard(staging, pipeline).await;
             }
-            return Err(explain_exhaustion(error, &resources));
+            return Err(explain_exhaustion(error, &resources).blaming_variables(pipeline));
         }
     };
     let CheckedSteps {
@@ -240,7 +240,10 @@ impl Running<'_> {
         read_columns: &ReadColumns,
     ) -> Result<CheckedSteps> {
         let (ctx, pipeline) = (self.ctx, self.pipeline);
-        let source_rejects = sources::register_sources(ctx, &pipeline.sources).await?;
+        let sources::Registered {
+            rejects: source_rejects,
+            notes: source_notes,
+        } = sources::register_sources(ctx, &pipeline.sources).await?;
         for rejects in &source_rejects {
             self.execution
                 .share_local_table(ctx, self.results, &rejects.source)
@@ -282,7 +285,13 @@ impl Running<'_> {
             Ok(outcome) => outcome,
             Err(error) => return Err(sources::name_bad_row(ctx, pipeline, &selected, error).await),
         };
-        let sources = counts::source_reports(pipeline, &source_rejects, &outcome.scans, &counted);
+        let sources = counts::source_reports(
+            pipeline,
+            &source_rejects,
+            &source_notes,
+            &outcome.scans,
+            &counted,
+        );
         let mut failures = validation_failures(&outcome.reports);
         if !failures.is_empty() {
             failures.extend(counts::set_aside_summary(&source_rejects));

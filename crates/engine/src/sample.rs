@@ -28,7 +28,9 @@ pub async fn sample_inputs(
     let results = session::step_results(&ctx, &resources)?;
     stores::register_stores(&ctx, pipeline)?;
     stores::preflight(&ctx, &pipeline.stores).await?;
-    let source_rejects = sources::register_sources(&ctx, &pipeline.sources).await?;
+    let source_rejects = sources::register_sources(&ctx, &pipeline.sources)
+        .await?
+        .rejects;
     let quarantined_sources = source_rejects
         .iter()
         .map(|rejects| (rejects.source.clone(), rejects.rows_out))

@@ -1,7 +1,7 @@
 //! How many rows each source gave the run, for its report: from the steps' file scans, the
 //! quarantining read, or (where scans are not reported here) a query of its own.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use arrow::array::AsArray;
 
@@ -10,7 +10,7 @@ use datafusion::prelude::SessionContext;
 use segflow_pipeline::{Pipeline, Source};
 use segflow_plan::PlannedStep;
 
-use super::lenient_csv::SourceRejects;
+use super::parsed::SourceRejects;
 use crate::execution::Scan;
 use crate::report::SourceReport;
 use crate::{EngineError, Result};
@@ -50,6 +50,7 @@ pub async fn count_sources(
 pub fn source_reports(
     pipeline: &Pipeline,
     rejects: &[SourceRejects],
+    notes: &BTreeMap<String, Vec<String>>,
     scans: &[Scan],
     counted: &HashMap<String, u64>,
 ) -> Vec<SourceReport> {
@@ -73,6 +74,7 @@ pub fn source_reports(
                 rows_read,
                 rows_out: rows_read.map(|rows| rows - rows_quarantined),
                 rows_quarantined,
+                notes: notes.get(&source.name).cloned().unwrap_or_default(),
             }
         })
         .collect()
@@ -166,7 +168,7 @@ mod tests {
         ];
         let n = reasons.len();
         let batch = RecordBatch::try_new(
-            super::super::lenient_csv::rejects_schema(),
+            super::super::parsed::rejects_schema(),
             vec![
                 Arc::new(StringArray::from(vec!["raw"; n])),
                 Arc::new(StringArray::from(vec!["a.csv"; n])),

@@ -10,166 +10,17 @@
 //! The kept rows are held in memory as the source's table, like a step's result.
 
 use std::io::Read;
-use std::sync::Arc;
 
-use arrow::array::{
-    Array, ArrayRef, BooleanArray, Int64Builder, RecordBatch, StringArray, StringBuilder,
-};
+use arrow::array::{Array, ArrayRef, BooleanArray, RecordBatch, StringArray, StringBuilder};
 use arrow::compute::{CastOptions, cast_with_options, filter_record_batch};
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::datatypes::{DataType, SchemaRef};
 use arrow::util::display::FormatOptions;
-use datafusion::datasource::MemTable;
-use datafusion::datasource::listing::ListingTableUrl;
-use datafusion::prelude::SessionContext;
-use futures::TryStreamExt;
-use object_store::path::Path;
-use object_store::{ObjectStore, ObjectStoreExt};
+use object_store::ObjectStoreExt;
 use segflow_pipeline::Source;
 
-use super::schema::arrow_schema;
-use crate::{EngineError, Result};
+use super::parsed::{BATCH_ROWS, BadRow, Parsed, SourceFile, relaxed};
 
-/// Rows parsed per Arrow batch.
-const BATCH_ROWS: usize = 8192;
-
-/// What reading a quarantining source did: its rejects and its row accounting.
-#[derive(Debug)]
-pub struct SourceRejects {
-    pub source: String,
-    pub rows_read: u64,
-    pub rows_out: u64,
-    pub schema: SchemaRef,
-    pub batches: Vec<RecordBatch>,
-}
-
-impl SourceRejects {
-    pub fn rows_quarantined(&self) -> u64 {
-        self.batches.iter().map(|b| b.num_rows() as u64).sum()
-    }
-}
-
-/// The rejects table of a source: one row per record that did not parse.
-pub fn rejects_schema() -> SchemaRef {
-    Arc::new(Schema::new(vec![
-        Field::new("source", DataType::Utf8, false),
-        Field::new("file", DataType::Utf8, false),
-        Field::new("line", DataType::Int64, true),
-        Field::new("reason", DataType::Utf8, false),
-        Field::new("raw", DataType::Utf8, false),
-    ]))
-}
-
-/// A record that did not parse.
-#[derive(Debug, Clone, PartialEq)]
-pub struct BadRow {
-    pub file: String,
-    /// 1-based line where the record starts.
-    pub line: Option<u64>,
-    /// The first column whose value does not cast, when that is the problem.
-    pub column: Option<String>,
-    pub reason: String,
-    /// The record as CSV text.
-    pub raw: String,
-}
-
-/// Reads every file of `source`, registers the rows that parse as its table and returns the
-/// rest. Fails the run when the rows do not add up.
-pub async fn register_quarantining(ctx: &SessionContext, source: &Source) -> Result<SourceRejects> {
-    let error = |error: datafusion::error::DataFusionError| EngineError::Source {
-        source_name: source.name.clone(),
-        url: source.location.url.to_string(),
-        error: Box::new(error),
-    };
-    let schema = Arc::new(arrow_schema(source.schema.as_deref().unwrap_or_default()));
-    let mut kept = Vec::new();
-    let mut bad = Vec::new();
-    let mut rows_read = 0;
-    for file in files(ctx, source).await.map_err(error)? {
-        let parsed = read_file(&file, source, &schema, false)
-            .await
-            .map_err(error)?;
-        rows_read += parsed.rows_read;
-        kept.extend(parsed.kept);
-        bad.extend(parsed.bad);
-    }
-    let rows_out: u64 = kept.iter().map(|b| b.num_rows() as u64).sum();
-    let rejects = SourceRejects {
-        source: source.name.clone(),
-        rows_read,
-        rows_out,
-        schema: rejects_schema(),
-        batches: vec![rejects_batch(&source.name, &bad).map_err(|e| error(e.into()))?],
-    };
-    if rows_read != rows_out + rejects.rows_quarantined() {
-        return Err(EngineError::RowAccounting {
-            at: format!("source `{}`", source.name),
-            rows_in: rows_read,
-            rows_out,
-            rows_quarantined: rejects.rows_quarantined(),
-        });
-    }
-    let table = MemTable::try_new(schema, vec![kept]).map_err(error)?;
-    ctx.register_table(source.name.as_str(), Arc::new(table))
-        .map_err(error)?;
-    Ok(rejects)
-}
-
-/// The first row of `source` that does not parse against `schema` (declared or inferred), if any: used
-/// to name the file, line and column when a strict read fails.
-pub async fn first_bad_row(
-    ctx: &SessionContext,
-    source: &Source,
-    schema: SchemaRef,
-) -> datafusion::error::Result<Option<BadRow>> {
-    for file in files(ctx, source).await? {
-        let parsed = read_file(&file, source, &schema, true).await?;
-        if let Some(bad) = parsed.bad.into_iter().next() {
-            return Ok(Some(bad));
-        }
-    }
-    Ok(None)
-}
-
-async fn files(
-    ctx: &SessionContext,
-    source: &Source,
-) -> datafusion::error::Result<Vec<SourceFile>> {
-    let url = ListingTableUrl::parse(source.location.url.as_str())?;
-    let store = ctx.runtime_env().object_store(url.object_store())?;
-    let base = url.object_store().as_str().to_string();
-    let state = ctx.state();
-    let mut files: Vec<Path> = url
-        .list_all_files(&state, store.as_ref(), &source.extension)
-        .await?
-        .map_ok(|meta| meta.location)
-        .try_collect()
-        .await?;
-    // Listing order is the store's; rejects and kept rows should not depend on it.
-    files.sort();
-    Ok(files
-        .into_iter()
-        .map(|path| SourceFile {
-            store: store.clone(),
-            url: format!("{base}{path}"),
-            path,
-        })
-        .collect())
-}
-
-/// One file of a source: where to read it, and its URL for rejects and messages.
-struct SourceFile {
-    store: Arc<dyn ObjectStore>,
-    path: Path,
-    url: String,
-}
-
-struct Parsed {
-    rows_read: u64,
-    kept: Vec<RecordBatch>,
-    bad: Vec<BadRow>,
-}
-
-async fn read_file(
+pub async fn read_file(
     file: &SourceFile,
     source: &Source,
     schema: &SchemaRef,
@@ -382,17 +233,7 @@ impl Chunk {
     }
 }
 
-/// `schema` with every column nullable: the batch before bad rows are filtered out.
-fn relaxed(schema: &SchemaRef) -> SchemaRef {
-    let fields: Vec<Field> = schema
-        .fields()
-        .iter()
-        .map(|f| f.as_ref().clone().with_nullable(true))
-        .collect();
-    Arc::new(Schema::new(fields))
-}
-
-fn type_name(data_type: &DataType) -> &'static str {
+pub(super) fn type_name(data_type: &DataType) -> &'static str {
     match data_type {
         DataType::Int32 => "int32",
         DataType::Int64 => "int64",
@@ -418,33 +259,12 @@ fn raw_text(record: &csv::ByteRecord, delimiter: u8) -> String {
         .to_string()
 }
 
-fn rejects_batch(source: &str, bad: &[BadRow]) -> arrow::error::Result<RecordBatch> {
-    let mut sources = StringBuilder::new();
-    let mut files = StringBuilder::new();
-    let mut lines = Int64Builder::new();
-    let mut reasons = StringBuilder::new();
-    let mut raws = StringBuilder::new();
-    for row in bad {
-        sources.append_value(source);
-        files.append_value(&row.file);
-        lines.append_option(row.line.map(|line| line as i64));
-        reasons.append_value(&row.reason);
-        raws.append_value(&row.raw);
-    }
-    RecordBatch::try_new(
-        rejects_schema(),
-        vec![
-            Arc::new(sources.finish()),
-            Arc::new(files.finish()),
-            Arc::new(lines.finish()),
-            Arc::new(reasons.finish()),
-            Arc::new(raws.finish()),
-        ],
-    )
-}
-
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
+    use arrow::datatypes::{Field, Schema};
+
     use super::*;
     use arrow::array::AsArray;
     use arrow::datatypes::{Float64Type, Int64Type};

@@ -5,7 +5,13 @@
 
 pub mod counts;
 mod lenient_csv;
+mod ndjson;
+mod parquet_files;
+mod parsed;
+mod quarantine;
 mod schema;
+
+use std::collections::BTreeMap;
 
 use arrow::error::ArrowError;
 use datafusion::datasource::file_format::file_compression_type::FileCompressionType;
@@ -16,37 +22,91 @@ use futures::TryStreamExt;
 use segflow_pipeline::{Format, OnError, Pipeline, Source};
 use segflow_plan::PlannedStep;
 
-pub use lenient_csv::SourceRejects;
+pub use parsed::SourceRejects;
 pub use schema::arrow_schema;
 
 use crate::{EngineError, Result};
-use lenient_csv::register_quarantining;
+use quarantine::register_quarantining;
 
-/// Registers every source; those with `on_error: quarantine` are read now, and their
-/// rejects come back.
-pub async fn register_sources(
-    ctx: &SessionContext,
-    sources: &[Source],
-) -> Result<Vec<SourceRejects>> {
-    let mut rejects = Vec::new();
+/// The sources as registered: the rejects of those with `on_error: quarantine` (read
+/// now), and what the run report should say about a source's files, by source.
+#[derive(Debug, Default)]
+pub struct Registered {
+    pub rejects: Vec<SourceRejects>,
+    pub notes: BTreeMap<String, Vec<String>>,
+}
+
+/// Registers every source.
+pub async fn register_sources(ctx: &SessionContext, sources: &[Source]) -> Result<Registered> {
+    let mut registered = Registered::default();
     for source in sources {
         if source.on_error == OnError::Quarantine {
             ensure_files(ctx, source).await?;
-            rejects.push(register_quarantining(ctx, source).await?);
+            registered
+                .rejects
+                .push(register_quarantining(ctx, source).await?);
         } else {
-            register_source(ctx, source).await?;
+            let notes = register_source(ctx, source).await?;
+            if !notes.is_empty() {
+                registered.notes.insert(source.name.clone(), notes);
+            }
         }
     }
-    Ok(rejects)
+    Ok(registered)
 }
 
 /// Registers one source, failing when its path matches no file (which would otherwise read
-/// as an empty table).
-pub async fn register_source(ctx: &SessionContext, source: &Source) -> Result<()> {
+/// as an empty table) or when its Parquet files disagree (see [`parquet_files`]). Returns
+/// notes on its files for the run report.
+pub async fn register_source(ctx: &SessionContext, source: &Source) -> Result<Vec<String>> {
     ensure_files(ctx, source).await?;
-    register(ctx, source)
+    let files = match source.format {
+        Format::Parquet => parquet_files::check_files(ctx, source).await?,
+        Format::Csv | Format::Ndjson => Default::default(),
+    };
+    for note in &files.notes {
+        tracing::warn!(source = %source.name, "{note}");
+    }
+    let registered = register(ctx, source, files.widened).await;
+    if source.format == Format::Ndjson {
+        check_ndjson_lines(ctx, source, registered.is_ok()).await?;
+    }
+    registered.map_err(|error| source_error(source, error))?;
+    Ok(files.notes)
+}
+
+/// DataFusion's NDJSON reader fails a step (or schema inference) at a line that does not
+/// fit, without naming the file or line, and reads a null into a `nullable: false`
+/// column. So every line is read once here first, with the declared schema (or the one
+/// DataFusion inferred; when inference itself failed, for JSON syntax only), and the first
+/// line at fault fails the run as a bad row of the source. It costs a second read of the
+/// files; it buys a message a person can act on, before any step runs.
+async fn check_ndjson_lines(ctx: &SessionContext, source: &Source, registered: bool) -> Result<()> {
+    let schema = match (&source.schema, registered) {
+        (Some(columns), _) => std::sync::Arc::new(arrow_schema(columns)),
+        (None, true) => match ctx.table(source.name.as_str()).await {
+            Ok(table) => std::sync::Arc::new(table.schema().as_arrow().clone()),
+            Err(_) => return Ok(()),
+        },
+        (None, false) => std::sync::Arc::new(arrow::datatypes::Schema::empty()),
+    };
+    let bad = quarantine::first_bad_row(ctx, source, schema)
         .await
-        .map_err(|error| source_error(source, error))
+        .map_err(|error| source_error(source, error))?;
+    let inferred = if source.schema.is_none() && bad.as_ref().is_some_and(|b| b.column.is_some()) {
+        "; its type was inferred from the files: declare the source's `schema` to say which is right"
+    } else {
+        ""
+    };
+    match bad {
+        Some(bad) => Err(EngineError::BadRow {
+            source_name: source.name.clone(),
+            file: bad.file,
+            line: bad.line,
+            reason: format!("{}{inferred}", bad.reason),
+        }),
+        None => Ok(()),
+    }
 }
 
 async fn ensure_files(ctx: &SessionContext, source: &Source) -> Result<()> {
@@ -81,8 +141,18 @@ async fn has_files(ctx: &SessionContext, source: &Source) -> datafusion::error::
     Ok(files.try_next().await?.is_some())
 }
 
-async fn register(ctx: &SessionContext, source: &Source) -> datafusion::error::Result<()> {
-    let schema = source.schema.as_deref().map(arrow_schema);
+/// Registers `source` with DataFusion, read with its declared schema, else `widened`, else
+/// the schema DataFusion infers.
+async fn register(
+    ctx: &SessionContext,
+    source: &Source,
+    widened: Option<arrow::datatypes::SchemaRef>,
+) -> datafusion::error::Result<()> {
+    let schema = source
+        .schema
+        .as_deref()
+        .map(arrow_schema)
+        .or_else(|| widened.map(|schema| schema.as_ref().clone()));
     let url = source.location.url.as_str();
     let compression = if source.extension.ends_with(".gz") {
         FileCompressionType::GZIP
@@ -169,7 +239,7 @@ pub async fn name_bad_row(
             continue;
         };
         let schema = std::sync::Arc::new(table.schema().as_arrow().clone());
-        if let Ok(Some(bad)) = lenient_csv::first_bad_row(ctx, source, schema).await {
+        if let Ok(Some(bad)) = quarantine::first_bad_row(ctx, source, schema).await {
             return EngineError::BadRow {
                 source_name: source.name.clone(),
                 file: bad.file,

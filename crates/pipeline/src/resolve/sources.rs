@@ -61,10 +61,10 @@ impl Resolver {
                 }
             };
             if on_error == OnError::Quarantine {
-                if format.is_some_and(|format| format != Format::Csv) {
+                if format == Some(Format::Parquet) {
                     self.problem(
                         format!("{key}.on_error"),
-                        "`on_error: quarantine` applies to csv sources (ndjson and parquet rows are typed by their writer)",
+                        "`on_error: quarantine` applies to csv and ndjson sources (parquet rows are typed by their writer)",
                     );
                 }
                 if schema.is_none() {

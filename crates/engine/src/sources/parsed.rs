@@ -1,0 +1,132 @@
+//! What the sources segflow parses itself have in common (CSV with `on_error: quarantine`,
+//! NDJSON with a declared schema): the files, the rows kept and set aside, and the rejects
+//! table. A leaf: the parsers ([`super::lenient_csv`], [`super::ndjson`]) build on it, and
+//! [`super::quarantine`] puts them to work.
+
+use std::sync::Arc;
+
+use arrow::array::{Int64Builder, RecordBatch, StringBuilder};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::datasource::listing::ListingTableUrl;
+use datafusion::prelude::SessionContext;
+use futures::TryStreamExt;
+use object_store::ObjectStore;
+use object_store::path::Path;
+use segflow_pipeline::Source;
+
+/// Rows parsed per Arrow batch.
+pub const BATCH_ROWS: usize = 8192;
+
+/// What reading a quarantining source did: its rejects and its row accounting.
+#[derive(Debug)]
+pub struct SourceRejects {
+    pub source: String,
+    pub rows_read: u64,
+    pub rows_out: u64,
+    pub schema: SchemaRef,
+    pub batches: Vec<RecordBatch>,
+}
+
+impl SourceRejects {
+    pub fn rows_quarantined(&self) -> u64 {
+        self.batches.iter().map(|b| b.num_rows() as u64).sum()
+    }
+}
+
+/// The rejects table of a source: one row per record that did not parse.
+pub fn rejects_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("source", DataType::Utf8, false),
+        Field::new("file", DataType::Utf8, false),
+        Field::new("line", DataType::Int64, true),
+        Field::new("reason", DataType::Utf8, false),
+        Field::new("raw", DataType::Utf8, false),
+    ]))
+}
+
+/// A record that did not parse.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BadRow {
+    pub file: String,
+    /// 1-based line where the record starts.
+    pub line: Option<u64>,
+    /// The first column whose value does not cast, when that is the problem.
+    pub column: Option<String>,
+    pub reason: String,
+    /// The record as its file has it (a CSV record written back as one line).
+    pub raw: String,
+}
+
+pub async fn files(
+    ctx: &SessionContext,
+    source: &Source,
+) -> datafusion::error::Result<Vec<SourceFile>> {
+    let url = ListingTableUrl::parse(source.location.url.as_str())?;
+    let store = ctx.runtime_env().object_store(url.object_store())?;
+    let base = url.object_store().as_str().to_string();
+    let state = ctx.state();
+    let mut files: Vec<Path> = url
+        .list_all_files(&state, store.as_ref(), &source.extension)
+        .await?
+        .map_ok(|meta| meta.location)
+        .try_collect()
+        .await?;
+    // Listing order is the store's; rejects and kept rows should not depend on it.
+    files.sort();
+    Ok(files
+        .into_iter()
+        .map(|path| SourceFile {
+            store: store.clone(),
+            url: format!("{base}{path}"),
+            path,
+        })
+        .collect())
+}
+
+/// One file of a source: where to read it, and its URL for rejects and messages.
+pub struct SourceFile {
+    pub store: Arc<dyn ObjectStore>,
+    pub path: Path,
+    pub url: String,
+}
+
+pub struct Parsed {
+    pub rows_read: u64,
+    pub kept: Vec<RecordBatch>,
+    pub bad: Vec<BadRow>,
+}
+
+/// `schema` with every column nullable: a batch before its bad rows are filtered out.
+pub fn relaxed(schema: &SchemaRef) -> SchemaRef {
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .map(|f| f.as_ref().clone().with_nullable(true))
+        .collect();
+    Arc::new(Schema::new(fields))
+}
+
+pub fn rejects_batch(source: &str, bad: &[BadRow]) -> arrow::error::Result<RecordBatch> {
+    let mut sources = StringBuilder::new();
+    let mut files = StringBuilder::new();
+    let mut lines = Int64Builder::new();
+    let mut reasons = StringBuilder::new();
+    let mut raws = StringBuilder::new();
+    for row in bad {
+        sources.append_value(source);
+        files.append_value(&row.file);
+        lines.append_option(row.line.map(|line| line as i64));
+        reasons.append_value(&row.reason);
+        raws.append_value(&row.raw);
+    }
+    RecordBatch::try_new(
+        rejects_schema(),
+        vec![
+            Arc::new(sources.finish()),
+            Arc::new(files.finish()),
+            Arc::new(lines.finish()),
+            Arc::new(reasons.finish()),
+            Arc::new(raws.finish()),
+        ],
+    )
+}
