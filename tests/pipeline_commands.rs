@@ -261,6 +261,66 @@ fn a_secret_from_the_environment_never_reaches_the_output() {
 }
 
 #[test]
+fn a_short_secret_is_masked_where_it_was_substituted_and_json_stays_json() {
+    // `3` is in every report's numbers: searching the output for it would garble them.
+    let env = [("SEGFLOW_TEST_SHARD", "3")];
+    let project = Project::copy_of_repository();
+    replace_in(
+        &project,
+        PIPELINE,
+        "    url: ${output}\n",
+        "    url: \"${output}-${env:SEGFLOW_TEST_SHARD}\"\n",
+    );
+    let run = project.segflow_with_env(
+        &[
+            "-vv",
+            "--log-format",
+            "json",
+            "run",
+            PIPELINE,
+            "--report-json",
+            "r.json",
+        ],
+        &env,
+    );
+    run.assert_exit(0);
+    // Where the secret was rendered, it is masked: the output folder's URL.
+    assert!(
+        run.stdout.contains("/out-***/customer_segments/"),
+        "{}",
+        run.stdout
+    );
+    assert!(!run.stdout.contains("out-3"), "{}", run.stdout);
+    // Nowhere else: the numbers are whole.
+    let inertia = run
+        .stdout
+        .lines()
+        .find(|line| line.starts_with("segments  k="))
+        .unwrap();
+    assert!(!inertia.contains("***"), "{inertia}");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(project.path("r.json")).unwrap())
+            .expect("the report is JSON");
+    assert!(report["sources"][0]["rows_read"].as_u64().unwrap() > 0);
+    let outputs = report["outputs"].as_array().unwrap();
+    assert!(
+        outputs
+            .iter()
+            .all(|output| output["url"].as_str().unwrap().contains("/out-***/")),
+        "{outputs:?}"
+    );
+    for line in run.stderr.lines() {
+        let parsed: Result<serde_json::Value, _> = serde_json::from_str(line);
+        assert!(parsed.is_ok(), "a log line that is not JSON: {line}");
+    }
+    assert!(
+        project
+            .path("out-3/customer_segments/_LATEST.json")
+            .exists()
+    );
+}
+
+#[test]
 fn runs_lists_runs_and_gc_removes_only_dead_ones() {
     let project = Project::copy_of_repository();
     project.segflow(&["run", PIPELINE]).assert_exit(0);

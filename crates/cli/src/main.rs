@@ -165,7 +165,7 @@ enum Command {
     },
 }
 
-#[derive(Clone, Copy, ValueEnum)]
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum LogFormat {
     Text,
     Json,
@@ -239,18 +239,32 @@ fn url_of(target: &str, folder: bool) -> anyhow::Result<segflow_pipeline::Url> {
     }
 }
 
-/// Values the loaded pipeline read from the environment; everything printed or written
-/// passes through [`redact`].
-static SECRETS: OnceLock<Vec<String>> = OnceLock::new();
+/// Where the loaded pipeline rendered its secrets; everything printed or written passes
+/// through [`redact`] (or, for JSON, [`redact_json`]).
+static SECRETS: OnceLock<segflow_pipeline::Masks> = OnceLock::new();
 
 fn redact(text: &str) -> String {
-    segflow_pipeline::redact(text, SECRETS.get().map(Vec::as_slice).unwrap_or_default())
+    match SECRETS.get() {
+        Some(masks) => masks.apply(text),
+        None => text.to_string(),
+    }
+}
+
+/// `value` with the masks applied to its strings only: keys and numbers are never a
+/// secret's rendered place, and the JSON stays valid whatever a secret is.
+fn redact_json(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::String(text) => *text = redact(text),
+        serde_json::Value::Array(items) => items.iter_mut().for_each(redact_json),
+        serde_json::Value::Object(fields) => fields.values_mut().for_each(redact_json),
+        _ => {}
+    }
 }
 
 /// Loads the pipeline and registers its secrets for redaction.
 fn load(path: &std::path::Path, vars: Vec<(String, String)>) -> anyhow::Result<Pipeline> {
     let pipeline = segflow_pipeline::load(path, &vars.into_iter().collect::<BTreeMap<_, _>>())?;
-    let _ = SECRETS.set(pipeline.secrets.clone());
+    let _ = SECRETS.set(pipeline.masks.clone());
     Ok(pipeline)
 }
 
@@ -319,20 +333,32 @@ fn init_logging(verbose: u8, quiet: bool, format: LogFormat) {
     let logs = tracing_subscriber::fmt()
         .with_ansi(std::io::stderr().is_terminal())
         .with_env_filter(filter)
-        .with_writer(|| RedactingStderr);
+        .with_writer(move || RedactingStderr {
+            json: format == LogFormat::Json,
+        });
     match format {
         LogFormat::Text => logs.init(),
         LogFormat::Json => logs.json().init(),
     }
 }
 
-/// stderr for log lines, with secrets replaced (the formatter writes one whole line per call).
-struct RedactingStderr;
+/// stderr for log lines, with secrets masked (the formatter writes one whole line per
+/// call); a JSON line is masked in its strings, so it stays JSON.
+struct RedactingStderr {
+    json: bool,
+}
 
 impl Write for RedactingStderr {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let text = redact(&String::from_utf8_lossy(buf));
-        std::io::stderr().write_all(text.as_bytes())?;
+        let text = String::from_utf8_lossy(buf);
+        let line = match serde_json::from_str::<serde_json::Value>(&text) {
+            Ok(mut value) if self.json => {
+                redact_json(&mut value);
+                format!("{value}\n")
+            }
+            _ => redact(&text),
+        };
+        std::io::stderr().write_all(line.as_bytes())?;
         Ok(buf.len())
     }
 
@@ -429,8 +455,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 }
             };
             if let Some(file) = report_file {
-                let json = redact(&serde_json::to_string_pretty(&report)?);
-                file.write(json + "\n")?;
+                let mut json = serde_json::to_value(&report)?;
+                redact_json(&mut json);
+                file.write(serde_json::to_string_pretty(&json)? + "\n")?;
             }
             if !cli.quiet {
                 summary::print_run(&report);
@@ -453,12 +480,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         } => {
             let pipeline = load(&pipeline, vars)?;
             let graph = segflow_engine::plan(&pipeline)?;
-            let text = match format {
-                PlanFormat::Text => plan_view::text(&pipeline, &graph),
-                PlanFormat::Json => plan_view::json(&pipeline, &graph),
-                PlanFormat::Dot => plan_view::dot(&pipeline, &graph),
-            };
-            summary::print_text(&text);
+            match format {
+                PlanFormat::Text => summary::print_text(&plan_view::text(&pipeline, &graph)),
+                PlanFormat::Json => summary::print_json(plan_view::json(&pipeline, &graph)),
+                PlanFormat::Dot => summary::print_text(&plan_view::dot(&pipeline, &graph)),
+            }
             Ok(())
         }
         Command::Test {

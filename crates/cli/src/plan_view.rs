@@ -50,8 +50,9 @@ pub fn text(pipeline: &Pipeline, graph: &StepGraph) -> String {
     out
 }
 
-pub fn json(pipeline: &Pipeline, graph: &StepGraph) -> String {
-    let value = json!({
+/// The plan as JSON; the caller masks its strings.
+pub fn json(pipeline: &Pipeline, graph: &StepGraph) -> serde_json::Value {
+    json!({
         "pipeline": pipeline.name,
         "sources": pipeline.sources.iter().map(|source| json!({
             "name": source.name,
@@ -75,8 +76,7 @@ pub fn json(pipeline: &Pipeline, graph: &StepGraph) -> String {
             "seed": pipeline.segment.seed,
             "output": pipeline.redact(pipeline.segment.output.url.as_str()),
         },
-    });
-    serde_json::to_string_pretty(&value).unwrap_or_default()
+    })
 }
 
 /// Graphviz: sources as boxes, steps as ellipses, the segment stage as a double octagon.

@@ -355,6 +355,15 @@ pub fn print_text(text: &str) {
     println!("{}", crate::redact(text));
 }
 
+/// JSON, masked in its strings only (see `redact_json`), so that it stays JSON.
+pub fn print_json(mut value: serde_json::Value) {
+    crate::redact_json(&mut value);
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&value).expect("a JSON value serialises")
+    );
+}
+
 pub fn print_generated(output: &str, summary: &segflow_datagen::Summary) {
     println!(
         "wrote {} rows ({} customers, {} invoices) to {}",

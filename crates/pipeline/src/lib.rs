@@ -43,8 +43,8 @@ pub struct Pipeline {
     pub vars: BTreeMap<String, String>,
     /// Variables whose value came from the environment (`${env:NAME}`): never shown.
     pub secret_vars: BTreeSet<String>,
-    /// Every value read from the environment; see [`Pipeline::redact`].
-    pub secrets: Vec<String>,
+    /// What to hide wherever the pipeline's text is shown; see [`Masks`].
+    pub masks: Masks,
     pub stores: Vec<Store>,
     pub sources: Vec<Source>,
     /// In the order written; the planner decides the order they run in.
@@ -134,10 +134,10 @@ pub fn parse_size(text: &str) -> std::result::Result<u64, String> {
 }
 
 impl Pipeline {
-    /// `text` with every value read from the environment replaced by `***`: for anything
+    /// `text` with every secret's rendered places masked (see [`Masks`]): for anything
     /// shown to people or written to logs and reports.
     pub fn redact(&self, text: &str) -> String {
-        redact(text, &self.secrets)
+        self.masks.apply(text)
     }
 
     /// `file:line:column: key` for messages about `key`.
@@ -365,14 +365,50 @@ impl Step {
     }
 }
 
-/// `text` with every one of `secrets` replaced by `***`, longest first so that a secret
-/// containing another is hidden whole.
-pub fn redact(text: &str, secrets: &[String]) -> String {
-    let mut sorted: Vec<&String> = secrets.iter().collect();
-    sorted.sort_by_key(|secret| std::cmp::Reverse(secret.len()));
-    sorted.into_iter().fold(text.to_string(), |text, secret| {
-        text.replace(secret.as_str(), "***")
-    })
+/// Where a pipeline's secrets (values read with `${env:NAME}`) were rendered, and what to
+/// show there instead.
+///
+/// Each value the pipeline rendered with a secret (a URL, a path, a SQL text, an option)
+/// is recorded with its shown form when variables are substituted (`s3://lake-***/`), as
+/// is each secret alone (`***`), for messages that quote a fragment. [`Masks::apply`]
+/// replaces those, longest first. A value shorter than [`Masks::SHORTEST`] characters is
+/// never searched for: it is no credential, and looking for `3` would mask every 3 in a
+/// report (`rows_read: ***0000`) and tell the secret by where the masks fall. Such a value
+/// is still hidden wherever it is part of a longer rendered value. Outputs that are JSON
+/// apply the masks to their string values only, so they stay valid JSON.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Masks {
+    /// (rendered, shown), longest rendered first.
+    pairs: Vec<(String, String)>,
+}
+
+impl Masks {
+    pub const SHORTEST: usize = 6;
+
+    pub fn new(rendered: Vec<(String, String)>) -> Masks {
+        let mut pairs: Vec<(String, String)> = rendered
+            .into_iter()
+            .filter(|(rendered, _)| rendered.chars().count() >= Masks::SHORTEST)
+            .collect();
+        pairs.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then_with(|| a.cmp(b)));
+        pairs.dedup_by(|a, b| a.0 == b.0);
+        Masks { pairs }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.pairs.is_empty()
+    }
+
+    /// `text` with every rendered value replaced by its shown form.
+    pub fn apply(&self, text: &str) -> String {
+        let mut text = text.to_string();
+        for (rendered, shown) in &self.pairs {
+            if text.contains(rendered.as_str()) {
+                text = text.replace(rendered.as_str(), shown);
+            }
+        }
+        text
+    }
 }
 
 /// Reads and resolves the pipeline at `path`, with `overrides` replacing variable defaults.

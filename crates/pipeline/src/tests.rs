@@ -260,3 +260,24 @@ fn engine_names_round_trip() {
     }
     assert!(Engine::parse("ballista://").is_err());
 }
+
+#[test]
+fn masks_hide_rendered_values_and_long_secrets_but_never_search_for_short_ones() {
+    let masks = Masks::new(vec![
+        ("3".to_string(), "***".to_string()),
+        ("s3://lake-3/".to_string(), "s3://lake-***/".to_string()),
+        ("tok-9f8e7d".to_string(), "***".to_string()),
+        (
+            "WHERE t = 'tok-9f8e7d'".to_string(),
+            "WHERE t = '***'".to_string(),
+        ),
+    ]);
+    assert_eq!(
+        masks.apply("wrote s3://lake-3/out/part-0.parquet: 30000 rows, inertia=87.35"),
+        "wrote s3://lake-***/out/part-0.parquet: 30000 rows, inertia=87.35"
+    );
+    assert_eq!(
+        masks.apply("No field named \"tok-9f8e7d\""),
+        "No field named \"***\""
+    );
+}

@@ -1,22 +1,33 @@
 //! `${NAME}` and `${env:NAME}` substitution.
 //!
 //! Hand-written because the rules are ours: an unknown variable is an error (never an empty
-//! string), and environment values are only read where the pipeline asks for them.
+//! string), environment values are only read where the pipeline asks for them, and every
+//! value rendered with a secret is recorded with the form that may be shown.
 
 use std::collections::{BTreeMap, BTreeSet};
 
+/// What substituting secrets left in a pipeline's text: each value rendered with one and
+/// what may be shown in its place (the secret as `***`), and each secret alone (shown as
+/// `***`), for messages that quote a fragment. See [`crate::Masks`].
+pub type Rendered = Vec<(String, String)>;
+
 /// Replaces every `${NAME}` with the variable's value and every `${env:NAME}` with the
-/// environment variable's value, adding each environment value to `secrets`. Returns a
+/// environment variable's value. A value that used a secret (an environment value, or a
+/// variable in `secret_vars`) is recorded in `rendered` with its shown form. Returns a
 /// readable message for the first reference that cannot be resolved.
 pub fn expand(
     text: &str,
     vars: &BTreeMap<String, String>,
-    secrets: &mut BTreeSet<String>,
+    secret_vars: &BTreeSet<String>,
+    rendered: &mut Rendered,
 ) -> Result<String, String> {
     let mut out = String::with_capacity(text.len());
+    let mut shown = String::with_capacity(text.len());
+    let mut used_secret = false;
     let mut rest = text;
     while let Some(start) = rest.find("${") {
         out.push_str(&rest[..start]);
+        shown.push_str(&rest[..start]);
         let after = &rest[start + 2..];
         let Some(end) = after.find('}') else {
             return Err(format!(
@@ -25,26 +36,31 @@ pub fn expand(
             ));
         };
         let reference = after[..end].trim();
-        out.push_str(&lookup(reference, vars, secrets)?);
+        let value = lookup(reference, vars)?;
+        let secret = reference.starts_with("env:") || secret_vars.contains(reference);
+        if secret && !value.is_empty() {
+            used_secret = true;
+            shown.push_str("***");
+            rendered.push((value.clone(), "***".to_string()));
+        } else {
+            shown.push_str(&value);
+        }
+        out.push_str(&value);
         rest = &after[end + 1..];
     }
     out.push_str(rest);
+    shown.push_str(rest);
+    if used_secret {
+        rendered.push((out.clone(), shown));
+    }
     Ok(out)
 }
 
-fn lookup(
-    reference: &str,
-    vars: &BTreeMap<String, String>,
-    secrets: &mut BTreeSet<String>,
-) -> Result<String, String> {
+fn lookup(reference: &str, vars: &BTreeMap<String, String>) -> Result<String, String> {
     if let Some(name) = reference.strip_prefix("env:") {
-        let value = std::env::var(name).map_err(|_| {
+        return std::env::var(name).map_err(|_| {
             format!("environment variable `{name}` (referenced as `${{env:{name}}}`) is not set")
-        })?;
-        if !value.is_empty() {
-            secrets.insert(value.clone());
-        }
-        return Ok(value);
+        });
     }
     vars.get(reference).cloned().ok_or_else(|| {
         let known: Vec<&str> = vars.keys().map(String::as_str).collect();
@@ -64,7 +80,7 @@ mod tests {
     use super::*;
 
     fn expand(text: &str, vars: &BTreeMap<String, String>) -> Result<String, String> {
-        super::expand(text, vars, &mut BTreeSet::new())
+        super::expand(text, vars, &BTreeSet::new(), &mut Vec::new())
     }
 
     fn vars(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
@@ -103,11 +119,35 @@ mod tests {
     }
 
     #[test]
-    fn environment_values_are_collected_as_secrets() {
+    fn values_rendered_with_a_secret_are_recorded_with_their_shown_form() {
         // PATH is set wherever tests run.
-        let mut secrets = BTreeSet::new();
-        let value = super::expand("${env:PATH}", &vars(&[]), &mut secrets).unwrap();
-        assert_eq!(secrets.into_iter().collect::<Vec<_>>(), [value]);
+        let mut rendered = Vec::new();
+        let path = std::env::var("PATH").unwrap();
+        let value = super::expand(
+            "s3://${bucket}/${env:PATH}/${token}",
+            &vars(&[("bucket", "lake"), ("token", "t0k3n")]),
+            &["token".to_string()].into(),
+            &mut rendered,
+        )
+        .unwrap();
+        assert_eq!(value, format!("s3://lake/{path}/t0k3n"));
+        assert_eq!(
+            rendered,
+            [
+                (path, "***".to_string()),
+                ("t0k3n".to_string(), "***".to_string()),
+                (value, "s3://lake/***/***".to_string()),
+            ]
+        );
+        let mut none = Vec::new();
+        super::expand(
+            "${bucket}",
+            &vars(&[("bucket", "lake")]),
+            &BTreeSet::new(),
+            &mut none,
+        )
+        .unwrap();
+        assert!(none.is_empty(), "nothing secret, nothing recorded");
     }
 
     #[test]

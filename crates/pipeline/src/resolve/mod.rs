@@ -34,7 +34,7 @@ pub fn resolve(
         vars: BTreeMap::new(),
         secret_vars: BTreeSet::new(),
         declared_stores: Vec::new(),
-        secrets: BTreeSet::new(),
+        rendered: Vec::new(),
     };
 
     check_identifier(&mut resolver.problems, "name", "pipeline name", &raw.name);
@@ -78,7 +78,7 @@ pub fn resolve(
         run_id,
         vars: resolver.vars,
         secret_vars: resolver.secret_vars,
-        secrets: resolver.secrets.into_iter().collect(),
+        masks: crate::Masks::new(resolver.rendered),
         stores,
         sources,
         steps,
@@ -97,7 +97,8 @@ pub(crate) struct Resolver {
     /// Every store name written, including those whose URL is broken (already reported).
     declared_stores: Vec<String>,
     /// Values read from the environment.
-    secrets: BTreeSet<String>,
+    /// Values rendered with a secret, and their shown forms.
+    rendered: crate::vars::Rendered,
 }
 
 impl Resolver {
@@ -105,9 +106,26 @@ impl Resolver {
         self.problems.push(Problem::new(key, message));
     }
 
+    /// A URL resolved from text that used secrets is shown as written nowhere (a relative
+    /// path becomes absolute): record the resolved form too, with the secrets recorded
+    /// since `rendered_before` masked in it.
+    fn mask_resolved(&mut self, rendered_before: usize, resolved: &str) {
+        let secrets: Vec<String> = self.rendered[rendered_before..]
+            .iter()
+            .filter(|(_, shown)| shown == "***")
+            .map(|(secret, _)| secret.clone())
+            .collect();
+        let shown = secrets.iter().fold(resolved.to_string(), |text, secret| {
+            text.replace(secret, "***")
+        });
+        if shown != resolved {
+            self.rendered.push((resolved.to_string(), shown));
+        }
+    }
+
     /// Substitutes variables, recording a problem (and returning None) when one is unknown.
     pub(crate) fn expand(&mut self, key: &str, text: &str) -> Option<String> {
-        match expand(text, &self.vars, &mut self.secrets) {
+        match expand(text, &self.vars, &self.secret_vars, &mut self.rendered) {
             Ok(expanded) => Some(expanded),
             Err(message) => {
                 self.problem(key, message);
@@ -153,7 +171,12 @@ impl Resolver {
                 self.secret_vars.insert(name.clone());
             }
             // A default may read the environment; it may not refer to other variables.
-            match expand(value, &BTreeMap::new(), &mut self.secrets) {
+            match expand(
+                value,
+                &BTreeMap::new(),
+                &BTreeSet::new(),
+                &mut self.rendered,
+            ) {
                 Ok(value) => {
                     values.insert(name.clone(), value);
                 }
@@ -187,6 +210,7 @@ impl Resolver {
         for (name, store) in raw {
             let key = format!("stores.{name}");
             check_identifier(&mut self.problems, &key, "store name", &name);
+            let rendered_before = self.rendered.len();
             let Some(url_text) = self.expand(&format!("{key}.url"), &store.url) else {
                 continue;
             };
@@ -206,7 +230,10 @@ impl Resolver {
                 }
             }
             match store_url(&self.base_dir, &url_text) {
-                Ok(url) => stores.push(Store { name, url, options }),
+                Ok(url) => {
+                    self.mask_resolved(rendered_before, url.as_str());
+                    stores.push(Store { name, url, options })
+                }
                 Err(message) => self.problem(format!("{key}.url"), message),
             }
         }
@@ -220,6 +247,7 @@ impl Resolver {
         path: &str,
         stores: &[Store],
     ) -> Option<Location> {
+        let rendered_before = self.rendered.len();
         let path = self.expand(&format!("{key}.path"), path)?;
         let Some(store) = stores.iter().find(|store| store.name == store_name) else {
             if self.declared_stores.iter().any(|name| name == store_name) {
@@ -250,10 +278,13 @@ impl Resolver {
             return None;
         }
         match store.url.join(&path) {
-            Ok(url) => Some(Location {
-                store: store.name.clone(),
-                url,
-            }),
+            Ok(url) => {
+                self.mask_resolved(rendered_before, url.as_str());
+                Some(Location {
+                    store: store.name.clone(),
+                    url,
+                })
+            }
             Err(error) => {
                 self.problem(format!("{key}.path"), format!("not a valid path: {error}"));
                 None
