@@ -320,6 +320,37 @@ fn a_short_secret_is_masked_where_it_was_substituted_and_json_stays_json() {
     );
 }
 
+#[cfg(target_os = "linux")]
+#[test]
+fn gc_removes_spill_folders_of_processes_that_are_gone() {
+    let project = Project::copy_of_repository();
+    // No process has this id (Linux ids stay below 2^22); this test's own process is alive.
+    project.write("tmp/segflow-4294967290-dead/spill-0.arrow", "x");
+    let live = format!("tmp/segflow-{}-live/spill-0.arrow", std::process::id());
+    project.write(&live, "x");
+    let tmpdir = project.path("tmp").display().to_string();
+    let env = [("TMPDIR", tmpdir.as_str())];
+    let dry = project.segflow_with_env(&["gc", PIPELINE, "--older-than", "0s", "--dry-run"], &env);
+    dry.assert_exit(0);
+    assert!(
+        dry.stdout.contains("would delete ")
+            && dry.stdout.contains(
+                "segflow-4294967290-dead  (spill folder of a segflow process that is gone)"
+            ),
+        "{}",
+        dry.stdout
+    );
+    assert!(project.path("tmp/segflow-4294967290-dead").exists());
+    project
+        .segflow_with_env(&["gc", PIPELINE, "--older-than", "0s"], &env)
+        .assert_exit(0);
+    assert!(!project.path("tmp/segflow-4294967290-dead").exists());
+    assert!(
+        project.path(&live).exists(),
+        "a live process's folder stays"
+    );
+}
+
 #[test]
 fn runs_lists_runs_and_gc_removes_only_dead_ones() {
     let project = Project::copy_of_repository();

@@ -378,3 +378,110 @@ fn a_check_failing_for_want_of_rows_says_where_the_rows_went() {
         run.stderr
     );
 }
+
+/// The files under `dir`, relative to it, sorted (none when it does not exist).
+fn files_under(dir: &std::path::Path) -> Vec<String> {
+    let mut files = Vec::new();
+    let mut dirs = vec![dir.to_path_buf()];
+    while let Some(next) = dirs.pop() {
+        let Ok(entries) = std::fs::read_dir(&next) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            if entry.path().is_dir() {
+                dirs.push(entry.path());
+            } else {
+                files.push(
+                    entry
+                        .path()
+                        .strip_prefix(dir)
+                        .unwrap()
+                        .display()
+                        .to_string(),
+                );
+            }
+        }
+    }
+    files.sort();
+    files
+}
+
+#[cfg(unix)]
+#[test]
+fn a_run_stopped_by_sigterm_or_ctrl_c_cleans_up_and_leaves_the_published_run_alone() {
+    let project = common::bench_project();
+    // Lines enough for the run to take a few seconds, so a signal lands mid-run.
+    project
+        .segflow(&[
+            "generate",
+            "bench/data/many.parquet",
+            "--format",
+            "parquet",
+            "--rows",
+            "3000000",
+        ])
+        .assert_exit(0);
+    let args = [
+        "run",
+        common::BENCH_PIPELINE,
+        "--var",
+        "transactions=many.parquet",
+        "--spill-dir",
+        "spill",
+        "--memory-limit",
+        "100MB",
+        "--run-id",
+        "day",
+    ];
+    project.segflow(&args).assert_exit(0);
+    let output = project.path("out/customer_segments");
+    let published = files_under(&output);
+    for (signal, code) in [("-TERM", 143), ("-INT", 130)] {
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_segflow"))
+            .args(args)
+            .current_dir(project.path(""))
+            .env_remove("SEGFLOW_LOG")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // The run's spill folder is made first thing: once it is there, the run is under
+        // way; a moment later its steps are.
+        let started = std::time::Instant::now();
+        while std::fs::read_dir(project.path("spill"))
+            .map(|entries| entries.count() == 0)
+            .unwrap_or(true)
+        {
+            assert!(started.elapsed().as_secs() < 60, "the run never started");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(700));
+        let killed = std::process::Command::new("kill")
+            .args([signal, &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(killed.success());
+        let stopped = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&stopped.stderr);
+        assert_eq!(stopped.status.code(), Some(code), "{signal}: {stderr}");
+        assert!(
+            stderr.contains("stopping: removing this run's staging and spill folders"),
+            "{stderr}"
+        );
+        assert_eq!(
+            files_under(&project.path("spill")),
+            Vec::<String>::new(),
+            "the spill folder is removed"
+        );
+        assert!(
+            !output.join("_staging").exists(),
+            "the staging folder is removed: {:?}",
+            files_under(&output.join("_staging"))
+        );
+        assert_eq!(
+            files_under(&output),
+            published,
+            "{signal}: the published run is as it was"
+        );
+    }
+}

@@ -3,6 +3,7 @@
 
 mod plan_view;
 mod progress;
+mod stopping;
 mod summary;
 
 use std::collections::BTreeMap;
@@ -206,6 +207,15 @@ fn open_output(
     target: &str,
     vars: Vec<(String, String)>,
 ) -> anyhow::Result<segflow_engine::OutputFolder> {
+    Ok(open_target(target, vars)?.0)
+}
+
+/// The output folder of `target` (see [`open_output`]), and where its runs spill: the
+/// pipeline's `resources.spill_dir`, else (`None`) the system's temporary folder.
+fn open_target(
+    target: &str,
+    vars: Vec<(String, String)>,
+) -> anyhow::Result<(segflow_engine::OutputFolder, Option<PathBuf>)> {
     let path = std::path::Path::new(target);
     let is_pipeline = path.is_file()
         && path
@@ -213,12 +223,16 @@ fn open_output(
             .is_some_and(|ext| ext == "yaml" || ext == "yml");
     if is_pipeline {
         let pipeline = load(path, vars)?;
-        return Ok(segflow_engine::open_output(&pipeline)?);
+        let folder = segflow_engine::open_output(&pipeline)?;
+        return Ok((folder, pipeline.resources.spill_dir.clone()));
     }
     if !vars.is_empty() {
         anyhow::bail!("--var applies to a pipeline file, and `{target}` is an output folder");
     }
-    Ok(segflow_engine::open_output_url(&url_of(target, true)?)?)
+    Ok((
+        segflow_engine::open_output_url(&url_of(target, true)?)?,
+        None,
+    ))
 }
 
 /// A URL as given, or a local path as a `file://` URL.
@@ -441,9 +455,19 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 profile,
                 progress: progress::display(!cli.quiet && std::io::stderr().is_terminal()),
                 engine,
+                leftovers: Default::default(),
             };
-            let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-            let report = match runtime.block_on(segflow_engine::run(&pipeline, &options)) {
+            let leftovers = options.leftovers.clone();
+            let run = move || -> anyhow::Result<_> {
+                let runtime =
+                    tokio::runtime::Runtime::new().context("starting the async runtime")?;
+                Ok(runtime.block_on(segflow_engine::run(&pipeline, &options)))
+            };
+            let mut report_file = report_file;
+            let ran = stopping::run_until_stopped(run, &leftovers, || {
+                drop(report_file.take());
+            })??;
+            let report = match ran {
                 Ok(report) => report,
                 Err(error) => {
                     if let (EngineError::ValidationFailed { steps, .. }, false) =
@@ -533,20 +557,28 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             older_than,
             dry_run,
         } => {
-            let folder = open_output(&target, vars)?;
+            let (folder, spill_dir) = open_target(&target, vars)?;
             let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
             let stale = runtime
                 .block_on(folder.stale_runs(older_than))
                 .with_context(|| format!("listing the runs in {}", folder.url))?;
+            let spills = segflow_engine::dead_spill_folders(
+                spill_dir.as_deref(),
+                older_than.to_std().unwrap_or_default(),
+            );
             let deleted = if dry_run {
                 0
             } else {
+                for spill in &spills {
+                    std::fs::remove_dir_all(spill)
+                        .with_context(|| format!("deleting {}", spill.display()))?;
+                }
                 runtime
                     .block_on(segflow_engine::remove_runs(&folder, &stale))
                     .with_context(|| format!("deleting dead runs in {}", folder.url))?
             };
             if !cli.quiet {
-                summary::print_gc(&folder.url, &stale, dry_run, deleted);
+                summary::print_gc(&folder.url, &stale, &spills, dry_run, deleted);
             }
             Ok(())
         }

@@ -225,20 +225,32 @@ pub fn render_runs(url: &str, runs: &[RunEntry]) -> String {
     out.trim_end().to_string()
 }
 
-pub fn print_gc(url: &str, stale: &[RunEntry], dry_run: bool, deleted: usize) {
+pub fn print_gc(
+    url: &str,
+    stale: &[RunEntry],
+    spills: &[std::path::PathBuf],
+    dry_run: bool,
+    deleted: usize,
+) {
     let mut out = String::new();
-    if stale.is_empty() {
+    let verb = if dry_run { "would delete" } else { "deleted" };
+    if stale.is_empty() && spills.is_empty() {
         out.push_str(&format!("{url}: nothing to clean"));
     } else {
         for run in stale {
             out.push_str(&format!(
-                "{} {}{}  ({}, {} files, last written {})\n",
-                if dry_run { "would delete" } else { "deleted" },
+                "{verb} {}{}  ({}, {} files, last written {})\n",
                 url,
                 run.path,
                 run.status.as_str(),
                 run.files,
                 run.last_modified.format("%Y-%m-%d %H:%M:%S UTC"),
+            ));
+        }
+        for spill in spills {
+            out.push_str(&format!(
+                "{verb} {}  (spill folder of a segflow process that is gone)\n",
+                spill.display()
             ));
         }
         if !dry_run {

@@ -47,6 +47,7 @@ mod session;
 mod sources;
 mod sql;
 mod steps;
+mod stop;
 mod stores;
 
 pub use check::{check, plan};
@@ -62,3 +63,4 @@ pub use run::{REJECTS_DIR, RunOptions, run};
 pub use sample::sample_inputs;
 pub use segflow_publish::{Latest, OutputFolder, RunEntry, RunStatus};
 pub use session::RunResources;
+pub use stop::{Leftovers, dead_spill_folders};

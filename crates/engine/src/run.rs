@@ -23,6 +23,7 @@ use crate::select::{Selection, select_steps};
 use crate::session::RunResources;
 use crate::sources::{SourceRejects, counts};
 use crate::steps::validate::Rejects;
+use crate::stop::{self, Leftovers};
 use crate::{EngineError, Result, check, segment, session, sources, steps, stores};
 
 /// Under the output folder: one Parquet table of rejected rows per quarantining source and
@@ -52,6 +53,9 @@ pub struct RunOptions {
     pub progress: Progress,
     /// Where the SQL runs, over the pipeline's `engine:` (default: this process).
     pub engine: Option<Engine>,
+    /// Where the run records its staging and spill folders as it makes them, for whoever
+    /// stops the process to remove.
+    pub leftovers: Leftovers,
 }
 
 impl Default for RunOptions {
@@ -65,6 +69,7 @@ impl Default for RunOptions {
             profile: false,
             progress: Progress::default(),
             engine: None,
+            leftovers: Leftovers::default(),
         }
     }
 }
@@ -95,7 +100,18 @@ pub async fn run(pipeline: &Pipeline, options: &RunOptions) -> Result<RunReport>
         .clone()
         .or_else(|| pipeline.engine.clone())
         .unwrap_or(Engine::Local);
-    let resources = RunResources::new(&pipeline.resources, &options.resources);
+    let asked = RunResources::new(&pipeline.resources, &options.resources);
+    // Everything the run spills goes to one folder of its own, so that a run stopped by a
+    // signal (or killed) leaves one folder to remove, named after its process.
+    let spill = stop::spill_folder(asked.spill_dir.as_deref()).map_err(|error| {
+        let dir = asked.spill_dir.clone().unwrap_or_else(std::env::temp_dir);
+        session::spill_dir_error(&dir, error)
+    })?;
+    options.leftovers.dir(spill.path());
+    let resources = RunResources {
+        spill_dir: Some(spill.path().to_path_buf()),
+        ..asked.clone()
+    };
     let (ctx, job_states) = session::session_on(&engine, &resources, &pipeline.stores).await?;
     let results = session::step_results(&ctx, &resources)?;
     stores::register_stores(&ctx, pipeline)?;
@@ -112,6 +128,11 @@ pub async fn run(pipeline: &Pipeline, options: &RunOptions) -> Result<RunReport>
     } else {
         None
     };
+    options.leftovers.staging(
+        staging
+            .as_ref()
+            .map(|staging| (staging.leftover(), pipeline.segment.output.url.clone())),
+    );
     let execution: Box<dyn Execution> = match (&engine, &staging) {
         (Engine::Local, _) => Box::new(InProcess),
         (_, Some(staging)) => {
@@ -133,7 +154,7 @@ pub async fn run(pipeline: &Pipeline, options: &RunOptions) -> Result<RunReport>
             if let Some(staging) = &staging {
                 discard(staging, pipeline).await;
             }
-            return Err(explain_exhaustion(error, &resources).blaming_variables(pipeline));
+            return Err(explain_exhaustion(error, &asked).blaming_variables(pipeline));
         }
     };
     let CheckedSteps {
@@ -182,6 +203,7 @@ pub async fn run(pipeline: &Pipeline, options: &RunOptions) -> Result<RunReport>
     let output = &pipeline.segment.output.url;
     remove_empty_local_dirs(output, STAGING_DIR);
     remove_empty_local_dirs(output, &OutputFolder::run_dir(&run_id));
+    options.leftovers.staging(None);
     let published = published?;
     for problem in &published.left_behind {
         tracing::warn!(%problem, "published; `segflow gc` removes what could not be cleaned up");

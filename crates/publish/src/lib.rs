@@ -621,6 +621,34 @@ impl Staging {
         self.folder.delete_all(&format!("{}/", self.prefix)).await?;
         Ok(())
     }
+
+    /// What deletes this attempt's staging folder without the `Staging` itself: for a
+    /// process stopped by a signal while the run still holds it.
+    pub fn leftover(&self) -> StagingLeftover {
+        StagingLeftover {
+            folder: self.folder.clone(),
+            prefix: format!("{}/", self.prefix),
+        }
+    }
+}
+
+/// An attempt's staging folder, to delete when its run is stopped; see
+/// [`Staging::leftover`].
+#[derive(Debug, Clone)]
+pub struct StagingLeftover {
+    folder: OutputFolder,
+    prefix: String,
+}
+
+impl StagingLeftover {
+    pub fn url(&self) -> String {
+        self.folder.url_of(&self.prefix)
+    }
+
+    /// Deletes the staging folder's files, returning how many went.
+    pub async fn remove(&self) -> Result<usize> {
+        self.folder.delete_all(&self.prefix).await
+    }
 }
 
 /// Test hooks for the fault tests. With `SEGFLOW_TEST_ABORT_AFTER_PUBLISH_STEP=N` the
