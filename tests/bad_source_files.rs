@@ -356,3 +356,107 @@ fn a_quarantining_ndjson_source_sets_bad_lines_aside_with_their_reasons() {
         assert!(text.contains(expected), "{expected} in {text}");
     }
 }
+
+#[test]
+fn a_bad_row_of_a_source_the_segment_stage_reads_is_the_source_s_fault() {
+    let project = Project::copy_of_repository();
+    let mut csv = String::from("customer_id,x,country\n");
+    for id in 0..40 {
+        csv.push_str(&format!("{id},{},United Kingdom\n", id % 2));
+    }
+    csv.push_str("40,n/a,France\n");
+    project.write("data/customers.csv", &csv);
+    project.write(
+        "pipelines/lake.yaml",
+        &pipeline("csv", "customers.csv", Some(DECLARED)),
+    );
+    let run = project.segflow(&["run", "pipelines/lake.yaml"]);
+    run.assert_exit(4);
+    assert!(
+        run.stderr.contains("source `customers`")
+            && run
+                .stderr
+                .contains("customers.csv line 42: x: `n/a` is not a valid float64")
+            && !run.stderr.contains("segment:"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn a_gzip_file_cut_short_fails_naming_the_source_and_the_file() {
+    use std::io::Write;
+    let project = Project::copy_of_repository();
+    let mut csv = String::from("customer_id,x,country\n");
+    for id in 0..20_000 {
+        csv.push_str(&format!("{id},{},United Kingdom\n", id % 2));
+    }
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    encoder.write_all(csv.as_bytes()).unwrap();
+    let gzip = encoder.finish().unwrap();
+    let path = project.path("data/customers.csv.gz");
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(&path, &gzip[..gzip.len() / 2]).unwrap();
+    for schema in [None, Some(DECLARED)] {
+        project.write(
+            "pipelines/lake.yaml",
+            &pipeline("csv", "customers.csv.gz", schema),
+        );
+        let run = project.segflow(&["run", "pipelines/lake.yaml"]);
+        run.assert_exit(4);
+        assert!(
+            run.stderr.contains("source `customers`")
+                && run
+                    .stderr
+                    .contains("customers.csv.gz: not a readable gzip file"),
+            "schema {schema:?}: {}",
+            run.stderr
+        );
+    }
+}
+
+#[test]
+fn a_corrupt_parquet_page_fails_naming_the_source_and_the_file() {
+    let project = Project::copy_of_repository();
+    project.write(
+        "pipelines/lake.yaml",
+        &pipeline("parquet", "customers/", None),
+    );
+    parquet_file(&project, "part-0.parquet", 0..40, ALL);
+    // A page's bytes overwritten, its footer intact: the file opens, its data does not
+    // decode.
+    let ids = 0..4000;
+    let batch = RecordBatch::try_new(
+        Arc::new(Schema::new(vec![
+            Field::new("customer_id", DataType::Int64, false),
+            Field::new("x", DataType::Float64, false),
+            Field::new("country", DataType::Utf8, true),
+        ])),
+        vec![
+            Arc::new(Int64Array::from_iter_values(ids.clone())),
+            Arc::new(Float64Array::from_iter_values(
+                ids.clone().map(|id| (id % 2) as f64),
+            )),
+            Arc::new(StringArray::from_iter_values(ids.map(|_| "United Kingdom"))),
+        ],
+    )
+    .unwrap();
+    let properties = parquet::file::properties::WriterProperties::builder()
+        .set_compression(parquet::basic::Compression::SNAPPY)
+        .build();
+    let mut bytes = Vec::new();
+    let mut writer =
+        parquet::arrow::ArrowWriter::try_new(&mut bytes, batch.schema(), Some(properties)).unwrap();
+    writer.write(&batch).unwrap();
+    writer.close().unwrap();
+    bytes[200..1200].fill(0xAB);
+    std::fs::write(project.path("data/customers/part-1.parquet"), bytes).unwrap();
+    let run = project.segflow(&["run", "pipelines/lake.yaml"]);
+    run.assert_exit(4);
+    assert!(
+        run.stderr.contains("source `customers`")
+            && run.stderr.contains("part-1.parquet: corrupt Parquet data"),
+        "{}",
+        run.stderr
+    );
+}

@@ -190,7 +190,7 @@ pub async fn run(pipeline: &Pipeline, options: &RunOptions) -> Result<RunReport>
         Ok(segment) => segment,
         Err(error) => {
             discard(&staging, pipeline).await;
-            return Err(error);
+            return Err(sources::name_bad_row(&ctx, pipeline, &[], error).await);
         }
     };
     let info = RunInfo {

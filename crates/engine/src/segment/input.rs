@@ -58,7 +58,7 @@ pub async fn read_input(ctx: &SessionContext, segment: &Segment) -> Result<Vec<R
     sorted_by_key(input_frame(ctx, segment).await?, segment)?
         .collect()
         .await
-        .map_err(|error| EngineError::Segment(format!("reading `{}`: {error}", segment.input)))
+        .map_err(|error| EngineError::table(&segment.input, error))
 }
 
 /// The key, features and carried columns exist, features are numeric, and none is named
@@ -123,7 +123,7 @@ async fn check_key(ctx: &SessionContext, segment: &Segment) -> Result<()> {
         .map_err(|error| EngineError::Segment(error.to_string()))?
         .collect()
         .await
-        .map_err(|error| EngineError::Segment(error.to_string()))?;
+        .map_err(|error| EngineError::table(input, error))?;
     // A distributed run may hand back empty batches before the one row.
     let batch = batches
         .iter()

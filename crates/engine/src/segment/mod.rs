@@ -48,9 +48,11 @@ pub async fn run_segment(
     let frame = input_frame(ctx, segment).await?;
     let sample = match segment.fit_sample {
         Some(size) => {
-            let total = frame.clone().count().await.map_err(|error| {
-                EngineError::Segment(format!("counting `{}`: {error}", segment.input))
-            })?;
+            let total = frame
+                .clone()
+                .count()
+                .await
+                .map_err(|error| EngineError::table(&segment.input, error))?;
             (total > size).then_some((size, total))
         }
         None => None,
@@ -65,9 +67,7 @@ pub async fn run_segment(
             let input = sorted_by_key(frame, segment)?
                 .collect()
                 .await
-                .map_err(|error| {
-                    EngineError::Segment(format!("reading `{}`: {error}", segment.input))
-                })?;
+                .map_err(|error| EngineError::table(&segment.input, error))?;
             in_memory_stage(input, segment, previous, staging).await?
         }
     };

@@ -39,9 +39,10 @@ pub(super) async fn streamed_stage(
     staging: &mut Staging,
     on_engine: Option<&SessionContext>,
 ) -> Result<Stage> {
-    let read_error = |error: datafusion::error::DataFusionError| {
-        EngineError::Segment(format!("reading `{}`: {error}", segment.input))
-    };
+    // Reading the input fails for the input's reasons (a source's bad row, a step's
+    // result gone): blame the table, keeping the error to tell which.
+    let read_error =
+        |error: datafusion::error::DataFusionError| EngineError::table(&segment.input, error);
     // Pass 1: the sample, of the columns the fit reads (on a cluster, this pass is what
     // travels to this process: every key is hashed here).
     let fitted_columns: Vec<&str> = std::iter::once(segment.key.as_str())
@@ -214,9 +215,10 @@ async fn seeded_sample(
     size: usize,
     total: usize,
 ) -> Result<RecordBatch> {
-    let read_error = |error: datafusion::error::DataFusionError| {
-        EngineError::Segment(format!("reading `{}`: {error}", segment.input))
-    };
+    // Reading the input fails for the input's reasons (a source's bad row, a step's
+    // result gone): blame the table, keeping the error to tell which.
+    let read_error =
+        |error: datafusion::error::DataFusionError| EngineError::table(&segment.input, error);
     let arrow_error = |error: arrow::error::ArrowError| EngineError::Segment(error.to_string());
     let schema = Arc::new(frame.schema().as_arrow().clone());
     let key_index = schema.index_of(&segment.key).map_err(arrow_error)?;

@@ -206,33 +206,75 @@ fn regex_literal(text: &str) -> String {
 }
 
 /// DataFusion's CSV reader reports a bad value by column number and a line counted within
-/// its batch, without the file. When a step fails that way, re-read the CSV sources it
-/// reads to name the file, line and column of the first row that does not parse.
+/// its batch, without the file. When a step (or the segment stage, reading a source
+/// directly) fails that way, re-read the CSV sources it reads to name the file, line and
+/// column of the first row that does not parse.
 pub async fn name_bad_row(
     ctx: &SessionContext,
     pipeline: &Pipeline,
     selected: &[&PlannedStep],
     error: EngineError,
 ) -> EngineError {
-    let EngineError::Step {
-        step, error: cause, ..
-    } = &error
-    else {
-        return error;
+    let (cause, reads): (&DataFusionError, Vec<&str>) = match &error {
+        EngineError::Step {
+            step, error: cause, ..
+        } => match selected.iter().find(|p| &p.step.name == step) {
+            Some(planned) => (cause, planned.reads.iter().map(String::as_str).collect()),
+            None => return error,
+        },
+        EngineError::Table {
+            table,
+            error: cause,
+        } => (cause, vec![table.as_str()]),
+        _ => return error,
     };
+    let root = cause.find_root();
+    let is_parquet_error = matches!(root, DataFusionError::ParquetError(_))
+        || matches!(root, DataFusionError::ArrowError(arrow_error, _) if matches!(**arrow_error, ArrowError::ParquetError(_)));
+    if is_parquet_error {
+        for source in &pipeline.sources {
+            if source.format != Format::Parquet || !reads.contains(&source.name.as_str()) {
+                continue;
+            }
+            if let Some((file, problem)) = parquet_files::corrupt_file(ctx, source).await {
+                return EngineError::SourceFile {
+                    source_name: source.name.clone(),
+                    file,
+                    message: format!("corrupt Parquet data: {problem}"),
+                };
+            }
+        }
+        return error;
+    }
+    let is_read_error = matches!(
+        root,
+        DataFusionError::ArrowError(arrow_error, _) if matches!(**arrow_error, ArrowError::IoError(..))
+    ) || matches!(root, DataFusionError::IoError(_));
+    if is_read_error {
+        for source in &pipeline.sources {
+            if !source.extension.ends_with(".gz") || !reads.contains(&source.name.as_str()) {
+                continue;
+            }
+            if let Some((file, problem)) = corrupt_gzip_file(ctx, source).await {
+                return EngineError::SourceFile {
+                    source_name: source.name.clone(),
+                    file,
+                    message: format!("not a readable gzip file: {problem}"),
+                };
+            }
+        }
+        return error;
+    }
     let is_parse_error = matches!(
-        cause.find_root(),
+        root,
         DataFusionError::ArrowError(arrow_error, _)
             if matches!(**arrow_error, ArrowError::ParseError(_) | ArrowError::CsvError(_))
     );
-    let Some(planned) = selected.iter().find(|p| &p.step.name == step) else {
-        return error;
-    };
     if !is_parse_error {
         return error;
     }
     for source in &pipeline.sources {
-        if source.format != Format::Csv || !planned.reads.contains(&source.name) {
+        if source.format != Format::Csv || !reads.contains(&source.name.as_str()) {
             continue;
         }
         let Ok(table) = ctx.table(source.name.as_str()).await else {
@@ -249,6 +291,25 @@ pub async fn name_bad_row(
         }
     }
     error
+}
+
+/// The first file of a gzip source that does not decompress (cut short, corrupt), and why:
+/// a read that failed in the middle of a step names no file.
+async fn corrupt_gzip_file(ctx: &SessionContext, source: &Source) -> Option<(String, String)> {
+    use object_store::ObjectStoreExt;
+    for file in parsed::files(ctx, source).await.ok()? {
+        let bytes = file.store.get(&file.path).await.ok()?.bytes().await.ok()?;
+        let decompressed = tokio::task::spawn_blocking(move || {
+            let mut decoder = flate2::read::MultiGzDecoder::new(&bytes[..]);
+            std::io::copy(&mut decoder, &mut std::io::sink()).map(|_| ())
+        })
+        .await
+        .ok()?;
+        if let Err(error) = decompressed {
+            return Some((file.url, error.to_string()));
+        }
+    }
+    None
 }
 
 #[cfg(test)]

@@ -127,6 +127,42 @@ pub async fn check_files(ctx: &SessionContext, source: &Source) -> Result<Parque
     }
 }
 
+/// The first file of a Parquet source whose data does not decode (a corrupt page), and
+/// why: footers are checked up front, but a page is only read when a step reads it, and
+/// that error names no file. Each file is read whole, so this is for after a failure.
+pub async fn corrupt_file(ctx: &SessionContext, source: &Source) -> Option<(String, String)> {
+    let url = ListingTableUrl::parse(source.location.url.as_str()).ok()?;
+    let store = ctx.runtime_env().object_store(url.object_store()).ok()?;
+    let state = ctx.state();
+    let mut files: Vec<ObjectMeta> = url
+        .list_all_files(&state, store.as_ref(), &source.extension)
+        .await
+        .ok()?
+        .try_collect()
+        .await
+        .ok()?;
+    files.sort_by(|a, b| a.location.cmp(&b.location));
+    for meta in files {
+        let file = format!("{}{}", url.object_store().as_str(), meta.location);
+        let options = datafusion::prelude::ParquetReadOptions::new().file_extension("");
+        let read = async {
+            let mut stream = ctx
+                .read_parquet(file.as_str(), options)
+                .await?
+                .execute_stream()
+                .await?;
+            while let Some(batch) = stream.next().await {
+                batch?;
+            }
+            Ok::<(), datafusion::error::DataFusionError>(())
+        };
+        if let Err(error) = read.await {
+            return Some((file, describe(&error)));
+        }
+    }
+    None
+}
+
 /// ` (and N other files)` when more than one file is at fault.
 fn others(files: usize) -> String {
     match files {
