@@ -190,7 +190,7 @@ pub async fn run(pipeline: &Pipeline, options: &RunOptions) -> Result<RunReport>
         Ok(segment) => segment,
         Err(error) => {
             discard(&staging, pipeline).await;
-            return Err(sources::name_bad_row(&ctx, pipeline, &[], error).await);
+            return Err(sources::name_the_source(&ctx, pipeline, &[], error).await);
         }
     };
     let info = RunInfo {
@@ -305,7 +305,9 @@ impl Running<'_> {
         };
         let outcome = match steps::run_steps(ctx, &selected, settings, table_rows).await {
             Ok(outcome) => outcome,
-            Err(error) => return Err(sources::name_bad_row(ctx, pipeline, &selected, error).await),
+            Err(error) => {
+                return Err(sources::name_the_source(ctx, pipeline, &selected, error).await);
+            }
         };
         let sources = counts::source_reports(
             pipeline,

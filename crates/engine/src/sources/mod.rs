@@ -1,7 +1,7 @@
 //! Registers each source as a DataFusion table reading straight from its store; sources
-//! that quarantine bad rows are parsed by segflow itself ([`lenient_csv`]). Also names the
-//! row of a strict CSV source that stopped a step, and counts each source's rows for the
-//! run report ([`counts`]).
+//! that quarantine bad rows are parsed by segflow itself ([`lenient_csv`], [`ndjson`]).
+//! Also names the source, file and row behind a step that its data stopped, and counts
+//! each source's rows for the run report ([`counts`]).
 
 pub mod counts;
 mod lenient_csv;
@@ -205,11 +205,12 @@ fn regex_literal(text: &str) -> String {
     escaped
 }
 
-/// DataFusion's CSV reader reports a bad value by column number and a line counted within
-/// its batch, without the file. When a step (or the segment stage, reading a source
-/// directly) fails that way, re-read the CSV sources it reads to name the file, line and
-/// column of the first row that does not parse.
-pub async fn name_bad_row(
+/// A step (or the segment stage, reading a source directly) that failed because of a
+/// source's data fails with an error that names no file: DataFusion's CSV reader counts a
+/// bad row's line within its batch, a cut gzip stream or a corrupt Parquet page is an I/O
+/// or decoding error. Then the sources it reads are looked at again to name the source,
+/// the file (and for a row, the line and column); other errors come back as they were.
+pub async fn name_the_source(
     ctx: &SessionContext,
     pipeline: &Pipeline,
     selected: &[&PlannedStep],
@@ -228,69 +229,80 @@ pub async fn name_bad_row(
         } => (cause, vec![table.as_str()]),
         _ => return error,
     };
-    let root = cause.find_root();
-    let is_parquet_error = matches!(root, DataFusionError::ParquetError(_))
-        || matches!(root, DataFusionError::ArrowError(arrow_error, _) if matches!(**arrow_error, ArrowError::ParquetError(_)));
-    if is_parquet_error {
-        for source in &pipeline.sources {
-            if source.format != Format::Parquet || !reads.contains(&source.name.as_str()) {
-                continue;
-            }
-            if let Some((file, problem)) = parquet_files::corrupt_file(ctx, source).await {
-                return EngineError::SourceFile {
-                    source_name: source.name.clone(),
-                    file,
-                    message: format!("corrupt Parquet data: {problem}"),
-                };
-            }
-        }
+    let Some(fault) = SourceFault::of(cause.find_root()) else {
         return error;
-    }
-    let is_read_error = matches!(
-        root,
-        DataFusionError::ArrowError(arrow_error, _) if matches!(**arrow_error, ArrowError::IoError(..))
-    ) || matches!(root, DataFusionError::IoError(_));
-    if is_read_error {
-        for source in &pipeline.sources {
-            if !source.extension.ends_with(".gz") || !reads.contains(&source.name.as_str()) {
-                continue;
-            }
-            if let Some((file, problem)) = corrupt_gzip_file(ctx, source).await {
-                return EngineError::SourceFile {
-                    source_name: source.name.clone(),
-                    file,
-                    message: format!("not a readable gzip file: {problem}"),
-                };
-            }
-        }
-        return error;
-    }
-    let is_parse_error = matches!(
-        root,
-        DataFusionError::ArrowError(arrow_error, _)
-            if matches!(**arrow_error, ArrowError::ParseError(_) | ArrowError::CsvError(_))
-    );
-    if !is_parse_error {
-        return error;
-    }
+    };
     for source in &pipeline.sources {
-        if source.format != Format::Csv || !reads.contains(&source.name.as_str()) {
+        if !reads.contains(&source.name.as_str()) {
             continue;
         }
-        let Ok(table) = ctx.table(source.name.as_str()).await else {
-            continue;
-        };
-        let schema = std::sync::Arc::new(table.schema().as_arrow().clone());
-        if let Ok(Some(bad)) = quarantine::first_bad_row(ctx, source, schema).await {
-            return EngineError::BadRow {
-                source_name: source.name.clone(),
-                file: bad.file,
-                line: bad.line,
-                reason: bad.reason,
-            };
+        if let Some(named) = fault.find_in(ctx, source).await {
+            return named;
         }
     }
     error
+}
+
+/// What kind of source fault an error's root cause may be.
+enum SourceFault {
+    /// A CSV row that does not parse.
+    BadRow,
+    /// A file that cannot be read through: a gzip stream cut short.
+    Unreadable,
+    /// Parquet data that does not decode.
+    CorruptParquet,
+}
+
+impl SourceFault {
+    fn of(root: &DataFusionError) -> Option<SourceFault> {
+        match root {
+            DataFusionError::ParquetError(_) => Some(SourceFault::CorruptParquet),
+            DataFusionError::IoError(_) => Some(SourceFault::Unreadable),
+            DataFusionError::ArrowError(arrow_error, _) => match **arrow_error {
+                ArrowError::ParseError(_) | ArrowError::CsvError(_) => Some(SourceFault::BadRow),
+                ArrowError::IoError(..) => Some(SourceFault::Unreadable),
+                ArrowError::ParquetError(_) => Some(SourceFault::CorruptParquet),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+
+    /// The fault in `source`, named, if it is there.
+    async fn find_in(&self, ctx: &SessionContext, source: &Source) -> Option<EngineError> {
+        let in_file = |(file, message): (String, String)| EngineError::SourceFile {
+            source_name: source.name.clone(),
+            file,
+            message,
+        };
+        match self {
+            SourceFault::BadRow if source.format == Format::Csv => {
+                let table = ctx.table(source.name.as_str()).await.ok()?;
+                let schema = std::sync::Arc::new(table.schema().as_arrow().clone());
+                let bad = quarantine::first_bad_row(ctx, source, schema)
+                    .await
+                    .ok()??;
+                Some(EngineError::BadRow {
+                    source_name: source.name.clone(),
+                    file: bad.file,
+                    line: bad.line,
+                    reason: bad.reason,
+                })
+            }
+            SourceFault::Unreadable if source.extension.ends_with(".gz") => {
+                let (file, problem) = corrupt_gzip_file(ctx, source).await?;
+                Some(in_file((
+                    file,
+                    format!("not a readable gzip file: {problem}"),
+                )))
+            }
+            SourceFault::CorruptParquet if source.format == Format::Parquet => {
+                let (file, problem) = parquet_files::corrupt_file(ctx, source).await?;
+                Some(in_file((file, format!("corrupt Parquet data: {problem}"))))
+            }
+            _ => None,
+        }
+    }
 }
 
 /// The first file of a gzip source that does not decompress (cut short, corrupt), and why:
