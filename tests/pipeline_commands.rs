@@ -27,6 +27,39 @@ fn step_names(project: &Project, report: &str) -> Vec<String> {
 }
 
 #[test]
+fn compile_prints_each_step_as_it_runs_with_variables_and_checks_compiled() {
+    let project = Project::copy_of_repository();
+    let all = project.segflow(&["compile", PIPELINE]);
+    all.assert_exit(0);
+    insta::assert_snapshot!("compile_all", all.stdout);
+
+    let one = project.segflow(&[
+        "compile",
+        PIPELINE,
+        "customer_features",
+        "--var",
+        "as_of=2011-09-01",
+    ]);
+    one.assert_exit(0);
+    assert!(
+        one.stdout
+            .starts_with("-- step customer_features (merge, sql/retail/customer_features.sql)")
+            && one.stdout.contains("DATE '2011-09-01'")
+            && !one.stdout.contains("-- step clean_transactions"),
+        "{}",
+        one.stdout
+    );
+
+    let unknown = project.segflow(&["compile", PIPELINE, "customer_feature"]);
+    unknown.assert_exit(3);
+    assert!(
+        unknown.stderr.contains("did you mean `customer_features`"),
+        "{}",
+        unknown.stderr
+    );
+}
+
+#[test]
 fn plan_shows_levels_reads_and_writes_in_three_formats() {
     let project = Project::copy_of_repository();
     let text = project.segflow(&["plan", PIPELINE]);

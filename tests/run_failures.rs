@@ -485,3 +485,18 @@ fn a_run_stopped_by_sigterm_or_ctrl_c_cleans_up_and_leaves_the_published_run_alo
         );
     }
 }
+
+#[cfg(not(feature = "ballista"))]
+#[test]
+fn a_build_without_ballista_says_how_to_get_it() {
+    let project = Project::copy_of_repository();
+    let run = project.segflow(&["run", PIPELINE, "--engine", "ballista-standalone"]);
+    run.assert_exit(1);
+    assert!(
+        run.stderr
+            .contains("this segflow was built without Ballista: build it with `cargo build --features ballista`"),
+        "{}",
+        run.stderr
+    );
+    assert!(!project.path("out/customer_segments/_LATEST.json").exists());
+}

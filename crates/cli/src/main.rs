@@ -106,6 +106,17 @@ enum Command {
         #[arg(long, value_enum, default_value_t = PlanFormat::Text)]
         format: PlanFormat,
     },
+    /// Print each step's SQL as it will run: variables substituted (secrets masked), a
+    /// validate step's checks compiled to the queries that flag its rows.
+    ///
+    /// Example: segflow compile pipelines/customer_segments.yaml customer_features --var as_of=2011-09-01
+    Compile {
+        pipeline: PathBuf,
+        /// Only this step (default: every step, in run order).
+        step: Option<String>,
+        #[arg(long = "var", value_name = "NAME=VALUE", value_parser = parse_var)]
+        vars: Vec<(String, String)>,
+    },
     /// Check a pipeline without reading any data: structure, SQL syntax, tables, cycles.
     Check {
         pipeline: PathBuf,
@@ -495,6 +506,29 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             if !cli.quiet {
                 summary::print_check(&pipeline, &graph);
             }
+            Ok(())
+        }
+        Command::Compile {
+            pipeline,
+            step,
+            vars,
+        } => {
+            let pipeline = load(&pipeline, vars)?;
+            let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+            let mut compiled = runtime.block_on(segflow_engine::compile(&pipeline))?;
+            if let Some(name) = &step {
+                let names: Vec<&str> = compiled.iter().map(|step| step.name.as_str()).collect();
+                if !names.contains(&name.as_str()) {
+                    return Err(EngineError::UnknownStep {
+                        option: "compile",
+                        name: name.clone(),
+                        hint: segflow_pipeline::did_you_mean(name, &names),
+                    }
+                    .into());
+                }
+                compiled.retain(|compiled| &compiled.name == name);
+            }
+            summary::print_text(&plan_view::compiled(&compiled));
             Ok(())
         }
         Command::Plan {

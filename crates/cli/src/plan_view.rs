@@ -111,3 +111,19 @@ pub fn dot(pipeline: &Pipeline, graph: &StepGraph) -> String {
 fn plural(count: usize) -> &'static str {
     if count == 1 { "" } else { "s" }
 }
+
+/// Steps as they will run, each under a comment naming it, its kind and where its SQL is.
+pub fn compiled(steps: &[segflow_engine::CompiledStep]) -> String {
+    steps
+        .iter()
+        .map(|step| {
+            format!(
+                "-- step {} ({}, {})\n{}",
+                step.name, step.kind, step.origin, step.sql
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+        .trim_end()
+        .to_string()
+}

@@ -49,7 +49,7 @@ pub(crate) async fn checked(pipeline: &Pipeline) -> Result<(StepGraph, ReadColum
 async fn check_validate(
     ctx: &SessionContext,
     validate: &Validate,
-) -> Result<SchemaRef, (Option<String>, DataFusionError)> {
+) -> Result<(SchemaRef, String), (Option<String>, DataFusionError)> {
     let input = ctx
         .table(validate.input.as_str())
         .await
@@ -87,13 +87,83 @@ async fn check_validate(
             .await
             .map_err(|error| (Some(check.key.clone()), error))?;
     }
-    Ok(schema)
+    Ok((schema, validate_sql(validate, &columns)))
+}
+
+/// A validate step as it runs: one query flags every row for the row-level checks; each
+/// `sql` check is its own query; the other table-level checks are counted on the flagged
+/// rows.
+fn validate_sql(validate: &Validate, columns: &[String]) -> String {
+    let mut text = String::new();
+    let row_level: Vec<&str> = validate
+        .checks
+        .iter()
+        .filter(|check| check.kind.is_row_level())
+        .map(|check| check.name.as_str())
+        .collect();
+    if !row_level.is_empty() {
+        text.push_str(&format!(
+            "-- flags every row of `{}` for {}\n{};\n",
+            validate.input,
+            row_level.join(", "),
+            flagging_sql(validate, columns)
+        ));
+    }
+    for check in &validate.checks {
+        match &check.kind {
+            CheckKind::Sql { sql } => {
+                text.push_str(&format!(
+                    "-- check {} (its own query)\n{};\n",
+                    check.name,
+                    sql.trim_end().trim_end_matches(';')
+                ));
+            }
+            kind if !kind.is_row_level() => {
+                text.push_str(&format!(
+                    "-- check {} ({}): counted on the flagged rows\n",
+                    check.name,
+                    kind.type_name()
+                ));
+            }
+            _ => {}
+        }
+    }
+    text
+}
+
+/// A step's SQL as it runs: variables substituted, a validate step's checks compiled.
+/// Secrets are in it; mask it before showing it.
+#[derive(Debug, Clone)]
+pub struct CompiledStep {
+    pub name: String,
+    pub kind: String,
+    /// The SQL file, or the step's key for inline SQL.
+    pub origin: String,
+    pub sql: String,
+}
+
+/// Every step of the pipeline as it will run, in run order; fails as `check` does.
+pub async fn compile(pipeline: &Pipeline) -> Result<Vec<CompiledStep>> {
+    let graph = segflow_plan::plan(pipeline)?;
+    let (_, compiled) = check_and_compile(pipeline, &graph)
+        .await
+        .map_err(|error| error.blaming_variables(pipeline))?;
+    Ok(compiled)
 }
 
 /// Every problem found, each located in the pipeline file; when the pipeline plans, the
 /// columns of each step's result that later steps read.
 pub async fn check_schemas(pipeline: &Pipeline, graph: &StepGraph) -> Result<ReadColumns> {
+    Ok(check_and_compile(pipeline, graph).await?.0)
+}
+
+/// [`check_schemas`], and each step's SQL as it was planned.
+async fn check_and_compile(
+    pipeline: &Pipeline,
+    graph: &StepGraph,
+) -> Result<(ReadColumns, Vec<CompiledStep>)> {
     let ctx = session::planning_session()?;
+    let mut compiled = Vec::new();
     stores::register_stores(&ctx, pipeline)?;
     let mut problems = Vec::new();
     let mut failed: HashSet<String> = HashSet::new();
@@ -133,9 +203,15 @@ pub async fn check_schemas(pipeline: &Pipeline, graph: &StepGraph) -> Result<Rea
         }
         if let Some(validate) = &step.validate {
             match check_validate(&ctx, validate).await {
-                Ok(schema) => {
+                Ok((schema, sql)) => {
                     ctx.register_table(step.name.as_str(), Arc::new(EmptyTable::new(schema)))
                         .map_err(|error| EngineError::table(&step.name, error))?;
+                    compiled.push(CompiledStep {
+                        name: step.name.clone(),
+                        kind: step.kind.as_str().to_string(),
+                        origin: step.key.clone(),
+                        sql,
+                    });
                 }
                 Err((key, error)) => {
                     let key = key.unwrap_or_else(|| step.key.clone());
@@ -167,6 +243,12 @@ pub async fn check_schemas(pipeline: &Pipeline, graph: &StepGraph) -> Result<Rea
         let schema = Arc::new(frame.schema().as_arrow().clone());
         ctx.register_table(step.name.as_str(), Arc::new(EmptyTable::new(schema)))
             .map_err(|error| EngineError::table(&step.name, error))?;
+        compiled.push(CompiledStep {
+            name: step.name.clone(),
+            kind: step.kind.as_str().to_string(),
+            origin: step.sql_origin(),
+            sql: format!("{};\n", step.sql.trim_end().trim_end_matches(';')),
+        });
     }
     let segment = &pipeline.segment;
     if !failed.contains(&segment.input) {
@@ -179,7 +261,7 @@ pub async fn check_schemas(pipeline: &Pipeline, graph: &StepGraph) -> Result<Rea
         }
     }
     if problems.is_empty() {
-        read_columns(&ctx, pipeline, graph).await
+        Ok((read_columns(&ctx, pipeline, graph).await?, compiled))
     } else {
         Err(EngineError::Check {
             file: pipeline.file.clone(),

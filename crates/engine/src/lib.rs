@@ -50,7 +50,7 @@ mod steps;
 mod stop;
 mod stores;
 
-pub use check::{check, plan};
+pub use check::{CompiledStep, check, compile, plan};
 pub use error::{EngineError, ErrorClass, Result};
 pub use in_memory::{InMemoryRun, known_schemas, run_in_memory};
 pub use output::{open_output, open_output_url, open_url, remove_runs};

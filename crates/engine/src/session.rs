@@ -87,7 +87,7 @@ pub async fn session_on(
             let _ = stores;
             Err(EngineError::Engine {
                 engine: distributed.describe(),
-                message: "this segflow was built without Ballista (cargo feature `ballista`)"
+                message: "this segflow was built without Ballista: build it with `cargo build --features ballista` (or `cargo install --path crates/cli --features ballista`)"
                     .to_string(),
             })
         }
