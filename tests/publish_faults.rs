@@ -101,11 +101,16 @@ impl Output for LocalFolder<'_> {
             };
             for entry in entries.flatten() {
                 let path = entry.path();
-                if path.is_dir() {
+                // Runs under way move and delete files while this lists: one gone between
+                // the listing and its metadata is one a reader would not see either.
+                let Ok(meta) = entry.metadata() else {
+                    continue;
+                };
+                if meta.is_dir() {
                     dirs.push(path);
                 } else {
                     let key = path.strip_prefix(&root).unwrap().display().to_string();
-                    files.push((key, entry.metadata().unwrap().len()));
+                    files.push((key, meta.len()));
                 }
             }
         }
