@@ -432,6 +432,25 @@ fn runs_lists_runs_and_gc_removes_only_dead_ones() {
     );
     assert!(runs.stdout.contains("`segflow gc`"), "{}", runs.stdout);
 
+    // For scripts: the same folders as JSON.
+    let json = project.segflow(&["runs", PIPELINE, "--format", "json"]);
+    json.assert_exit(0);
+    let listed: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+    let statuses: Vec<(&str, &str, bool)> = listed["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|run| {
+            (
+                run["run_id"].as_str().unwrap(),
+                run["status"].as_str().unwrap(),
+                run["latest"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(statuses, expected);
+    assert_eq!(listed["runs"][0]["version"], 1);
+
     // The same listing by folder path instead of pipeline.
     let by_path = project.segflow(&["runs", "out/customer_segments"]);
     by_path.assert_exit(0);

@@ -145,6 +145,9 @@ enum Command {
         target: String,
         #[arg(long = "var", value_name = "NAME=VALUE", value_parser = parse_var)]
         vars: Vec<(String, String)>,
+        /// `json`: one object with every run folder, for schedulers and scripts.
+        #[arg(long, value_enum, default_value_t = ListFormat::Text)]
+        format: ListFormat,
     },
     /// Delete what dead attempts left in an output folder (staging folders, version folders
     /// no commit names) and superseded versions. A run's published version is never touched.
@@ -179,6 +182,12 @@ enum Command {
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ListFormat {
     Text,
     Json,
 }
@@ -574,14 +583,20 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Runs { target, vars } => {
+        Command::Runs {
+            target,
+            vars,
+            format,
+        } => {
             let folder = open_output(&target, vars)?;
             let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
             let runs = runtime
                 .block_on(folder.runs())
                 .with_context(|| format!("listing the runs in {}", folder.url))?;
-            if !cli.quiet {
-                summary::print_runs(&folder.url, &runs);
+            match format {
+                ListFormat::Json => summary::print_json(summary::runs_json(&folder.url, &runs)),
+                ListFormat::Text if !cli.quiet => summary::print_runs(&folder.url, &runs),
+                ListFormat::Text => {}
             }
             Ok(())
         }

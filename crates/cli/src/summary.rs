@@ -189,6 +189,23 @@ pub fn print_runs(url: &str, runs: &[RunEntry]) {
     println!("{}", crate::redact(&render_runs(url, runs)));
 }
 
+/// `segflow runs --format json`: the output folder and every run folder in it.
+pub fn runs_json(url: &str, runs: &[RunEntry]) -> serde_json::Value {
+    serde_json::json!({
+        "output": url,
+        "runs": runs.iter().map(|run| serde_json::json!({
+            "run_id": run.run_id,
+            "status": run.status.as_str(),
+            "version": run.version,
+            "path": run.path,
+            "files": run.files,
+            "bytes": run.bytes,
+            "last_modified": run.last_modified.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            "latest": run.latest,
+        })).collect::<Vec<_>>(),
+    })
+}
+
 pub fn render_runs(url: &str, runs: &[RunEntry]) -> String {
     if runs.is_empty() {
         return format!("{url}: no runs");
