@@ -41,6 +41,14 @@ const DECLARED: &str = "      - { name: customer_id, type: int64, nullable: fals
       - { name: country, type: string }
 ";
 
+/// [`DECLARED`] with `country` declared `nullable: false`.
+fn country_required() -> String {
+    DECLARED.replace(
+        "{ name: country, type: string }",
+        "{ name: country, type: string, nullable: false }",
+    )
+}
+
 /// A Parquet file of customers `ids`, with `country` unless `with_country` is false and
 /// the key as Int32 when `narrow_key` is set.
 fn parquet_file(project: &Project, name: &str, ids: std::ops::Range<i64>, columns: Columns) {
@@ -167,14 +175,7 @@ fn a_declared_nullable_column_a_file_lacks_is_read_as_null_and_said_so() {
     // Declared `nullable: false`, the same file fails the run instead.
     project.write(
         "pipelines/lake.yaml",
-        &pipeline(
-            "parquet",
-            "customers/",
-            Some(&DECLARED.replace(
-                "{ name: country, type: string }",
-                "{ name: country, type: string, nullable: false }",
-            )),
-        ),
+        &pipeline("parquet", "customers/", Some(&country_required())),
     );
     let run = project.segflow(&["run", "pipelines/lake.yaml"]);
     run.assert_exit(4);
@@ -299,14 +300,7 @@ fn a_declared_non_nullable_column_absent_from_every_ndjson_line_fails() {
     project.write("data/customers.json", &lines);
     project.write(
         "pipelines/lake.yaml",
-        &pipeline(
-            "ndjson",
-            "customers.json",
-            Some(&DECLARED.replace(
-                "{ name: country, type: string }",
-                "{ name: country, type: string, nullable: false }",
-            )),
-        ),
+        &pipeline("ndjson", "customers.json", Some(&country_required())),
     );
     let run = project.segflow(&["run", "pipelines/lake.yaml"]);
     run.assert_exit(4);
