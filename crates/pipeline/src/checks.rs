@@ -46,7 +46,19 @@ pub enum Severity {
 }
 
 impl Severity {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) const WORDS: [&'static str; 3] = [
+        Severity::Error.as_str(),
+        Severity::Warn.as_str(),
+        Severity::Quarantine.as_str(),
+    ];
+
+    pub(crate) fn parse(text: &str) -> Option<Severity> {
+        [Severity::Error, Severity::Warn, Severity::Quarantine]
+            .into_iter()
+            .find(|severity| severity.as_str() == text)
+    }
+
+    pub const fn as_str(self) -> &'static str {
         match self {
             Severity::Error => "error",
             Severity::Warn => "warn",

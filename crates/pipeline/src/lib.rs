@@ -10,6 +10,7 @@ mod error;
 mod locate;
 mod raw;
 mod resolve;
+mod schema;
 mod segment;
 mod step_tests;
 mod vars;
@@ -21,6 +22,7 @@ pub use checks::{Check, CheckKind, Literal, Severity, Validate, column_type_name
 pub use error::{PipelineError, Problem, Problems, Result, located};
 pub use locate::{DuplicateKey, KeyIndex};
 pub use resolve::{did_you_mean, resolve};
+pub use schema::json_schema;
 pub use segment::{FeatureTransform, KMetric, KSelection, Role, ScalerKind, Segment, WarmStart};
 pub use step_tests::{
     DEFAULT_TOLERANCE, Expected, ExpectedRejects, GivenRows, GivenTable, Row, SegmentOverride,
@@ -196,7 +198,10 @@ pub enum OnError {
 }
 
 impl OnError {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) const WORDS: [&'static str; 2] =
+        [OnError::Fail.as_str(), OnError::Quarantine.as_str()];
+
+    pub const fn as_str(self) -> &'static str {
         match self {
             OnError::Fail => "fail",
             OnError::Quarantine => "quarantine",
@@ -218,6 +223,9 @@ pub enum Format {
 }
 
 impl Format {
+    /// What `format:` accepts (`json` is read as NDJSON).
+    pub(crate) const WORDS: [&'static str; 4] = ["csv", "ndjson", "json", "parquet"];
+
     fn parse(text: &str) -> Option<Format> {
         match text {
             "csv" => Some(Format::Csv),
@@ -315,16 +323,18 @@ pub enum StepKind {
 }
 
 impl StepKind {
+    const ALL: [StepKind; 3] = [StepKind::Clean, StepKind::Validate, StepKind::Merge];
+    pub(crate) const WORDS: [&'static str; 3] = [
+        StepKind::ALL[0].as_str(),
+        StepKind::ALL[1].as_str(),
+        StepKind::ALL[2].as_str(),
+    ];
+
     fn parse(text: &str) -> Option<StepKind> {
-        match text {
-            "clean" => Some(StepKind::Clean),
-            "validate" => Some(StepKind::Validate),
-            "merge" => Some(StepKind::Merge),
-            _ => None,
-        }
+        Self::ALL.into_iter().find(|kind| kind.as_str() == text)
     }
 
-    pub fn as_str(self) -> &'static str {
+    pub const fn as_str(self) -> &'static str {
         match self {
             StepKind::Clean => "clean",
             StepKind::Validate => "validate",

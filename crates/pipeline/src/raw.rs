@@ -1,13 +1,15 @@
 //! The pipeline file exactly as written: serde structs that mirror the YAML.
 //!
 //! Nothing here is checked beyond shape (types, required and unknown keys); `resolve` turns
-//! these into the types the engine uses. Doc comments are written for pipeline authors.
+//! these into the types the engine uses. Doc comments are written for pipeline authors:
+//! they are also the descriptions of the JSON Schema editors show (`segflow schema`).
 
 use std::collections::BTreeMap;
 
+use schemars::JsonSchema;
 use serde::Deserialize;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawPipeline {
     /// A short identifier for the pipeline, used in reports and output metadata.
@@ -44,7 +46,7 @@ pub struct RawPipeline {
     pub engine: Option<String>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawResources {
     /// The most memory the run's queries and held step results may use, e.g. `2GB` or
@@ -58,7 +60,7 @@ pub struct RawResources {
     pub spill_dir: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawStore {
     /// `file://path` (relative to the pipeline file, or absolute), `s3://bucket/prefix`,
@@ -72,7 +74,7 @@ pub struct RawStore {
     pub options: BTreeMap<String, String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawSource {
     /// The table name steps use to read this source.
@@ -99,7 +101,7 @@ pub struct RawSource {
     pub on_error: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawCsvOptions {
     /// Whether the first line names the columns (default true).
@@ -116,7 +118,7 @@ pub struct RawCsvOptions {
     pub null_value: Option<String>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawColumn {
     pub name: String,
@@ -128,7 +130,7 @@ pub struct RawColumn {
     pub nullable: Option<bool>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawStep {
     /// The table name of the step's result.
@@ -158,7 +160,7 @@ pub struct RawStep {
 }
 
 /// One declarative check. Which keys apply depends on `type`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawCheck {
     /// not_null, unique, accepted_values, range, pattern, relationships, row_count,
@@ -213,7 +215,7 @@ pub struct RawCheck {
 }
 
 /// A YAML scalar used as a SQL literal.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(untagged)]
 pub enum RawLiteral {
     Integer(i64),
@@ -222,7 +224,7 @@ pub enum RawLiteral {
     Text(String),
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(untagged)]
 pub enum RawWarmStart {
     Previous(String),
@@ -230,20 +232,21 @@ pub enum RawWarmStart {
     Model(RawWarmStartModel),
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawWarmStartModel {
     /// A `model.json` written by an earlier run: `{store, path}`.
     pub model: RawLocation,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawWarmStartRun {
     pub run: String,
 }
 
-#[derive(Debug)]
+#[derive(Debug, JsonSchema)]
+#[schemars(untagged)]
 pub enum RawK {
     Fixed(i64),
     Range(RawKRange),
@@ -274,7 +277,7 @@ impl<'de> Deserialize<'de> for RawK {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawKRange {
     pub min: i64,
@@ -288,7 +291,8 @@ pub struct RawKRange {
 }
 
 /// A feature column, with optional transforms and role.
-#[derive(Debug)]
+#[derive(Debug, JsonSchema)]
+#[schemars(untagged)]
 pub enum RawFeature {
     Name(String),
     Detailed(RawFeatureDetailed),
@@ -318,7 +322,7 @@ impl<'de> Deserialize<'de> for RawFeature {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawFeatureDetailed {
     pub name: String,
@@ -334,7 +338,7 @@ pub struct RawFeatureDetailed {
     pub role: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawSegment {
     /// The table with one row per customer (a step or a source).
@@ -387,7 +391,7 @@ pub struct RawSegment {
     pub output: RawLocation,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawLocation {
     /// One of the names under `stores`.

@@ -7,7 +7,7 @@ use super::{Resolver, check_identifier};
 use crate::checks::{Check, CheckKind, Severity, literal};
 use crate::raw::{RawCheck, RawLiteral};
 
-const CHECK_TYPES: &[&str] = &[
+pub(crate) const CHECK_TYPES: &[&str] = &[
     "not_null",
     "unique",
     "accepted_values",
@@ -63,17 +63,13 @@ impl Resolver {
             return None;
         }
         self.reject_inapplicable(key, &raw);
-        let severity = match raw.severity.as_deref().unwrap_or("error") {
-            "error" => Severity::Error,
-            "warn" => Severity::Warn,
-            "quarantine" => Severity::Quarantine,
-            other => {
-                self.problem(
-                    format!("{key}.severity"),
-                    format!("unknown severity `{other}`: use error, warn or quarantine"),
-                );
-                return None;
-            }
+        let word = raw.severity.as_deref().unwrap_or("error");
+        let Some(severity) = Severity::parse(word) else {
+            self.problem(
+                format!("{key}.severity"),
+                format!("unknown severity `{word}`: use error, warn or quarantine"),
+            );
+            return None;
         };
         let kind = self.check_kind(key, &raw)?;
         if severity == Severity::Quarantine && !kind.is_row_level() {

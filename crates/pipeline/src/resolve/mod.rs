@@ -9,6 +9,8 @@ use std::path::{Component, Path, PathBuf};
 
 use url::Url;
 
+pub(crate) use checks::CHECK_TYPES;
+
 use crate::checks::Validate;
 use crate::raw::{RawPipeline, RawResources};
 use crate::vars::expand;
