@@ -3,6 +3,7 @@
 //! Each step's SQL is parsed with DataFusion's own parser and the tables it reads are taken
 //! from the statement (CTE names excluded), so steps may be listed in any order. A table no
 //! source or step defines, or a cycle, is an error here: before any data is read.
+//! [`choose`] picks a part of the graph with dbt's selectors (`STEP`, `+STEP`, `STEP+`).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -12,9 +13,15 @@ use datafusion_sql::resolve::resolve_table_references;
 use datafusion_sql::sqlparser::ast;
 use segflow_pipeline::{CheckKind, Pipeline, Step, did_you_mean};
 
+mod select;
+
+pub use select::{Chosen, Selector, SelectorError, choose};
+
 /// Steps in an order that respects every dependency.
 #[derive(Debug, Clone)]
 pub struct StepGraph {
+    /// The pipeline's sources, as declared.
+    pub sources: Vec<String>,
     pub steps: Vec<PlannedStep>,
 }
 
@@ -38,8 +45,23 @@ pub struct PlanError {
 /// A problem and where in the pipeline file it is: `file:line:column: key`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LocatedProblem {
+    /// `file:line:column: key`, as messages show it.
     pub at: String,
+    /// The key, e.g. `steps[2].sql`, and its (line, column) in the file when written there.
+    pub key: String,
+    pub position: Option<(usize, usize)>,
     pub problem: PlanProblem,
+}
+
+impl LocatedProblem {
+    fn new(pipeline: &Pipeline, key: &str, problem: PlanProblem) -> LocatedProblem {
+        LocatedProblem {
+            at: pipeline.at(key),
+            key: key.to_string(),
+            position: pipeline.locations.locate(key),
+            problem,
+        }
+    }
 }
 
 impl PlanError {
@@ -158,41 +180,40 @@ pub fn plan(pipeline: &Pipeline) -> Result<StepGraph, PlanError> {
     let mut problems: Vec<LocatedProblem> = Vec::new();
     let mut reads: Vec<Vec<String>> = Vec::with_capacity(pipeline.steps.len());
     for step in &pipeline.steps {
-        let at = pipeline.at(&step.sql_key());
+        let key = step.sql_key();
         let tables = match tables_read(step) {
             Ok(tables) => tables,
             Err(problem) => {
-                problems.push(LocatedProblem {
-                    at: at.clone(),
-                    problem,
-                });
+                problems.push(LocatedProblem::new(pipeline, &key, problem));
                 Vec::new()
             }
         };
         for table in &tables {
             if !known.contains(&table.as_str()) {
-                problems.push(LocatedProblem {
-                    at: at.clone(),
-                    problem: PlanProblem::UnknownTable {
+                problems.push(LocatedProblem::new(
+                    pipeline,
+                    &key,
+                    PlanProblem::UnknownTable {
                         step: step.name.clone(),
                         sql_file: sql_file(step),
                         table: table.clone(),
                         hint: did_you_mean(table, &known),
                     },
-                });
+                ));
             }
         }
         reads.push(tables);
     }
     let input = &pipeline.segment.input;
     if !known.contains(&input.as_str()) {
-        problems.push(LocatedProblem {
-            at: pipeline.at("segment.input"),
-            problem: PlanProblem::UnknownSegmentInput {
+        problems.push(LocatedProblem::new(
+            pipeline,
+            "segment.input",
+            PlanProblem::UnknownSegmentInput {
                 input: input.clone(),
                 hint: did_you_mean(input, &known),
             },
-        });
+        ));
     }
 
     let step_deps: Vec<Vec<usize>> = reads
@@ -207,15 +228,16 @@ pub fn plan(pipeline: &Pipeline) -> Result<StepGraph, PlanError> {
     let order = match topological_order(&step_deps) {
         Ok(order) => order,
         Err(cycle) => {
-            problems.push(LocatedProblem {
-                at: pipeline.at(&pipeline.steps[cycle[0]].key),
-                problem: PlanProblem::Cycle {
+            problems.push(LocatedProblem::new(
+                pipeline,
+                &pipeline.steps[cycle[0]].key,
+                PlanProblem::Cycle {
                     steps: cycle
                         .into_iter()
                         .map(|index| pipeline.steps[index].name.clone())
                         .collect(),
                 },
-            });
+            ));
             Vec::new()
         }
     };
@@ -239,7 +261,14 @@ pub fn plan(pipeline: &Pipeline) -> Result<StepGraph, PlanError> {
             level: levels[index],
         })
         .collect();
-    Ok(StepGraph { steps })
+    Ok(StepGraph {
+        sources: pipeline
+            .sources
+            .iter()
+            .map(|source| source.name.clone())
+            .collect(),
+        steps,
+    })
 }
 
 /// The tables a step reads: for a SQL step, those its single query reads (lower-cased as

@@ -3,7 +3,7 @@ use std::collections::BTreeMap;
 use super::*;
 
 /// A pipeline with one source `raw` and the given (name, sql) steps, segmenting `segment_input`.
-fn pipeline(steps: &[(&str, &str)], segment_input: &str) -> Pipeline {
+pub(crate) fn pipeline(steps: &[(&str, &str)], segment_input: &str) -> Pipeline {
     let mut text = String::from(
         "name: t\nstores:\n  s: { url: \"file://.\" }\nsources:\n  - { name: raw, store: s, path: x.csv, format: csv }\nsteps:\n",
     );
