@@ -46,6 +46,8 @@ pub enum EngineError {
         url: String,
         extension: String,
     },
+    #[error(transparent)]
+    Selector(#[from] segflow_plan::SelectorError),
     #[error("{option} {name}: no step is named `{name}`{hint}")]
     UnknownStep {
         option: &'static str,
@@ -166,6 +168,7 @@ impl EngineError {
             EngineError::Plan(_)
             | EngineError::Check { .. }
             | EngineError::UnknownStep { .. }
+            | EngineError::Selector(_)
             | EngineError::Store { .. }
             | EngineError::StoreSettings { .. }
             | EngineError::RunId(_)

@@ -14,7 +14,8 @@
 //! | [`run`] | a whole run, start to publish |
 //! | `check` | planning every step against schemas before any data is read |
 //! | `columns` | which columns of each result later steps read |
-//! | `select` | `--select` / `--until` |
+//! | `select` | `--select` / `--exclude` / `--until`: which steps a run runs |
+//! | `preview` | `segflow show`: first rows of steps and sources |
 //! | `session` | building the DataFusion session (the only place) |
 //! | `execution` | in this process or on a cluster: how results are materialised |
 //! | `distributed` | connecting to Ballista (feature `ballista`) |
@@ -36,6 +37,7 @@ mod error;
 mod execution;
 mod in_memory;
 mod output;
+mod preview;
 mod progress;
 mod report;
 mod results;
@@ -54,6 +56,7 @@ pub use check::{CompiledStep, check, compile, plan};
 pub use error::{EngineError, ErrorClass, Result};
 pub use in_memory::{InMemoryRun, known_schemas, run_in_memory};
 pub use output::{open_output, open_output_url, open_url, remove_runs};
+pub use preview::{Preview, PreviewOptions, Previewed, preview};
 pub use progress::{JobStates, Progress, ProgressEvent};
 pub use report::{
     CheckReport, KScoreReport, KSelectionReport, OutputReport, RunReport, SegmentReport,

@@ -10,7 +10,7 @@ use std::time::Instant;
 use datafusion::error::DataFusionError;
 use datafusion::prelude::SessionContext;
 use segflow_pipeline::{Engine, Pipeline};
-use segflow_plan::StepGraph;
+use segflow_plan::{Selector, StepGraph};
 use segflow_publish::{MANIFEST_FILE, OutputFolder, RunInfo, STAGING_DIR, SUCCESS_MARKER, Staging};
 
 use crate::columns::ReadColumns;
@@ -41,8 +41,12 @@ pub struct RunOptions {
     pub run_id: Option<String>,
     /// At most this many independent steps run at once (at least 1).
     pub max_concurrent_steps: usize,
-    /// Run only this step and the steps it needs; no segment stage, nothing published.
-    pub select: Option<String>,
+    /// Run only the steps these selectors pick, with every step they read (`--select`);
+    /// no segment stage, nothing published.
+    pub select: Vec<Selector>,
+    /// Leave out the steps these selectors pick (`--exclude`); no segment stage, nothing
+    /// published.
+    pub exclude: Vec<Selector>,
     /// Run the steps up to and including this one in plan order; no segment stage,
     /// nothing published.
     pub until: Option<String>,
@@ -63,7 +67,8 @@ impl Default for RunOptions {
         RunOptions {
             run_id: None,
             max_concurrent_steps: 4,
-            select: None,
+            select: Vec::new(),
+            exclude: Vec::new(),
             until: None,
             resources: segflow_pipeline::Resources::default(),
             profile: false,
@@ -76,10 +81,13 @@ impl Default for RunOptions {
 
 impl RunOptions {
     fn selection(&self) -> Selection<'_> {
-        match (&self.select, &self.until) {
-            (Some(step), _) => Selection::With(step),
-            (None, Some(step)) => Selection::Until(step),
-            (None, None) => Selection::All,
+        match &self.until {
+            Some(step) => Selection::Until(step),
+            None if self.select.is_empty() && self.exclude.is_empty() => Selection::All,
+            None => Selection::Picked {
+                select: &self.select,
+                exclude: &self.exclude,
+            },
         }
     }
 
@@ -412,7 +420,7 @@ async fn stage_table(
 }
 
 /// Checks of severity `error` that found failing rows, one line each.
-fn validation_failures(steps: &[StepReport]) -> Vec<String> {
+pub(crate) fn validation_failures(steps: &[StepReport]) -> Vec<String> {
     steps
         .iter()
         .flat_map(|step| {

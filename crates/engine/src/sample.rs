@@ -35,8 +35,18 @@ pub async fn sample_inputs(
         .iter()
         .map(|rejects| (rejects.source.clone(), rejects.rows_out))
         .collect();
-    let mut selected = select_steps(&graph, Selection::With(step))?;
-    let target = selected.pop().expect("--select keeps its step, last");
+    let only = [segflow_plan::Selector {
+        name: step.to_string(),
+        upstream: false,
+        downstream: false,
+    }];
+    let picked = Selection::Picked {
+        select: &only,
+        exclude: &[],
+    };
+    let mut selected = select_steps(&graph, picked)?;
+    // Every other step is read by this one, so comes before it.
+    let target = selected.pop().expect("a selected step is run");
     let settings = steps::StepsSettings {
         results: &results,
         execution: &InProcess,

@@ -1,7 +1,7 @@
-//! Which steps a run runs: all of them, one and the steps it reads from (`--select`), or
-//! the steps up to one in plan order (`--until`).
+//! Which steps a run runs: all of them, those selectors pick with what they read
+//! (`--select`, `--exclude`), or the steps up to one in plan order (`--until`).
 
-use segflow_plan::{PlannedStep, StepGraph};
+use segflow_plan::{PlannedStep, Selector, StepGraph};
 
 use crate::{EngineError, Result};
 
@@ -9,8 +9,11 @@ use crate::{EngineError, Result};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Selection<'a> {
     All,
-    /// This step and the steps it needs (`--select`).
-    With(&'a str),
+    /// What the selectors pick, with every step those read (`--select`, `--exclude`).
+    Picked {
+        select: &'a [Selector],
+        exclude: &'a [Selector],
+    },
     /// The steps up to and including this one in plan order (`--until`).
     Until(&'a str),
 }
@@ -20,46 +23,26 @@ pub fn select_steps<'a>(
     graph: &'a StepGraph,
     selection: Selection<'_>,
 ) -> Result<Vec<&'a PlannedStep>> {
-    let position = |option: &'static str, name: &str| {
-        graph
-            .steps
-            .iter()
-            .position(|planned| planned.step.name == name)
-            .ok_or_else(|| {
-                let names: Vec<&str> = graph.steps.iter().map(|p| p.step.name.as_str()).collect();
-                EngineError::UnknownStep {
-                    option,
-                    name: name.to_string(),
-                    hint: segflow_pipeline::did_you_mean(name, &names),
-                }
-            })
-    };
     match selection {
         Selection::All => Ok(graph.steps.iter().collect()),
-        Selection::With(name) => {
-            let target = position("--select", name)?;
-            // Walk back from the target through what each step reads.
-            let mut needed = vec![false; graph.steps.len()];
-            needed[target] = true;
-            for index in (0..=target).rev() {
-                if !needed[index] {
-                    continue;
-                }
-                for table in &graph.steps[index].reads {
-                    if let Some(dep) = graph.steps.iter().position(|p| &p.step.name == table) {
-                        needed[dep] = true;
-                    }
-                }
-            }
-            Ok(graph
-                .steps
-                .iter()
-                .zip(needed)
-                .filter_map(|(planned, needed)| needed.then_some(planned))
-                .collect())
+        Selection::Picked { select, exclude } => {
+            let chosen = segflow_plan::choose(graph, select, exclude)?;
+            Ok(chosen.with_inputs(graph)?)
         }
         Selection::Until(name) => {
-            let last = position("--until", name)?;
+            let last = graph
+                .steps
+                .iter()
+                .position(|planned| planned.step.name == name)
+                .ok_or_else(|| {
+                    let names: Vec<&str> =
+                        graph.steps.iter().map(|p| p.step.name.as_str()).collect();
+                    EngineError::UnknownStep {
+                        option: "--until",
+                        name: name.to_string(),
+                        hint: segflow_pipeline::did_you_mean(name, &names),
+                    }
+                })?;
             Ok(graph.steps[..=last].iter().collect())
         }
     }

@@ -19,7 +19,7 @@ use segflow_pipeline::{
     Expected, GivenRows, Literal, Pipeline, PipelineError, Problem, Problems, StepTest, Target,
     TestFile, did_you_mean,
 };
-use segflow_plan::StepGraph;
+use segflow_plan::{Selector, SelectorError, StepGraph};
 
 pub use generate::generate;
 
@@ -36,8 +36,14 @@ pub enum TestError {
     },
     #[error("no test file under {}; write one, or start from `segflow test PIPELINE --generate STEP`", dir.display())]
     NoTests { dir: PathBuf },
-    #[error("--select {0}: no test is named so or tests a step so named")]
-    NothingSelected(String),
+    #[error("{option} {name}: no test, step or source is named so{hint}")]
+    NothingSelected {
+        option: &'static str,
+        name: String,
+        hint: String,
+    },
+    #[error("no test is left to run: the selected steps have no tests, or --exclude took them all")]
+    NoneLeft,
     #[error(transparent)]
     Engine(#[from] EngineError),
     #[error("{0}")]
@@ -49,7 +55,10 @@ pub enum TestError {
 pub struct Outcome {
     pub file: PathBuf,
     pub name: String,
+    /// What the test runs: `step NAME`, `steps FROM..TO` or `pipeline`.
+    pub target: String,
     pub failures: Vec<String>,
+    pub elapsed: std::time::Duration,
 }
 
 /// Where the tests of `pipeline` live: `tests/<stem>/` beside it.
@@ -83,35 +92,135 @@ pub fn discover(pipeline: &Path) -> Result<Vec<PathBuf>, TestError> {
     Ok(files)
 }
 
-/// Runs every test of `pipeline` (those `select` names, by test or step name).
-pub async fn run_all(pipeline: &Path, select: Option<&str>) -> Result<Vec<Outcome>, TestError> {
-    let mut outcomes = Vec::new();
-    for path in discover(pipeline)? {
-        let file = segflow_pipeline::load_tests(&path)?;
-        outcomes.extend(run_file(pipeline, &file, select).await?);
+/// Which tests run: those of the steps the selectors pick (`--select`, dbt's forms), and
+/// those a plain selector names, less those `--exclude` picks the same ways.
+#[derive(Debug, Clone, Default)]
+pub struct TestSelection {
+    pub select: Vec<Selector>,
+    pub exclude: Vec<Selector>,
+}
+
+impl TestSelection {
+    fn is_everything(&self) -> bool {
+        self.select.is_empty() && self.exclude.is_empty()
     }
-    if let (Some(name), true) = (select, outcomes.is_empty()) {
-        return Err(TestError::NothingSelected(name.to_string()));
+}
+
+/// What a [`TestSelection`] picks, resolved against the pipeline's graph and tests.
+struct Picked {
+    /// `None`: every test, before exclusions.
+    selected: Option<Picker>,
+    excluded: Picker,
+}
+
+/// Tests picked by their name, or by a step they run.
+#[derive(Default)]
+struct Picker {
+    names: HashSet<String>,
+    steps: HashSet<String>,
+}
+
+impl Picker {
+    fn picks(&self, test: &StepTest) -> bool {
+        self.names.contains(&test.name)
+            || match &test.target {
+                Target::Step(step) => self.steps.contains(step),
+                Target::Range { from, to } => self.steps.contains(from) || self.steps.contains(to),
+                Target::Pipeline => false,
+            }
+    }
+
+    /// A plain selector that names a test (and no source or step) picks that test; the
+    /// others pick steps from the graph.
+    fn new(
+        graph: &StepGraph,
+        option: &'static str,
+        selectors: &[Selector],
+        test_names: &HashSet<String>,
+    ) -> Result<Picker, TestError> {
+        let mut picker = Picker::default();
+        let mut on_graph = Vec::new();
+        for selector in selectors {
+            let plain = !selector.upstream && !selector.downstream;
+            let is_node =
+                graph.step(&selector.name).is_some() || graph.sources.contains(&selector.name);
+            if plain && !is_node && test_names.contains(&selector.name) {
+                picker.names.insert(selector.name.clone());
+            } else {
+                on_graph.push(selector.clone());
+            }
+        }
+        if !on_graph.is_empty() {
+            let chosen =
+                segflow_plan::choose(graph, &on_graph, &[]).map_err(|error| match error {
+                    SelectorError::UnknownName { name, hint, .. } => {
+                        TestError::NothingSelected { option, name, hint }
+                    }
+                    other => TestError::Engine(other.into()),
+                })?;
+            picker.steps.extend(chosen.steps);
+        }
+        Ok(picker)
+    }
+}
+
+impl Picked {
+    fn picks(&self, test: &StepTest) -> bool {
+        self.selected
+            .as_ref()
+            .is_none_or(|picker| picker.picks(test))
+            && !self.excluded.picks(test)
+    }
+}
+
+/// Runs the tests of `pipeline` that `selection` picks.
+pub async fn run_all(
+    pipeline: &Path,
+    selection: &TestSelection,
+) -> Result<Vec<Outcome>, TestError> {
+    let mut files = Vec::new();
+    for path in discover(pipeline)? {
+        files.push(segflow_pipeline::load_tests(&path)?);
+    }
+    let picked = if selection.is_everything() {
+        None
+    } else {
+        let declared = segflow_pipeline::load(pipeline, &BTreeMap::new())?;
+        let graph = segflow_plan::plan(&declared).map_err(EngineError::from)?;
+        let names: HashSet<String> = files
+            .iter()
+            .flat_map(|file| file.tests.iter().map(|test| test.name.clone()))
+            .collect();
+        Some(Picked {
+            selected: match selection.select.is_empty() {
+                true => None,
+                false => Some(Picker::new(&graph, "--select", &selection.select, &names)?),
+            },
+            excluded: Picker::new(&graph, "--exclude", &selection.exclude, &names)?,
+        })
+    };
+    let mut outcomes = Vec::new();
+    for file in &files {
+        let picks = |test: &StepTest| picked.as_ref().is_none_or(|picked| picked.picks(test));
+        outcomes.extend(run_file(pipeline, file, picks).await?);
+    }
+    if picked.is_some() && outcomes.is_empty() {
+        return Err(TestError::NoneLeft);
     }
     Ok(outcomes)
 }
 
-/// Every test of one file is checked against the pipeline before any runs, so a mistake
-/// in the file is reported whole rather than test by test.
+/// Every test of one file that `picks` is checked against the pipeline before any runs,
+/// so a mistake in the file is reported whole rather than test by test.
 pub async fn run_file(
     pipeline_path: &Path,
     file: &TestFile,
-    select: Option<&str>,
+    picks: impl Fn(&StepTest) -> bool,
 ) -> Result<Vec<Outcome>, TestError> {
     let declared = segflow_pipeline::load(pipeline_path, &BTreeMap::new())?;
     let mut prepared = Vec::new();
     let mut problems = Vec::new();
-    for test in &file.tests {
-        if let Some(name) = select
-            && !selects(test, name)
-        {
-            continue;
-        }
+    for test in file.tests.iter().filter(|test| picks(test)) {
         match prepare(pipeline_path, &declared, file, test).await {
             Ok(ready) => prepared.push(ready),
             Err(mut found) => problems.append(&mut found),
@@ -125,18 +234,12 @@ pub async fn run_file(
     }
     let mut outcomes = Vec::new();
     for ready in prepared {
-        outcomes.push(ready.run(file).await);
+        let started = std::time::Instant::now();
+        let mut outcome = ready.run(file).await;
+        outcome.elapsed = started.elapsed();
+        outcomes.push(outcome);
     }
     Ok(outcomes)
-}
-
-fn selects(test: &StepTest, name: &str) -> bool {
-    test.name == name
-        || match &test.target {
-            Target::Step(step) => step == name,
-            Target::Range { from, to } => from == name || to == name,
-            Target::Pipeline => false,
-        }
 }
 
 /// A test checked against its pipeline, with its input tables built.
@@ -474,7 +577,13 @@ impl Prepared<'_> {
         let mut outcome = Outcome {
             file: file.file.clone(),
             name: test.name.clone(),
+            target: match &test.target {
+                Target::Step(step) => format!("step {step}"),
+                Target::Range { from, to } => format!("steps {from}..{to}"),
+                Target::Pipeline => "pipeline".to_string(),
+            },
             failures: Vec::new(),
+            elapsed: std::time::Duration::ZERO,
         };
         let segment = (test.target == Target::Pipeline).then(|| {
             let mut segment = self.pipeline.segment.clone();
