@@ -145,7 +145,7 @@ fn select_runs_a_step_and_what_it_needs_and_publishes_nothing() {
     unknown.assert_exit(3);
     assert_eq!(
         unknown.stderr.trim(),
-        "error: --select customer_refund: no step is named `customer_refund` (did you mean `customer_refunds`?)"
+        "error: --select customer_refund: no source or step is named `customer_refund` (did you mean `customer_refunds`?)"
     );
 }
 

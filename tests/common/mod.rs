@@ -179,3 +179,51 @@ pub fn bench_project() -> Project {
         .assert_exit(0);
     project
 }
+
+/// The ```yaml blocks of a Markdown text, with the line each starts on.
+pub fn yaml_blocks(markdown: &str) -> Vec<(usize, String)> {
+    let mut blocks = Vec::new();
+    let mut current: Option<(usize, String)> = None;
+    for (index, line) in markdown.lines().enumerate() {
+        match (&mut current, line.trim_start()) {
+            (None, fence) if fence.starts_with("```yaml") => {
+                current = Some((index + 2, String::new()))
+            }
+            (Some(_), fence) if fence.starts_with("```") => blocks.extend(current.take()),
+            (Some((_, text)), _) => {
+                text.push_str(line);
+                text.push('\n');
+            }
+            (None, _) => {}
+        }
+    }
+    blocks
+}
+
+pub fn is_whole_pipeline(yaml: &str) -> bool {
+    ["name:", "sources:", "segment:"]
+        .iter()
+        .all(|key| yaml.lines().any(|line| line.starts_with(key)))
+}
+
+/// Every whole pipeline in README.md and docs/*.md: (file, line its block starts on, YAML).
+pub fn doc_pipelines() -> Vec<(PathBuf, usize, String)> {
+    let mut docs = vec![repository().join("README.md")];
+    for entry in std::fs::read_dir(repository().join("docs")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|ext| ext == "md") {
+            docs.push(path);
+        }
+    }
+    docs.sort();
+    let mut pipelines = Vec::new();
+    for doc in docs {
+        let text = std::fs::read_to_string(&doc).unwrap();
+        for (line, yaml) in yaml_blocks(&text) {
+            if is_whole_pipeline(&yaml) {
+                pipelines.push((doc.clone(), line, yaml));
+            }
+        }
+    }
+    pipelines
+}

@@ -1,10 +1,15 @@
 //! `segflow`: the command line. Parses arguments, calls the engine, renders results and
 //! errors, and maps failures to exit codes. The only crate that prints.
 
+mod args;
+mod check_view;
+mod init;
 mod plan_view;
+mod preview_view;
 mod progress;
 mod stopping;
 mod summary;
+mod test_report;
 
 use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
@@ -13,7 +18,8 @@ use std::process::ExitCode;
 use std::sync::OnceLock;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand, ValueEnum};
+use args::{Cli, Command, GenerateFormat, ListFormat, LogFormat, PlanFormat, Selection, Vars};
+use clap::{CommandFactory, Parser};
 use segflow_engine::{EngineError, ErrorClass, RunOptions};
 use segflow_pipeline::{Pipeline, PipelineError};
 
@@ -30,203 +36,14 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// Exit codes are an API for schedulers; keep them stable and in step with the README.
 mod exit {
     pub const RUNTIME_ERROR: u8 = 1;
+    pub const BAD_COMMAND_LINE: u8 = 2;
     pub const PIPELINE_INVALID: u8 = 3;
     pub const VALIDATION_FAILED: u8 = 4;
 }
 
-#[derive(Parser)]
-#[command(
-    name = "segflow",
-    version,
-    about = "Declarative data preparation and customer segmentation"
-)]
-struct Cli {
-    /// More log output on stderr (-v: progress, -vv: debug).
-    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
-    verbose: u8,
-    /// Only errors on stderr, no summary on stdout.
-    #[arg(short, long, global = true)]
-    quiet: bool,
-    /// Log lines on stderr as text for people or JSON objects for schedulers.
-    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
-    log_format: LogFormat,
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Subcommand)]
-enum Command {
-    /// Run a pipeline: extract, clean, merge, segment, publish.
-    Run {
-        /// The pipeline file.
-        pipeline: PathBuf,
-        /// Override a variable declared under `vars:` (repeatable).
-        #[arg(long = "var", value_name = "NAME=VALUE", value_parser = parse_var)]
-        vars: Vec<(String, String)>,
-        /// Also write the run report as JSON to this file.
-        #[arg(long, value_name = "FILE")]
-        report_json: Option<PathBuf>,
-        /// The run's id: outputs go to `<output>/run_id=<ID>/`, replacing an earlier run
-        /// of the same id (default: the pipeline's `run_id:`, else start time and process id).
-        #[arg(long, value_name = "ID", value_parser = parse_run_id)]
-        run_id: Option<String>,
-        /// Run only this step and the steps it reads from (nothing is published).
-        #[arg(long, value_name = "STEP", conflicts_with = "until")]
-        select: Option<String>,
-        /// Run the steps up to and including this one (nothing is published).
-        #[arg(long, value_name = "STEP")]
-        until: Option<String>,
-        /// How many independent steps may run at once.
-        #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..))]
-        max_concurrent_steps: u16,
-        /// The most memory the run may use, e.g. `2GB` (default: the pipeline's
-        /// `resources.memory_limit`, else half the machine's memory). Past it, sorts,
-        /// aggregations and step results spill to disk.
-        #[arg(long, value_name = "SIZE", value_parser = segflow_pipeline::parse_size)]
-        memory_limit: Option<u64>,
-        /// Where spill files go (default: the pipeline's `resources.spill_dir`, else the
-        /// system's temporary folder).
-        #[arg(long, value_name = "DIR")]
-        spill_dir: Option<PathBuf>,
-        /// Add each step's executed plan with per-operator metrics (as EXPLAIN ANALYZE
-        /// shows them) to the summary and the JSON report.
-        #[arg(long)]
-        profile: bool,
-        /// Where the SQL runs: `local` (this process), `ballista://HOST:PORT` (a Ballista
-        /// scheduler and its executors) or `ballista-standalone` (a Ballista scheduler and
-        /// executor inside this process). Default: the pipeline's `engine:`, else local.
-        #[arg(long, value_name = "ENGINE", value_parser = segflow_pipeline::Engine::parse)]
-        engine: Option<segflow_pipeline::Engine>,
-    },
-    /// Show the step graph: what each step reads and writes, and the order steps run in.
-    Plan {
-        pipeline: PathBuf,
-        #[arg(long = "var", value_name = "NAME=VALUE", value_parser = parse_var)]
-        vars: Vec<(String, String)>,
-        #[arg(long, value_enum, default_value_t = PlanFormat::Text)]
-        format: PlanFormat,
-    },
-    /// Print each step's SQL as it will run: variables substituted (secrets masked), a
-    /// validate step's checks compiled to the queries that flag its rows.
-    ///
-    /// Example: segflow compile pipelines/customer_segments.yaml customer_features --var as_of=2011-09-01
-    Compile {
-        pipeline: PathBuf,
-        /// Only this step (default: every step, in run order).
-        step: Option<String>,
-        #[arg(long = "var", value_name = "NAME=VALUE", value_parser = parse_var)]
-        vars: Vec<(String, String)>,
-    },
-    /// Check a pipeline without reading any data: structure, SQL syntax, tables, cycles.
-    Check {
-        pipeline: PathBuf,
-        #[arg(long = "var", value_name = "NAME=VALUE", value_parser = parse_var)]
-        vars: Vec<(String, String)>,
-    },
-    /// Run the pipeline's step tests (`tests/<pipeline>/*.yaml` beside it) on the rows
-    /// they give, in memory: no store or source file is read.
-    Test {
-        pipeline: PathBuf,
-        /// Only the tests with this name, or testing a step with this name.
-        #[arg(long, value_name = "NAME", conflicts_with = "generate")]
-        select: Option<String>,
-        /// Write a starter test for STEP from a sample of its real input and its output today.
-        #[arg(long, value_name = "STEP")]
-        generate: Option<String>,
-        /// Rows sampled per input table with --generate.
-        #[arg(long, default_value_t = 5, requires = "generate")]
-        rows: usize,
-    },
-    /// List the runs in an output folder: each run's published version, and superseded
-    /// versions, incomplete ones and staging attempts.
-    Runs {
-        /// A pipeline file (its output folder and store settings), or an output folder's
-        /// URL or local path (store settings from the environment).
-        target: String,
-        #[arg(long = "var", value_name = "NAME=VALUE", value_parser = parse_var)]
-        vars: Vec<(String, String)>,
-        /// `json`: one object with every run folder, for schedulers and scripts.
-        #[arg(long, value_enum, default_value_t = ListFormat::Text)]
-        format: ListFormat,
-    },
-    /// Delete what dead attempts left in an output folder (staging folders, version folders
-    /// no commit names) and superseded versions. A run's published version is never touched.
-    Gc {
-        /// A pipeline file, or an output folder's URL or local path.
-        target: String,
-        #[arg(long = "var", value_name = "NAME=VALUE", value_parser = parse_var)]
-        vars: Vec<(String, String)>,
-        /// Only folders whose newest file is at least this old (a younger one may belong
-        /// to a run still under way).
-        #[arg(long, value_name = "DURATION", default_value = "24h", value_parser = parse_age)]
-        older_than: chrono::Duration,
-        /// Show what would be deleted, delete nothing.
-        #[arg(long)]
-        dry_run: bool,
-    },
-    /// Write synthetic, dirty retail transactions (for examples and benchmarks), streaming,
-    /// to a local file or any store segflow reads (`s3://bucket/key.parquet`, ...; the
-    /// store's settings come from the environment, e.g. `AWS_ENDPOINT_URL`).
-    Generate {
-        /// The file's path or URL.
-        output: String,
-        /// Invoice lines to write.
-        #[arg(long, default_value_t = 30_000)]
-        rows: u64,
-        #[arg(long, default_value_t = 42)]
-        seed: u64,
-        #[arg(long, value_enum, default_value_t = GenerateFormat::Csv)]
-        format: GenerateFormat,
-    },
-}
-
-#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum LogFormat {
-    Text,
-    Json,
-}
-
-#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum ListFormat {
-    Text,
-    Json,
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum PlanFormat {
-    Text,
-    Json,
-    Dot,
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum GenerateFormat {
-    Csv,
-    Parquet,
-}
-
-fn parse_var(text: &str) -> Result<(String, String), String> {
-    text.split_once('=')
-        .map(|(name, value)| (name.trim().to_string(), value.to_string()))
-        .ok_or_else(|| format!("expected NAME=VALUE, got `{text}`"))
-}
-
-fn parse_run_id(text: &str) -> Result<String, String> {
-    segflow_pipeline::check_run_id(text).map(|()| text.to_string())
-}
-
-fn parse_age(text: &str) -> Result<chrono::Duration, String> {
-    let duration = humantime::parse_duration(text)
-        .map_err(|error| format!("`{text}` is not a duration like `24h` or `30m` ({error})"))?;
-    chrono::Duration::from_std(duration).map_err(|error| error.to_string())
-}
-
 /// The output folder `segflow runs` and `gc` work on: a pipeline's, or one given by URL or
 /// local path.
-fn open_output(
-    target: &str,
-    vars: Vec<(String, String)>,
-) -> anyhow::Result<segflow_engine::OutputFolder> {
+fn open_output(target: &str, vars: Vars) -> anyhow::Result<segflow_engine::OutputFolder> {
     Ok(open_target(target, vars)?.0)
 }
 
@@ -234,7 +51,7 @@ fn open_output(
 /// pipeline's `resources.spill_dir`, else (`None`) the system's temporary folder.
 fn open_target(
     target: &str,
-    vars: Vec<(String, String)>,
+    Vars { vars }: Vars,
 ) -> anyhow::Result<(segflow_engine::OutputFolder, Option<PathBuf>)> {
     let path = std::path::Path::new(target);
     let is_pipeline = path.is_file()
@@ -242,7 +59,7 @@ fn open_target(
             .extension()
             .is_some_and(|ext| ext == "yaml" || ext == "yml");
     if is_pipeline {
-        let pipeline = load(path, vars)?;
+        let pipeline = load(path, Vars { vars })?;
         let folder = segflow_engine::open_output(&pipeline)?;
         return Ok((folder, pipeline.resources.spill_dir.clone()));
     }
@@ -296,7 +113,7 @@ fn redact_json(value: &mut serde_json::Value) {
 }
 
 /// Loads the pipeline and registers its secrets for redaction.
-fn load(path: &std::path::Path, vars: Vec<(String, String)>) -> anyhow::Result<Pipeline> {
+fn load(path: &std::path::Path, Vars { vars }: Vars) -> anyhow::Result<Pipeline> {
     let pipeline = segflow_pipeline::load(path, &vars.into_iter().collect::<BTreeMap<_, _>>())?;
     let _ = SECRETS.set(pipeline.masks.clone());
     Ok(pipeline)
@@ -324,7 +141,15 @@ struct TestsFailed {
     failed: usize,
 }
 
+/// Arguments that parse but do not go together, found past clap (exit code 2, as clap's).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct UsageError(String);
+
 fn exit_code(error: &anyhow::Error) -> u8 {
+    if error.downcast_ref::<UsageError>().is_some() {
+        return exit::BAD_COMMAND_LINE;
+    }
     if error.downcast_ref::<TestsFailed>().is_some() {
         return exit::VALIDATION_FAILED;
     }
@@ -443,6 +268,10 @@ impl ReportFile {
     }
 }
 
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Runtime::new().context("starting the async runtime")
+}
+
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Run {
@@ -450,7 +279,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             vars,
             report_json,
             run_id,
-            select,
+            selection: Selection { select, exclude },
             until,
             max_concurrent_steps,
             memory_limit,
@@ -467,6 +296,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 run_id,
                 max_concurrent_steps: usize::from(max_concurrent_steps),
                 select,
+                exclude,
                 until,
                 resources: segflow_pipeline::Resources {
                     memory_limit,
@@ -479,9 +309,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             };
             let leftovers = options.leftovers.clone();
             let run = move || -> anyhow::Result<_> {
-                let runtime =
-                    tokio::runtime::Runtime::new().context("starting the async runtime")?;
-                Ok(runtime.block_on(segflow_engine::run(&pipeline, &options)))
+                Ok(runtime()?.block_on(segflow_engine::run(&pipeline, &options)))
             };
             let mut report_file = report_file;
             let ran = stopping::run_until_stopped(run, &leftovers, || {
@@ -508,14 +336,61 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Check { pipeline, vars } => {
+        Command::Show {
+            pipeline,
+            selectors,
+            exclude,
+            limit,
+            filter,
+            format,
+            vars,
+            memory_limit,
+        } => {
             let pipeline = load(&pipeline, vars)?;
-            let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-            let graph = runtime.block_on(segflow_engine::check(&pipeline))?;
-            if !cli.quiet {
-                summary::print_check(&pipeline, &graph);
+            let graph = segflow_engine::plan(&pipeline)?;
+            let chosen =
+                segflow_plan::choose(&graph, &selectors, &exclude).map_err(EngineError::from)?;
+            preview_view::refuse_csv_of_many(format, &chosen)?;
+            let options = segflow_engine::PreviewOptions {
+                limit,
+                filter,
+                resources: segflow_pipeline::Resources {
+                    memory_limit,
+                    spill_dir: None,
+                },
+                progress: progress::display(!cli.quiet && std::io::stderr().is_terminal()),
+            };
+            let previewed =
+                runtime()?.block_on(segflow_engine::preview(&pipeline, &chosen, &options))?;
+            for failed in &previewed.failed_checks {
+                tracing::warn!("{}", redact(failed));
             }
-            Ok(())
+            preview_view::print(format, &previewed)
+        }
+        Command::Check {
+            pipeline,
+            vars,
+            format,
+        } => {
+            let checked = load(&pipeline, vars).and_then(|pipeline| {
+                let graph = runtime()?.block_on(segflow_engine::check(&pipeline))?;
+                Ok((pipeline, graph))
+            });
+            match (format, checked) {
+                // The problems go to stdout as JSON, and the error to stderr as text; the
+                // exit code says which kind of problem.
+                (ListFormat::Json, checked) => {
+                    summary::print_json(check_view::json(&pipeline, &checked));
+                    checked.map(|_| ())
+                }
+                (ListFormat::Text, Ok((pipeline, graph))) => {
+                    if !cli.quiet {
+                        summary::print_check(&pipeline, &graph);
+                    }
+                    Ok(())
+                }
+                (ListFormat::Text, Err(error)) => Err(error),
+            }
         }
         Command::Compile {
             pipeline,
@@ -523,8 +398,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             vars,
         } => {
             let pipeline = load(&pipeline, vars)?;
-            let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-            let mut compiled = runtime.block_on(segflow_engine::compile(&pipeline))?;
+            let mut compiled = runtime()?.block_on(segflow_engine::compile(&pipeline))?;
             if let Some(name) = &step {
                 let names: Vec<&str> = compiled.iter().map(|step| step.name.as_str()).collect();
                 if !names.contains(&name.as_str()) {
@@ -543,24 +417,30 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Plan {
             pipeline,
             vars,
+            selection: Selection { select, exclude },
             format,
         } => {
             let pipeline = load(&pipeline, vars)?;
             let graph = segflow_engine::plan(&pipeline)?;
+            let chosen =
+                segflow_plan::choose(&graph, &select, &exclude).map_err(EngineError::from)?;
+            let shown = plan_view::Shown::new(&pipeline, &graph, &chosen);
             match format {
-                PlanFormat::Text => summary::print_text(&plan_view::text(&pipeline, &graph)),
-                PlanFormat::Json => summary::print_json(plan_view::json(&pipeline, &graph)),
-                PlanFormat::Dot => summary::print_text(&plan_view::dot(&pipeline, &graph)),
+                PlanFormat::Text => summary::print_text(&plan_view::text(&shown)),
+                PlanFormat::Json => summary::print_json(plan_view::json(&shown)),
+                PlanFormat::Dot => summary::print_text(&plan_view::dot(&shown)),
             }
             Ok(())
         }
         Command::Test {
             pipeline,
-            select,
+            selection: Selection { select, exclude },
             generate,
             rows,
+            format,
+            junit,
         } => {
-            let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+            let runtime = runtime()?;
             if let Some(step) = generate {
                 let path = runtime.block_on(segflow_steptest::generate(&pipeline, &step, rows))?;
                 if !cli.quiet {
@@ -572,11 +452,20 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 }
                 return Ok(());
             }
-            let outcomes =
-                runtime.block_on(segflow_steptest::run_all(&pipeline, select.as_deref()))?;
+            let selection = segflow_steptest::TestSelection { select, exclude };
+            let started = std::time::Instant::now();
+            let outcomes = runtime.block_on(segflow_steptest::run_all(&pipeline, &selection))?;
+            let elapsed = started.elapsed();
+            if let Some(path) = &junit {
+                let xml = redact(&test_report::junit(&pipeline, &outcomes, elapsed));
+                std::fs::write(path, xml)
+                    .with_context(|| format!("writing the JUnit report to {}", path.display()))?;
+            }
             let failed = outcomes.iter().filter(|o| !o.failures.is_empty()).count();
-            if !cli.quiet || failed > 0 {
-                summary::print_tests(&outcomes);
+            match format {
+                ListFormat::Json => summary::print_json(test_report::json(&pipeline, &outcomes)),
+                ListFormat::Text if !cli.quiet || failed > 0 => summary::print_tests(&outcomes),
+                ListFormat::Text => {}
             }
             if failed > 0 {
                 return Err(TestsFailed { failed }.into());
@@ -589,8 +478,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             format,
         } => {
             let folder = open_output(&target, vars)?;
-            let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-            let runs = runtime
+            let runs = runtime()?
                 .block_on(folder.runs())
                 .with_context(|| format!("listing the runs in {}", folder.url))?;
             match format {
@@ -607,7 +495,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             dry_run,
         } => {
             let (folder, spill_dir) = open_target(&target, vars)?;
-            let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+            let runtime = runtime()?;
             let stale = runtime
                 .block_on(folder.stale_runs(older_than))
                 .with_context(|| format!("listing the runs in {}", folder.url))?;
@@ -644,8 +532,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let config = segflow_datagen::GeneratorConfig::new(rows, seed);
             let url = url_of(&output, false)?;
             let (store, path) = segflow_engine::open_url(&url)?;
-            let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-            let written = runtime
+            let written = runtime()?
                 .block_on(segflow_datagen::write_to_store(
                     store, path, format, &config,
                 ))
@@ -653,6 +540,22 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             if !cli.quiet {
                 summary::print_generated(&output, &written);
             }
+            Ok(())
+        }
+        Command::Init { dir } => {
+            let written = init::scaffold(&dir)?;
+            if !cli.quiet {
+                summary::print_text(&init::next_steps(&dir, &written));
+            }
+            Ok(())
+        }
+        Command::Schema => {
+            summary::print_json(segflow_pipeline::json_schema());
+            Ok(())
+        }
+        Command::Completions { shell } => {
+            let mut out = std::io::stdout().lock();
+            clap_complete::generate(shell, &mut Cli::command(), "segflow", &mut out);
             Ok(())
         }
     }
