@@ -11,12 +11,6 @@ use common::Project;
 
 const PIPELINE: &str = "pipelines/customer_segments.yaml";
 
-fn replace_in(project: &Project, relative: &str, from: &str, to: &str) {
-    let text = std::fs::read_to_string(project.path(relative)).unwrap();
-    assert!(text.contains(from), "{relative} does not contain {from:?}");
-    project.write(relative, &text.replacen(from, to, 1));
-}
-
 fn json(stdout: &str) -> serde_json::Value {
     serde_json::from_str(stdout).unwrap_or_else(|error| panic!("{error}: {stdout}"))
 }
@@ -118,7 +112,7 @@ fn show_reads_sources_and_several_tables_as_json_and_csv() {
 #[test]
 fn show_reports_a_failing_check_and_shows_the_rows_anyway() {
     let project = Project::copy_of_repository();
-    replace_in(&project, PIPELINE, "min: 1000\n", "min: 1000000\n");
+    project.replace_in(PIPELINE, "min: 1000\n", "min: 1000000\n");
     let run = project.segflow(&["show", PIPELINE, "valid_transactions", "-n", "1"]);
     run.assert_exit(0);
     assert!(
@@ -180,16 +174,8 @@ fn selectors_pick_downstream_upstream_and_exclude_in_run_and_plan() {
         "r.json",
     ]);
     run.assert_exit(0);
-    let report: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(project.path("r.json")).unwrap()).unwrap();
-    let steps: Vec<&str> = report["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|step| step["name"].as_str().unwrap())
-        .collect();
     assert_eq!(
-        steps,
+        project.report_steps("r.json"),
         [
             "clean_transactions",
             "valid_transactions",
@@ -250,8 +236,7 @@ fn check_as_json_lists_every_problem_with_its_place() {
 #[test]
 fn test_results_as_json_and_junit_for_ci() {
     let project = Project::copy_of_repository();
-    replace_in(
-        &project,
+    project.replace_in(
         "pipelines/tests/customer_segments/steps.yaml",
         "spend: 25.00, invoices: 2",
         "spend: 26.00, invoices: 2",

@@ -9,23 +9,6 @@ use common::{Project, read_parquet_folder};
 
 const PIPELINE: &str = "pipelines/customer_segments.yaml";
 
-fn replace_in(project: &Project, relative: &str, from: &str, to: &str) {
-    let text = std::fs::read_to_string(project.path(relative)).unwrap();
-    assert!(text.contains(from), "{relative} does not contain {from:?}");
-    project.write(relative, &text.replacen(from, to, 1));
-}
-
-fn step_names(project: &Project, report: &str) -> Vec<String> {
-    let report: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(project.path(report)).unwrap()).unwrap();
-    report["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|step| step["name"].as_str().unwrap().to_string())
-        .collect()
-}
-
 #[test]
 fn compile_prints_each_step_as_it_runs_with_variables_and_checks_compiled() {
     let project = Project::copy_of_repository();
@@ -114,7 +97,7 @@ fn select_runs_a_step_and_what_it_needs_and_publishes_nothing() {
         run.stdout
     );
     assert_eq!(
-        step_names(&project, "r.json"),
+        project.report_steps("r.json"),
         [
             "clean_transactions",
             "valid_transactions",
@@ -133,7 +116,7 @@ fn select_runs_a_step_and_what_it_needs_and_publishes_nothing() {
     ]);
     until.assert_exit(0);
     assert_eq!(
-        step_names(&project, "u.json"),
+        project.report_steps("u.json"),
         [
             "clean_transactions",
             "valid_transactions",
@@ -235,14 +218,12 @@ fn a_secret_from_the_environment_never_reaches_the_output() {
     const SECRET: &str = "tok-9f8e7d6c5b";
     let env = [("SEGFLOW_TEST_TOKEN", SECRET)];
     let project = Project::copy_of_repository();
-    replace_in(
-        &project,
+    project.replace_in(
         PIPELINE,
         "vars:\n",
         "vars:\n  token: \"${env:SEGFLOW_TEST_TOKEN}\"\n",
     );
-    replace_in(
-        &project,
+    project.replace_in(
         PIPELINE,
         "WHERE is_refund AND",
         "WHERE is_refund AND '${token}' IS NOT NULL AND",
@@ -273,8 +254,7 @@ fn a_secret_from_the_environment_never_reaches_the_output() {
     seen.push(report);
 
     // A SQL error that quotes the secret shows it masked.
-    replace_in(
-        &project,
+    project.replace_in(
         PIPELINE,
         "'${token}' IS NOT NULL",
         "\"${token}\" IS NOT NULL",
@@ -298,8 +278,7 @@ fn a_short_secret_is_masked_where_it_was_substituted_and_json_stays_json() {
     // `3` is in every report's numbers: searching the output for it would garble them.
     let env = [("SEGFLOW_TEST_SHARD", "3")];
     let project = Project::copy_of_repository();
-    replace_in(
-        &project,
+    project.replace_in(
         PIPELINE,
         "    url: ${output}\n",
         "    url: \"${output}-${env:SEGFLOW_TEST_SHARD}\"\n",

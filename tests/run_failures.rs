@@ -7,17 +7,10 @@ use common::Project;
 
 const PIPELINE: &str = "pipelines/customer_segments.yaml";
 
-fn replace_in(project: &Project, relative: &str, from: &str, to: &str) {
-    let text = std::fs::read_to_string(project.path(relative)).unwrap();
-    assert!(text.contains(from), "{relative} does not contain {from:?}");
-    project.write(relative, &text.replacen(from, to, 1));
-}
-
 #[test]
 fn unknown_column_is_a_pipeline_error_naming_step_and_file() {
     let project = Project::copy_of_repository();
-    replace_in(
-        &project,
+    project.replace_in(
         "sql/retail/daily_purchases.sql",
         "sum(amount)",
         "sum(amout)",
@@ -41,8 +34,7 @@ fn unknown_column_is_a_pipeline_error_naming_step_and_file() {
 #[test]
 fn unknown_table_is_caught_before_anything_runs() {
     let project = Project::copy_of_repository();
-    replace_in(
-        &project,
+    project.replace_in(
         "sql/retail/daily_purchases.sql",
         "FROM valid_transactions",
         "FROM valid_transaction",
@@ -59,7 +51,7 @@ fn unknown_table_is_caught_before_anything_runs() {
 #[test]
 fn yaml_mistake_names_file_line_and_key() {
     let project = Project::copy_of_repository();
-    replace_in(&project, PIPELINE, "  k: 5\n", "  k: 5\n  seeed: 1\n");
+    project.replace_in(PIPELINE, "  k: 5\n", "  k: 5\n  seeed: 1\n");
     let text = std::fs::read_to_string(project.path(PIPELINE)).unwrap();
     let line = 1 + text.lines().position(|l| l.contains("seeed")).unwrap();
     let run = project.segflow(&["run", PIPELINE]);
@@ -87,14 +79,8 @@ fn missing_source_file_is_a_runtime_error_naming_the_source() {
 fn repeated_segment_key_fails_validation() {
     let project = Project::copy_of_repository();
     // Many customers share a frequency.
-    replace_in(
-        &project,
-        PIPELINE,
-        "  key: customer_id\n",
-        "  key: frequency\n",
-    );
-    replace_in(
-        &project,
+    project.replace_in(PIPELINE, "  key: customer_id\n", "  key: frequency\n");
+    project.replace_in(
         PIPELINE,
         "    - { name: frequency, transform: log1p, role: frequency }\n",
         "",
@@ -112,14 +98,12 @@ fn repeated_segment_key_fails_validation() {
 #[test]
 fn non_numeric_feature_is_a_pipeline_error() {
     let project = Project::copy_of_repository();
-    replace_in(
-        &project,
+    project.replace_in(
         PIPELINE,
         "  features:\n",
         "  features:\n    - first_purchase\n",
     );
-    replace_in(
-        &project,
+    project.replace_in(
         PIPELINE,
         "refund_value, first_purchase, last_purchase]",
         "refund_value, last_purchase]",
@@ -145,7 +129,7 @@ fn failed_run_leaves_the_previous_outputs_published() {
     .unwrap();
 
     // k larger than the number of customers fails in the segment stage, after every step ran.
-    replace_in(&project, PIPELINE, "  k: 5\n", "  k: 100000\n");
+    project.replace_in(PIPELINE, "  k: 5\n", "  k: 100000\n");
     let run = project.segflow(&["run", PIPELINE]);
     run.assert_exit(4);
     assert!(
@@ -173,8 +157,7 @@ fn failed_run_leaves_the_previous_outputs_published() {
 #[test]
 fn error_severity_check_fails_the_run_with_its_table_and_publishes_nothing() {
     let project = Project::copy_of_repository();
-    replace_in(
-        &project,
+    project.replace_in(
         PIPELINE,
         "        max: 10000\n        severity: quarantine",
         "        max: 10000\n        severity: error",
@@ -200,8 +183,7 @@ fn error_severity_check_fails_the_run_with_its_table_and_publishes_nothing() {
 #[test]
 fn warn_severity_check_reports_and_the_run_goes_on() {
     let project = Project::copy_of_repository();
-    replace_in(
-        &project,
+    project.replace_in(
         PIPELINE,
         "        max: 10000\n        severity: quarantine",
         "        max: 10000\n        severity: warn",
@@ -234,7 +216,7 @@ fn warn_severity_check_reports_and_the_run_goes_on() {
 #[test]
 fn strict_source_names_file_line_and_column_of_a_bad_row() {
     let project = Project::copy_of_repository();
-    replace_in(&project, PIPELINE, "    on_error: quarantine\n", "");
+    project.replace_in(PIPELINE, "    on_error: quarantine\n", "");
     let run = project.segflow(&["run", PIPELINE]);
     run.assert_exit(4);
     assert!(
@@ -296,20 +278,17 @@ fn a_report_path_that_cannot_be_written_stops_the_run_before_it_publishes() {
 fn features_that_cannot_be_clustered_are_a_validation_failure_naming_why() {
     // Two feature vectors among all customers, for five segments.
     let project = Project::copy_of_repository();
-    replace_in(
-        &project,
+    project.replace_in(
         "sql/retail/customer_features.sql",
         "    s.frequency,\n",
         "    s.frequency % 2 AS frequency,\n",
     );
-    replace_in(
-        &project,
+    project.replace_in(
         "sql/retail/customer_features.sql",
         "CAST(DATE '${as_of}' - s.last_purchase AS BIGINT) AS days_since_last_purchase",
         "CAST(7 AS BIGINT) AS days_since_last_purchase",
     );
-    replace_in(
-        &project,
+    project.replace_in(
         "sql/retail/customer_features.sql",
         "CAST(s.total_spend AS DOUBLE) AS total_spend",
         "CAST(100 AS DOUBLE) AS total_spend",
@@ -330,9 +309,7 @@ fn features_that_cannot_be_clustered_are_a_validation_failure_naming_why() {
 
     // A value whose square overflows a float (not clipped: recency has no winsorize).
     let project = Project::copy_of_repository();
-    replace_in(
-        &project,
-        "sql/retail/customer_features.sql",
+    project.replace_in("sql/retail/customer_features.sql",
         "CAST(DATE '${as_of}' - s.last_purchase AS BIGINT) AS days_since_last_purchase",
         "CASE WHEN s.frequency = (SELECT max(frequency) FROM summary) THEN 1e308 \
          ELSE CAST(CAST(DATE '${as_of}' - s.last_purchase AS BIGINT) AS DOUBLE) END AS days_since_last_purchase",
@@ -352,8 +329,7 @@ fn a_check_failing_for_want_of_rows_says_where_the_rows_went() {
     // A declared column too many: every line of the source is set aside, and the row
     // count check fails on an empty table.
     let project = Project::copy_of_repository();
-    replace_in(
-        &project,
+    project.replace_in(
         PIPELINE,
         "      - { name: country, type: string }\n",
         "      - { name: country, type: string }\n      - { name: channel, type: string }\n",

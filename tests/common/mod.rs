@@ -58,6 +58,25 @@ impl Project {
         std::fs::write(path, text).unwrap();
     }
 
+    /// Replaces the first `from` in the project's file `relative` (which must hold it).
+    pub fn replace_in(&self, relative: &str, from: &str, to: &str) {
+        let text = std::fs::read_to_string(self.path(relative)).unwrap();
+        assert!(text.contains(from), "{relative} does not contain {from:?}");
+        self.write(relative, &text.replacen(from, to, 1));
+    }
+
+    /// The names of the steps a `--report-json` file reports, in order.
+    pub fn report_steps(&self, report: &str) -> Vec<String> {
+        let report: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(self.path(report)).unwrap()).unwrap();
+        report["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|step| step["name"].as_str().unwrap().to_string())
+            .collect()
+    }
+
     pub fn segflow(&self, args: &[&str]) -> Run {
         self.segflow_with_env(args, &[])
     }

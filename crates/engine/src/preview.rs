@@ -9,13 +9,15 @@ use arrow::datatypes::SchemaRef;
 use datafusion::error::DataFusionError;
 use datafusion::prelude::SessionContext;
 use segflow_pipeline::Pipeline;
-use segflow_plan::Chosen;
+use segflow_plan::{Chosen, PlannedStep};
 
 use crate::columns::ReadColumns;
 use crate::execution::InProcess;
 use crate::progress::Progress;
+use crate::results::StepResults;
 use crate::session::RunResources;
 use crate::sql::{query_only, quote};
+use crate::steps::StepsOutcome;
 use crate::{EngineError, Result, check, session, sources, steps, stores};
 
 /// What `segflow show` asks for besides which tables.
@@ -67,7 +69,45 @@ async fn preview_inner(
 ) -> Result<Previewed> {
     let graph = check::check(pipeline).await?;
     let needed = chosen.with_inputs(&graph)?;
-    let resources = RunResources::new(&pipeline.resources, &options.resources);
+    let ran = run_unpublished(pipeline, &needed, &options.resources, &options.progress).await?;
+    let (ctx, outcome) = (&ran.ctx, &ran.outcome);
+
+    let mut tables = Vec::new();
+    for name in &chosen.sources {
+        tables.push(first_rows(ctx, name, "source".into(), None, options).await?);
+    }
+    for name in &chosen.steps {
+        let report = outcome.reports.iter().find(|report| &report.name == name);
+        let kind = graph.step(name).map_or_else(String::new, |planned| {
+            planned.step.kind.as_str().to_string()
+        });
+        let rows = report.map(|report| report.rows_out);
+        tables.push(first_rows(ctx, name, kind, rows, options).await?);
+    }
+    Ok(Previewed {
+        tables,
+        failed_checks: crate::run::validation_failures(&outcome.reports),
+    })
+}
+
+/// A session of its own in which `steps` (in plan order, with everything they read) ran
+/// in this process, nothing staged, every result kept for the caller to read.
+pub(crate) struct Unpublished {
+    pub ctx: SessionContext,
+    pub outcome: StepsOutcome,
+    /// Holds the results the session's tables read (in memory or spilled).
+    _results: StepResults,
+}
+
+/// Runs `steps` as a run would, but for a caller that reads their results (`show`, a
+/// test's starting rows) rather than publishing them.
+pub(crate) async fn run_unpublished(
+    pipeline: &Pipeline,
+    steps: &[&PlannedStep],
+    asked: &segflow_pipeline::Resources,
+    progress: &Progress,
+) -> Result<Unpublished> {
+    let resources = RunResources::new(&pipeline.resources, asked);
     let ctx = session::session(&resources)?;
     let results = session::step_results(&ctx, &resources)?;
     stores::register_stores(&ctx, pipeline)?;
@@ -83,33 +123,20 @@ async fn preview_inner(
         results: &results,
         execution: &InProcess,
         max_concurrent: crate::RunOptions::default().max_concurrent_steps,
-        // Every chosen result is read after the steps.
+        // Every result is read after the steps.
         keep: None,
         read_columns: &ReadColumns::default(),
         profile: false,
-        progress: &options.progress,
+        progress,
     };
-    let outcome = match steps::run_steps(&ctx, &needed, settings, table_rows).await {
-        Ok(outcome) => outcome,
-        Err(error) => return Err(sources::name_the_source(&ctx, pipeline, &needed, error).await),
-    };
-
-    let mut tables = Vec::new();
-    for name in &chosen.sources {
-        tables.push(first_rows(&ctx, name, "source".into(), None, options).await?);
+    match steps::run_steps(&ctx, steps, settings, table_rows).await {
+        Ok(outcome) => Ok(Unpublished {
+            ctx,
+            outcome,
+            _results: results,
+        }),
+        Err(error) => Err(sources::name_the_source(&ctx, pipeline, steps, error).await),
     }
-    for name in &chosen.steps {
-        let report = outcome.reports.iter().find(|report| &report.name == name);
-        let kind = graph.step(name).map_or_else(String::new, |planned| {
-            planned.step.kind.as_str().to_string()
-        });
-        let rows = report.map(|report| report.rows_out);
-        tables.push(first_rows(&ctx, name, kind, rows, options).await?);
-    }
-    Ok(Previewed {
-        tables,
-        failed_checks: crate::run::validation_failures(&outcome.reports),
-    })
 }
 
 /// The first rows of the registered table `name`; with a filter, the step's count is of

@@ -8,12 +8,11 @@ use arrow::array::RecordBatch;
 use datafusion::error::DataFusionError;
 use segflow_pipeline::Pipeline;
 
-use crate::columns::{ReadColumns, used_columns};
-use crate::execution::InProcess;
+use crate::columns::used_columns;
+use crate::preview::run_unpublished;
 use crate::progress::Progress;
 use crate::select::{Selection, select_steps};
-use crate::session::RunResources;
-use crate::{EngineError, Result, check, session, sources, steps, stores};
+use crate::{EngineError, Result, check};
 
 /// The first `rows` rows of each table `step` reads, from a real run of the steps before
 /// it (nothing is published), with only the columns the step uses: the start of a test.
@@ -23,18 +22,6 @@ pub async fn sample_inputs(
     rows: usize,
 ) -> Result<Vec<(String, RecordBatch)>> {
     let graph = check::check(pipeline).await?;
-    let resources = RunResources::new(&pipeline.resources, &Default::default());
-    let ctx = session::session(&resources)?;
-    let results = session::step_results(&ctx, &resources)?;
-    stores::register_stores(&ctx, pipeline)?;
-    stores::preflight(&ctx, &pipeline.stores).await?;
-    let source_rejects = sources::register_sources(&ctx, &pipeline.sources)
-        .await?
-        .rejects;
-    let quarantined_sources = source_rejects
-        .iter()
-        .map(|rejects| (rejects.source.clone(), rejects.rows_out))
-        .collect();
     let only = [segflow_plan::Selector {
         name: step.to_string(),
         upstream: false,
@@ -45,22 +32,21 @@ pub async fn sample_inputs(
         exclude: &[],
     };
     let mut selected = select_steps(&graph, picked)?;
-    // Every other step is read by this one, so comes before it.
+    // Every other step is read by this one, so comes before it. The target itself is not
+    // run: its inputs are what a test gives.
     let target = selected.pop().expect("a selected step is run");
-    let settings = steps::StepsSettings {
-        results: &results,
-        execution: &InProcess,
-        max_concurrent: crate::RunOptions::default().max_concurrent_steps,
-        keep: None,
-        read_columns: &ReadColumns::default(),
-        profile: false,
-        progress: &Progress::default(),
-    };
-    steps::run_steps(&ctx, &selected, settings, quarantined_sources).await?;
+    let ran = run_unpublished(
+        pipeline,
+        &selected,
+        &Default::default(),
+        &Progress::default(),
+    )
+    .await?;
+    let ctx = &ran.ctx;
     let step_error = |error: DataFusionError| EngineError::step(&target.step, error);
     let used = match &target.step.validate {
         Some(_) => HashMap::new(),
-        None => used_columns(&ctx, &target.step.sql)
+        None => used_columns(ctx, &target.step.sql)
             .await
             .map_err(step_error)?,
     };
