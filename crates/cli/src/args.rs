@@ -21,7 +21,11 @@ Exit codes:
     name = "segflow",
     version,
     about = "Declarative data preparation and customer segmentation",
-    after_help = EXIT_CODES,
+    after_help = format!(
+        "Examples:\n  segflow init my_segments          # a new project that runs as it is\n  \
+         segflow check pipelines/segments.yaml\n  \
+         segflow run pipelines/segments.yaml\n\n{EXIT_CODES}"
+    ),
 )]
 pub struct Cli {
     /// More log output on stderr (-v: progress, -vv: debug).
@@ -113,10 +117,11 @@ pub enum Command {
     /// A check that fails on the way is reported, and the rows are shown anyway.
     #[command(after_help = format!(
         "Examples:\n  segflow show pipelines/customer_segments.yaml customer_features\n  \
-         segflow show pipelines/customer_segments.yaml raw_transactions --where \"Quantity < 0\" --limit 5\n  \
+         segflow show pipelines/customer_segments.yaml raw_transactions --where \"quantity < 0\" --limit 5\n  \
          segflow show pipelines/customer_segments.yaml +customer_features --format json\n\n{EXIT_CODES}"
     ))]
     Show {
+        /// The pipeline file.
         pipeline: PathBuf,
         /// The steps or sources to show: NAME, +NAME (and every table it reads), NAME+
         /// (and every step that reads it), +NAME+.
@@ -147,11 +152,13 @@ pub enum Command {
          segflow plan pipelines/customer_segments.yaml --select raw_transactions+\n\n{EXIT_CODES}"
     ))]
     Plan {
+        /// The pipeline file.
         pipeline: PathBuf,
         #[command(flatten)]
         vars: Vars,
         #[command(flatten)]
         selection: Selection,
+        /// `text` for people, `json` for tools, `dot` for Graphviz.
         #[arg(long, value_enum, default_value_t = PlanFormat::Text)]
         format: PlanFormat,
     },
@@ -161,6 +168,7 @@ pub enum Command {
         "Example:\n  segflow compile pipelines/customer_segments.yaml customer_features --var as_of=2011-09-01\n\n{EXIT_CODES}"
     ))]
     Compile {
+        /// The pipeline file.
         pipeline: PathBuf,
         /// Only this step (default: every step, in run order).
         step: Option<String>,
@@ -174,6 +182,7 @@ pub enum Command {
          segflow check pipelines/customer_segments.yaml --format json   # problems as objects, for editors and CI\n\n{EXIT_CODES}"
     ))]
     Check {
+        /// The pipeline file.
         pipeline: PathBuf,
         #[command(flatten)]
         vars: Vars,
@@ -190,6 +199,7 @@ pub enum Command {
          A plain NAME in --select or --exclude may also be a test's name.\n\n{EXIT_CODES}"
     ))]
     Test {
+        /// The pipeline file (its tests are in `tests/<file stem>/` beside it).
         pipeline: PathBuf,
         /// Only the tests of the steps these pick (or the tests so named).
         #[command(flatten)]
@@ -255,8 +265,10 @@ pub enum Command {
         /// Invoice lines to write.
         #[arg(long, default_value_t = 30_000)]
         rows: u64,
+        /// The same seed writes the same lines.
         #[arg(long, default_value_t = 42)]
         seed: u64,
+        /// `csv` (with a header line) or `parquet`.
         #[arg(long, value_enum, default_value_t = GenerateFormat::Csv)]
         format: GenerateFormat,
     },
@@ -282,6 +294,7 @@ pub enum Command {
          segflow completions fish > ~/.config/fish/completions/segflow.fish\n\n{EXIT_CODES}"
     ))]
     Completions {
+        /// The shell the script is for.
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
@@ -367,6 +380,23 @@ mod tests {
                 "{} has no exit codes",
                 sub.get_name()
             );
+        }
+    }
+
+    #[test]
+    fn every_argument_says_what_it_is_for() {
+        for sub in Cli::command().get_subcommands() {
+            for arg in sub.get_arguments() {
+                let id = arg.get_id().as_str();
+                if id == "help" || id == "version" {
+                    continue;
+                }
+                assert!(
+                    arg.get_help().is_some(),
+                    "segflow {} {id} has no help",
+                    sub.get_name()
+                );
+            }
         }
     }
 
