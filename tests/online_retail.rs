@@ -191,6 +191,9 @@ fn every_line_is_kept_or_quarantined_and_each_customer_segmented_once() {
     for (name, share) in names.iter().zip(shares.values()) {
         let name = name.unwrap_or_default();
         assert!(!name.starts_with("segment "), "segment unnamed: {name}");
-        assert!(*share >= 0.03, "segment {name} holds {share:.3} of the customers");
+        assert!(
+            *share >= 0.03,
+            "segment {name} holds {share:.3} of the customers"
+        );
     }
 }

@@ -476,3 +476,44 @@ fn a_build_without_ballista_says_how_to_get_it() {
     );
     assert!(!project.path("out/customer_segments/_LATEST.json").exists());
 }
+
+#[test]
+fn a_failing_segment_check_publishes_nothing_and_a_warning_one_is_reported() {
+    let project = Project::copy_of_repository();
+    // The example's largest segment holds 31.7% of 1,310 customers, its smallest 14.6%.
+    project.replace_in(
+        PIPELINE,
+        "  k: 5\n",
+        "  k: 5\n  checks:\n    - { type: max_share, value: 0.25, severity: warn }\n",
+    );
+    let warned = project.segflow(&["run", PIPELINE]);
+    warned.assert_exit(0);
+    assert!(
+        warned.stdout.contains(
+            "check max_share (warn): warn  largest segment `Loyal` holds 31.7% (415 of 1310 customers); at most 25.0% required"
+        ),
+        "{}",
+        warned.stdout
+    );
+    std::fs::remove_dir_all(project.path("out")).unwrap();
+
+    project.replace_in(
+        PIPELINE,
+        "    - { type: max_share, value: 0.25, severity: warn }\n",
+        "    - { type: max_share, value: 0.25, severity: warn }\n    - { type: min_share, value: \"15%\" }\n",
+    );
+    let failed = project.segflow(&["run", PIPELINE]);
+    failed.assert_exit(4);
+    assert!(
+        failed.stderr.contains(
+            "segment check `min_share` (min_share): smallest segment `Champions` holds 14.6% (191 of 1310 customers); at least 15.0% required"
+        ),
+        "{}",
+        failed.stderr
+    );
+    let output = project.path("out/customer_segments");
+    assert!(
+        !output.join("run_id=2011-12-10").exists() && !output.join("_LATEST.json").exists(),
+        "nothing is published"
+    );
+}

@@ -95,6 +95,15 @@ pub fn render_run(report: &RunReport) -> String {
             thousands(*size)
         ));
     }
+    for check in &segment.checks {
+        out.push_str(&format!(
+            "  check {} ({}): {}  {}\n",
+            check.name,
+            check.severity,
+            check.status,
+            check.detail.as_deref().unwrap_or_default()
+        ));
+    }
     out.push_str("outputs\n");
     for output in &report.outputs {
         match (output.kind.as_str(), output.rows) {

@@ -112,6 +112,8 @@ pub struct SegmentReport {
     pub k_selection: Option<KSelectionReport>,
     /// The run whose model this one started from (and kept the segment ids of).
     pub warm_start_from: Option<String>,
+    /// `segment.checks`, judged on the fitted segments before publishing.
+    pub checks: Vec<CheckReport>,
     /// Fitting the model alone (transforms and scaling included), within `duration_ms`.
     pub fit_ms: u64,
     pub duration_ms: u64,

@@ -171,6 +171,8 @@ pub async fn run(pipeline: &Pipeline, options: &RunOptions) -> Result<RunReport>
         rejects,
         source_rejects,
     } = ran;
+    // A failing segment check reports the steps as a failing step check does.
+    let steps_checked = step_reports.clone();
     let report = |segment: Option<SegmentReport>, outputs: Vec<OutputReport>| RunReport {
         pipeline: pipeline.name.clone(),
         run_id: run_id.clone(),
@@ -201,6 +203,26 @@ pub async fn run(pipeline: &Pipeline, options: &RunOptions) -> Result<RunReport>
             return Err(sources::name_the_source(&ctx, pipeline, &[], error).await);
         }
     };
+    let failed_segment_checks: Vec<String> = segment
+        .checks
+        .iter()
+        .filter(|check| check.status == "fail")
+        .map(|check| {
+            format!(
+                "segment check `{}` ({}): {}",
+                check.name,
+                check.check_type,
+                check.detail.as_deref().unwrap_or_default()
+            )
+        })
+        .collect();
+    if !failed_segment_checks.is_empty() {
+        discard(&staging, pipeline).await;
+        return Err(EngineError::ValidationFailed {
+            failures: failed_segment_checks,
+            steps: steps_checked,
+        });
+    }
     let info = RunInfo {
         pipeline: pipeline.name.clone(),
         pipeline_hash: pipeline.content_hash.clone(),

@@ -23,7 +23,10 @@ pub use error::{PipelineError, Problem, Problems, Result, located};
 pub use locate::{DuplicateKey, KeyIndex};
 pub use resolve::{did_you_mean, resolve};
 pub use schema::json_schema;
-pub use segment::{FeatureTransform, KMetric, KSelection, Role, ScalerKind, Segment, WarmStart};
+pub use segment::{
+    FeatureTransform, KMetric, KSelection, Role, ScalerKind, Segment, SegmentCheck,
+    SegmentCheckKind, WarmStart,
+};
 pub use step_tests::{
     DEFAULT_TOLERANCE, Expected, ExpectedRejects, GivenRows, GivenTable, Row, SegmentOverride,
     StepTest, Target, TestFile, load_tests,

@@ -387,8 +387,30 @@ pub struct RawSegment {
     /// (default 1e-4, as scikit-learn).
     #[serde(default)]
     pub tolerance: Option<f64>,
+    /// Checks of the segments themselves, judged before anything is published: a failing
+    /// `error` check publishes nothing (exit code 4), a `warn` one is reported.
+    #[serde(default)]
+    pub checks: Vec<RawSegmentCheck>,
     /// Where the outputs are written.
     pub output: RawLocation,
+}
+
+/// A check of the fitted segments.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawSegmentCheck {
+    /// `min_share`: every segment holds at least `value` of the customers; `max_share`: no
+    /// segment holds more than `value`.
+    #[serde(rename = "type")]
+    pub check_type: String,
+    /// The share, as a number from 0 to 1 (`0.03`) or a percentage (`"3%"`).
+    pub value: RawLiteral,
+    /// Names the check in reports (default: its type).
+    #[serde(default)]
+    pub name: Option<String>,
+    /// `error` (default: the run fails and publishes nothing) or `warn` (reported only).
+    #[serde(default)]
+    pub severity: Option<String>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]

@@ -30,7 +30,38 @@ pub struct Segment {
     pub restarts: usize,
     pub max_iterations: usize,
     pub tolerance: f64,
+    /// Checks of the fitted segments, judged before publishing.
+    pub checks: Vec<SegmentCheck>,
     pub output: Location,
+}
+
+/// A check of the fitted segments (`segment.checks`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SegmentCheck {
+    pub name: String,
+    pub kind: SegmentCheckKind,
+    /// `Error` fails the run before publishing; `Warn` is reported. (`Quarantine` is refused:
+    /// a segment is not a row to set aside.)
+    pub severity: crate::Severity,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum SegmentCheckKind {
+    /// Every segment holds at least this share of the customers.
+    MinShare(f64),
+    /// No segment holds more than this share of the customers.
+    MaxShare(f64),
+}
+
+impl SegmentCheckKind {
+    pub(crate) const WORDS: [&'static str; 2] = ["min_share", "max_share"];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SegmentCheckKind::MinShare(_) => Self::WORDS[0],
+            SegmentCheckKind::MaxShare(_) => Self::WORDS[1],
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]

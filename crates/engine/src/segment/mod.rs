@@ -7,6 +7,7 @@
 //! ([`outputs`], [`model_file`]) and, with a warm start, the migration from the earlier run
 //! ([`warm_start`]). [`settings`] maps the pipeline's settings to segflow-cluster's.
 
+mod checks;
 mod input;
 mod local;
 mod model_file;
@@ -129,7 +130,7 @@ pub async fn run_segment(
         }
         _ => None,
     };
-    Ok(SegmentReport {
+    let mut report = SegmentReport {
         customers_quarantined,
         fitted_on: sample.map(|(size, _)| size as u64),
         warm_start_from: previous.map(|previous| previous.run_id.clone()),
@@ -146,7 +147,10 @@ pub async fn run_segment(
         inertia: segmentation.inertia,
         ids: segmentation.ids.clone(),
         sizes: totals.sizes.clone(),
+        checks: Vec::new(),
         fit_ms,
         duration_ms: started.elapsed().as_millis() as u64,
-    })
+    };
+    report.checks = checks::judge(&segment.checks, &report);
+    Ok(report)
 }

@@ -220,6 +220,7 @@ mod tests {
             restarts: 3,
             max_iterations: 100,
             tolerance: 1e-4,
+            checks: Vec::new(),
             output: Location {
                 store: "out".to_string(),
                 url: Url::parse("file:///unused/").unwrap(),

@@ -408,6 +408,7 @@ mod tests {
             restarts: 1,
             max_iterations: 10,
             tolerance: 1e-4,
+            checks: Vec::new(),
             output: Location {
                 store: "out".to_string(),
                 url: Url::parse("file:///unused/").unwrap(),

@@ -4,9 +4,12 @@
 use std::collections::HashSet;
 
 use super::{Resolver, any_of};
-use crate::raw::{RawFeature, RawK, RawLocation, RawSegment, RawWarmStart};
+use crate::raw::{
+    RawFeature, RawK, RawLiteral, RawLocation, RawSegment, RawSegmentCheck, RawWarmStart,
+};
 use crate::{
-    FeatureTransform, KMetric, KSelection, Location, Role, ScalerKind, Segment, Store, WarmStart,
+    FeatureTransform, KMetric, KSelection, Location, Role, ScalerKind, Segment, SegmentCheck,
+    SegmentCheckKind, Severity, Store, WarmStart,
 };
 
 impl Resolver {
@@ -144,6 +147,7 @@ impl Resolver {
         if !(tolerance > 0.0 && tolerance.is_finite()) {
             self.problem("segment.tolerance", "tolerance must be a positive number");
         }
+        let checks = self.segment_checks(raw.checks);
         let output = self.output_location(raw.output, stores);
         if self.problems.len() > problems_before {
             return None;
@@ -165,8 +169,76 @@ impl Resolver {
             restarts: restarts as usize,
             max_iterations: max_iterations as usize,
             tolerance,
+            checks,
             output: output?,
         })
+    }
+
+    fn segment_checks(&mut self, raw: Vec<RawSegmentCheck>) -> Vec<SegmentCheck> {
+        let mut checks: Vec<SegmentCheck> = Vec::new();
+        for (index, raw) in raw.into_iter().enumerate() {
+            let key = format!("segment.checks[{index}]");
+            let share = match &raw.value {
+                RawLiteral::Integer(value) => Some(*value as f64),
+                RawLiteral::Float(value) => Some(*value),
+                RawLiteral::Text(text) => text
+                    .trim()
+                    .strip_suffix('%')
+                    .and_then(|percent| percent.trim().parse::<f64>().ok())
+                    .map(|percent| percent / 100.0),
+                RawLiteral::Boolean(_) => None,
+            };
+            let share = match share {
+                Some(share) if (0.0..=1.0).contains(&share) => share,
+                _ => {
+                    self.problem(
+                        format!("{key}.value"),
+                        "expected a share from 0 to 1 (`0.03`) or a percentage (`\"3%\"`)",
+                    );
+                    continue;
+                }
+            };
+            let kind = match raw.check_type.as_str() {
+                "min_share" => SegmentCheckKind::MinShare(share),
+                "max_share" => SegmentCheckKind::MaxShare(share),
+                other => {
+                    self.problem(
+                        format!("{key}.type"),
+                        format!(
+                            "unknown segment check `{other}`{}; types: {}",
+                            crate::did_you_mean(other, &SegmentCheckKind::WORDS),
+                            SegmentCheckKind::WORDS.join(", ")
+                        ),
+                    );
+                    continue;
+                }
+            };
+            let severity = match raw.severity.as_deref().unwrap_or("error") {
+                "error" => Severity::Error,
+                "warn" => Severity::Warn,
+                other => {
+                    self.problem(
+                        format!("{key}.severity"),
+                        format!("a segment check is `error` or `warn`, got `{other}`"),
+                    );
+                    continue;
+                }
+            };
+            let name = raw.name.unwrap_or_else(|| kind.as_str().to_string());
+            if checks.iter().any(|check| check.name == name) {
+                self.problem(
+                    format!("{key}.name"),
+                    format!("another segment check is named `{name}`; give this one a `name`"),
+                );
+                continue;
+            }
+            checks.push(SegmentCheck {
+                name,
+                kind,
+                severity,
+            });
+        }
+        checks
     }
 
     /// The k to fit, or the largest of a range with how to choose within it.
