@@ -226,17 +226,19 @@ impl Write for RedactingStderr {
     }
 }
 
-/// `--report-json`'s file: a temporary file beside the path, renamed over it once the
-/// report is written, so a reader never sees half a report.
+/// A report file (`run --report-json`, `test --junit`): a temporary file beside the path,
+/// renamed over it once the report is written, so a reader never sees half a report.
 struct ReportFile {
     path: PathBuf,
+    /// What the file holds, for messages: "the run report".
+    what: &'static str,
     file: tempfile::NamedTempFile,
 }
 
 impl ReportFile {
-    fn create(path: &Path) -> anyhow::Result<ReportFile> {
+    fn create(path: &Path, what: &'static str) -> anyhow::Result<ReportFile> {
         let cannot = |error: &dyn std::fmt::Display| {
-            anyhow::anyhow!("cannot write the run report to {}: {error}", path.display())
+            anyhow::anyhow!("cannot write {what} to {}: {error}", path.display())
         };
         if path.is_dir() {
             return Err(cannot(&"it is a folder"));
@@ -255,14 +257,19 @@ impl ReportFile {
             .map_err(|error| cannot(&error))?;
         Ok(ReportFile {
             path: path.to_path_buf(),
+            what,
             file,
         })
     }
 
-    fn write(self, json: String) -> anyhow::Result<()> {
-        let ReportFile { path, mut file } = self;
-        let writing = || format!("writing the run report to {}", path.display());
-        file.write_all(json.as_bytes()).with_context(writing)?;
+    fn write(self, text: String) -> anyhow::Result<()> {
+        let ReportFile {
+            path,
+            what,
+            mut file,
+        } = self;
+        let writing = || format!("writing {what} to {}", path.display());
+        file.write_all(text.as_bytes()).with_context(writing)?;
         file.persist(&path).with_context(writing)?;
         Ok(())
     }
@@ -291,7 +298,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             // Made before the run, so a report path that cannot be written stops the run
             // before anything is published (a scheduler would retry a job whose output is
             // live); written whole at the end.
-            let report_file = report_json.as_deref().map(ReportFile::create).transpose()?;
+            let report_file = report_json
+                .as_deref()
+                .map(|path| ReportFile::create(path, "the run report"))
+                .transpose()?;
             let options = RunOptions {
                 run_id,
                 max_concurrent_steps: usize::from(max_concurrent_steps),
@@ -452,14 +462,17 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 }
                 return Ok(());
             }
+            // Made first, so a path that cannot be written stops before any test runs.
+            let junit_file = junit
+                .as_deref()
+                .map(|path| ReportFile::create(path, "the JUnit report"))
+                .transpose()?;
             let selection = segflow_steptest::TestSelection { select, exclude };
             let started = std::time::Instant::now();
             let outcomes = runtime.block_on(segflow_steptest::run_all(&pipeline, &selection))?;
             let elapsed = started.elapsed();
-            if let Some(path) = &junit {
-                let xml = redact(&test_report::junit(&pipeline, &outcomes, elapsed));
-                std::fs::write(path, xml)
-                    .with_context(|| format!("writing the JUnit report to {}", path.display()))?;
+            if let Some(file) = junit_file {
+                file.write(redact(&test_report::junit(&pipeline, &outcomes, elapsed)))?;
             }
             let failed = outcomes.iter().filter(|o| !o.failures.is_empty()).count();
             match format {
