@@ -438,3 +438,76 @@ fn a_sampled_fit_streams_every_customer_to_its_segment() {
         .unwrap();
     assert_eq!(segments["rows"], 240);
 }
+
+#[test]
+fn stability_checks_judge_the_segments_against_the_previous_run() {
+    let project = Project::copy_of_repository();
+    let (a, b, c, d) = ((0.0, 0.0), (20.0, 0.0), (0.0, 20.0), (20.0, 20.0));
+    let mut first = around(0..80, a);
+    first.extend(around(100..170, b));
+    first.extend(around(200..260, c));
+    first.extend(around(300..350, d));
+    project.write("data/blobs.csv", &csv_of(&first));
+    let with_checks = |moved: &str| {
+        pipeline("4").replace(
+            "  seed: 3\n",
+            &format!(
+                "  seed: 3\n  warm_start: previous\n  checks:\n    \
+                 - {{ type: max_moved_share, value: \"{moved}\" }}\n    \
+                 - {{ type: max_size_psi, value: 0.03, severity: warn }}\n    \
+                 - {{ type: max_centroid_shift, value: 1.0 }}\n"
+            ),
+        )
+    };
+    project.write("pipelines/blobs.yaml", &with_checks("5%"));
+    let run = project.segflow(&["run", "pipelines/blobs.yaml", "--run-id", "week-1"]);
+    run.assert_exit(0);
+    assert_eq!(
+        run.stdout
+            .matches("no baseline: no earlier published run")
+            .count(),
+        3,
+        "{}",
+        run.stdout
+    );
+
+    // 20 of A's 80 customers now buy like B's: 20 of the 260 returning customers moved.
+    let mut second = around(20..80, a);
+    second.extend(around(0..20, b));
+    second.extend(around(100..170, b));
+    second.extend(around(200..260, c));
+    second.extend(around(300..350, d));
+    project.write("data/blobs.csv", &csv_of(&second));
+    let run = project.segflow(&["run", "pipelines/blobs.yaml", "--run-id", "week-2"]);
+    run.assert_exit(4);
+    assert!(
+        run.stderr.contains(
+            "segment check `max_moved_share` (max_moved_share): 7.7% (20 of 260) of the customers also in run week-1 changed segment; at most 5.0% allowed"
+        ),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        !project.path("out/blobs/run_id=week-2").exists(),
+        "nothing published"
+    );
+
+    // Allowed to move more, the run publishes; the share change is a warning:
+    // PSI = (60-80)/260 ln(60/80) + (90-70)/260 ln(90/70) = 0.0415.
+    project.write("pipelines/blobs.yaml", &with_checks("10%"));
+    let run = project.segflow(&["run", "pipelines/blobs.yaml", "--run-id", "week-2"]);
+    run.assert_exit(0);
+    assert!(
+        run.stdout.contains(
+            "check max_size_psi (warn): warn  population stability index of segment shares against run week-1: 0.0415; at most 0.03 allowed"
+        ),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout
+            .contains("check max_centroid_shift (error): pass"),
+        "{}",
+        run.stdout
+    );
+}

@@ -20,7 +20,7 @@ use std::sync::OnceLock;
 use anyhow::Context;
 use args::{Cli, Command, GenerateFormat, ListFormat, LogFormat, PlanFormat, Selection, Vars};
 use clap::{CommandFactory, Parser};
-use segflow_engine::{EngineError, ErrorClass, RunOptions};
+use segflow_engine::{EngineError, ErrorClass, RunOptions, RunReport};
 use segflow_pipeline::{Pipeline, PipelineError};
 
 /// mimalloc rather than the system allocator, as datafusion-cli does: the system allocator
@@ -122,14 +122,33 @@ fn load(path: &std::path::Path, Vars { vars }: Vars) -> anyhow::Result<Pipeline>
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.verbose, cli.quiet, cli.log_format);
+    let log_format = cli.log_format;
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
+            let code = exit_code(&error);
+            let message = redact(&format!("{error:#}"));
             #[allow(clippy::print_stderr)]
-            {
-                eprintln!("error: {}", redact(&format!("{error:#}")));
+            match log_format {
+                LogFormat::Text => eprintln!("error: {message}"),
+                // The last line a log collector reads, in the shape of the log lines before
+                // it, with the outcome a scheduler acts on.
+                LogFormat::Json => eprintln!(
+                    "{}",
+                    serde_json::json!({
+                        "timestamp": chrono::Utc::now()
+                            .to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+                        "level": "ERROR",
+                        "fields": {
+                            "message": message,
+                            "status": run_outcome(code),
+                            "exit_code": code,
+                        },
+                        "target": "segflow",
+                    })
+                ),
             }
-            ExitCode::from(exit_code(&error))
+            ExitCode::from(code)
         }
     }
 }
@@ -275,6 +294,68 @@ impl ReportFile {
     }
 }
 
+fn write_report(file: ReportFile, report: &RunReport) -> anyhow::Result<()> {
+    let mut json = serde_json::to_value(report)?;
+    redact_json(&mut json);
+    file.write(serde_json::to_string_pretty(&json)? + "\n")
+}
+
+/// What `run --report-json` says of a run that fails: as much as is known when it fails.
+struct FailureReport {
+    file: Option<ReportFile>,
+    /// The pipeline's name once loaded; its file before.
+    pipeline: String,
+    run_id: Option<String>,
+    vars: BTreeMap<String, String>,
+    started: std::time::Instant,
+    started_at: chrono::DateTime<chrono::Utc>,
+}
+
+impl FailureReport {
+    fn on_error<T>(&mut self, result: anyhow::Result<T>) -> anyhow::Result<T> {
+        result.map_err(|error| self.write(error, Vec::new()))
+    }
+
+    /// Writes the report of `error` (when asked for) and returns the error to report; a
+    /// report that cannot be written is said on stderr, the run's own error still wins.
+    fn write(
+        &mut self,
+        error: anyhow::Error,
+        steps: Vec<segflow_engine::StepReport>,
+    ) -> anyhow::Error {
+        let Some(file) = self.file.take() else {
+            return error;
+        };
+        let report = RunReport::failed(segflow_engine::FailedRun {
+            pipeline: self.pipeline.clone(),
+            run_id: self.run_id.clone(),
+            started_at: self
+                .started_at
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            duration_ms: self.started.elapsed().as_millis() as u64,
+            vars: self.vars.clone(),
+            status: run_outcome(exit_code(&error)),
+            error: redact(&format!("{error:#}")),
+            steps,
+        });
+        if let Err(written) = write_report(file, &report) {
+            tracing::error!("{written:#}");
+        }
+        error
+    }
+}
+
+/// The outcome an exit code stands for.
+fn run_outcome(code: u8) -> segflow_engine::RunOutcome {
+    use segflow_engine::RunOutcome;
+    match code {
+        0 => RunOutcome::Success,
+        exit::PIPELINE_INVALID | exit::BAD_COMMAND_LINE => RunOutcome::Invalid,
+        exit::VALIDATION_FAILED => RunOutcome::ValidationFailed,
+        _ => RunOutcome::RuntimeError,
+    }
+}
+
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Runtime::new().context("starting the async runtime")
 }
@@ -294,16 +375,33 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             profile,
             engine,
         } => {
-            let pipeline = load(&pipeline, vars)?;
-            // Made before the run, so a report path that cannot be written stops the run
-            // before anything is published (a scheduler would retry a job whose output is
-            // live); written whole at the end.
+            // Made before anything else, so a report path that cannot be written stops the
+            // run before anything is published (a scheduler would retry a job whose output
+            // is live), and a run that fails, even to load its pipeline, still gets its
+            // report; written whole at the end.
             let report_file = report_json
                 .as_deref()
                 .map(|path| ReportFile::create(path, "the run report"))
                 .transpose()?;
+            let mut failure = FailureReport {
+                file: report_file,
+                pipeline: pipeline.display().to_string(),
+                run_id: run_id.clone(),
+                vars: BTreeMap::new(),
+                started: std::time::Instant::now(),
+                started_at: chrono::Utc::now(),
+            };
+            let pipeline = failure.on_error(load(&pipeline, vars))?;
+            failure.pipeline = pipeline.name.clone();
+            failure.vars = segflow_engine::shown_vars(&pipeline);
+            // The id is settled here, not in the engine, so a report of a failure names it.
+            let run_id = failure.on_error(
+                segflow_engine::resolve_run_id(&pipeline, run_id.as_deref(), failure.started_at)
+                    .map_err(anyhow::Error::from),
+            )?;
+            failure.run_id = Some(run_id.clone());
             let options = RunOptions {
-                run_id,
+                run_id: Some(run_id),
                 max_concurrent_steps: usize::from(max_concurrent_steps),
                 select,
                 exclude,
@@ -321,25 +419,28 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let run = move || -> anyhow::Result<_> {
                 Ok(runtime()?.block_on(segflow_engine::run(&pipeline, &options)))
             };
-            let mut report_file = report_file;
             let ran = stopping::run_until_stopped(run, &leftovers, || {
-                drop(report_file.take());
-            })??;
+                let stopped = anyhow::anyhow!("stopped by a signal; nothing was published");
+                let _ = failure.write(stopped, Vec::new());
+            });
             let report = match ran {
-                Ok(report) => report,
-                Err(error) => {
+                Ok(Ok(Ok(report))) => report,
+                Ok(Ok(Err(error))) => {
                     if let (EngineError::ValidationFailed { steps, .. }, false) =
                         (&error, cli.quiet)
                     {
                         summary::print_checks(steps);
                     }
-                    return Err(error.into());
+                    let steps = match &error {
+                        EngineError::ValidationFailed { steps, .. } => steps.clone(),
+                        _ => Vec::new(),
+                    };
+                    return Err(failure.write(error.into(), steps));
                 }
+                Ok(Err(error)) | Err(error) => return Err(failure.write(error, Vec::new())),
             };
-            if let Some(file) = report_file {
-                let mut json = serde_json::to_value(&report)?;
-                redact_json(&mut json);
-                file.write(serde_json::to_string_pretty(&json)? + "\n")?;
+            if let Some(file) = failure.file {
+                write_report(file, &report)?;
             }
             if !cli.quiet {
                 summary::print_run(&report);

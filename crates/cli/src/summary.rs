@@ -11,7 +11,11 @@ pub fn print_run(report: &RunReport) {
 }
 
 pub fn render_run(report: &RunReport) -> String {
-    let mut out = format!("pipeline {} (run {})\n", report.pipeline, report.run_id);
+    let mut out = format!(
+        "pipeline {} (run {})\n",
+        report.pipeline,
+        report.run_id.as_deref().unwrap_or_default()
+    );
     out.push_str(&render_sources(&report.sources));
     let width = report
         .steps
@@ -105,6 +109,15 @@ pub fn render_run(report: &RunReport) -> String {
         ));
     }
     out.push_str("outputs\n");
+    if let Some(latest) = report
+        .latest_run
+        .as_ref()
+        .filter(|id| Some(*id) != report.run_id.as_ref())
+    {
+        out.push_str(&format!(
+            "  a backfill: _LATEST.json still names run {latest}, later in run order\n"
+        ));
+    }
     for output in &report.outputs {
         match (output.kind.as_str(), output.rows) {
             ("folder", _) => out.push_str(&format!("  {}\n", output.url)),
@@ -362,6 +375,26 @@ pub fn render_checks(steps: &[StepReport]) -> String {
             check.status,
             thousands(check.failing_rows),
         );
+        if let (Some(share), Some(checked)) = (check.failing_share, check.rows_checked)
+            && check.failing_rows > 0
+        {
+            let thresholds: Vec<String> =
+                [("warn_if", &check.warn_if), ("error_if", &check.error_if)]
+                    .into_iter()
+                    .filter_map(|(name, threshold)| {
+                        threshold
+                            .as_ref()
+                            .map(|threshold| format!("{name} {threshold}"))
+                    })
+                    .collect();
+            line.push_str(&format!(
+                " ({} of {}{}{})",
+                percent(share),
+                thousands(checked),
+                if thresholds.is_empty() { "" } else { "; " },
+                thresholds.join(", ")
+            ));
+        }
         if let Some(detail) = &check.detail {
             line.push_str(&format!("  {detail}"));
         } else if !check.samples.is_empty() {
@@ -371,6 +404,14 @@ pub fn render_checks(steps: &[StepReport]) -> String {
         out.push('\n');
     }
     out
+}
+
+/// A share as a percentage people read: `3.0%`, and `<0.1%` rather than a misleading `0.0%`.
+fn percent(share: f64) -> String {
+    match 100.0 * share {
+        p if p > 0.0 && p < 0.05 => "<0.1%".to_string(),
+        p => format!("{p:.1}%"),
+    }
 }
 
 pub fn print_checks(steps: &[StepReport]) {

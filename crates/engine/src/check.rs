@@ -74,6 +74,25 @@ async fn check_validate(
             ));
             return Err((Some(check.key.clone()), error));
         }
+        if let CheckKind::Change {
+            metric,
+            column: Some(column),
+            ..
+        } = &check.kind
+        {
+            let data_type = schema
+                .field_with_name(column)
+                .map(|field| field.data_type().clone())
+                .expect("its columns were found above");
+            if metric.needs_number() && !data_type.is_numeric() {
+                let error = DataFusionError::Plan(format!(
+                    "check `{}` takes the {} of column `{column}`, which is {data_type}; sum, mean, min and max need a numeric column (null_share and distinct take any)",
+                    check.name,
+                    metric.as_str()
+                ));
+                return Err((Some(format!("{}.column", check.key)), error));
+            }
+        }
         let single = Validate {
             checks: vec![check.clone()],
             ..validate.clone()
@@ -116,6 +135,13 @@ fn validate_sql(validate: &Validate, columns: &[String]) -> String {
                     "-- check {} (its own query)\n{};\n",
                     check.name,
                     sql.trim_end().trim_end_matches(';')
+                ));
+            }
+            CheckKind::Change { metric, column, .. } => {
+                text.push_str(&format!(
+                    "-- check {} (change): {} of the flagged rows, compared with the previous run's\n",
+                    check.name,
+                    metric.id(column.as_deref())
                 ));
             }
             kind if !kind.is_row_level() => {

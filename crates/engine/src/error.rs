@@ -120,6 +120,9 @@ pub enum EngineError {
     Segment(String),
     #[error("{0}")]
     RunId(String),
+    /// The previous run, which `change` checks compare with, could not be read.
+    #[error("baseline: {0}")]
+    Baseline(String),
     /// The engine cannot be reached or set up.
     #[error("engine {engine}: {message}")]
     Engine { engine: String, message: String },

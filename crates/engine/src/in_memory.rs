@@ -11,6 +11,7 @@ use datafusion::datasource::empty::EmptyTable;
 use segflow_pipeline::{Pipeline, Segment};
 use segflow_plan::StepGraph;
 
+use crate::baseline::Baseline;
 use crate::columns::ReadColumns;
 use crate::execution::InProcess;
 use crate::progress::Progress;
@@ -120,6 +121,8 @@ pub async fn run_in_memory(
         read_columns: &ReadColumns::default(),
         profile: false,
         progress: &Progress::default(),
+        // Rows given by a test are no run of the pipeline: nothing to compare them with.
+        baseline: &Baseline::default(),
     };
     let outcome = steps::run_steps(&ctx, &selected, settings, rows).await?;
     for planned in &selected {

@@ -12,6 +12,7 @@
 //! | module | owns |
 //! |---|---|
 //! | [`run`] | a whole run, start to publish |
+//! | `baseline` | the previous run in run order, as its manifest recorded it |
 //! | `check` | planning every step against schemas before any data is read |
 //! | `columns` | which columns of each result later steps read |
 //! | `select` | `--select` / `--exclude` / `--until`: which steps a run runs |
@@ -29,6 +30,7 @@
 //! | `sql` | quoting, query options, generated names (a leaf) |
 //! | `error`, `report`, `progress` | what a run tells its caller |
 
+mod baseline;
 mod check;
 mod columns;
 #[cfg(feature = "ballista")]
@@ -59,10 +61,10 @@ pub use output::{open_output, open_output_url, open_url, remove_runs};
 pub use preview::{Preview, PreviewOptions, Previewed, preview};
 pub use progress::{JobStates, Progress, ProgressEvent};
 pub use report::{
-    CheckReport, KScoreReport, KSelectionReport, OutputReport, RunReport, SegmentReport,
-    SourceReport, StepReport,
+    CheckReport, FailedRun, KScoreReport, KSelectionReport, MetricReport, OutputReport,
+    RUN_REPORT_SCHEMA_VERSION, RunOutcome, RunReport, SegmentReport, SourceReport, StepReport,
 };
-pub use run::{REJECTS_DIR, RunOptions, run};
+pub use run::{REJECTS_DIR, RunOptions, resolve_run_id, run, shown_vars};
 pub use sample::sample_inputs;
 pub use segflow_publish::{Latest, OutputFolder, RunEntry, RunStatus};
 pub use session::RunResources;

@@ -11,6 +11,7 @@ use datafusion::prelude::SessionContext;
 use segflow_pipeline::Pipeline;
 use segflow_plan::{Chosen, PlannedStep};
 
+use crate::baseline::Baseline;
 use crate::columns::ReadColumns;
 use crate::execution::InProcess;
 use crate::progress::Progress;
@@ -128,6 +129,8 @@ pub(crate) async fn run_unpublished(
         read_columns: &ReadColumns::default(),
         profile: false,
         progress,
+        // Nothing runs here that will be published: nothing to compare with.
+        baseline: &Baseline::default(),
     };
     match steps::run_steps(&ctx, steps, settings, table_rows).await {
         Ok(outcome) => Ok(Unpublished {

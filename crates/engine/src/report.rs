@@ -4,10 +4,48 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+use crate::ErrorClass;
+
+/// The version of the report's shape: raised when a field changes meaning or goes away
+/// (added fields do not raise it). 2: `status`, `error`, `segflow_version`, failed runs.
+pub const RUN_REPORT_SCHEMA_VERSION: u32 = 2;
+
+/// How a run ended, as `--report-json` and the final JSON log line say it; one per exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunOutcome {
+    /// Exit code 0.
+    Success,
+    /// Exit code 3: the pipeline (or the command line) is wrong; nothing ran or was published.
+    Invalid,
+    /// Exit code 4: the data broke a check; nothing was published.
+    ValidationFailed,
+    /// Exit code 1: anything else (a store, the machine, a signal); nothing was published.
+    RuntimeError,
+}
+
+impl From<ErrorClass> for RunOutcome {
+    fn from(class: ErrorClass) -> RunOutcome {
+        match class {
+            ErrorClass::PipelineInvalid => RunOutcome::Invalid,
+            ErrorClass::ValidationFailed => RunOutcome::ValidationFailed,
+            ErrorClass::Runtime => RunOutcome::RuntimeError,
+        }
+    }
+}
+
+/// The account of a run, whether it succeeded or not: a failed run has its `status` and
+/// `error`, the steps it reported on (the checks that failed among them) and no outputs.
 #[derive(Debug, Clone, Serialize)]
 pub struct RunReport {
+    pub schema_version: u32,
+    pub status: RunOutcome,
+    /// Why the run failed, as the final line of stderr says it (secrets masked).
+    pub error: Option<String>,
+    pub segflow_version: String,
     pub pipeline: String,
-    pub run_id: String,
+    /// Absent only when the run failed before its id was known (a pipeline that did not load).
+    pub run_id: Option<String>,
     /// RFC 3339, UTC.
     pub started_at: String,
     pub duration_ms: u64,
@@ -20,6 +58,46 @@ pub struct RunReport {
     pub segment: Option<SegmentReport>,
     /// The output folder and every file published in it.
     pub outputs: Vec<OutputReport>,
+    /// The run `_LATEST.json` names once this one is published: this run, or a later one
+    /// in run order when this run is a backfill. Absent when nothing was published.
+    pub latest_run: Option<String>,
+}
+
+impl RunReport {
+    /// The report of a run that failed: what is known of it, and the error.
+    pub fn failed(failure: FailedRun) -> RunReport {
+        RunReport {
+            schema_version: RUN_REPORT_SCHEMA_VERSION,
+            status: failure.status,
+            error: Some(failure.error),
+            segflow_version: env!("CARGO_PKG_VERSION").to_string(),
+            pipeline: failure.pipeline,
+            run_id: failure.run_id,
+            started_at: failure.started_at,
+            duration_ms: failure.duration_ms,
+            vars: failure.vars,
+            sources: Vec::new(),
+            steps: failure.steps,
+            segment: None,
+            outputs: Vec::new(),
+            latest_run: None,
+        }
+    }
+}
+
+/// What the caller knows of a run that failed.
+#[derive(Debug, Clone)]
+pub struct FailedRun {
+    /// The pipeline's name, or its file when it did not load.
+    pub pipeline: String,
+    pub run_id: Option<String>,
+    pub started_at: String,
+    pub duration_ms: u64,
+    pub vars: BTreeMap<String, String>,
+    pub status: RunOutcome,
+    pub error: String,
+    /// The steps' reports a validation failure carries.
+    pub steps: Vec<StepReport>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -80,10 +158,47 @@ pub struct CheckReport {
     pub status: String,
     /// Failing rows (for table-level checks, 1 when the check fails).
     pub failing_rows: u64,
+    /// Row-level checks: the rows checked, and the failing rows' share of them (0 to 1).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rows_checked: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failing_share: Option<f64>,
+    /// Row-level checks: the thresholds judged, as written (`> 0`, `>= 2.5%`); absent
+    /// when the check never warns (or never fails).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub warn_if: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_if: Option<String>,
     /// A few failing rows, by the step's sample key.
     pub samples: Vec<String>,
     /// What a table-level check measured.
     pub detail: Option<String>,
+    /// A `change` check: the metric this run, and what it was compared with.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metric: Option<MetricReport>,
+}
+
+impl CheckReport {
+    pub(crate) fn with_status(self, status: &str) -> CheckReport {
+        CheckReport {
+            status: status.to_string(),
+            ..self
+        }
+    }
+}
+
+/// A metric a `change` check measured; recorded in the manifest for the next run.
+#[derive(Debug, Clone, Serialize)]
+pub struct MetricReport {
+    /// The table measured (the validate step's input).
+    pub table: String,
+    /// `row_count`, `null_share(customer_id)`, ...
+    pub metric: String,
+    /// Absent when the table has no value of it (a sum of no rows).
+    pub value: Option<f64>,
+    /// The run compared with and its value of the metric; absent with no baseline.
+    pub baseline_run: Option<String>,
+    pub baseline: Option<f64>,
 }
 
 #[derive(Debug, Clone, Serialize)]

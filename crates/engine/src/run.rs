@@ -9,15 +9,21 @@ use std::time::Instant;
 
 use datafusion::error::DataFusionError;
 use datafusion::prelude::SessionContext;
-use segflow_pipeline::{Engine, Pipeline};
+use segflow_pipeline::{CheckKind, Engine, Pipeline};
 use segflow_plan::{Selector, StepGraph};
-use segflow_publish::{MANIFEST_FILE, OutputFolder, RunInfo, STAGING_DIR, SUCCESS_MARKER, Staging};
+use segflow_publish::{
+    MANIFEST_FILE, ManifestMetric, OutputFolder, RunInfo, STAGING_DIR, SUCCESS_MARKER, Staging,
+};
 
+use crate::baseline::Baseline;
 use crate::columns::ReadColumns;
 use crate::execution::{Execution, InProcess, OnCluster};
 use crate::output::{output_folder, remove_empty_local_dirs, warn_about_stale_runs};
 use crate::progress::Progress;
-use crate::report::{OutputReport, RunReport, SegmentReport, SourceReport, StepReport};
+use crate::report::{
+    OutputReport, RUN_REPORT_SCHEMA_VERSION, RunOutcome, RunReport, SegmentReport, SourceReport,
+    StepReport,
+};
 use crate::results::StepResults;
 use crate::select::{Selection, select_steps};
 use crate::session::RunResources;
@@ -101,7 +107,7 @@ impl RunOptions {
 pub async fn run(pipeline: &Pipeline, options: &RunOptions) -> Result<RunReport> {
     let started = Instant::now();
     let started_at = chrono::Utc::now();
-    let run_id = run_id(pipeline, options, started_at)?;
+    let run_id = resolve_run_id(pipeline, options.run_id.as_deref(), started_at)?;
     let (graph, read_columns) = check::checked(pipeline).await?;
     let engine = options
         .engine
@@ -126,6 +132,12 @@ pub async fn run(pipeline: &Pipeline, options: &RunOptions) -> Result<RunReport>
     stores::preflight(&ctx, &pipeline.stores).await?;
     let partial = options.is_partial();
     let folder = output_folder(&ctx, pipeline)?;
+    // Only `change` checks need the previous run; without them its manifest is not read.
+    let baseline = if has_change_checks(pipeline) {
+        Baseline::load(&folder, &run_id).await?
+    } else {
+        Baseline::default()
+    };
     // The attempt starts here, before any step: its commit is to follow the run's newest
     // version as of now, so of two runs of one id started together exactly one publishes.
     // Executors elsewhere cannot read this process's memory: on a cluster, step results go
@@ -155,6 +167,7 @@ pub async fn run(pipeline: &Pipeline, options: &RunOptions) -> Result<RunReport>
         options,
         results: &results,
         execution: execution.as_ref(),
+        baseline: &baseline,
     };
     let ran = match running.checked_steps(&graph, &read_columns).await {
         Ok(ran) => ran,
@@ -174,8 +187,12 @@ pub async fn run(pipeline: &Pipeline, options: &RunOptions) -> Result<RunReport>
     // A failing segment check reports the steps as a failing step check does.
     let steps_checked = step_reports.clone();
     let report = |segment: Option<SegmentReport>, outputs: Vec<OutputReport>| RunReport {
+        schema_version: RUN_REPORT_SCHEMA_VERSION,
+        status: RunOutcome::Success,
+        error: None,
+        segflow_version: env!("CARGO_PKG_VERSION").to_string(),
         pipeline: pipeline.name.clone(),
-        run_id: run_id.clone(),
+        run_id: Some(run_id.clone()),
         started_at: started_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         duration_ms: started.elapsed().as_millis() as u64,
         vars: shown_vars(pipeline),
@@ -183,6 +200,7 @@ pub async fn run(pipeline: &Pipeline, options: &RunOptions) -> Result<RunReport>
         steps: step_reports,
         segment,
         outputs,
+        latest_run: None,
     };
     let mut staging = match staging {
         Some(staging) if !partial => staging,
@@ -228,6 +246,7 @@ pub async fn run(pipeline: &Pipeline, options: &RunOptions) -> Result<RunReport>
         pipeline_hash: pipeline.content_hash.clone(),
         vars: shown_vars(pipeline),
         started_at,
+        metrics: recorded_metrics(&steps_checked),
     };
     let published = staging.publish(&info).await;
     let output = &pipeline.segment.output.url;
@@ -263,7 +282,10 @@ pub async fn run(pipeline: &Pipeline, options: &RunOptions) -> Result<RunReport>
             bytes: None,
         });
     }
-    Ok(report(Some(segment), outputs))
+    Ok(RunReport {
+        latest_run: published.latest.clone(),
+        ..report(Some(segment), outputs)
+    })
 }
 
 /// What the stages of one run share.
@@ -273,6 +295,7 @@ struct Running<'a> {
     options: &'a RunOptions,
     results: &'a StepResults,
     execution: &'a dyn Execution,
+    baseline: &'a Baseline,
 }
 
 /// What the steps of a run produced, once every check passed.
@@ -332,6 +355,7 @@ impl Running<'_> {
             read_columns,
             profile: self.options.profile,
             progress: &self.options.progress,
+            baseline: self.baseline,
         };
         let outcome = match steps::run_steps(ctx, &selected, settings, table_rows).await {
             Ok(outcome) => outcome,
@@ -441,6 +465,35 @@ async fn stage_table(
     Ok(())
 }
 
+fn has_change_checks(pipeline: &Pipeline) -> bool {
+    pipeline.steps.iter().any(|step| {
+        step.validate.as_ref().is_some_and(|validate| {
+            validate
+                .checks
+                .iter()
+                .any(|check| matches!(check.kind, CheckKind::Change { .. }))
+        })
+    })
+}
+
+/// The metrics the `change` checks measured, for the manifest (and so the next run).
+fn recorded_metrics(steps: &[StepReport]) -> Vec<ManifestMetric> {
+    let mut metrics: Vec<ManifestMetric> = steps
+        .iter()
+        .flat_map(|step| &step.checks)
+        .filter_map(|check| check.metric.as_ref())
+        .map(|metric| ManifestMetric {
+            table: metric.table.clone(),
+            metric: metric.metric.clone(),
+            value: metric.value,
+        })
+        .collect();
+    // Two checks of one metric of one table (a warn and an error bound) record it once.
+    metrics.sort_by(|a, b| (&a.table, &a.metric).cmp(&(&b.table, &b.metric)));
+    metrics.dedup_by(|a, b| a.table == b.table && a.metric == b.metric);
+    metrics
+}
+
 /// Checks of severity `error` that found failing rows, one line each.
 pub(crate) fn validation_failures(steps: &[StepReport]) -> Vec<String> {
     steps
@@ -497,7 +550,7 @@ fn explain_exhaustion(error: EngineError, resources: &RunResources) -> EngineErr
 }
 
 /// The variables as they may be shown: values read from the environment are `***`.
-fn shown_vars(pipeline: &Pipeline) -> BTreeMap<String, String> {
+pub fn shown_vars(pipeline: &Pipeline) -> BTreeMap<String, String> {
     pipeline
         .vars
         .iter()
@@ -513,16 +566,17 @@ fn shown_vars(pipeline: &Pipeline) -> BTreeMap<String, String> {
 }
 
 /// `--run-id`, else the pipeline's `run_id:`, else the start time (to the second, UTC, so
-/// ids sort in time order) and the process id.
-fn run_id(
+/// ids sort in time order) and the process id. A caller that must name the run before it
+/// ends (in a report of its failure) resolves it first and passes it as `--run-id`.
+pub fn resolve_run_id(
     pipeline: &Pipeline,
-    options: &RunOptions,
+    asked: Option<&str>,
     started_at: chrono::DateTime<chrono::Utc>,
 ) -> Result<String> {
-    match options.run_id.as_ref().or(pipeline.run_id.as_ref()) {
+    match asked.or(pipeline.run_id.as_deref()) {
         Some(id) => {
             segflow_pipeline::check_run_id(id).map_err(EngineError::RunId)?;
-            Ok(id.clone())
+            Ok(id.to_string())
         }
         None => Ok(format!(
             "{}-{}",

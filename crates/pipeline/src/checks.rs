@@ -2,6 +2,7 @@
 //! resolution from the file is `resolve::checks`).
 
 use crate::raw::RawLiteral;
+use crate::threshold::Threshold;
 use crate::{Column, ColumnType};
 
 /// A `kind: validate` step: `input` minus the rows its quarantine checks reject.
@@ -30,6 +31,11 @@ impl Validate {
 pub struct Check {
     pub name: String,
     pub severity: Severity,
+    /// Row-level checks: the failing rows that make the check warn, and those that fail
+    /// the run, defaults filled in from the severity (`None`: never). Table-level checks
+    /// have neither; their severity decides.
+    pub warn_if: Option<Threshold>,
+    pub error_if: Option<Threshold>,
     pub kind: CheckKind,
     /// Where it is declared, e.g. `steps[1].checks[2]`.
     pub key: String,
@@ -113,6 +119,88 @@ pub enum CheckKind {
     Sql {
         sql: String,
     },
+    /// A metric of the input against its value in the previous published run.
+    Change {
+        metric: Metric,
+        /// For every metric but `row_count`.
+        column: Option<String>,
+        max_increase: Option<Change>,
+        max_decrease: Option<Change>,
+    },
+}
+
+/// What a `change` check measures of its table. Recorded in the run's manifest under
+/// [`Metric::id`], so the next run compares without reading this run's data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Metric {
+    RowCount,
+    /// Nulls over rows, 0 to 1.
+    NullShare,
+    Distinct,
+    Sum,
+    Mean,
+    Min,
+    Max,
+}
+
+impl Metric {
+    pub(crate) const WORDS: [&'static str; 7] = [
+        "row_count",
+        "null_share",
+        "distinct",
+        "sum",
+        "mean",
+        "min",
+        "max",
+    ];
+    const ALL: [Metric; 7] = [
+        Metric::RowCount,
+        Metric::NullShare,
+        Metric::Distinct,
+        Metric::Sum,
+        Metric::Mean,
+        Metric::Min,
+        Metric::Max,
+    ];
+
+    pub(crate) fn parse(text: &str) -> Option<Metric> {
+        Self::ALL.into_iter().find(|metric| metric.as_str() == text)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        Self::WORDS[Self::ALL.iter().position(|m| *m == self).expect("listed")]
+    }
+
+    /// Whether the metric needs a numeric column (the others read any column, or none).
+    pub fn needs_number(self) -> bool {
+        matches!(self, Metric::Sum | Metric::Mean | Metric::Min | Metric::Max)
+    }
+
+    /// `row_count`, `null_share(customer_id)`: the metric's name in manifests and reports.
+    pub fn id(self, column: Option<&str>) -> String {
+        match column {
+            Some(column) => format!("{}({column})", self.as_str()),
+            None => self.as_str().to_string(),
+        }
+    }
+}
+
+/// How far a metric may move in one direction between runs.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Change {
+    /// A share of the previous value (`"30%"` is 0.3).
+    Relative(f64),
+    /// An amount in the metric's units.
+    Absolute(f64),
+}
+
+impl std::fmt::Display for Change {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Change::Relative(share) => write!(f, "{}%", 100.0 * share),
+            Change::Absolute(amount) => write!(f, "{amount}"),
+        }
+    }
 }
 
 impl CheckKind {
@@ -126,6 +214,7 @@ impl CheckKind {
             | CheckKind::Relationships { column, .. }
             | CheckKind::Freshness { column, .. } => vec![column.as_str()],
             CheckKind::Unique { columns } => columns.iter().map(String::as_str).collect(),
+            CheckKind::Change { column, .. } => column.iter().map(String::as_str).collect(),
             CheckKind::RowCount { .. } | CheckKind::Schema { .. } | CheckKind::Sql { .. } => {
                 Vec::new()
             }
@@ -157,6 +246,7 @@ impl CheckKind {
             CheckKind::Freshness { .. } => "freshness",
             CheckKind::Schema { .. } => "schema",
             CheckKind::Sql { .. } => "sql",
+            CheckKind::Change { .. } => "change",
         }
     }
 }

@@ -13,12 +13,13 @@ mod resolve;
 mod schema;
 mod segment;
 mod step_tests;
+mod threshold;
 mod vars;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-pub use checks::{Check, CheckKind, Literal, Severity, Validate, column_type_name};
+pub use checks::{Change, Check, CheckKind, Literal, Metric, Severity, Validate, column_type_name};
 pub use error::{PipelineError, Problem, Problems, Result, located};
 pub use locate::{DuplicateKey, KeyIndex};
 pub use resolve::{did_you_mean, resolve};
@@ -31,6 +32,7 @@ pub use step_tests::{
     DEFAULT_TOLERANCE, Expected, ExpectedRejects, GivenRows, GivenTable, Row, SegmentOverride,
     StepTest, Target, TestFile, load_tests,
 };
+pub use threshold::{Comparison, Limit, Threshold};
 pub use url::Url;
 
 /// A pipeline ready to plan and run.

@@ -164,7 +164,7 @@ pub struct RawStep {
 #[serde(deny_unknown_fields)]
 pub struct RawCheck {
     /// not_null, unique, accepted_values, range, pattern, relationships, row_count,
-    /// freshness, schema or sql.
+    /// freshness, schema, sql or change.
     #[serde(rename = "type")]
     pub check_type: String,
     /// Names the check in reports and rejects (default: `<type>_<column>`).
@@ -174,6 +174,24 @@ pub struct RawCheck {
     /// the rejects table). Default `error`.
     #[serde(default)]
     pub severity: Option<String>,
+    /// Row-level checks: when the failing rows make the check warn, as a count or a share
+    /// of the rows checked, e.g. `"> 0"` or `">= 2.5%"`.
+    #[serde(default)]
+    pub warn_if: Option<String>,
+    /// Row-level checks: when the failing rows fail the run (default `"> 0"` for severity
+    /// error; never for quarantine).
+    #[serde(default)]
+    pub error_if: Option<String>,
+    /// For `change`: row_count, null_share, distinct, sum, mean, min or max.
+    #[serde(default)]
+    pub metric: Option<String>,
+    /// For `change`: how much the metric may grow since the previous run, a share of its
+    /// previous value (`"50%"`) or an amount (`1000`).
+    #[serde(default)]
+    pub max_increase: Option<RawLiteral>,
+    /// For `change`: how much the metric may fall since the previous run.
+    #[serde(default)]
+    pub max_decrease: Option<RawLiteral>,
     #[serde(default)]
     pub column: Option<String>,
     /// For `unique`: the columns whose combination must be unique.

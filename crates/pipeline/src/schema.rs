@@ -38,6 +38,7 @@ fn closed_words() -> Vec<(&'static str, &'static str, Vec<&'static str>)> {
         ("RawSource", "on_error", crate::OnError::WORDS.to_vec()),
         ("RawCheck", "type", crate::resolve::CHECK_TYPES.to_vec()),
         ("RawCheck", "severity", crate::Severity::WORDS.to_vec()),
+        ("RawCheck", "metric", crate::checks::Metric::WORDS.to_vec()),
         (
             "RawSegmentCheck",
             "type",

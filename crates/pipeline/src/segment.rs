@@ -51,22 +51,48 @@ pub enum SegmentCheckKind {
     MinShare(f64),
     /// No segment holds more than this share of the customers.
     MaxShare(f64),
+    /// At most this share of the customers segmented in the previous run too changed
+    /// segment (needs a warm start from a run, which keeps segment ids).
+    MaxMovedShare(f64),
+    /// No segment's centroid moved further than this from the previous run's centroid of
+    /// the same id, in model (scaled) units (needs a warm start).
+    MaxCentroidShift(f64),
+    /// The population stability index of the segment shares against the previous run's is
+    /// at most this (needs a warm start).
+    MaxSizePsi(f64),
 }
 
 impl SegmentCheckKind {
-    pub(crate) const WORDS: [&'static str; 2] = ["min_share", "max_share"];
+    pub(crate) const WORDS: [&'static str; 5] = [
+        "min_share",
+        "max_share",
+        "max_moved_share",
+        "max_centroid_shift",
+        "max_size_psi",
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             SegmentCheckKind::MinShare(_) => Self::WORDS[0],
             SegmentCheckKind::MaxShare(_) => Self::WORDS[1],
+            SegmentCheckKind::MaxMovedShare(_) => Self::WORDS[2],
+            SegmentCheckKind::MaxCentroidShift(_) => Self::WORDS[3],
+            SegmentCheckKind::MaxSizePsi(_) => Self::WORDS[4],
         }
+    }
+
+    /// Whether the check compares with the run the warm start read.
+    pub fn needs_previous(self) -> bool {
+        !matches!(
+            self,
+            SegmentCheckKind::MinShare(_) | SegmentCheckKind::MaxShare(_)
+        )
     }
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum WarmStart {
-    /// The newest published run in the output folder other than this one.
+    /// The published run just before this one in run order (the greatest smaller run id).
     Previous,
     /// The published run with this id.
     Run(String),

@@ -8,7 +8,7 @@
 //! <output>/run_id=<run_id>/attempt=<a>/_MANIFEST.json   and what they hold
 //! <output>/run_id=<run_id>/_commits/<N>.json      version N committed: names its attempt
 //! <output>/run_id=<run_id>/_SUCCESS               a copy of the newest commit
-//! <output>/_LATEST.json                           names the run published most recently
+//! <output>/_LATEST.json                           names the latest run in run order
 //! ```
 //!
 //! Every attempt at a run (each `segflow run`) has an id of its own and stages in a folder
@@ -21,7 +21,8 @@
 //!    noted at the start. Of two attempts racing for one run id, exactly one succeeds; the
 //!    other deletes its version folder and fails with [`PublishError::PublishedConcurrently`];
 //! 3. points `_SUCCESS` at the commit (an overwrite: a reader sees the old pointer or the
-//!    new one, never none), then `_LATEST.json` at the run;
+//!    new one, never none), then `_LATEST.json` at the run, unless it names a run later in
+//!    run order ([`compare_run_ids`]: a backfill of an old day leaves it where it is);
 //! 4. only then deletes the versions the commit superseded, and its staging folder.
 //!
 //! So a reader that reads `_SUCCESS` and then the files of the folder it names sees, at
@@ -56,8 +57,10 @@ use parquet::file::metadata::ParquetMetaDataReader;
 use parquet::file::properties::WriterProperties;
 
 pub use commits::{ATTEMPT_PREFIX, COMMITS_DIR, Commit};
-pub use manifest::{Manifest, ManifestColumn, ManifestFile, ManifestTable, RunInfo};
-pub use runs::{Latest, RunEntry, RunStatus};
+pub use manifest::{
+    Manifest, ManifestColumn, ManifestFile, ManifestMetric, ManifestTable, RunInfo,
+};
+pub use runs::{Latest, RunEntry, RunStatus, compare_run_ids};
 pub use store_errors::{explain, find_store_error};
 
 pub type Result<T, E = PublishError> = std::result::Result<T, E>;
@@ -148,6 +151,9 @@ pub struct Published {
     pub commit: Commit,
     pub files: Vec<WrittenFile>,
     pub manifest: Manifest,
+    /// The run `_LATEST.json` names now: this one, or a later one when this run is a
+    /// backfill (`None` when a newer version of this run was committed meanwhile).
+    pub latest: Option<String>,
     /// What could not be cleaned up after the commit (a superseded version, the staging
     /// folder): the run is published all the same, and `segflow gc` removes them later.
     pub left_behind: Vec<String>,
@@ -492,10 +498,13 @@ impl Staging {
         let folder = &self.folder;
         let pointed = folder.point_success_at(&commit).await?;
         steps.done("pointed _SUCCESS at the commit");
-        if pointed.version == commit.version {
-            runs::point_latest_at(folder, &manifest, &commit).await?;
+        let latest = if pointed.version == commit.version {
+            let latest = runs::point_latest_at(folder, &manifest, &commit).await?;
             steps.done("pointed _LATEST.json at the run");
-        }
+            Some(latest)
+        } else {
+            None
+        };
         let mut left_behind = Vec::new();
         match folder.superseded_versions(&commit).await {
             Ok(superseded) => {
@@ -525,6 +534,7 @@ impl Staging {
             commit,
             files: self.files,
             manifest,
+            latest,
             left_behind,
         })
     }
@@ -613,6 +623,7 @@ impl Staging {
                     bytes: file.bytes,
                 })
                 .collect(),
+            metrics: info.metrics.clone(),
         }
     }
 

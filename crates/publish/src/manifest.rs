@@ -21,6 +21,20 @@ pub struct Manifest {
     pub ended_at: String,
     pub tables: Vec<ManifestTable>,
     pub files: Vec<ManifestFile>,
+    /// What the run's `change` checks measured, for the next run to compare with
+    /// (manifests written before these checks have none).
+    #[serde(default)]
+    pub metrics: Vec<ManifestMetric>,
+}
+
+/// A metric of a table of the run, e.g. `row_count` or `null_share(customer_id)` of
+/// `raw_transactions`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ManifestMetric {
+    pub table: String,
+    pub metric: String,
+    /// `null` when the table had no value of it (a sum over no rows).
+    pub value: Option<f64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -59,6 +73,7 @@ pub struct RunInfo {
     pub pipeline_hash: String,
     pub vars: BTreeMap<String, String>,
     pub started_at: chrono::DateTime<chrono::Utc>,
+    pub metrics: Vec<ManifestMetric>,
 }
 
 pub(crate) fn columns(schema: &Schema) -> Vec<ManifestColumn> {

@@ -8,8 +8,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::commits::{commit_name, version_of};
 use crate::{
-    ATTEMPT_PREFIX, COMMITS_DIR, Commit, LATEST_FILE, Manifest, OutputFolder, PublishError,
-    RUN_DIR_PREFIX, Result, STAGING_DIR, SUCCESS_MARKER,
+    ATTEMPT_PREFIX, COMMITS_DIR, Commit, LATEST_FILE, MANIFEST_FILE, Manifest, OutputFolder,
+    PublishError, RUN_DIR_PREFIX, Result, STAGING_DIR, SUCCESS_MARKER,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -74,11 +74,32 @@ pub struct Latest {
     pub published_at: String,
 }
 
+/// The order of runs: `previous`, `latest` and the listing of `segflow runs` follow it, not
+/// the time a run was written, so a backfill of an old day stays in its place. Ids compare in
+/// natural order: runs of digits as numbers, the rest as text (`run-9` before `run-10`;
+/// dates written `YYYY-MM-DD` and segflow's default `YYYYMMDDTHHMMSSZ-<pid>` ids in time
+/// order). Ids that differ only in leading zeros fall back to plain text order, so no two
+/// distinct ids are equal.
+pub fn compare_run_ids(a: &str, b: &str) -> std::cmp::Ordering {
+    natord::compare(a, b).then_with(|| a.cmp(b))
+}
+
+/// Points `_LATEST.json` at the run just committed, unless it names a run later in run order
+/// (this one is a backfill). Returns the run `_LATEST.json` names afterwards.
+///
+/// Two publishes of different ids at the same moment may both read the old pointer; the one
+/// that writes last wins, so the pointer may name the earlier of the two until the next run.
 pub(crate) async fn point_latest_at(
     folder: &OutputFolder,
     manifest: &Manifest,
     commit: &Commit,
-) -> Result<()> {
+) -> Result<String> {
+    // A pointer that cannot be read is replaced: it is rewritten from the run just committed.
+    if let Ok(Some(current)) = folder.latest().await
+        && compare_run_ids(&current.run_id, &manifest.run_id).is_gt()
+    {
+        return Ok(current.run_id);
+    }
     let latest = Latest {
         run_id: manifest.run_id.clone(),
         path: format!("{}/", OutputFolder::run_dir(&manifest.run_id)),
@@ -87,7 +108,8 @@ pub(crate) async fn point_latest_at(
         published_at: manifest.ended_at.clone(),
     };
     let json = serde_json::to_vec_pretty(&latest).expect("a pointer serialises");
-    folder.put(LATEST_FILE, json, PutMode::Overwrite).await
+    folder.put(LATEST_FILE, json, PutMode::Overwrite).await?;
+    Ok(latest.run_id)
 }
 
 impl OutputFolder {
@@ -113,8 +135,9 @@ impl OutputFolder {
             })
     }
 
-    /// Every folder of every run: published versions first (newest first), then
-    /// superseded and incomplete versions and staging attempts.
+    /// Every folder of every run: published versions first (latest first in run order,
+    /// [`compare_run_ids`]), then superseded and incomplete versions and staging attempts
+    /// (most recently written first).
     pub async fn runs(&self) -> Result<Vec<RunEntry>> {
         let latest = self.latest().await?.map(|latest| latest.run_id);
         let mut folders: BTreeMap<Folder, RunEntry> = BTreeMap::new();
@@ -179,12 +202,43 @@ impl OutputFolder {
             })
             .collect();
         runs.sort_by(|a, b| {
-            a.status
-                .cmp(&b.status)
-                .then(b.last_modified.cmp(&a.last_modified))
-                .then(a.run_id.cmp(&b.run_id))
+            let by_time = b.last_modified.cmp(&a.last_modified);
+            let in_order = match a.status {
+                RunStatus::Published => compare_run_ids(&b.run_id, &a.run_id).then(by_time),
+                _ => by_time.then(a.run_id.cmp(&b.run_id)),
+            };
+            a.status.cmp(&b.status).then(in_order)
         });
         Ok(runs)
+    }
+
+    /// The manifest of `run_id`'s published version; `None` when it is not published.
+    pub async fn published_manifest(&self, run_id: &str) -> Result<Option<Manifest>> {
+        let Some(commit) = self.published(run_id).await? else {
+            return Ok(None);
+        };
+        let name = format!("{}{MANIFEST_FILE}", commit.path);
+        let Some(bytes) = self.read(&name).await? else {
+            return Ok(None);
+        };
+        serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|error| PublishError::Corrupt {
+                url: self.url_of(&name),
+                message: format!("not a segflow manifest: {error}"),
+            })
+    }
+
+    /// The published run just before `run_id` in run order (the greatest smaller id):
+    /// what a run of `run_id` compares itself with, whether `run_id` is the newest day, a
+    /// rerun of a day (which is not its own baseline) or a backfill of an old one.
+    pub async fn previous_published(&self, run_id: &str) -> Result<Option<RunEntry>> {
+        Ok(self
+            .runs()
+            .await?
+            .into_iter()
+            .filter(|run| run.status == RunStatus::Published)
+            .find(|run| compare_run_ids(&run.run_id, run_id).is_lt()))
     }
 
     /// Which version each version folder is, read from the runs' commits, newest first,

@@ -25,6 +25,11 @@ fn info() -> RunInfo {
         pipeline_hash: "sha256:00".to_string(),
         vars: [("as_of".to_string(), "2011-12-10".to_string())].into(),
         started_at: chrono::Utc::now(),
+        metrics: vec![ManifestMetric {
+            table: "orders".to_string(),
+            metric: "row_count".to_string(),
+            value: Some(3.0),
+        }],
     }
 }
 
@@ -200,7 +205,9 @@ async fn rerunning_a_run_id_commits_a_new_version_and_removes_the_old_one_after(
     assert_eq!(published_names(&folder, "b").await, b_before);
     assert_eq!(manifest_of(&folder, "a").await.tables[0].rows, 2);
     assert_eq!(manifest_of(&folder, "b").await.tables[0].rows, 1);
-    assert_eq!(folder.latest().await.unwrap().unwrap().run_id, "a");
+    // `b` comes after `a` in run order, so it stays the latest.
+    assert_eq!(folder.latest().await.unwrap().unwrap().run_id, "b");
+    assert_eq!(second.latest.as_deref(), Some("b"));
 }
 
 #[tokio::test]
@@ -366,12 +373,12 @@ async fn a_run_published_before_versions_is_read_and_replaced() {
 #[tokio::test]
 async fn runs_are_listed_with_status_and_dead_ones_collected() {
     let folder = folder();
-    stage(&folder, "old", &[vec![1]])
+    stage(&folder, "run-9", &[vec![1]])
         .await
         .publish(&info())
         .await
         .unwrap();
-    stage(&folder, "new", &[vec![1, 2]])
+    stage(&folder, "run-10", &[vec![1, 2]])
         .await
         .publish(&info())
         .await
@@ -395,8 +402,8 @@ async fn runs_are_listed_with_status_and_dead_ones_collected() {
     assert_eq!(
         summary,
         [
-            ("new", RunStatus::Published, true),
-            ("old", RunStatus::Published, false),
+            ("run-10", RunStatus::Published, true),
+            ("run-9", RunStatus::Published, false),
             ("half", RunStatus::Incomplete, false),
             ("dead", RunStatus::Staging, false),
         ]
@@ -423,7 +430,7 @@ async fn runs_are_listed_with_status_and_dead_ones_collected() {
         .into_iter()
         .map(|run| run.run_id)
         .collect();
-    assert_eq!(left, ["new", "old"]);
+    assert_eq!(left, ["run-10", "run-9"]);
 }
 
 #[tokio::test]
@@ -514,4 +521,79 @@ async fn string_views_are_published_as_plain_strings() {
         assert_eq!(table.columns[0].data_type, "Utf8", "{}", table.name);
         assert_eq!(table.rows, 2);
     }
+}
+
+#[test]
+fn run_ids_compare_in_natural_order() {
+    use std::cmp::Ordering::*;
+    let cases = [
+        ("run-9", "run-10", Less),
+        ("2011-12-09", "2011-12-10", Less),
+        ("2011-9-30", "2011-10-01", Less),
+        ("20261202T075550Z-99", "20261202T075551Z-1", Less),
+        ("a", "a", Equal),
+        ("b", "a", Greater),
+        ("007", "7", Less),
+    ];
+    for (a, b, expected) in cases {
+        assert_eq!(compare_run_ids(a, b), expected, "{a} vs {b}");
+        assert_eq!(compare_run_ids(b, a), expected.reverse(), "{b} vs {a}");
+    }
+}
+
+#[tokio::test]
+async fn a_backfill_leaves_latest_alone_and_has_the_next_smaller_run_as_previous() {
+    let folder = folder();
+    for run_id in ["2011-12-08", "2011-12-10"] {
+        let published = stage(&folder, run_id, &[vec![1]])
+            .await
+            .publish(&info())
+            .await;
+        assert_eq!(published.unwrap().latest.as_deref(), Some(run_id));
+    }
+    // Published after 12-10, but earlier in run order.
+    let backfill = stage(&folder, "2011-12-09", &[vec![2]]).await;
+    let published = backfill.publish(&info()).await.unwrap();
+    assert_eq!(published.latest.as_deref(), Some("2011-12-10"));
+    assert_eq!(folder.latest().await.unwrap().unwrap().run_id, "2011-12-10");
+
+    let listed: Vec<String> = folder
+        .runs()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|run| run.run_id)
+        .collect();
+    assert_eq!(listed, ["2011-12-10", "2011-12-09", "2011-12-08"]);
+
+    let previous = |id: &'static str| {
+        let folder = folder.clone();
+        async move {
+            folder
+                .previous_published(id)
+                .await
+                .unwrap()
+                .map(|r| r.run_id)
+        }
+    };
+    assert_eq!(previous("2011-12-09").await.as_deref(), Some("2011-12-08"));
+    // A rerun of a day is not its own baseline; the day after the last has the last.
+    assert_eq!(previous("2011-12-10").await.as_deref(), Some("2011-12-09"));
+    assert_eq!(previous("2011-12-11").await.as_deref(), Some("2011-12-10"));
+    assert_eq!(previous("2011-12-08").await, None);
+    let manifest = folder
+        .published_manifest("2011-12-09")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(manifest.run_id, "2011-12-09");
+    assert_eq!(manifest.metrics, info().metrics);
+    assert_eq!(folder.published_manifest("2011-12-31").await.unwrap(), None);
+
+    // A run later in order moves the pointer again.
+    let next = stage(&folder, "2011-12-11", &[vec![3]]).await;
+    assert_eq!(
+        next.publish(&info()).await.unwrap().latest.as_deref(),
+        Some("2011-12-11")
+    );
 }

@@ -30,6 +30,7 @@ pub use local::segments_in_memory;
 
 use crate::report::{KScoreReport, KSelectionReport, SegmentReport};
 use crate::{EngineError, Result};
+use checks::SincePrevious;
 use input::{input_frame, sorted_by_key};
 use local::in_memory_stage;
 use outputs::{k_selection_batch, write_model_outputs};
@@ -83,6 +84,14 @@ pub async fn run_segment(
         totals,
     } = stage;
     write_model_outputs(segment, &segmentation, &names, &totals, staging).await?;
+    let mut since = SincePrevious {
+        run_id: previous.map(|previous| previous.run_id.clone()),
+        moved: None,
+        shifts: previous
+            .map(|previous| centroid_shifts(&segmentation, &names, previous))
+            .unwrap_or_default(),
+        previous_sizes: previous.and_then(|previous| previous.sizes.clone()),
+    };
     // A model file alone has no segments to count movement against.
     if let Some(previous) = previous.filter(|previous| !previous.segments.is_empty()) {
         let by_id = segmentation
@@ -93,6 +102,7 @@ pub async fn run_segment(
             .collect();
         let migration =
             warm_start::migration(ctx, previous, &current, &segment.key, &by_id).await?;
+        since.moved = Some(warm_start::moved(&migration));
         staging
             .write_parquet(
                 "migration",
@@ -151,6 +161,31 @@ pub async fn run_segment(
         fit_ms,
         duration_ms: started.elapsed().as_millis() as u64,
     };
-    report.checks = checks::judge(&segment.checks, &report);
+    report.checks = checks::judge(&segment.checks, &report, &since);
     Ok(report)
+}
+
+/// Per segment whose id the previous model has: its name, id and the distance between its
+/// centroid and the previous one, both in the previous model's units (a warm start fits in
+/// them).
+fn centroid_shifts(
+    segmentation: &segflow_cluster::Segmentation,
+    names: &[String],
+    previous: &PreviousRun,
+) -> Vec<(String, u32, f64)> {
+    let earlier = &previous.model;
+    segmentation
+        .ids
+        .iter()
+        .zip(segmentation.centroids.outer_iter())
+        .zip(names)
+        .filter_map(|((id, centroid), name)| {
+            let row = earlier.ids.iter().position(|earlier_id| earlier_id == id)?;
+            let shift = (&centroid - &earlier.centroids.row(row))
+                .mapv(|d| d * d)
+                .sum()
+                .sqrt();
+            Some((name.clone(), *id, shift))
+        })
+        .collect()
 }

@@ -121,6 +121,17 @@ impl ModelFile {
         serde_json::to_vec_pretty(self).expect("a model serialises")
     }
 
+    /// Customers per segment id when the model was fitted (files from before sizes were
+    /// recorded have none).
+    pub fn sizes_by_id(&self) -> Option<BTreeMap<u32, u64>> {
+        let sizes = self.sizes.as_ref()?;
+        let ids: Vec<u32> = match &self.ids {
+            Some(ids) => ids.clone(),
+            None => (0..sizes.len() as u32).collect(),
+        };
+        (ids.len() == sizes.len()).then(|| ids.into_iter().zip(sizes.iter().copied()).collect())
+    }
+
     /// The model to fit `segment` from, and its names by segment id; fails when the model
     /// was fitted on other features or is not whole.
     pub fn into_previous(

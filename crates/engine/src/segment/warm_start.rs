@@ -29,6 +29,8 @@ pub struct PreviousRun {
     /// `key` and `segment_id` of every customer it segmented (none when only a model file
     /// was given).
     pub segments: Vec<RecordBatch>,
+    /// Customers per segment id, from its model file (when the file records them).
+    pub sizes: Option<BTreeMap<u32, u64>>,
 }
 
 /// The run `segment.warm_start` names, read from `folder`; `None` when it asks for the
@@ -60,6 +62,7 @@ pub async fn load_previous(
             })?;
         let file: ModelFile = serde_json::from_slice(&bytes)
             .map_err(|error| failed(format!("{url} is not a segflow model: {error}")))?;
+        let sizes = file.sizes_by_id();
         let (model, names) = file
             .into_previous(segment)
             .map_err(|message| failed(format!("{url}: {message}")))?;
@@ -68,17 +71,18 @@ pub async fn load_previous(
             model,
             names,
             segments: Vec::new(),
+            sizes,
         }));
     }
-    let runs = folder
-        .runs()
-        .await
-        .map_err(|error| failed(error.to_string()))?;
-    let published = runs.iter().filter(|run| run.status == RunStatus::Published);
     let previous_id = match warm_start {
-        // Runs are listed newest first; a rerun of this id must not start from itself.
-        WarmStart::Previous => match published.into_iter().find(|run| run.run_id != run_id) {
-            Some(run) => run.run_id.clone(),
+        // The run before this one in run order: a rerun does not start from itself, and a
+        // backfill of an old day starts from the day before it, not from the newest.
+        WarmStart::Previous => match folder
+            .previous_published(run_id)
+            .await
+            .map_err(|error| failed(error.to_string()))?
+        {
+            Some(run) => run.run_id,
             None => {
                 tracing::info!(output = %folder.url, "no earlier published run: fitting from scratch");
                 return Ok(None);
@@ -86,7 +90,12 @@ pub async fn load_previous(
         },
         WarmStart::Model(_) => unreachable!("read above"),
         WarmStart::Run(id) => {
-            if !published.into_iter().any(|run| &run.run_id == id) {
+            let runs = folder
+                .runs()
+                .await
+                .map_err(|error| failed(error.to_string()))?;
+            let mut published = runs.iter().filter(|run| run.status == RunStatus::Published);
+            if !published.any(|run| &run.run_id == id) {
                 return Err(failed(format!(
                     "no published run `{id}` in {} (see `segflow runs`)",
                     folder.url
@@ -112,6 +121,7 @@ pub async fn load_previous(
         })?;
     let file: ModelFile = serde_json::from_slice(&bytes)
         .map_err(|error| failed(format!("{model_url} is not a segflow model: {error}")))?;
+    let sizes = file.sizes_by_id();
     let model = file
         .into_previous(segment)
         .map_err(|message| failed(format!("{model_url}: {message}")))?;
@@ -124,6 +134,7 @@ pub async fn load_previous(
         names: model.1,
         model: model.0,
         segments,
+        sizes,
     }))
 }
 
@@ -248,6 +259,36 @@ pub async fn migration(
         }
     };
     with_names(batch, &previous.names, names)
+}
+
+/// Of a migration table: the customers in both runs, and those whose segment changed.
+pub fn moved(migration: &RecordBatch) -> (u64, u64) {
+    use arrow::array::{Array, AsArray};
+    use arrow::datatypes::{Int32Type, Int64Type};
+    let before = migration
+        .column_by_name("previous_segment_id")
+        .expect("a migration table")
+        .as_primitive::<Int32Type>();
+    let after = migration
+        .column_by_name("segment_id")
+        .expect("a migration table")
+        .as_primitive::<Int32Type>();
+    let customers = migration
+        .column_by_name("customers")
+        .expect("a migration table")
+        .as_primitive::<Int64Type>();
+    let (mut returning, mut moved) = (0, 0);
+    for row in 0..migration.num_rows() {
+        if before.is_null(row) || after.is_null(row) {
+            continue;
+        }
+        let count = customers.value(row) as u64;
+        returning += count;
+        if before.value(row) != after.value(row) {
+            moved += count;
+        }
+    }
+    (returning, moved)
 }
 
 /// Adds `previous_name` and `name` beside the two id columns.

@@ -1,6 +1,7 @@
 //! How the steps of one call run, beyond which steps: shared by the steps and the
 //! validate steps among them.
 
+use crate::baseline::Baseline;
 use crate::columns::ReadColumns;
 use crate::execution::Execution;
 use crate::progress::Progress;
@@ -22,4 +23,6 @@ pub struct StepsSettings<'a> {
     /// Add each step's executed plan with its metrics to its report.
     pub profile: bool,
     pub progress: &'a Progress,
+    /// The previous run, for `change` checks.
+    pub baseline: &'a Baseline,
 }

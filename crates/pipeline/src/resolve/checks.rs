@@ -4,8 +4,9 @@
 use std::collections::HashSet;
 
 use super::{Resolver, check_identifier};
-use crate::checks::{Check, CheckKind, Severity, literal};
+use crate::checks::{Change, Check, CheckKind, Metric, Severity, literal};
 use crate::raw::{RawCheck, RawLiteral};
+use crate::threshold::Threshold;
 
 pub(crate) const CHECK_TYPES: &[&str] = &[
     "not_null",
@@ -18,6 +19,7 @@ pub(crate) const CHECK_TYPES: &[&str] = &[
     "freshness",
     "schema",
     "sql",
+    "change",
 ];
 
 impl Resolver {
@@ -81,17 +83,81 @@ impl Resolver {
             );
             return None;
         }
-        let default_name = match (&raw.column, raw.columns.is_empty()) {
-            (Some(column), _) => format!("{check_type}_{column}"),
-            (None, false) => format!("{check_type}_{}", raw.columns.join("_")),
-            (None, true) => check_type.to_string(),
+        let (warn_if, error_if) = self.thresholds(key, &raw, severity, &kind)?;
+        let default_name = match (&raw.column, raw.columns.is_empty(), &kind) {
+            (column, _, CheckKind::Change { metric, .. }) => match column {
+                Some(column) => format!("change_{}_{column}", metric.as_str()),
+                None => format!("change_{}", metric.as_str()),
+            },
+            (Some(column), _, _) => format!("{check_type}_{column}"),
+            (None, false, _) => format!("{check_type}_{}", raw.columns.join("_")),
+            (None, true, _) => check_type.to_string(),
         };
         Some(Check {
             name: raw.name.unwrap_or(default_name).to_ascii_lowercase(),
             severity,
+            warn_if,
+            error_if,
             kind,
             key: key.to_string(),
         })
+    }
+
+    /// `warn_if` and `error_if` with the severity's defaults: an error check fails on any
+    /// failing row and a warn check warns on any; a quarantine check sets its rows aside
+    /// and neither warns nor fails unless told to.
+    #[allow(clippy::type_complexity)]
+    fn thresholds(
+        &mut self,
+        key: &str,
+        raw: &RawCheck,
+        severity: Severity,
+        kind: &CheckKind,
+    ) -> Option<(Option<Threshold>, Option<Threshold>)> {
+        let mut parsed = |name: &str, text: &Option<String>| match text {
+            None => Some(None),
+            Some(text) => match Threshold::parse(text) {
+                Ok(threshold) => Some(Some(threshold)),
+                Err(message) => {
+                    self.problem(format!("{key}.{name}"), message);
+                    None
+                }
+            },
+        };
+        let warn_if = parsed("warn_if", &raw.warn_if)?;
+        let error_if = parsed("error_if", &raw.error_if)?;
+        if !kind.is_row_level() {
+            for (name, given) in [
+                ("warn_if", warn_if.is_some()),
+                ("error_if", error_if.is_some()),
+            ] {
+                if given {
+                    self.problem(
+                        format!("{key}.{name}"),
+                        format!(
+                            "`{name}` counts failing rows, which only row-level checks (not_null, unique, accepted_values, range, pattern, relationships) have; a `{}` check passes or not, and its severity says what then",
+                            kind.type_name()
+                        ),
+                    );
+                }
+            }
+            return (warn_if.is_none() && error_if.is_none()).then_some((None, None));
+        }
+        match severity {
+            Severity::Error => Some((
+                Some(warn_if.unwrap_or(Threshold::ANY)),
+                Some(error_if.unwrap_or(Threshold::ANY)),
+            )),
+            Severity::Warn if error_if.is_some() => {
+                self.problem(
+                    format!("{key}.error_if"),
+                    "a check of severity `warn` never fails the run; use severity error (or quarantine) with `error_if`",
+                );
+                None
+            }
+            Severity::Warn => Some((Some(warn_if.unwrap_or(Threshold::ANY)), None)),
+            Severity::Quarantine => Some((warn_if, error_if)),
+        }
     }
 
     /// Keys given that the check's type does not use are mistakes, not silently ignored.
@@ -106,6 +172,7 @@ impl Resolver {
             "row_count" => &["min", "max"],
             "freshness" => &["column", "max_age", "as_of"],
             "schema" => &["expect"],
+            "change" => &["column", "metric", "max_increase", "max_decrease"],
             _ => &["sql"],
         };
         let given = [
@@ -123,6 +190,9 @@ impl Resolver {
             ("as_of", raw.as_of.is_some()),
             ("expect", !raw.expect.is_empty()),
             ("sql", raw.sql.is_some()),
+            ("metric", raw.metric.is_some()),
+            ("max_increase", raw.max_increase.is_some()),
+            ("max_decrease", raw.max_decrease.is_some()),
         ];
         for (name, present) in given {
             if present && !used.contains(&name) {
@@ -253,6 +323,7 @@ impl Resolver {
                     expect: self.schema(&format!("{key}.expect"), raw.expect.clone()),
                 }
             }
+            "change" => self.change_check(key, raw)?,
             _ => {
                 let sql = self.required(key, "sql", &raw.sql)?;
                 CheckKind::Sql {
@@ -261,6 +332,79 @@ impl Resolver {
             }
         };
         Some(kind)
+    }
+}
+
+impl Resolver {
+    fn change_check(&mut self, key: &str, raw: &RawCheck) -> Option<CheckKind> {
+        let word = self.required(key, "metric", &raw.metric)?;
+        let Some(metric) = Metric::parse(&word) else {
+            self.problem(
+                format!("{key}.metric"),
+                format!(
+                    "unknown metric `{word}`{}; metrics: {}",
+                    crate::did_you_mean(&word, &Metric::WORDS),
+                    Metric::WORDS.join(", ")
+                ),
+            );
+            return None;
+        };
+        let column = match (metric, &raw.column) {
+            (Metric::RowCount, Some(_)) => {
+                self.problem(
+                    format!("{key}.column"),
+                    "`row_count` counts the table's rows; it takes no `column`",
+                );
+                return None;
+            }
+            (Metric::RowCount, None) => None,
+            (_, None) => {
+                self.problem(
+                    key,
+                    format!("metric `{word}` needs `column`, the column it measures"),
+                );
+                return None;
+            }
+            (_, Some(column)) => Some(column.clone()),
+        };
+        let mut bound = |name: &str, value: &Option<RawLiteral>| {
+            let number = |value: f64| (value.is_finite() && value >= 0.0).then_some(value);
+            let parsed = match value {
+                None => return Some(None),
+                Some(RawLiteral::Integer(n)) => number(*n as f64).map(Change::Absolute),
+                Some(RawLiteral::Float(x)) => number(*x).map(Change::Absolute),
+                Some(RawLiteral::Text(text)) => text
+                    .trim()
+                    .strip_suffix('%')
+                    .and_then(|percent| percent.trim().parse::<f64>().ok())
+                    .and_then(number)
+                    .map(|percent| Change::Relative(percent / 100.0)),
+                Some(RawLiteral::Boolean(_)) => None,
+            };
+            if parsed.is_none() {
+                self.problem(
+                    format!("{key}.{name}"),
+                    "a change is a share of the previous value (`\"30%\"`) or an amount in the metric's units (`5000`), not negative",
+                );
+                return None;
+            }
+            Some(parsed)
+        };
+        let max_increase = bound("max_increase", &raw.max_increase)?;
+        let max_decrease = bound("max_decrease", &raw.max_decrease)?;
+        if max_increase.is_none() && max_decrease.is_none() {
+            self.problem(
+                key,
+                "this check needs `max_increase`, `max_decrease` or both",
+            );
+            return None;
+        }
+        Some(CheckKind::Change {
+            metric,
+            column,
+            max_increase,
+            max_decrease,
+        })
     }
 }
 

@@ -62,6 +62,12 @@ impl Resolver {
             }
         }
         let (k, k_selection) = self.resolve_k(&raw.k);
+        // What kind of warm start is declared, even one with a mistake reported below, so
+        // the checks that need one do not report its absence as well.
+        let declared_warm_start = raw
+            .warm_start
+            .as_ref()
+            .map(|warm| matches!(warm, RawWarmStart::Model(_)));
         let warm_start = match raw.warm_start {
             None => None,
             Some(RawWarmStart::Previous(word)) if word == "previous" => Some(WarmStart::Previous),
@@ -147,7 +153,7 @@ impl Resolver {
         if !(tolerance > 0.0 && tolerance.is_finite()) {
             self.problem("segment.tolerance", "tolerance must be a positive number");
         }
-        let checks = self.segment_checks(raw.checks);
+        let checks = self.segment_checks(raw.checks, declared_warm_start);
         let output = self.output_location(raw.output, stores);
         if self.problems.len() > problems_before {
             return None;
@@ -174,45 +180,84 @@ impl Resolver {
         })
     }
 
-    fn segment_checks(&mut self, raw: Vec<RawSegmentCheck>) -> Vec<SegmentCheck> {
+    fn segment_checks(
+        &mut self,
+        raw: Vec<RawSegmentCheck>,
+        // `Some(true)`: a warm start from a model file.
+        warm_start: Option<bool>,
+    ) -> Vec<SegmentCheck> {
         let mut checks: Vec<SegmentCheck> = Vec::new();
         for (index, raw) in raw.into_iter().enumerate() {
             let key = format!("segment.checks[{index}]");
-            let share = match &raw.value {
-                RawLiteral::Integer(value) => Some(*value as f64),
-                RawLiteral::Float(value) => Some(*value),
-                RawLiteral::Text(text) => text
+            let check_type = raw.check_type.as_str();
+            if !SegmentCheckKind::WORDS.contains(&check_type) {
+                self.problem(
+                    format!("{key}.type"),
+                    format!(
+                        "unknown segment check `{check_type}`{}; types: {}",
+                        crate::did_you_mean(check_type, &SegmentCheckKind::WORDS),
+                        SegmentCheckKind::WORDS.join(", ")
+                    ),
+                );
+                continue;
+            }
+            let is_share = matches!(check_type, "min_share" | "max_share" | "max_moved_share");
+            let value = match (&raw.value, is_share) {
+                (RawLiteral::Integer(value), _) => Some(*value as f64),
+                (RawLiteral::Float(value), _) => Some(*value),
+                (RawLiteral::Text(text), true) => text
                     .trim()
                     .strip_suffix('%')
                     .and_then(|percent| percent.trim().parse::<f64>().ok())
                     .map(|percent| percent / 100.0),
-                RawLiteral::Boolean(_) => None,
+                _ => None,
             };
-            let share = match share {
-                Some(share) if (0.0..=1.0).contains(&share) => share,
-                _ => {
+            let value = match value {
+                Some(share) if is_share && (0.0..=1.0).contains(&share) => share,
+                Some(number) if !is_share && number.is_finite() && number >= 0.0 => number,
+                _ if is_share => {
                     self.problem(
                         format!("{key}.value"),
                         "expected a share from 0 to 1 (`0.03`) or a percentage (`\"3%\"`)",
                     );
                     continue;
                 }
-            };
-            let kind = match raw.check_type.as_str() {
-                "min_share" => SegmentCheckKind::MinShare(share),
-                "max_share" => SegmentCheckKind::MaxShare(share),
-                other => {
+                _ => {
                     self.problem(
-                        format!("{key}.type"),
-                        format!(
-                            "unknown segment check `{other}`{}; types: {}",
-                            crate::did_you_mean(other, &SegmentCheckKind::WORDS),
-                            SegmentCheckKind::WORDS.join(", ")
-                        ),
+                        format!("{key}.value"),
+                        format!("expected a number at least 0 for `{check_type}`"),
                     );
                     continue;
                 }
             };
+            let kind = match check_type {
+                "min_share" => SegmentCheckKind::MinShare(value),
+                "max_share" => SegmentCheckKind::MaxShare(value),
+                "max_moved_share" => SegmentCheckKind::MaxMovedShare(value),
+                "max_centroid_shift" => SegmentCheckKind::MaxCentroidShift(value),
+                _ => SegmentCheckKind::MaxSizePsi(value),
+            };
+            // Segment ids, and so "the same segment" across runs, are kept only by a warm
+            // start; moved customers need the earlier run's segments, which a model file lacks.
+            match (kind, warm_start) {
+                (kind, None) if kind.needs_previous() => {
+                    self.problem(
+                        format!("{key}.type"),
+                        format!(
+                            "`{check_type}` compares each segment with the same segment of the previous run, and only `segment.warm_start` keeps segment ids across runs: add `warm_start: previous`"
+                        ),
+                    );
+                    continue;
+                }
+                (SegmentCheckKind::MaxMovedShare(_), Some(true)) => {
+                    self.problem(
+                        format!("{key}.type"),
+                        "`max_moved_share` counts customers against the previous run's segments, which a model file does not hold: warm start from `previous` or `{run: ID}`",
+                    );
+                    continue;
+                }
+                _ => {}
+            }
             let severity = match raw.severity.as_deref().unwrap_or("error") {
                 "error" => Severity::Error,
                 "warn" => Severity::Warn,

@@ -31,7 +31,7 @@ use crate::sql::{
     reason_column, rejects_table, set_aside_table,
 };
 use crate::{EngineError, Result};
-use report::{row_check_report, table_check_report};
+use report::{TableCheckInput, row_check_report, table_check_report};
 
 /// A validate step's rejected rows, registered as `table`: `step`, `checks`, `reasons`,
 /// then the input's columns.
@@ -262,11 +262,19 @@ pub async fn run_validate(
     let mut checks = Vec::with_capacity(validate.checks.len());
     for (index, check) in validate.checks.iter().enumerate() {
         let report = if let Some(&failing) = failing.get(&index) {
-            row_check_report(ctx, &flagged_name, index, check, failing, &sample_key)
+            let counts = (failing, rows_in);
+            row_check_report(ctx, &flagged_name, index, check, counts, &sample_key)
                 .await
                 .map_err(sql_error)?
         } else {
-            table_check_report(ctx, &flagged_name, check, &input_schema, rows_in)
+            let input = TableCheckInput {
+                annotated: &flagged_name,
+                table: &validate.input,
+                schema: &input_schema,
+                rows: rows_in,
+                baseline: settings.baseline,
+            };
+            table_check_report(ctx, &input, check)
                 .await
                 .map_err(sql_error)?
         };

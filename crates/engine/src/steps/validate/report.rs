@@ -2,13 +2,16 @@
 //! checks (read from the flagged table), and table-level checks (row_count, freshness,
 //! schema, sql) run as small queries of their own.
 
-use arrow::array::{AsArray, RecordBatch};
-use arrow::datatypes::{DataType, Schema};
+use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::datatypes::{DataType, Float64Type, Schema};
 use arrow::util::display::{ArrayFormatter, FormatOptions};
 use datafusion::prelude::SessionContext;
-use segflow_pipeline::{Check, CheckKind, ColumnType, Severity, column_type_name};
+use segflow_pipeline::{
+    Change, Check, CheckKind, ColumnType, Metric, Severity, Threshold, column_type_name,
+};
 
-use crate::report::CheckReport;
+use crate::baseline::{Baseline, Earlier};
+use crate::report::{CheckReport, MetricReport};
 use crate::sql::{collect, fail_column, literal, quote};
 
 /// Failing rows shown per check.
@@ -19,7 +22,7 @@ pub(super) async fn row_check_report(
     annotated: &str,
     index: usize,
     check: &Check,
-    failing: u64,
+    (failing, checked): (u64, u64),
     sample_key: &[String],
 ) -> datafusion::error::Result<CheckReport> {
     let samples = if failing == 0 {
@@ -37,18 +40,83 @@ pub(super) async fn row_check_report(
         .await?;
         format_rows(&rows)
     };
-    Ok(check_report(check, failing, samples, None))
+    let status = row_check_status(check, failing, checked);
+    Ok(CheckReport {
+        rows_checked: Some(checked),
+        failing_share: Some(failing as f64 / checked.max(1) as f64),
+        warn_if: check.warn_if.map(|t| t.to_string()),
+        error_if: check.error_if.map(|t| t.to_string()),
+        ..check_report(check, failing, samples, None)
+    }
+    .with_status(status))
+}
+
+/// A row-level check fails the run past `error_if`, warns past `warn_if`, and otherwise
+/// passes, or reports its set-aside rows.
+fn row_check_status(check: &Check, failing: u64, checked: u64) -> &'static str {
+    let crossed =
+        |threshold: Option<Threshold>| threshold.is_some_and(|t| t.crossed(failing, checked));
+    if crossed(check.error_if) {
+        "fail"
+    } else if crossed(check.warn_if) {
+        "warn"
+    } else if failing > 0 && check.severity == Severity::Quarantine {
+        "quarantined"
+    } else {
+        "pass"
+    }
+}
+
+/// Where a table-level check reads from besides its rows.
+pub(super) struct TableCheckInput<'a> {
+    /// The flagged rows of the input (every row, whichever checks it failed).
+    pub annotated: &'a str,
+    /// The input's name: the table a `change` check's metric is recorded for.
+    pub table: &'a str,
+    pub schema: &'a Schema,
+    pub rows: u64,
+    pub baseline: &'a Baseline,
 }
 
 /// A table-level check's report. `annotated` holds the input's rows (flagged), so a check
 /// reading them does not run the input's query again when it was streamed.
 pub(super) async fn table_check_report(
     ctx: &SessionContext,
-    annotated: &str,
+    input: &TableCheckInput<'_>,
     check: &Check,
-    input_schema: &Schema,
-    rows: u64,
 ) -> datafusion::error::Result<CheckReport> {
+    let TableCheckInput {
+        annotated,
+        schema: input_schema,
+        rows,
+        ..
+    } = *input;
+    if let CheckKind::Change {
+        metric,
+        column,
+        max_increase,
+        max_decrease,
+    } = &check.kind
+    {
+        let value = measure(ctx, annotated, *metric, column.as_deref(), rows).await?;
+        let name = metric.id(column.as_deref());
+        let earlier = input.baseline.earlier(input.table, &name);
+        let (held, detail) = judge_change(&name, value, &earlier, *max_increase, *max_decrease);
+        let (baseline_run, baseline) = match earlier {
+            Earlier::Value { run_id, value } => (Some(run_id), Some(value)),
+            Earlier::Missing(_) => (None, None),
+        };
+        return Ok(CheckReport {
+            metric: Some(MetricReport {
+                table: input.table.to_string(),
+                metric: name,
+                value,
+                baseline_run,
+                baseline,
+            }),
+            ..check_report(check, u64::from(!held), Vec::new(), Some(detail))
+        });
+    }
     let (failing, detail, samples) = match &check.kind {
         CheckKind::RowCount { min, max } => {
             let low = min.is_some_and(|min| rows < min);
@@ -138,6 +206,8 @@ fn type_matches(found: &DataType, declared: ColumnType) -> bool {
     }
 }
 
+/// A check's report, its status from its severity: a table-level check's (or, as
+/// [`row_check_report`] refines it, a row-level one's).
 fn check_report(
     check: &Check,
     failing: u64,
@@ -156,8 +226,104 @@ fn check_report(
         severity: check.severity.as_str().to_string(),
         status: status.to_string(),
         failing_rows: failing,
+        rows_checked: None,
+        failing_share: None,
+        warn_if: None,
+        error_if: None,
         samples,
         detail,
+        metric: None,
+    }
+}
+
+/// The metric of the flagged input `annotated` (`rows` rows), computed in one small query.
+async fn measure(
+    ctx: &SessionContext,
+    annotated: &str,
+    metric: Metric,
+    column: Option<&str>,
+    rows: u64,
+) -> datafusion::error::Result<Option<f64>> {
+    let column = column.map(quote).unwrap_or_default();
+    let expression = match metric {
+        Metric::RowCount => return Ok(Some(rows as f64)),
+        Metric::NullShare => format!(
+            "CAST(count(*) - count({column}) AS DOUBLE) / CAST(greatest(count(*), 1) AS DOUBLE)"
+        ),
+        Metric::Distinct => format!("CAST(count(DISTINCT {column}) AS DOUBLE)"),
+        Metric::Sum => format!("CAST(sum({column}) AS DOUBLE)"),
+        Metric::Mean => format!("CAST(avg({column}) AS DOUBLE)"),
+        Metric::Min => format!("CAST(min({column}) AS DOUBLE)"),
+        Metric::Max => format!("CAST(max({column}) AS DOUBLE)"),
+    };
+    let batches = collect(ctx, &format!("SELECT {expression} FROM {annotated}")).await?;
+    let values = batches[0].column(0).as_primitive::<Float64Type>();
+    Ok((!values.is_null(0)).then(|| values.value(0)))
+}
+
+/// Whether the metric moved within its bounds since the previous run, and a line saying
+/// by how much. With nothing to compare with, the check holds and says why.
+fn judge_change(
+    name: &str,
+    value: Option<f64>,
+    earlier: &Earlier,
+    max_increase: Option<Change>,
+    max_decrease: Option<Change>,
+) -> (bool, String) {
+    let Some(value) = value else {
+        return (
+            true,
+            format!("{name} has no value (no rows); nothing to compare"),
+        );
+    };
+    let (run_id, before) = match earlier {
+        Earlier::Value { run_id, value } => (run_id, *value),
+        Earlier::Missing(why) => {
+            return (
+                true,
+                format!("{name} is {}; no baseline: {why}", number(value)),
+            );
+        }
+    };
+    let moved = value - before;
+    let relative = (before != 0.0).then(|| moved / before.abs());
+    let change = match relative {
+        Some(relative) => format!("{:+.1}%", 100.0 * relative),
+        None => format!("{:+}", number(moved)),
+    };
+    // A bound crossed, and how it is written: a relative bound from a previous value of 0
+    // is crossed by any move in its direction.
+    let beyond = |bound: Option<Change>, amount: f64, word: &str| {
+        let bound = bound?;
+        let crossed = match bound {
+            Change::Absolute(limit) => amount > limit,
+            Change::Relative(limit) => match relative {
+                Some(_) => amount / before.abs() > limit,
+                None => amount > 0.0,
+            },
+        };
+        crossed.then(|| format!("more than the {word} of {bound} allowed"))
+    };
+    let breach = beyond(max_increase, moved, "max_increase")
+        .or_else(|| beyond(max_decrease, -moved, "max_decrease"));
+    let line = format!(
+        "{name} is {} against {} in run {run_id} ({change})",
+        number(value),
+        number(before)
+    );
+    match breach {
+        Some(breach) => (false, format!("{line}: {breach}")),
+        None => (true, line),
+    }
+}
+
+/// Whole numbers without a fraction, others to 4 significant decimals.
+fn number(value: f64) -> String {
+    if value.fract() == 0.0 && value.abs() < 1e15 {
+        format!("{value:.0}")
+    } else {
+        let text = format!("{value:.4}");
+        text.trim_end_matches('0').trim_end_matches('.').to_string()
     }
 }
 
