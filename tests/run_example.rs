@@ -460,7 +460,7 @@ fn run_ids_keep_runs_apart_and_the_manifest_describes_each() {
     );
     let segments = &manifest["tables"][4];
     assert_eq!(segments["columns"][0]["name"], "customer_id");
-    assert_eq!(segments["columns"][0]["type"], "Int64");
+    assert_eq!(segments["columns"][0]["type"], "int64");
 }
 
 fn collect_files(root: &std::path::Path, dir: &std::path::Path, into: &mut BTreeSet<String>) {

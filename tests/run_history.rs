@@ -333,3 +333,124 @@ fn a_failed_run_still_writes_its_report_with_the_status_and_the_error() {
         "{last}"
     );
 }
+
+/// The thresholds pipeline with a clean step in front of the segments, and contracts.
+fn contract_pipeline(step_contract: &str, segment_contract: &str, carry: &str) -> String {
+    thresholds_pipeline("severity: warn")
+        .replace(
+            "steps:\n",
+            &format!(
+                "steps:\n  - name: typed\n    kind: clean\n    sql: SELECT customer_id, email, x, y FROM customers\n    contract:\n{step_contract}"
+            ),
+        )
+        .replace("    input: customers\n", "    input: typed\n")
+        .replace(
+            "  k: 2\n",
+            &format!("  k: 2\n  carry: [{carry}]\n  contract:\n{segment_contract}"),
+        )
+}
+
+const TYPED: &str = "      columns:
+        - { name: customer_id, type: int64, nullable: false }
+        - { name: email, type: string, nullable: NULLABLE }
+        - { name: x, type: float64 }
+        - { name: y, type: float64 }
+";
+
+fn segments_contract(on_drift: &str, with_email: bool) -> String {
+    let mut text = format!(
+        "    on_drift: {on_drift}
+    columns:
+      - {{ name: customer_id, type: int64, nullable: false }}
+      - {{ name: segment_id, type: int32 }}
+      - {{ name: distance, type: float64 }}
+      - {{ name: x, type: float64 }}
+      - {{ name: y, type: float64 }}
+"
+    );
+    if with_email {
+        text.push_str("      - { name: email, type: string }\n");
+    }
+    text
+}
+
+#[test]
+fn contracts_are_kept_on_the_data_and_against_the_previous_runs_schema() {
+    let project = Project::copy_of_repository();
+    project.write("data/customers.csv", &customers_csv(1000, 30));
+    let run = |id: &str| project.segflow(&["run", "pipelines/c.yaml", "--run-id", id]);
+
+    // Planned schemas keep the contracts, but 30 rows break `email: nullable: false`.
+    project.write(
+        "pipelines/c.yaml",
+        &contract_pipeline(
+            &TYPED.replace("NULLABLE", "false"),
+            &segments_contract("fail", false),
+            "",
+        ),
+    );
+    project
+        .segflow(&["check", "pipelines/c.yaml"])
+        .assert_exit(0);
+    let nulls = run("d1");
+    nulls.assert_exit(4);
+    assert!(
+        nulls.stderr.contains(
+            "contract of `typed` broken: column `email` holds 30 nulls; the contract says it holds none"
+        ),
+        "{}",
+        nulls.stderr
+    );
+    assert!(!project.path("out/thresholds/run_id=d1").exists());
+
+    project.write(
+        "pipelines/c.yaml",
+        &contract_pipeline(
+            &TYPED.replace("NULLABLE", "true"),
+            &segments_contract("fail", false),
+            "",
+        ),
+    );
+    run("d1").assert_exit(0);
+    let manifest: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            published_run(&project.path("out/thresholds"), "d1").join("_MANIFEST.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let segments = manifest["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|table| table["name"] == "segments")
+        .unwrap();
+    assert_eq!(manifest["schema_version"], 2);
+    assert_eq!(
+        segments["columns"][0],
+        serde_json::json!({"name": "customer_id", "type": "int64", "nullable": false, "null_count": 0})
+    );
+
+    // The next day carries e-mails into the segments: a new column, which `fail` refuses
+    // and `allow_new_columns` accepts.
+    let with_email = |rule: &str| {
+        contract_pipeline(
+            &TYPED.replace("NULLABLE", "true"),
+            &segments_contract(rule, true),
+            "email",
+        )
+    };
+    project.write("pipelines/c.yaml", &with_email("fail"));
+    let drifted = run("d2");
+    drifted.assert_exit(4);
+    assert!(
+        drifted.stderr.contains(
+            "contract of `segments` broken: `segments` since run d1: column `email` is new"
+        ),
+        "{}",
+        drifted.stderr
+    );
+    assert!(!project.path("out/thresholds/run_id=d2").exists());
+    project.write("pipelines/c.yaml", &with_email("allow_new_columns"));
+    run("d2").assert_exit(0);
+}

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use segflow_publish::{Manifest, OutputFolder};
+use segflow_publish::{Manifest, ManifestColumn, OutputFolder};
 
 use crate::{EngineError, Result};
 
@@ -15,6 +15,10 @@ pub struct Baseline {
     pub run_id: Option<String>,
     /// `(table, metric)` -> value, `None` for a metric the run recorded without a value.
     metrics: BTreeMap<(String, String), Option<f64>>,
+    /// The columns of each table it published.
+    tables: BTreeMap<String, Vec<ManifestColumn>>,
+    /// Whether its manifest names types as this version does (manifest version 2 on).
+    stable_types: bool,
 }
 
 /// What a check learns of the baseline for one metric.
@@ -45,7 +49,7 @@ impl Baseline {
             Some(manifest) => Baseline::from_manifest(&manifest),
             None => Baseline {
                 run_id: Some(previous.run_id),
-                metrics: BTreeMap::new(),
+                ..Baseline::default()
             },
         })
     }
@@ -58,7 +62,21 @@ impl Baseline {
                 .iter()
                 .map(|m| ((m.table.clone(), m.metric.clone()), m.value))
                 .collect(),
+            tables: manifest
+                .tables
+                .iter()
+                .map(|table| (table.name.clone(), table.columns.clone()))
+                .collect(),
+            stable_types: manifest.schema_version >= 2,
         }
+    }
+
+    /// The columns the previous run published in `table`, and whether their types are
+    /// in the stable names; `None` with no previous run or no such table.
+    pub fn columns(&self, table: &str) -> Option<(&str, &[ManifestColumn], bool)> {
+        let run_id = self.run_id.as_deref()?;
+        let columns = self.tables.get(table)?;
+        Some((run_id, columns, self.stable_types))
     }
 
     pub fn earlier(&self, table: &str, metric: &str) -> Earlier {

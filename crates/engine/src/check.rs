@@ -17,8 +17,9 @@ use segflow_pipeline::{CheckKind, Pipeline, Validate, did_you_mean};
 use segflow_plan::StepGraph;
 
 use crate::columns::{ReadColumns, read_columns};
+use crate::contract;
 use crate::error::describe;
-use crate::segment::check_segment_schema;
+use crate::segment::{check_segment_schema, planned_segments_schema};
 use crate::sources::{arrow_schema, register_source};
 use crate::sql::query_only;
 use crate::steps::validate::flagging_sql;
@@ -157,6 +158,21 @@ fn validate_sql(validate: &Validate, columns: &[String]) -> String {
     text
 }
 
+/// Where a step's planned result breaks its contract, located at the contract's keys.
+fn contract_problems(
+    pipeline: &Pipeline,
+    step: &segflow_pipeline::Step,
+    schema: &arrow::datatypes::Schema,
+) -> Vec<segflow_pipeline::Problem> {
+    let Some(contract) = &step.contract else {
+        return Vec::new();
+    };
+    contract::schema_problems(contract, schema, &step.name)
+        .into_iter()
+        .map(|(key, message)| pipeline.problem(&key, message))
+        .collect()
+}
+
 /// A step's SQL as it runs: variables substituted, a validate step's checks compiled.
 /// Secrets are in it; mask it before showing it.
 #[derive(Debug, Clone)]
@@ -230,6 +246,7 @@ async fn check_and_compile(
         if let Some(validate) = &step.validate {
             match check_validate(&ctx, validate).await {
                 Ok((schema, sql)) => {
+                    problems.extend(contract_problems(pipeline, step, &schema));
                     ctx.register_table(step.name.as_str(), Arc::new(EmptyTable::new(schema)))
                         .map_err(|error| EngineError::table(&step.name, error))?;
                     compiled.push(CompiledStep {
@@ -267,6 +284,7 @@ async fn check_and_compile(
             }
         };
         let schema = Arc::new(frame.schema().as_arrow().clone());
+        problems.extend(contract_problems(pipeline, step, &schema));
         ctx.register_table(step.name.as_str(), Arc::new(EmptyTable::new(schema)))
             .map_err(|error| EngineError::table(&step.name, error))?;
         compiled.push(CompiledStep {
@@ -282,8 +300,19 @@ async fn check_and_compile(
             .table(segment.input.as_str())
             .await
             .map_err(|error| EngineError::table(&segment.input, error))?;
-        if let Err((key, message)) = check_segment_schema(table.schema().as_arrow(), segment) {
-            problems.push(pipeline.problem(&key, message));
+        let input = table.schema().as_arrow();
+        match check_segment_schema(input, segment) {
+            Err((key, message)) => problems.push(pipeline.problem(&key, message)),
+            Ok(()) => {
+                if let Some(contract) = &segment.contract {
+                    let published = planned_segments_schema(input, segment);
+                    problems.extend(
+                        contract::schema_problems(contract, &published, "segments")
+                            .into_iter()
+                            .map(|(key, message)| pipeline.problem(&key, message)),
+                    );
+                }
+            }
         }
     }
     if problems.is_empty() {

@@ -120,6 +120,13 @@ pub enum EngineError {
     Segment(String),
     #[error("{0}")]
     RunId(String),
+    /// A table did not keep its contract on the data: nulls where it promised none, or a
+    /// published schema that drifted from the previous run's.
+    #[error("contract of `{table}` broken: {}", problems.join("; "))]
+    ContractBroken {
+        table: String,
+        problems: Vec<String>,
+    },
     /// The previous run, which `change` checks compare with, could not be read.
     #[error("baseline: {0}")]
     Baseline(String),
@@ -181,6 +188,7 @@ impl EngineError {
             EngineError::Step { error, .. } if is_sql_mistake(error) => ErrorClass::PipelineInvalid,
             EngineError::SegmentData(_)
             | EngineError::ValidationFailed { .. }
+            | EngineError::ContractBroken { .. }
             | EngineError::BadRow { .. }
             | EngineError::SourceFile { .. } => ErrorClass::ValidationFailed,
             _ => ErrorClass::Runtime,

@@ -14,6 +14,7 @@
 //! | [`run`] | a whole run, start to publish |
 //! | `baseline` | the previous run in run order, as its manifest recorded it |
 //! | `check` | planning every step against schemas before any data is read |
+//! | `contract` | tables against the columns their contracts promise (a leaf) |
 //! | `columns` | which columns of each result later steps read |
 //! | `select` | `--select` / `--exclude` / `--until`: which steps a run runs |
 //! | `preview` | `segflow show`: first rows of steps and sources |
@@ -33,6 +34,7 @@
 mod baseline;
 mod check;
 mod columns;
+mod contract;
 #[cfg(feature = "ballista")]
 mod distributed;
 mod error;

@@ -30,7 +30,7 @@ use crate::session::RunResources;
 use crate::sources::{SourceRejects, counts};
 use crate::steps::validate::Rejects;
 use crate::stop::{self, Leftovers};
-use crate::{EngineError, Result, check, segment, session, sources, steps, stores};
+use crate::{EngineError, Result, check, contract, segment, session, sources, steps, stores};
 
 /// Under the output folder: one Parquet table of rejected rows per quarantining source and
 /// per validate step with quarantine checks.
@@ -132,8 +132,14 @@ pub async fn run(pipeline: &Pipeline, options: &RunOptions) -> Result<RunReport>
     stores::preflight(&ctx, &pipeline.stores).await?;
     let partial = options.is_partial();
     let folder = output_folder(&ctx, pipeline)?;
-    // Only `change` checks need the previous run; without them its manifest is not read.
-    let baseline = if has_change_checks(pipeline) {
+    // Only `change` checks and a drift rule need the previous run; without them its
+    // manifest is not read.
+    let drift_rule = pipeline
+        .segment
+        .contract
+        .as_ref()
+        .and_then(|contract| contract.on_drift);
+    let baseline = if has_change_checks(pipeline) || drift_rule.is_some() {
         Baseline::load(&folder, &run_id).await?
     } else {
         Baseline::default()
@@ -240,6 +246,10 @@ pub async fn run(pipeline: &Pipeline, options: &RunOptions) -> Result<RunReport>
             failures: failed_segment_checks,
             steps: steps_checked,
         });
+    }
+    if let Err(error) = keeps_contract(pipeline, &staging, &baseline) {
+        discard(&staging, pipeline).await;
+        return Err(error);
     }
     let info = RunInfo {
         pipeline: pipeline.name.clone(),
@@ -463,6 +473,42 @@ async fn stage_table(
     }
     writer.finish(staging).await?;
     Ok(())
+}
+
+/// The staged `segments` against `segment.contract`: its types, its nulls and, with
+/// `on_drift`, its columns against those the previous run published.
+fn keeps_contract(pipeline: &Pipeline, staging: &Staging, baseline: &Baseline) -> Result<()> {
+    let Some(contract) = &pipeline.segment.contract else {
+        return Ok(());
+    };
+    const TABLE: &str = "segments";
+    let mut problems = contract::published_problems(contract, TABLE, staging.files());
+    let staged = staging
+        .files()
+        .iter()
+        .filter_map(|file| file.table.as_ref())
+        .find(|part| part.table == TABLE);
+    if let (Some(rule), Some((previous_run, columns, typed)), Some(staged)) =
+        (contract.on_drift, baseline.columns(TABLE), staged)
+    {
+        let current = segflow_publish::manifest_columns(&staged.schema);
+        problems.extend(contract::drift_problems(
+            rule,
+            TABLE,
+            columns,
+            &current,
+            previous_run,
+            typed,
+        ));
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(EngineError::ContractBroken {
+            table: TABLE.to_string(),
+            problems,
+        })
+    }
 }
 
 fn has_change_checks(pipeline: &Pipeline) -> bool {

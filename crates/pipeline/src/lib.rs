@@ -6,6 +6,7 @@
 //! beyond reading the pipeline and its SQL files, and knows nothing about DataFusion.
 
 mod checks;
+mod contract;
 mod error;
 mod locate;
 mod raw;
@@ -20,6 +21,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 pub use checks::{Change, Check, CheckKind, Literal, Metric, Severity, Validate, column_type_name};
+pub use contract::{Contract, ContractColumn, ContractType, OnDrift};
 pub use error::{PipelineError, Problem, Problems, Result, located};
 pub use locate::{DuplicateKey, KeyIndex};
 pub use resolve::{did_you_mean, resolve};
@@ -358,6 +360,8 @@ pub struct Step {
     pub sql_file: Option<PathBuf>,
     /// For validate steps (whose `sql` is empty): the input and checks.
     pub validate: Option<Validate>,
+    /// The columns its result promises.
+    pub contract: Option<Contract>,
     /// Where the step is declared, e.g. `steps[2]`, for error messages.
     pub key: String,
 }

@@ -157,6 +157,34 @@ pub struct RawStep {
     /// (default: the input's first column).
     #[serde(default)]
     pub sample_key: Vec<String>,
+    /// The columns the step's result promises its readers, checked before any data is read.
+    #[serde(default)]
+    pub contract: Option<RawContract>,
+}
+
+/// A table's promised columns.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawContract {
+    /// Exactly these columns, in any order.
+    pub columns: Vec<RawContractColumn>,
+    /// Segment output only: `fail` (any change from the previous run's published columns
+    /// fails the run) or `allow_new_columns`.
+    #[serde(default)]
+    pub on_drift: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawContractColumn {
+    pub name: String,
+    /// In the manifest's names: `int64`, `float64`, `string`, `decimal(12,2)`,
+    /// `timestamp(us)` (or `timestamp`, any unit), `date`, `boolean`, ...
+    #[serde(rename = "type")]
+    pub data_type: String,
+    /// `false`: no row may be null (default true).
+    #[serde(default)]
+    pub nullable: Option<bool>,
 }
 
 /// One declarative check. Which keys apply depends on `type`.
@@ -409,6 +437,9 @@ pub struct RawSegment {
     /// `error` check publishes nothing (exit code 4), a `warn` one is reported.
     #[serde(default)]
     pub checks: Vec<RawSegmentCheck>,
+    /// The columns of the published `segments` table, and how they may change between runs.
+    #[serde(default)]
+    pub contract: Option<RawContract>,
     /// Where the outputs are written.
     pub output: RawLocation,
 }

@@ -39,6 +39,7 @@ fn closed_words() -> Vec<(&'static str, &'static str, Vec<&'static str>)> {
         ("RawCheck", "type", crate::resolve::CHECK_TYPES.to_vec()),
         ("RawCheck", "severity", crate::Severity::WORDS.to_vec()),
         ("RawCheck", "metric", crate::checks::Metric::WORDS.to_vec()),
+        ("RawContract", "on_drift", crate::OnDrift::WORDS.to_vec()),
         (
             "RawSegmentCheck",
             "type",

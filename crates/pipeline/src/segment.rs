@@ -8,6 +8,8 @@ use crate::Location;
 #[derive(Debug, Clone)]
 pub struct Segment {
     pub input: String,
+    /// The columns of the published `segments` table.
+    pub contract: Option<crate::Contract>,
     pub key: String,
     pub features: Vec<String>,
     /// Each feature's transforms and role, in the order of `features`.

@@ -53,12 +53,13 @@ use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload}
 use parquet::arrow::async_reader::MetadataFetch;
 use parquet::arrow::{AsyncArrowWriter, parquet_to_arrow_schema};
 use parquet::basic::Compression;
-use parquet::file::metadata::ParquetMetaDataReader;
+use parquet::file::metadata::{ParquetMetaData, ParquetMetaDataReader};
 use parquet::file::properties::WriterProperties;
 
 pub use commits::{ATTEMPT_PREFIX, COMMITS_DIR, Commit};
 pub use manifest::{
-    Manifest, ManifestColumn, ManifestFile, ManifestMetric, ManifestTable, RunInfo,
+    MANIFEST_SCHEMA_VERSION, Manifest, ManifestColumn, ManifestFile, ManifestMetric, ManifestTable,
+    RunInfo, columns as manifest_columns, type_name,
 };
 pub use runs::{Latest, RunEntry, RunStatus, compare_run_ids};
 pub use store_errors::{explain, find_store_error};
@@ -133,6 +134,32 @@ pub struct TableFile {
     pub table: String,
     pub rows: u64,
     pub schema: SchemaRef,
+    /// Nulls per column of `schema`, from the file's statistics (`None` for a nested
+    /// column, or a file written without statistics).
+    pub nulls: Vec<Option<u64>>,
+}
+
+/// Nulls per top-level column of `schema`, summed over the row groups' statistics. A flat
+/// column is one leaf of the file's schema; a nested one has several and no single count.
+fn null_counts(footer: &ParquetMetaData, schema: &Schema) -> Vec<Option<u64>> {
+    let leaves = footer.file_metadata().schema_descr();
+    schema
+        .fields()
+        .iter()
+        .map(|field| {
+            let mut of_field = (0..leaves.num_columns())
+                .filter(|&leaf| leaves.column(leaf).path().parts()[0] == *field.name());
+            let leaf = of_field.next()?;
+            if of_field.next().is_some() {
+                return None;
+            }
+            footer
+                .row_groups()
+                .iter()
+                .map(|group| group.column(leaf).statistics()?.null_count_opt())
+                .sum()
+        })
+        .collect()
 }
 
 impl WrittenFile {
@@ -340,7 +367,7 @@ impl Staging {
             let batch = plain_batch(batch, &schema).map_err(|error| parquet_error(error.into()))?;
             writer.write(&batch).await.map_err(parquet_error)?;
         }
-        writer.close().await.map_err(parquet_error)?;
+        let footer = writer.close().await.map_err(parquet_error)?;
         let meta = self
             .folder
             .store
@@ -352,6 +379,7 @@ impl Staging {
             table: Some(TableFile {
                 table: table.to_string(),
                 rows,
+                nulls: null_counts(&footer, &schema),
                 schema,
             }),
             bytes: meta.size,
@@ -440,6 +468,7 @@ impl Staging {
                 table: Some(TableFile {
                     table: table.to_string(),
                     rows: file_rows,
+                    nulls: null_counts(&footer, &schema),
                     schema: Arc::new(schema),
                 }),
                 bytes: meta.size,
@@ -603,8 +632,16 @@ impl Staging {
                     columns: manifest::columns(&part.schema),
                 });
             table.rows += part.rows;
+            for (column, nulls) in table.columns.iter_mut().zip(&part.nulls) {
+                column.null_count = match (column.null_count, nulls) {
+                    // The first file of the table starts the count at 0.
+                    (Some(sum), Some(nulls)) => Some(sum + nulls),
+                    _ => None,
+                };
+            }
         }
         Manifest {
+            schema_version: manifest::MANIFEST_SCHEMA_VERSION,
             run_id: self.run_id.clone(),
             pipeline: info.pipeline.clone(),
             pipeline_hash: info.pipeline_hash.clone(),
@@ -814,7 +851,8 @@ impl TableWriter {
     /// Closes the file and records it with `staging`.
     pub async fn finish(self, staging: &mut Staging) -> Result<()> {
         let url = self.url;
-        self.writer
+        let footer = self
+            .writer
             .close()
             .await
             .map_err(|error| PublishError::Parquet {
@@ -832,6 +870,7 @@ impl TableWriter {
             table: Some(TableFile {
                 table: self.table,
                 rows: self.rows,
+                nulls: null_counts(&footer, &self.schema),
                 schema: self.schema,
             }),
             bytes: meta.size,

@@ -2,13 +2,19 @@
 
 use std::collections::BTreeMap;
 
-use arrow::datatypes::Schema;
+use arrow::datatypes::{DataType, Schema};
 use serde::{Deserialize, Serialize};
 
 /// Written beside a run's outputs before `_SUCCESS`. A loader can check every file's size
 /// and row count against it and create tables from the schemas without opening a file.
+/// 2: column types in [`type_name`]'s stable names and `metrics`; 1 (manifests without
+/// the field): types as Arrow displayed them.
+pub const MANIFEST_SCHEMA_VERSION: u32 = 2;
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Manifest {
+    #[serde(default = "first_version")]
+    pub schema_version: u32,
     pub run_id: String,
     pub pipeline: String,
     /// Hash of the pipeline file and the SQL files it reads, e.g. `sha256:…`.
@@ -45,13 +51,21 @@ pub struct ManifestTable {
     pub columns: Vec<ManifestColumn>,
 }
 
+fn first_version() -> u32 {
+    1
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ManifestColumn {
     pub name: String,
-    /// Arrow's name for the type, e.g. `Int64`, `Timestamp(Microsecond, None)`.
+    /// The type's stable name ([`type_name`]), e.g. `int64`, `timestamp(us, UTC)`.
     #[serde(rename = "type")]
     pub data_type: String,
     pub nullable: bool,
+    /// Nulls in the column over all the table's files, from their Parquet statistics;
+    /// absent for a nested column (and in manifests before version 2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub null_count: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -76,16 +90,93 @@ pub struct RunInfo {
     pub metrics: Vec<ManifestMetric>,
 }
 
-pub(crate) fn columns(schema: &Schema) -> Vec<ManifestColumn> {
+/// A schema's columns as a manifest records them (nulls not yet counted: 0).
+pub fn columns(schema: &Schema) -> Vec<ManifestColumn> {
     schema
         .fields()
         .iter()
         .map(|field| ManifestColumn {
             name: field.name().clone(),
-            data_type: field.data_type().to_string(),
+            data_type: type_name(field.data_type()),
             nullable: field.is_nullable(),
+            null_count: Some(0),
         })
         .collect()
+}
+
+/// A column type's name in manifests and contracts: stable across Arrow releases (whose
+/// display text is not), and logical where the encoding is Arrow's own business (every
+/// string type is `string`, a dictionary is its values' type). Documented in the README.
+pub fn type_name(data_type: &DataType) -> String {
+    use arrow::datatypes::TimeUnit;
+    let unit = |unit: &TimeUnit| match unit {
+        TimeUnit::Second => "s",
+        TimeUnit::Millisecond => "ms",
+        TimeUnit::Microsecond => "us",
+        TimeUnit::Nanosecond => "ns",
+    };
+    let simple = match data_type {
+        DataType::Null => "null",
+        DataType::Boolean => "boolean",
+        DataType::Int8 => "int8",
+        DataType::Int16 => "int16",
+        DataType::Int32 => "int32",
+        DataType::Int64 => "int64",
+        DataType::UInt8 => "uint8",
+        DataType::UInt16 => "uint16",
+        DataType::UInt32 => "uint32",
+        DataType::UInt64 => "uint64",
+        DataType::Float16 => "float16",
+        DataType::Float32 => "float32",
+        DataType::Float64 => "float64",
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => "string",
+        DataType::Binary | DataType::LargeBinary | DataType::BinaryView => "binary",
+        DataType::Date32 => "date",
+        DataType::Date64 => "date64",
+        _ => "",
+    };
+    if !simple.is_empty() {
+        return simple.to_string();
+    }
+    match data_type {
+        DataType::Timestamp(time_unit, None) => format!("timestamp({})", unit(time_unit)),
+        DataType::Timestamp(time_unit, Some(zone)) => {
+            format!("timestamp({}, {zone})", unit(time_unit))
+        }
+        DataType::Time32(time_unit) | DataType::Time64(time_unit) => {
+            format!("time({})", unit(time_unit))
+        }
+        DataType::Duration(time_unit) => format!("duration({})", unit(time_unit)),
+        DataType::Decimal32(p, s) | DataType::Decimal64(p, s) | DataType::Decimal128(p, s) => {
+            format!("decimal({p},{s})")
+        }
+        DataType::Decimal256(p, s) => format!("decimal256({p},{s})"),
+        DataType::FixedSizeBinary(size) => format!("binary({size})"),
+        DataType::List(item)
+        | DataType::LargeList(item)
+        | DataType::ListView(item)
+        | DataType::LargeListView(item)
+        | DataType::FixedSizeList(item, _) => format!("list<{}>", type_name(item.data_type())),
+        DataType::Struct(fields) => {
+            let fields: Vec<String> = fields
+                .iter()
+                .map(|field| format!("{}: {}", field.name(), type_name(field.data_type())))
+                .collect();
+            format!("struct<{}>", fields.join(", "))
+        }
+        DataType::Map(entries, _) => match entries.data_type() {
+            DataType::Struct(pair) if pair.len() == 2 => format!(
+                "map<{}, {}>",
+                type_name(pair[0].data_type()),
+                type_name(pair[1].data_type())
+            ),
+            other => format!("map<{}>", type_name(other)),
+        },
+        DataType::Dictionary(_, values) => type_name(values),
+        DataType::RunEndEncoded(_, values) => type_name(values.data_type()),
+        // Intervals and unions have no common warehouse type; name them plainly.
+        other => format!("{other}").to_ascii_lowercase(),
+    }
 }
 
 pub(crate) fn timestamp(time: chrono::DateTime<chrono::Utc>) -> String {

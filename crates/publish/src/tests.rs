@@ -153,8 +153,9 @@ async fn a_run_is_visible_only_once_committed_with_manifest_and_pointers() {
         manifest.tables[0].columns,
         [ManifestColumn {
             name: "v".to_string(),
-            data_type: "Int64".to_string(),
-            nullable: false
+            data_type: "int64".to_string(),
+            nullable: false,
+            null_count: Some(0),
         }]
     );
     let rows: Vec<Option<u64>> = manifest.files.iter().map(|f| f.rows).collect();
@@ -515,11 +516,21 @@ async fn string_views_are_published_as_plain_strings() {
         .unwrap();
     writer.write(&batch).await.unwrap();
     writer.finish(&mut staging).await.unwrap();
-    staging.publish(&info()).await.unwrap();
+    let published = staging.publish(&info()).await.unwrap();
+    for file in &published.files {
+        let table = file.table.as_ref().unwrap();
+        assert_eq!(
+            table.schema.field(0).data_type(),
+            &DataType::Utf8,
+            "{}",
+            table.table
+        );
+        assert_eq!(table.rows, 2);
+    }
     let manifest = manifest_of(&folder, "a").await;
     for table in &manifest.tables {
-        assert_eq!(table.columns[0].data_type, "Utf8", "{}", table.name);
-        assert_eq!(table.rows, 2);
+        assert_eq!(table.columns[0].data_type, "string", "{}", table.name);
+        assert_eq!(table.columns[0].null_count, Some(1), "{}", table.name);
     }
 }
 
@@ -595,5 +606,88 @@ async fn a_backfill_leaves_latest_alone_and_has_the_next_smaller_run_as_previous
     assert_eq!(
         next.publish(&info()).await.unwrap().latest.as_deref(),
         Some("2011-12-11")
+    );
+}
+
+#[test]
+fn type_names_are_stable_and_logical() {
+    use arrow::datatypes::{Fields, TimeUnit};
+    let cases = [
+        (DataType::Int64, "int64"),
+        (DataType::Utf8View, "string"),
+        (DataType::LargeUtf8, "string"),
+        (DataType::Date32, "date"),
+        (DataType::Decimal128(12, 2), "decimal(12,2)"),
+        (
+            DataType::Timestamp(TimeUnit::Microsecond, None),
+            "timestamp(us)",
+        ),
+        (
+            DataType::Timestamp(TimeUnit::Nanosecond, Some("UTC".into())),
+            "timestamp(ns, UTC)",
+        ),
+        (
+            DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8)),
+            "string",
+        ),
+        (
+            DataType::List(Arc::new(Field::new("item", DataType::Float64, true))),
+            "list<float64>",
+        ),
+        (
+            DataType::Struct(Fields::from(vec![
+                Field::new("a", DataType::Int32, false),
+                Field::new("b", DataType::Boolean, true),
+            ])),
+            "struct<a: int32, b: boolean>",
+        ),
+    ];
+    for (data_type, name) in cases {
+        assert_eq!(type_name(&data_type), name, "{data_type}");
+    }
+}
+
+#[tokio::test]
+async fn the_manifest_counts_each_columns_nulls_over_the_files() {
+    use arrow::array::StringArray;
+    let folder = folder();
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Int64, false),
+        Field::new("email", DataType::Utf8, true),
+    ]));
+    let part = |ids: Vec<i64>, emails: Vec<Option<&str>>| {
+        RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(Int64Array::from(ids)),
+                Arc::new(StringArray::from(emails)),
+            ],
+        )
+        .unwrap()
+    };
+    let mut staging = folder.stage("r").await.unwrap();
+    let first = part(vec![1, 2], vec![Some("a@x"), None]);
+    let second = part(vec![3, 4, 5], vec![None, None, Some("b@x")]);
+    for (i, batch) in [first, second].iter().enumerate() {
+        staging
+            .write_parquet(
+                "customers",
+                &format!("customers/part-{i:05}.parquet"),
+                schema.clone(),
+                std::slice::from_ref(batch),
+            )
+            .await
+            .unwrap();
+    }
+    let manifest = staging.publish(&info()).await.unwrap().manifest;
+    assert_eq!(manifest.schema_version, MANIFEST_SCHEMA_VERSION);
+    let columns = &manifest.tables[0].columns;
+    let counts: Vec<(&str, &str, Option<u64>)> = columns
+        .iter()
+        .map(|c| (c.name.as_str(), c.data_type.as_str(), c.null_count))
+        .collect();
+    assert_eq!(
+        counts,
+        [("id", "int64", Some(0)), ("email", "string", Some(3))]
     );
 }

@@ -63,6 +63,29 @@ pub async fn read_input(ctx: &SessionContext, segment: &Segment) -> Result<Vec<R
 
 /// The key, features and carried columns exist, features are numeric, and none is named
 /// like an output column. On failure, the key path to blame and the message.
+/// The schema `segments` will be published with, from its input's: the key as read,
+/// `segment_id`, `distance`, the features (as float64), then the `carry` columns as read,
+/// as segflow-cluster's `segments_batches` writes them. For `segflow check` to judge a
+/// contract before any data is read; the input's columns must exist.
+pub fn planned_segments_schema(input: &Schema, segment: &Segment) -> Schema {
+    let field = |name: &str| {
+        input
+            .field_with_name(name)
+            .expect("check_segment_schema found every column")
+            .clone()
+    };
+    let mut fields = vec![
+        field(&segment.key).with_nullable(false),
+        arrow::datatypes::Field::new(SEGMENT_ID, arrow::datatypes::DataType::Int32, false),
+        arrow::datatypes::Field::new(DISTANCE, arrow::datatypes::DataType::Float64, false),
+    ];
+    fields.extend(segment.features.iter().map(|name| {
+        arrow::datatypes::Field::new(name, arrow::datatypes::DataType::Float64, false)
+    }));
+    fields.extend(segment.carry.iter().map(|name| field(name)));
+    Schema::new(fields)
+}
+
 pub fn check_segment_schema(schema: &Schema, segment: &Segment) -> Result<(), (String, String)> {
     let reserved = [SEGMENT_ID, DISTANCE];
     let columns = std::iter::once(("segment.key".to_string(), &segment.key))

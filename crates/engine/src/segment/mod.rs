@@ -25,7 +25,7 @@ use datafusion::prelude::SessionContext;
 use segflow_pipeline::Segment;
 use segflow_publish::Staging;
 
-pub use input::check_segment_schema;
+pub use input::{check_segment_schema, planned_segments_schema};
 pub use local::segments_in_memory;
 
 use crate::report::{KScoreReport, KSelectionReport, SegmentReport};

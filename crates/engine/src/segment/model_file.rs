@@ -215,6 +215,7 @@ mod tests {
 
     fn segment() -> Segment {
         Segment {
+            contract: None,
             input: "customers".to_string(),
             key: "id".to_string(),
             features: vec!["recency".to_string(), "spend".to_string()],

@@ -392,6 +392,7 @@ mod tests {
 
     fn segment(quarantine_invalid: bool) -> Segment {
         Segment {
+            contract: None,
             input: "customers".to_string(),
             key: "id".to_string(),
             features: vec!["x".to_string()],

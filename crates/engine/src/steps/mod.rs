@@ -25,7 +25,8 @@ use crate::execution::{Query, Scan};
 use crate::report::StepReport;
 use crate::results::StepResults;
 use crate::sql::{only_columns, query_only};
-use crate::{EngineError, Result};
+use crate::{EngineError, Result, contract};
+use arrow::array::AsArray;
 use validate::{Rejects, run_validate};
 
 /// What the steps did: their reports (in plan order), their rejects, and the file scans
@@ -96,6 +97,54 @@ pub async fn run_steps(
     Ok(outcome)
 }
 
+enum NullsOr {
+    Query(datafusion::error::DataFusionError),
+    Found(EngineError),
+}
+
+/// Fails when the result `step` holds nulls in a column its contract says holds none: one
+/// query over the held result, counting every such column at once.
+async fn count_contract_nulls(
+    ctx: &SessionContext,
+    step: &str,
+    columns: &[&str],
+) -> std::result::Result<(), NullsOr> {
+    let counts: Vec<String> = columns
+        .iter()
+        .map(|column| format!("count(*) - count({})", crate::sql::quote(column)))
+        .collect();
+    let sql = format!(
+        "SELECT {} FROM {}",
+        counts.join(", "),
+        crate::sql::quote(step)
+    );
+    let batches = crate::sql::collect(ctx, &sql)
+        .await
+        .map_err(NullsOr::Query)?;
+    let row = &batches[0];
+    let problems: Vec<String> = columns
+        .iter()
+        .enumerate()
+        .filter_map(|(index, column)| {
+            let nulls = arrow::compute::cast(row.column(index), &arrow::datatypes::DataType::Int64)
+                .ok()?
+                .as_primitive::<arrow::datatypes::Int64Type>()
+                .value(0);
+            (nulls > 0).then(|| {
+                format!("column `{column}` holds {nulls} nulls; the contract says it holds none")
+            })
+        })
+        .collect();
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(NullsOr::Found(EngineError::ContractBroken {
+            table: step.to_string(),
+            problems,
+        }))
+    }
+}
+
 /// Steps streamed into their reader rather than materialised, each with that reader: the
 /// steps (not `keep`, the result read after the steps) read by one step only, a validate
 /// step checking them whose checks read nothing but its input and the flagged rows. A
@@ -108,7 +157,13 @@ fn streamed_steps<'a>(steps: &[&'a PlannedStep], keep: Option<&str>) -> HashMap<
     let mut streamed = HashMap::new();
     for planned in steps {
         let name = planned.step.name.as_str();
-        if name == keep || planned.step.validate.is_some() {
+        // A contract's nulls are counted on the step's materialised result.
+        let counts_nulls = planned
+            .step
+            .contract
+            .as_ref()
+            .is_some_and(|c| !contract::non_null_columns(c).is_empty());
+        if name == keep || planned.step.validate.is_some() || counts_nulls {
             continue;
         }
         let mut readers = steps
@@ -282,8 +337,21 @@ async fn run_step(
             .map_err(sql_error)?;
         return Ok((None, None, Vec::new()));
     }
+    let non_null: Vec<&str> = step
+        .contract
+        .as_ref()
+        .map(contract::non_null_columns)
+        .unwrap_or_default();
     if let Some(columns) = settings.read_columns.of(&step.name) {
-        frame = only_columns(ctx, frame, columns).map_err(sql_error)?;
+        // The columns whose nulls the contract counts are held too, read later or not.
+        let mut held = columns.to_vec();
+        held.extend(
+            non_null
+                .iter()
+                .filter(|column| !columns.iter().any(|c| c == *column))
+                .map(|column| column.to_string()),
+        );
+        frame = only_columns(ctx, frame, &held).map_err(sql_error)?;
     }
     let query = Query {
         name: &step.name,
@@ -302,6 +370,14 @@ async fn run_step(
         .map_err(sql_error)?;
     let (materialised, scans) = (ran.materialised, ran.scans);
     let rows_out = materialised.rows;
+    if !non_null.is_empty() {
+        count_contract_nulls(ctx, &step.name, &non_null)
+            .await
+            .map_err(|error| match error {
+                NullsOr::Query(error) => sql_error(error),
+                NullsOr::Found(error) => error,
+            })?;
+    }
     let report = StepReport {
         spilled: materialised.spilled,
         duration_ms: started.elapsed().as_millis() as u64,

@@ -15,8 +15,17 @@ use crate::checks::Validate;
 use crate::raw::{RawPipeline, RawResources};
 use crate::vars::expand;
 use crate::{
-    Location, Pipeline, PipelineError, Problem, Resources, Result, Source, Step, StepKind, Store,
+    Contract, ContractColumn, ContractType, Location, OnDrift, Pipeline, PipelineError, Problem,
+    Resources, Result, Source, Step, StepKind, Store,
 };
+
+/// Which table a contract is on: a step's result, or the published segments (which alone
+/// has earlier runs to drift from).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum ContractOf {
+    Step,
+    Segments,
+}
 
 const SUPPORTED_SCHEMES: &[&str] = &["file", "s3", "gs", "az", "abfs", "http", "https"];
 
@@ -314,7 +323,21 @@ impl Resolver {
                     ),
                 );
             }
+            let contract = step
+                .contract
+                .clone()
+                .and_then(|raw| self.contract(&format!("{key}.contract"), raw, ContractOf::Step));
             if kind == Some(StepKind::Validate) {
+                if let Some(contract) = &contract {
+                    // A validate step's result is a view of its flagged input; a not_null
+                    // check says the same, with the failing rows to show.
+                    if let Some(index) = contract.columns.iter().position(|c| !c.nullable) {
+                        self.problem(
+                            format!("{key}.contract.columns[{index}].nullable"),
+                            "a validate step's contract promises types only; add a `not_null` check for nulls",
+                        );
+                    }
+                }
                 if let Some(validate) = self.resolve_validate(&key, &step) {
                     steps.push(Step {
                         name: step.name,
@@ -322,6 +345,7 @@ impl Resolver {
                         sql: String::new(),
                         sql_file: None,
                         validate: Some(validate),
+                        contract,
                         key,
                     });
                 }
@@ -386,11 +410,72 @@ impl Resolver {
                     sql,
                     sql_file,
                     validate: None,
+                    contract,
                     key,
                 });
             }
         }
         steps
+    }
+
+    /// A contract's columns and, on the segment output, its drift rule.
+    pub(super) fn contract(
+        &mut self,
+        key: &str,
+        raw: crate::raw::RawContract,
+        of: ContractOf,
+    ) -> Option<Contract> {
+        let before = self.problems.len();
+        if raw.columns.is_empty() {
+            self.problem(format!("{key}.columns"), "a contract lists its columns");
+        }
+        let mut columns: Vec<ContractColumn> = Vec::new();
+        for (index, column) in raw.columns.into_iter().enumerate() {
+            let column_key = format!("{key}.columns[{index}]");
+            if columns.iter().any(|c| c.name == column.name) {
+                self.problem(
+                    format!("{column_key}.name"),
+                    format!("column `{}` is in the contract twice", column.name),
+                );
+                continue;
+            }
+            match ContractType::parse(&column.data_type) {
+                Ok(data_type) => columns.push(ContractColumn {
+                    name: column.name,
+                    data_type,
+                    nullable: column.nullable.unwrap_or(true),
+                }),
+                Err(message) => self.problem(format!("{column_key}.type"), message),
+            }
+        }
+        let on_drift = match (raw.on_drift.as_deref(), of) {
+            (None, _) => None,
+            (Some(_), ContractOf::Step) => {
+                self.problem(
+                    format!("{key}.on_drift"),
+                    "a step's result is not published, so it has no earlier schema to drift from; `on_drift` belongs to `segment.contract`",
+                );
+                None
+            }
+            (Some(word), ContractOf::Segments) => match OnDrift::parse(word) {
+                Some(rule) => Some(rule),
+                None => {
+                    self.problem(
+                        format!("{key}.on_drift"),
+                        format!(
+                            "unknown drift rule `{word}`: use {}",
+                            OnDrift::WORDS.join(" or ")
+                        ),
+                    );
+                    None
+                }
+            },
+        };
+        (self.problems.len() == before).then(|| Contract {
+            columns,
+            on_drift,
+            key: key.to_string(),
+        })
     }
 
     fn resolve_validate(&mut self, key: &str, step: &crate::raw::RawStep) -> Option<Validate> {

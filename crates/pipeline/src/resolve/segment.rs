@@ -154,12 +154,16 @@ impl Resolver {
             self.problem("segment.tolerance", "tolerance must be a positive number");
         }
         let checks = self.segment_checks(raw.checks, declared_warm_start);
+        let contract = raw.contract.and_then(|contract| {
+            self.contract("segment.contract", contract, super::ContractOf::Segments)
+        });
         let output = self.output_location(raw.output, stores);
         if self.problems.len() > problems_before {
             return None;
         }
         Some(Segment {
             input: raw.input,
+            contract,
             key: raw.key,
             features,
             transforms,
