@@ -463,3 +463,69 @@ fn generate_streams_to_a_bucket_the_bytes_it_writes_locally() {
         "one object, no leftover parts"
     );
 }
+
+#[test]
+fn if_changed_on_s3_judges_input_objects_by_their_etag() {
+    let Some(server) = SeaweedFs::start(&[BUCKET]) else {
+        return;
+    };
+    let project = project_on(&server);
+    run_on_s3(&project, &server, &["--run-id", "2011-12-10"]).assert_exit(0);
+    let version = published_prefix(&server, "2011-12-10");
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&server.get(BUCKET, &format!("{version}_MANIFEST.json"))).unwrap();
+    let csv = std::fs::read(project.path("fixtures/retail/transactions.csv")).unwrap();
+    let inputs = manifest["inputs"].as_array().unwrap();
+    assert_eq!(inputs.len(), 1, "{manifest:#}");
+    assert_eq!(
+        inputs[0]["url"],
+        "s3://lake/fixtures/retail/transactions.csv"
+    );
+    assert_eq!(inputs[0]["bytes"], csv.len() as u64);
+    assert!(inputs[0]["e_tag"].is_string(), "{manifest:#}");
+    // A remote file is not read a second time to hash it.
+    assert!(inputs[0].get("content_hash").is_none(), "{manifest:#}");
+
+    let if_changed = ["--if-changed", "--run-id", "2011-12-11"];
+    // The same bytes uploaded again keep their ETag: nothing to run.
+    server.upload(BUCKET, "fixtures/retail/transactions.csv", csv.clone());
+    let skipped = run_on_s3(&project, &server, &if_changed);
+    skipped.assert_exit(0);
+    assert!(
+        skipped
+            .stdout
+            .contains("unchanged: run 2011-12-10 is current"),
+        "{}",
+        skipped.stdout
+    );
+    assert!(
+        server
+            .list(BUCKET, OUTPUT)
+            .iter()
+            .all(|(key, _)| !key.contains("run_id=2011-12-11")),
+    );
+
+    // Other bytes of the same size: a new ETag, and the run goes ahead.
+    let text = String::from_utf8(csv).unwrap();
+    let changed = text.replacen("United Kingdom", "United Kingdon", 1);
+    assert_ne!(changed, text);
+    server.upload(
+        BUCKET,
+        "fixtures/retail/transactions.csv",
+        changed.into_bytes(),
+    );
+    let ran = run_on_s3(&project, &server, &if_changed);
+    ran.assert_exit(0);
+    assert!(
+        ran.stdout
+            .contains("input file s3://lake/fixtures/retail/transactions.csv has a new ETag"),
+        "{}",
+        ran.stdout
+    );
+    assert!(
+        server
+            .list(BUCKET, OUTPUT)
+            .iter()
+            .any(|(key, _)| key.ends_with("run_id=2011-12-11/_SUCCESS")),
+    );
+}

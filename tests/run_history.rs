@@ -1,6 +1,7 @@
 //! Runs judged against the runs before them: failing-row thresholds by share and by count,
 //! `change` checks against the previous run's manifest, and run order (a backfill neither
-//! becomes the latest run nor the baseline of later days).
+//! becomes the latest run nor the baseline of later days), and `--if-changed` against the
+//! latest published run.
 
 mod common;
 
@@ -269,7 +270,7 @@ fn a_failed_run_still_writes_its_report_with_the_status_and_the_error() {
     run(&project, &["--run-id", "ok"]).assert_exit(0);
     let succeeded = report(&project);
     assert_eq!(succeeded["status"], "success");
-    assert_eq!(succeeded["schema_version"], 2);
+    assert_eq!(succeeded["schema_version"], 3);
     assert_eq!(succeeded["error"], serde_json::Value::Null);
     assert_eq!(succeeded["segflow_version"], env!("CARGO_PKG_VERSION"));
 
@@ -425,7 +426,7 @@ fn contracts_are_kept_on_the_data_and_against_the_previous_runs_schema() {
         .iter()
         .find(|table| table["name"] == "segments")
         .unwrap();
-    assert_eq!(manifest["schema_version"], 2);
+    assert_eq!(manifest["schema_version"], 3);
     assert_eq!(
         segments["columns"][0],
         serde_json::json!({"name": "customer_id", "type": "int64", "nullable": false, "null_count": 0})
@@ -453,4 +454,147 @@ fn contracts_are_kept_on_the_data_and_against_the_previous_runs_schema() {
     assert!(!project.path("out/thresholds/run_id=d2").exists());
     project.write("pipelines/c.yaml", &with_email("allow_new_columns"));
     run("d2").assert_exit(0);
+}
+
+fn sha256(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    let hex: String = Sha256::digest(bytes)
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect();
+    format!("sha256:{hex}")
+}
+
+#[test]
+fn if_changed_skips_a_run_that_would_read_the_same_and_runs_after_one_file_changed() {
+    let project = Project::copy_of_repository();
+    // The customers in two files of one folder.
+    let csv = customers_csv(1000, 0);
+    let (header, rows) = csv.split_once('\n').unwrap();
+    let lines: Vec<&str> = rows.lines().collect();
+    let part = |lines: &[&str]| format!("{header}\n{}\n", lines.join("\n"));
+    project.write("data/customers/part-1.csv", &part(&lines[..500]));
+    project.write("data/customers/part-2.csv", &part(&lines[500..]));
+    project.write(
+        "pipelines/t.yaml",
+        &thresholds_pipeline("severity: warn").replace("path: customers.csv", "path: customers/"),
+    );
+    let report_path = project.path("report.json");
+    let run = |run_id: &str| {
+        let run = project.segflow(&[
+            "run",
+            "pipelines/t.yaml",
+            "--if-changed",
+            "--run-id",
+            run_id,
+            "--report-json",
+            "report.json",
+        ]);
+        let report: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&report_path).unwrap()).unwrap();
+        (run, report)
+    };
+    let output = project.path("out/thresholds");
+    let latest = || -> String {
+        let latest: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(output.join("_LATEST.json")).unwrap())
+                .unwrap();
+        latest["run_id"].as_str().unwrap().to_string()
+    };
+
+    // Nothing published yet: it runs, and its manifest records both files.
+    let (first, report) = run("2011-12-09");
+    first.assert_exit(0);
+    assert_eq!(report["status"], "success");
+    let changes = report["changes"].as_array().unwrap();
+    assert_eq!(changes.len(), 1, "{report}");
+    assert!(
+        changes[0]
+            .as_str()
+            .unwrap()
+            .starts_with("no run is published in "),
+        "{report}"
+    );
+    let manifest: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(published_run(&output, "2011-12-09").join("_MANIFEST.json"))
+            .unwrap(),
+    )
+    .unwrap();
+    let inputs = manifest["inputs"].as_array().unwrap();
+    assert_eq!(inputs.len(), 2, "{manifest:#}");
+    for (input, name) in inputs.iter().zip(["part-1.csv", "part-2.csv"]) {
+        let file = project.path("data/customers").join(name);
+        let bytes = std::fs::read(&file).unwrap();
+        assert_eq!(input["source"], "customers");
+        let url = input["url"].as_str().unwrap();
+        assert!(
+            url.starts_with("file:///") && url.ends_with(name),
+            "{input}"
+        );
+        assert_eq!(input["bytes"], bytes.len() as u64);
+        assert_eq!(input["content_hash"], sha256(&bytes));
+        assert!(input["last_modified"].as_str().unwrap().ends_with('Z'));
+        assert!(input["e_tag"].is_string(), "{input}");
+    }
+
+    // A file written again with the same bytes (a new modification time) changes nothing:
+    // the run says which run is current, exits 0 and publishes nothing.
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    project.write("data/customers/part-2.csv", &part(&lines[500..]));
+    let (skipped, report) = run("2011-12-10");
+    skipped.assert_exit(0);
+    assert!(
+        skipped
+            .stdout
+            .contains("unchanged: run 2011-12-09 is current"),
+        "{}",
+        skipped.stdout
+    );
+    assert_eq!(report["status"], "unchanged");
+    assert_eq!(report["latest_run"], "2011-12-09");
+    assert_eq!(report["changes"], serde_json::json!([]));
+    assert!(!output.join("run_id=2011-12-10").exists());
+    assert_eq!(latest(), "2011-12-09");
+
+    // One file's content changes, its size does not: the run goes ahead and says why.
+    let edited = part(&lines[500..]).replacen("c501@example.com", "d501@example.com", 1);
+    project.write("data/customers/part-2.csv", &edited);
+    let (ran, report) = run("2011-12-10");
+    ran.assert_exit(0);
+    assert_eq!(report["status"], "success");
+    let url = inputs[1]["url"].as_str().unwrap();
+    assert_eq!(
+        report["changes"],
+        serde_json::json!([format!("input file {url}: its content changed")])
+    );
+    assert!(ran.stdout.contains("its content changed"), "{}", ran.stdout);
+    assert_eq!(latest(), "2011-12-10");
+
+    // Once published, that run is the current one; a new file, or an edit of the
+    // pipeline, makes the next run go ahead.
+    let (skipped, report) = run("2011-12-11");
+    skipped.assert_exit(0);
+    assert_eq!(report["latest_run"], "2011-12-10");
+    project.write(
+        "data/customers/part-3.csv",
+        &part(&["1000,c1000@example.com,1.0,1.0"]),
+    );
+    let (ran, report) = run("2011-12-11");
+    ran.assert_exit(0);
+    let new_file = url.replace("part-2.csv", "part-3.csv");
+    assert_eq!(
+        report["changes"],
+        serde_json::json!([format!("input file {new_file} is new")])
+    );
+    std::fs::remove_file(project.path("data/customers/part-3.csv")).unwrap();
+    project.replace_in("pipelines/t.yaml", "  k: 2\n", "  k: 3\n");
+    let (ran, report) = run("2011-12-12");
+    ran.assert_exit(0);
+    assert_eq!(
+        report["changes"],
+        serde_json::json!([
+            "the pipeline (its YAML or a SQL file it reads) changed since run `2011-12-11`",
+            format!("input file {new_file} is gone"),
+        ])
+    );
 }

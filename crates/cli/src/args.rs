@@ -68,6 +68,8 @@ pub enum Command {
     #[command(after_help = format!(
         "Examples:\n  segflow run pipelines/customer_segments.yaml\n  \
          segflow run pipelines/customer_segments.yaml --var as_of=2011-09-01 --run-id 2011-09-01\n  \
+         segflow run pipelines/customer_segments.yaml --if-changed   \
+         # nothing runs when the latest published run read the same\n  \
          segflow run pipelines/customer_segments.yaml --select +customer_features   \
          # that step and what it reads; nothing published\n\n{EXIT_CODES}"
     ))]
@@ -112,6 +114,12 @@ pub enum Command {
         /// executor inside this process). Default: the pipeline's `engine:`, else local.
         #[arg(long, value_name = "ENGINE", value_parser = segflow_pipeline::Engine::parse)]
         engine: Option<segflow_pipeline::Engine>,
+        /// Run only if something differs from the latest published run: the pipeline's
+        /// content hash, a variable, segflow's version or an input file (its size, ETag or
+        /// modification time, a local file's content). Else say which run is current and
+        /// exit 0 without running.
+        #[arg(long, conflicts_with_all = ["select", "exclude", "until"])]
+        if_changed: bool,
     },
     /// Print the first rows of steps or sources: runs what they read, publishes nothing.
     /// A check that fails on the way is reported, and the rows are shown anyway.
@@ -424,5 +432,10 @@ mod tests {
             Cli::try_parse_from(["segflow", "run", "p.yaml", "--select", "a", "--until", "b"])
                 .is_err()
         );
+        // A partial run publishes nothing, so there is nothing to compare it with.
+        for partial in [["--select", "a"], ["--until", "b"]] {
+            let args = [&["segflow", "run", "p.yaml", "--if-changed"][..], &partial].concat();
+            assert!(Cli::try_parse_from(args).is_err());
+        }
     }
 }

@@ -374,6 +374,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             spill_dir,
             profile,
             engine,
+            if_changed,
         } => {
             // Made before anything else, so a report path that cannot be written stops the
             // run before anything is published (a scheduler would retry a job whose output
@@ -414,6 +415,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 progress: progress::display(!cli.quiet && std::io::stderr().is_terminal()),
                 engine,
                 leftovers: Default::default(),
+                if_changed,
             };
             let leftovers = options.leftovers.clone();
             let run = move || -> anyhow::Result<_> {

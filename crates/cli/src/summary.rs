@@ -16,6 +16,19 @@ pub fn render_run(report: &RunReport) -> String {
         report.pipeline,
         report.run_id.as_deref().unwrap_or_default()
     );
+    if report.status == segflow_engine::RunOutcome::Unchanged {
+        out.push_str(&format!(
+            "unchanged: run {} is current (same pipeline, variables, segflow version and input files); nothing ran, nothing was published",
+            report.latest_run.as_deref().unwrap_or_default()
+        ));
+        return out;
+    }
+    if let Some(changes) = &report.changes {
+        out.push_str("runs because, since the latest published run (--if-changed):\n");
+        for change in changes {
+            out.push_str(&format!("  {change}\n"));
+        }
+    }
     out.push_str(&render_sources(&report.sources));
     let width = report
         .steps

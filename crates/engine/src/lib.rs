@@ -15,6 +15,7 @@
 //! | `baseline` | the previous run in run order, as its manifest recorded it |
 //! | `check` | planning every step against schemas before any data is read |
 //! | `contract` | tables against the columns their contracts promise (a leaf) |
+//! | `if_changed` | `--if-changed`: the run against the latest published one (a leaf) |
 //! | `columns` | which columns of each result later steps read |
 //! | `select` | `--select` / `--exclude` / `--until`: which steps a run runs |
 //! | `preview` | `segflow show`: first rows of steps and sources |
@@ -22,7 +23,7 @@
 //! | `execution` | in this process or on a cluster: how results are materialised |
 //! | `distributed` | connecting to Ballista (feature `ballista`) |
 //! | `stores` | object stores from the pipeline's settings |
-//! | `sources` | registering sources, quarantining CSV rows, counting source rows |
+//! | `sources` | registering sources, quarantining CSV rows, counting source rows, listing their files |
 //! | `steps` | running the steps level by level; `steps::validate`, the checks |
 //! | `results` | holding step results in memory or spilled files |
 //! | `segment` | the segment stage: fit, assign, model file, warm start |
@@ -39,6 +40,7 @@ mod contract;
 mod distributed;
 mod error;
 mod execution;
+mod if_changed;
 mod in_memory;
 mod output;
 mod preview;

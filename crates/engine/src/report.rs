@@ -7,8 +7,9 @@ use serde::Serialize;
 use crate::ErrorClass;
 
 /// The version of the report's shape: raised when a field changes meaning or goes away
-/// (added fields do not raise it). 2: `status`, `error`, `segflow_version`, failed runs.
-pub const RUN_REPORT_SCHEMA_VERSION: u32 = 2;
+/// (added fields do not raise it; a new `status` does). 3: `status` `unchanged` and
+/// `changes` (`--if-changed`); 2: `status`, `error`, `segflow_version`, failed runs.
+pub const RUN_REPORT_SCHEMA_VERSION: u32 = 3;
 
 /// How a run ended, as `--report-json` and the final JSON log line say it; one per exit code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -16,6 +17,9 @@ pub const RUN_REPORT_SCHEMA_VERSION: u32 = 2;
 pub enum RunOutcome {
     /// Exit code 0.
     Success,
+    /// Exit code 0: with `--if-changed`, nothing differs from the latest published run
+    /// (`latest_run`), so nothing ran or was published.
+    Unchanged,
     /// Exit code 3: the pipeline (or the command line) is wrong; nothing ran or was published.
     Invalid,
     /// Exit code 4: the data broke a check; nothing was published.
@@ -61,6 +65,9 @@ pub struct RunReport {
     /// The run `_LATEST.json` names once this one is published: this run, or a later one
     /// in run order when this run is a backfill. Absent when nothing was published.
     pub latest_run: Option<String>,
+    /// With `--if-changed`: what differs from the latest published run, so the run ran
+    /// (empty when unchanged). Absent without `--if-changed`.
+    pub changes: Option<Vec<String>>,
 }
 
 impl RunReport {
@@ -81,6 +88,7 @@ impl RunReport {
             segment: None,
             outputs: Vec::new(),
             latest_run: None,
+            changes: None,
         }
     }
 }

@@ -12,7 +12,8 @@ use datafusion::prelude::SessionContext;
 use segflow_pipeline::{CheckKind, Engine, Pipeline};
 use segflow_plan::{Selector, StepGraph};
 use segflow_publish::{
-    MANIFEST_FILE, ManifestMetric, OutputFolder, RunInfo, STAGING_DIR, SUCCESS_MARKER, Staging,
+    LATEST_FILE, MANIFEST_FILE, ManifestMetric, OutputFolder, RunInfo, STAGING_DIR, SUCCESS_MARKER,
+    Staging,
 };
 
 use crate::baseline::Baseline;
@@ -27,10 +28,13 @@ use crate::report::{
 use crate::results::StepResults;
 use crate::select::{Selection, select_steps};
 use crate::session::RunResources;
+use crate::sources::inputs::{Hashing, InputFiles};
 use crate::sources::{SourceRejects, counts};
 use crate::steps::validate::Rejects;
 use crate::stop::{self, Leftovers};
-use crate::{EngineError, Result, check, contract, segment, session, sources, steps, stores};
+use crate::{
+    EngineError, Result, check, contract, if_changed, segment, session, sources, steps, stores,
+};
 
 /// Under the output folder: one Parquet table of rejected rows per quarantining source and
 /// per validate step with quarantine checks.
@@ -66,6 +70,10 @@ pub struct RunOptions {
     /// Where the run records its staging and spill folders as it makes them, for whoever
     /// stops the process to remove.
     pub leftovers: Leftovers,
+    /// Run only when something differs from the latest published run (`--if-changed`,
+    /// [`if_changed`](crate::if_changed)); else report it as current. Ignored by a partial
+    /// run, which publishes nothing to compare with.
+    pub if_changed: bool,
 }
 
 impl Default for RunOptions {
@@ -81,6 +89,7 @@ impl Default for RunOptions {
             progress: Progress::default(),
             engine: None,
             leftovers: Leftovers::default(),
+            if_changed: false,
         }
     }
 }
@@ -132,6 +141,33 @@ pub async fn run(pipeline: &Pipeline, options: &RunOptions) -> Result<RunReport>
     stores::preflight(&ctx, &pipeline.stores).await?;
     let partial = options.is_partial();
     let folder = output_folder(&ctx, pipeline)?;
+    // What the run reads, for its manifest; local files are hashed while the steps run.
+    let (hashing, changes) = match (partial, options.if_changed) {
+        (true, _) => (None, None),
+        (false, false) => (Some(InputFiles::list(&ctx, pipeline).await?.hash()), None),
+        (false, true) => match compare_with_latest(&folder, pipeline, &ctx).await? {
+            Compared::Changed { changes, hashing } => (Some(hashing), Some(changes)),
+            Compared::Unchanged { current } => {
+                return Ok(RunReport {
+                    schema_version: RUN_REPORT_SCHEMA_VERSION,
+                    status: RunOutcome::Unchanged,
+                    error: None,
+                    segflow_version: env!("CARGO_PKG_VERSION").to_string(),
+                    pipeline: pipeline.name.clone(),
+                    run_id: Some(run_id),
+                    started_at: started_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                    duration_ms: started.elapsed().as_millis() as u64,
+                    vars: shown_vars(pipeline),
+                    sources: Vec::new(),
+                    steps: Vec::new(),
+                    segment: None,
+                    outputs: Vec::new(),
+                    latest_run: Some(current),
+                    changes: Some(Vec::new()),
+                });
+            }
+        },
+    };
     // Only `change` checks and a drift rule need the previous run; without them its
     // manifest is not read.
     let drift_rule = pipeline
@@ -207,6 +243,7 @@ pub async fn run(pipeline: &Pipeline, options: &RunOptions) -> Result<RunReport>
         segment,
         outputs,
         latest_run: None,
+        changes: changes.clone(),
     };
     let mut staging = match staging {
         Some(staging) if !partial => staging,
@@ -251,12 +288,24 @@ pub async fn run(pipeline: &Pipeline, options: &RunOptions) -> Result<RunReport>
         discard(&staging, pipeline).await;
         return Err(error);
     }
+    let inputs = match hashing {
+        Some(hashing) => hashing.finish().await,
+        None => Ok(Vec::new()),
+    };
+    let inputs = match inputs {
+        Ok(inputs) => inputs,
+        Err(error) => {
+            discard(&staging, pipeline).await;
+            return Err(error);
+        }
+    };
     let info = RunInfo {
         pipeline: pipeline.name.clone(),
         pipeline_hash: pipeline.content_hash.clone(),
         vars: shown_vars(pipeline),
         started_at,
         metrics: recorded_metrics(&steps_checked),
+        inputs,
     };
     let published = staging.publish(&info).await;
     let output = &pipeline.segment.output.url;
@@ -296,6 +345,74 @@ pub async fn run(pipeline: &Pipeline, options: &RunOptions) -> Result<RunReport>
         latest_run: published.latest.clone(),
         ..report(Some(segment), outputs)
     })
+}
+
+/// A run with `--if-changed` against the latest published run.
+enum Compared {
+    /// Nothing differs: `current` is the run a loader should keep reading.
+    Unchanged { current: String },
+    /// The run goes ahead, for these reasons, with its input files being hashed.
+    Changed {
+        changes: Vec<String>,
+        hashing: Hashing,
+    },
+}
+
+/// Compares the pipeline, the variables and the files it would read with what the latest
+/// published run's manifest recorded. Local files are hashed only when all else is equal
+/// (the hash then serves the run's manifest too).
+async fn compare_with_latest(
+    folder: &OutputFolder,
+    pipeline: &Pipeline,
+    ctx: &SessionContext,
+) -> Result<Compared> {
+    let inputs = InputFiles::list(ctx, pipeline).await?;
+    let manifest = match folder.latest().await? {
+        Some(latest) => folder
+            .published_manifest(&latest.run_id)
+            .await?
+            .ok_or(latest.run_id),
+        None => {
+            return Ok(Compared::Changed {
+                changes: vec![format!("no run is published in {} yet", folder.url)],
+                hashing: inputs.hash(),
+            });
+        }
+    };
+    let manifest = match manifest {
+        Ok(manifest) => manifest,
+        Err(run_id) => {
+            return Ok(Compared::Changed {
+                changes: vec![format!(
+                    "run `{run_id}`, which {LATEST_FILE} names, has no published manifest"
+                )],
+                hashing: inputs.hash(),
+            });
+        }
+    };
+    let listed = inputs.listed();
+    let hashing = inputs.hash();
+    let changes = if_changed::changes(
+        &manifest,
+        &pipeline.content_hash,
+        &shown_vars(pipeline),
+        &listed,
+    );
+    if !changes.is_empty() {
+        return Ok(Compared::Changed { changes, hashing });
+    }
+    let hashed = hashing.finish().await?;
+    let changes = if_changed::content_changes(&manifest, &hashed);
+    if changes.is_empty() {
+        Ok(Compared::Unchanged {
+            current: manifest.run_id,
+        })
+    } else {
+        Ok(Compared::Changed {
+            changes,
+            hashing: Hashing::Done(hashed),
+        })
+    }
 }
 
 /// What the stages of one run share.

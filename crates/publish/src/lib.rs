@@ -58,8 +58,8 @@ use parquet::file::properties::WriterProperties;
 
 pub use commits::{ATTEMPT_PREFIX, COMMITS_DIR, Commit};
 pub use manifest::{
-    MANIFEST_SCHEMA_VERSION, Manifest, ManifestColumn, ManifestFile, ManifestMetric, ManifestTable,
-    RunInfo, columns as manifest_columns, type_name,
+    MANIFEST_SCHEMA_VERSION, Manifest, ManifestColumn, ManifestFile, ManifestInput, ManifestMetric,
+    ManifestTable, RunInfo, columns as manifest_columns, type_name,
 };
 pub use runs::{Latest, RunEntry, RunStatus, compare_run_ids};
 pub use store_errors::{explain, find_store_error};
@@ -661,6 +661,7 @@ impl Staging {
                 })
                 .collect(),
             metrics: info.metrics.clone(),
+            inputs: info.inputs.clone(),
         }
     }
 

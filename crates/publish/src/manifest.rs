@@ -7,9 +7,9 @@ use serde::{Deserialize, Serialize};
 
 /// Written beside a run's outputs before `_SUCCESS`. A loader can check every file's size
 /// and row count against it and create tables from the schemas without opening a file.
-/// 2: column types in [`type_name`]'s stable names and `metrics`; 1 (manifests without
-/// the field): types as Arrow displayed them.
-pub const MANIFEST_SCHEMA_VERSION: u32 = 2;
+/// 3: `inputs`; 2: column types in [`type_name`]'s stable names and `metrics`; 1
+/// (manifests without the field): types as Arrow displayed them.
+pub const MANIFEST_SCHEMA_VERSION: u32 = 3;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Manifest {
@@ -31,6 +31,30 @@ pub struct Manifest {
     /// (manifests written before these checks have none).
     #[serde(default)]
     pub metrics: Vec<ManifestMetric>,
+    /// Every file the run's sources matched when it started, sorted by source and URL
+    /// (manifests before version 3 have none).
+    #[serde(default)]
+    pub inputs: Vec<ManifestInput>,
+}
+
+/// One file a source of the run read, as its store described it, so that a later run can
+/// tell whether anything it would read has changed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManifestInput {
+    pub source: String,
+    /// Secrets in it masked as everywhere.
+    pub url: String,
+    pub bytes: u64,
+    /// RFC 3339, UTC, as the store reports it.
+    pub last_modified: String,
+    /// The store's entity tag, when it gives one (S3, GCS and Azure do; for a local file
+    /// object_store derives one from its inode, size and modification time).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub e_tag: Option<String>,
+    /// `sha256:<hex>` of the file's bytes, for local files only: a remote file's ETag
+    /// already changes with its content, and reading it twice would double the transfer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_hash: Option<String>,
 }
 
 /// A metric of a table of the run, e.g. `row_count` or `null_share(customer_id)` of
@@ -88,6 +112,7 @@ pub struct RunInfo {
     pub vars: BTreeMap<String, String>,
     pub started_at: chrono::DateTime<chrono::Utc>,
     pub metrics: Vec<ManifestMetric>,
+    pub inputs: Vec<ManifestInput>,
 }
 
 /// A schema's columns as a manifest records them (nulls not yet counted: 0).

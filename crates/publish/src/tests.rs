@@ -30,6 +30,14 @@ fn info() -> RunInfo {
             metric: "row_count".to_string(),
             value: Some(3.0),
         }],
+        inputs: vec![ManifestInput {
+            source: "orders".to_string(),
+            url: "file:///data/orders.csv".to_string(),
+            bytes: 120,
+            last_modified: "2011-12-10T06:00:00Z".to_string(),
+            e_tag: Some("1a-2b-78".to_string()),
+            content_hash: Some("sha256:ab".to_string()),
+        }],
     }
 }
 
@@ -599,6 +607,7 @@ async fn a_backfill_leaves_latest_alone_and_has_the_next_smaller_run_as_previous
         .unwrap();
     assert_eq!(manifest.run_id, "2011-12-09");
     assert_eq!(manifest.metrics, info().metrics);
+    assert_eq!(manifest.inputs, info().inputs);
     assert_eq!(folder.published_manifest("2011-12-31").await.unwrap(), None);
 
     // A run later in order moves the pointer again.

@@ -1,9 +1,11 @@
 //! Registers each source as a DataFusion table reading straight from its store; sources
 //! that quarantine bad rows are parsed by segflow itself ([`lenient_csv`], [`ndjson`]).
 //! Also names the source, file and row behind a step that its data stopped, and counts
-//! each source's rows for the run report ([`counts`]).
+//! each source's rows for the run report ([`counts`]), and lists the files it reads for
+//! the manifest ([`inputs`]).
 
 pub mod counts;
+pub mod inputs;
 mod lenient_csv;
 mod ndjson;
 mod parquet_files;
