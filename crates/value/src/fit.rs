@@ -1,0 +1,148 @@
+//! Minimising a negative log-likelihood over a model's parameters, as lifetimes does with
+//! scipy: BFGS (argmin's, with a More-Thuente line search) on the parameters' logarithms,
+//! so every parameter stays positive, with gradients by central differences.
+
+use std::sync::Mutex;
+
+use argmin::core::{CostFunction, Executor, Gradient, State, TerminationReason, TerminationStatus};
+use argmin::solver::linesearch::MoreThuenteLineSearch;
+use argmin::solver::quasinewton::BFGS;
+
+/// The most BFGS iterations a fit may take (lifetimes leaves scipy's default, 200 per
+/// parameter; the models here converge in a few dozen).
+pub const MAX_ITERATIONS: u64 = 1000;
+
+/// Where a minimisation ended.
+#[derive(Debug, Clone)]
+pub struct Minimum {
+    /// The parameters' logarithms at the minimum.
+    pub log_params: Vec<f64>,
+    /// BFGS iterations; unknown when the line search gave up.
+    pub iterations: Option<u64>,
+    /// Evaluations of the cost, gradients' included.
+    pub evaluations: u64,
+    pub converged: bool,
+}
+
+struct Objective<'a, F: Fn(&[f64]) -> f64> {
+    cost: &'a F,
+}
+
+impl<F: Fn(&[f64]) -> f64> CostFunction for Objective<'_, F> {
+    type Param = Vec<f64>;
+    type Output = f64;
+
+    fn cost(&self, param: &Vec<f64>) -> Result<f64, argmin::core::Error> {
+        Ok((self.cost)(param))
+    }
+}
+
+impl<F: Fn(&[f64]) -> f64> Gradient for Objective<'_, F> {
+    type Param = Vec<f64>;
+    type Gradient = Vec<f64>;
+
+    fn gradient(&self, param: &Vec<f64>) -> Result<Vec<f64>, argmin::core::Error> {
+        Ok(central_gradient(self.cost, param))
+    }
+}
+
+/// Central differences with a step of about the cube root of machine precision, the step
+/// that balances truncation and rounding error.
+fn central_gradient(cost: &impl Fn(&[f64]) -> f64, param: &[f64]) -> Vec<f64> {
+    let mut point = param.to_vec();
+    (0..param.len())
+        .map(|i| {
+            let step = 6e-6 * param[i].abs().max(1.0);
+            point[i] = param[i] + step;
+            let up = cost(&point);
+            point[i] = param[i] - step;
+            let down = cost(&point);
+            point[i] = param[i];
+            (up - down) / (2.0 * step)
+        })
+        .collect()
+}
+
+/// A gradient this small at the best point counts as converged when the line search gave
+/// up there (finite differences cannot resolve a smaller one on a mean log-likelihood).
+const CONVERGED_GRADIENT: f64 = 1e-6;
+
+/// Minimises `cost` (a function of the parameters' logarithms) from `start`. A cost that
+/// is not finite at a trial point (parameters the model cannot take) makes the line
+/// search step back.
+pub fn minimise(cost: impl Fn(&[f64]) -> f64, start: Vec<f64>) -> Minimum {
+    let best = Mutex::new((f64::INFINITY, start.clone(), 0_u64));
+    let bounded = |param: &[f64]| {
+        let value = cost(param);
+        let mut best = best
+            .lock()
+            .expect("no fit panics while holding its best point");
+        best.2 += 1;
+        if value < best.0 {
+            best.0 = value;
+            best.1 = param.to_vec();
+        }
+        if value.is_finite() { value } else { f64::MAX }
+    };
+    let problem = Objective { cost: &bounded };
+    let dimensions = start.len();
+    let identity: Vec<Vec<f64>> = (0..dimensions)
+        .map(|i| {
+            (0..dimensions)
+                .map(|j| f64::from(u8::from(i == j)))
+                .collect()
+        })
+        .collect();
+    let solver = BFGS::new(MoreThuenteLineSearch::new())
+        .with_tolerance_grad(1e-9)
+        .and_then(|solver| solver.with_tolerance_cost(1e-14))
+        .expect("the tolerances are positive");
+    let result = Executor::new(problem, solver)
+        .configure(|state| {
+            state
+                .param(start)
+                .inv_hessian(identity)
+                .max_iters(MAX_ITERATIONS)
+        })
+        .run();
+    let (iterations, solver_converged) = match &result {
+        Ok(result) => (
+            Some(result.state().get_iter()),
+            matches!(
+                result.state().get_termination_status(),
+                TerminationStatus::Terminated(TerminationReason::SolverConverged)
+            ),
+        ),
+        // The line search found no lower point along the last direction: where the
+        // search stopped is judged by its gradient below.
+        Err(_) => (None, false),
+    };
+    let (_, log_params, evaluations) = best.into_inner().expect("no fit panicked");
+    let flat = central_gradient(&cost, &log_params)
+        .iter()
+        .map(|g| g * g)
+        .sum::<f64>()
+        .sqrt()
+        <= CONVERGED_GRADIENT;
+    Minimum {
+        log_params,
+        iterations,
+        evaluations,
+        converged: solver_converged || flat,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_the_minimum_of_a_smooth_function() {
+        // Rosenbrock's valley, the classic test of a quasi-Newton method.
+        let rosenbrock = |p: &[f64]| (1.0 - p[0]).powi(2) + 100.0 * (p[1] - p[0] * p[0]).powi(2);
+        let minimum = minimise(rosenbrock, vec![-1.2, 1.0]);
+        assert!(minimum.converged, "{minimum:?}");
+        assert!((minimum.log_params[0] - 1.0).abs() < 1e-5, "{minimum:?}");
+        assert!((minimum.log_params[1] - 1.0).abs() < 1e-5, "{minimum:?}");
+    }
+}

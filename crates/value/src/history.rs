@@ -1,0 +1,160 @@
+//! A customer's purchase history as the models read it, and the distinct histories of a
+//! population with how many customers share each: the likelihood of a population is a sum
+//! over customers, and customers with equal histories add equal terms, so a fit costs what
+//! the distinct histories cost, not the customers.
+
+use std::collections::HashMap;
+
+/// Frequency (repeat purchases), recency (time from the first to the last purchase) and
+/// age (`T`: time from the first purchase to the end of the period observed), in the
+/// model's periods.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct History {
+    pub frequency: f64,
+    pub recency: f64,
+    pub age: f64,
+}
+
+impl History {
+    pub fn new(frequency: f64, recency: f64, age: f64) -> History {
+        History {
+            frequency,
+            recency,
+            age,
+        }
+    }
+
+    /// Why the models cannot read this history, as lifetimes' checks word it; `None` when
+    /// they can.
+    pub fn problem(&self) -> Option<&'static str> {
+        let History {
+            frequency,
+            recency,
+            age,
+        } = *self;
+        if !(frequency.is_finite() && recency.is_finite() && age.is_finite()) {
+            return Some("frequency, recency and T must be numbers");
+        }
+        if frequency < 0.0 || frequency.fract() != 0.0 {
+            return Some("frequency must be a whole number of repeat purchases, at least 0");
+        }
+        if recency < 0.0 {
+            return Some("recency is negative (the last purchase before the first)");
+        }
+        if recency > age {
+            return Some("recency is larger than T (the last purchase after the period's end)");
+        }
+        if frequency == 0.0 && recency != 0.0 {
+            return Some("recency must be 0 for a customer without repeat purchases");
+        }
+        if age <= 0.0 {
+            return Some("T must be positive (the first purchase before the period's end)");
+        }
+        None
+    }
+}
+
+/// The distinct histories of a population, each with its count of customers.
+#[derive(Debug, Clone, Default)]
+pub struct Patterns {
+    pub histories: Vec<History>,
+    pub weights: Vec<f64>,
+}
+
+impl Patterns {
+    /// The distinct histories in the order they first appear, and for every customer the
+    /// index of its history.
+    pub fn of(customers: &[History]) -> (Patterns, Vec<usize>) {
+        let mut index: HashMap<[u64; 3], usize> = HashMap::new();
+        let mut patterns = Patterns::default();
+        let positions = customers
+            .iter()
+            .map(|history| {
+                let key = [
+                    history.frequency.to_bits(),
+                    history.recency.to_bits(),
+                    history.age.to_bits(),
+                ];
+                *index.entry(key).or_insert_with(|| {
+                    patterns.histories.push(*history);
+                    patterns.weights.push(0.0);
+                    patterns.histories.len() - 1
+                })
+            })
+            .collect::<Vec<usize>>();
+        for &position in &positions {
+            patterns.weights[position] += 1.0;
+        }
+        (patterns, positions)
+    }
+
+    pub fn len(&self) -> usize {
+        self.histories.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.histories.is_empty()
+    }
+
+    pub fn customers(&self) -> f64 {
+        self.weights.iter().sum()
+    }
+
+    /// The same histories with time in units `scale` times as long (recency and T times
+    /// `scale`).
+    pub(crate) fn scaled(&self, scale: f64) -> Patterns {
+        Patterns {
+            histories: self
+                .histories
+                .iter()
+                .map(|h| History::new(h.frequency, h.recency * scale, h.age * scale))
+                .collect(),
+            weights: self.weights.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn equal_histories_are_counted_once_with_their_weight() {
+        let a = History::new(2.0, 30.0, 40.0);
+        let b = History::new(0.0, 0.0, 40.0);
+        let (patterns, positions) = Patterns::of(&[a, b, a, a]);
+        assert_eq!(patterns.histories, [a, b]);
+        assert_eq!(patterns.weights, [3.0, 1.0]);
+        assert_eq!(positions, [0, 1, 0, 0]);
+    }
+
+    #[test]
+    fn histories_the_models_cannot_read_say_why() {
+        assert_eq!(History::new(2.0, 30.0, 40.0).problem(), None);
+        assert!(
+            History::new(2.5, 30.0, 40.0)
+                .problem()
+                .unwrap()
+                .contains("whole")
+        );
+        assert!(
+            History::new(2.0, 50.0, 40.0)
+                .problem()
+                .unwrap()
+                .contains("larger than T")
+        );
+        assert!(
+            History::new(0.0, 3.0, 40.0)
+                .problem()
+                .unwrap()
+                .contains("must be 0")
+        );
+        assert!(
+            History::new(1.0, -1.0, 40.0)
+                .problem()
+                .unwrap()
+                .contains("negative")
+        );
+        assert!(History::new(f64::NAN, 1.0, 40.0).problem().is_some());
+    }
+}

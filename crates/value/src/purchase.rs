@@ -1,0 +1,423 @@
+//! The purchase models ("buy till you die"): how many purchases a customer makes while
+//! active, and when the customer stops. BG/NBD (Fader, Hardie & Lee 2005), MBG/NBD
+//! (Batislam, Denizel & Filiztekin 2007) and Pareto/NBD (Schmittlein, Morrison & Colombo
+//! 1987), with the log-likelihoods, probabilities and expectations lifetimes and
+//! PyMC-Marketing compute, in log space where the terms of a customer with many purchases
+//! would overflow.
+
+use rayon::prelude::*;
+
+use crate::ValueError;
+use crate::fit::{Minimum, minimise};
+use crate::history::{History, Patterns};
+use crate::special::{ln_gamma, ln_hyp2f1, log_add_exp, log_sub_exp};
+
+/// Histories per chunk of a parallel sum: the chunks are fixed, so the sum (and the fit)
+/// is the same on any number of threads.
+const CHUNK: usize = 4096;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PurchaseModel {
+    BgNbd,
+    MbgNbd,
+    ParetoNbd,
+}
+
+impl PurchaseModel {
+    pub const WORDS: [&'static str; 3] = ["bg_nbd", "mbg_nbd", "pareto_nbd"];
+
+    pub fn parse(word: &str) -> Option<PurchaseModel> {
+        match word {
+            "bg_nbd" => Some(PurchaseModel::BgNbd),
+            "mbg_nbd" => Some(PurchaseModel::MbgNbd),
+            "pareto_nbd" => Some(PurchaseModel::ParetoNbd),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PurchaseModel::BgNbd => "bg_nbd",
+            PurchaseModel::MbgNbd => "mbg_nbd",
+            PurchaseModel::ParetoNbd => "pareto_nbd",
+        }
+    }
+
+    /// The parameters' names, in the order of [`PurchaseFit::params`].
+    pub fn param_names(self) -> [&'static str; 4] {
+        match self {
+            PurchaseModel::BgNbd | PurchaseModel::MbgNbd => ["r", "alpha", "a", "b"],
+            PurchaseModel::ParetoNbd => ["r", "alpha", "s", "beta"],
+        }
+    }
+
+    /// The log-likelihood of one customer's history.
+    pub fn log_likelihood(self, params: &[f64; 4], history: &History) -> f64 {
+        let terms = FrequencyTerms::new(self, params, history.frequency);
+        self.log_likelihood_with(params, history, &terms)
+    }
+
+    /// The log-likelihood of every customer: each distinct history's, times its count.
+    pub fn total_log_likelihood(self, params: &[f64; 4], patterns: &Patterns) -> f64 {
+        let cache = TermsCache::new(self, params, patterns);
+        let sums: Vec<f64> = patterns
+            .histories
+            .par_chunks(CHUNK)
+            .zip(patterns.weights.par_chunks(CHUNK))
+            .map(|(histories, weights)| {
+                histories
+                    .iter()
+                    .zip(weights)
+                    .map(|(history, weight)| {
+                        let terms = cache.get(history.frequency);
+                        weight * self.log_likelihood_with(params, history, terms)
+                    })
+                    .sum::<f64>()
+            })
+            .collect();
+        sums.iter().sum()
+    }
+
+    fn log_likelihood_with(self, p: &[f64; 4], h: &History, terms: &FrequencyTerms) -> f64 {
+        let History {
+            frequency: x,
+            recency: t_x,
+            age: t,
+        } = *h;
+        match self {
+            PurchaseModel::BgNbd => {
+                let [r, alpha, a, b] = *p;
+                let a3 = -(r + x) * (alpha + t).ln();
+                if x == 0.0 {
+                    terms.fixed + a3
+                } else {
+                    let a4 = a.ln() - (b + x - 1.0).ln() - (r + x) * (alpha + t_x).ln();
+                    terms.fixed + log_add_exp(a3, a4)
+                }
+            }
+            PurchaseModel::MbgNbd => {
+                let [r, alpha, a, b] = *p;
+                let a3 = -(r + x) * (alpha + t).ln();
+                let a4 = a.ln() - (b + x).ln() + (r + x) * ((alpha + t).ln() - (alpha + t_x).ln());
+                terms.fixed + a3 + log_add_exp(a4, 0.0)
+            }
+            PurchaseModel::ParetoNbd => {
+                let [r, alpha, s, beta] = *p;
+                let rsx = r + s + x;
+                let Some(ln_a0) = pareto_ln_a0(p, x, t_x, t) else {
+                    return f64::NAN;
+                };
+                let stays = -(r + x) * (alpha + t).ln() - s * (beta + t).ln();
+                terms.fixed + log_add_exp(stays, s.ln() + ln_a0 - rsx.ln())
+            }
+        }
+    }
+
+    /// Fits the model to the histories by maximum likelihood, as lifetimes does: time
+    /// scaled so that the longest T is 1, the mean negative log-likelihood plus
+    /// `penalizer` times the sum of the squared (scaled) parameters minimised over the
+    /// parameters' logarithms from ln 0.1... then the time parameters scaled back.
+    pub fn fit(self, patterns: &Patterns, penalizer: f64) -> Result<PurchaseFit, ValueError> {
+        if patterns.is_empty() {
+            return Err(ValueError::NoCustomers);
+        }
+        if !patterns.histories.iter().any(|h| h.frequency > 0.0) {
+            return Err(ValueError::NoRepeatCustomers);
+        }
+        let longest = patterns
+            .histories
+            .iter()
+            .map(|h| h.age)
+            .fold(0.0_f64, f64::max);
+        let scale = 1.0 / longest;
+        let scaled = patterns.scaled(scale);
+        let customers = patterns.customers();
+        let cost = |log_params: &[f64]| {
+            let params: [f64; 4] = std::array::from_fn(|i| log_params[i].exp());
+            let penalty: f64 = params.iter().map(|p| p * p).sum::<f64>() * penalizer;
+            -self.total_log_likelihood(&params, &scaled) / customers + penalty
+        };
+        let Minimum {
+            log_params,
+            iterations,
+            evaluations,
+            converged,
+        } = minimise(cost, vec![0.1; 4]);
+        let mut params: [f64; 4] = std::array::from_fn(|i| log_params[i].exp());
+        params[1] /= scale;
+        if self == PurchaseModel::ParetoNbd {
+            params[3] /= scale;
+        }
+        let log_likelihood = self.total_log_likelihood(&params, patterns);
+        if !log_likelihood.is_finite() || params.iter().any(|p| !p.is_finite()) {
+            return Err(ValueError::NotFitted {
+                model: self.as_str(),
+                evaluations,
+            });
+        }
+        Ok(PurchaseFit {
+            model: self,
+            params,
+            log_likelihood,
+            iterations,
+            evaluations,
+            converged,
+        })
+    }
+}
+
+/// The terms of a customer's log-likelihood that depend on the frequency alone.
+#[derive(Debug, Clone, Copy)]
+struct FrequencyTerms {
+    fixed: f64,
+}
+
+impl FrequencyTerms {
+    fn new(model: PurchaseModel, p: &[f64; 4], x: f64) -> FrequencyTerms {
+        let fixed = match model {
+            PurchaseModel::BgNbd => {
+                let [r, alpha, a, b] = *p;
+                ln_gamma(r + x) - ln_gamma(r) + r * alpha.ln() + ln_gamma(a + b) + ln_gamma(b + x)
+                    - ln_gamma(b)
+                    - ln_gamma(a + b + x)
+            }
+            PurchaseModel::MbgNbd => {
+                let [r, alpha, a, b] = *p;
+                ln_gamma(r + x) - ln_gamma(r)
+                    + r * alpha.ln()
+                    + ln_gamma(a + b)
+                    + ln_gamma(b + x + 1.0)
+                    - ln_gamma(b)
+                    - ln_gamma(a + b + x + 1.0)
+            }
+            PurchaseModel::ParetoNbd => {
+                let [r, alpha, s, beta] = *p;
+                ln_gamma(r + x) - ln_gamma(r) + r * alpha.ln() + s * beta.ln()
+            }
+        };
+        FrequencyTerms { fixed }
+    }
+}
+
+/// [`FrequencyTerms`] for every frequency up to the largest: frequencies are whole numbers,
+/// and a population has few distinct ones, so ln Γ is taken per frequency, not per history.
+struct TermsCache {
+    by_frequency: Vec<FrequencyTerms>,
+}
+
+impl TermsCache {
+    fn new(model: PurchaseModel, params: &[f64; 4], patterns: &Patterns) -> TermsCache {
+        let largest = patterns
+            .histories
+            .iter()
+            .map(|h| h.frequency)
+            .fold(0.0_f64, f64::max) as usize;
+        TermsCache {
+            by_frequency: (0..=largest)
+                .map(|x| FrequencyTerms::new(model, params, x as f64))
+                .collect(),
+        }
+    }
+
+    fn get(&self, frequency: f64) -> &FrequencyTerms {
+        &self.by_frequency[frequency as usize]
+    }
+}
+
+/// ln A_0 of Pareto/NBD's likelihood (Fader & Hardie's note 009, equation 18):
+/// the probability mass of the customer having left between the last purchase and T.
+fn pareto_ln_a0(p: &[f64; 4], x: f64, t_x: f64, t: f64) -> Option<f64> {
+    let [r, alpha, s, beta] = *p;
+    let (low, high, second) = if alpha < beta {
+        (alpha, beta, r + x)
+    } else {
+        (beta, alpha, s + 1.0)
+    };
+    let gap = high - low;
+    let rsx = r + s + x;
+    let at_last = ln_hyp2f1(rsx, second, rsx + 1.0, gap / (high + t_x))? - rsx * (high + t_x).ln();
+    let at_end = ln_hyp2f1(rsx, second, rsx + 1.0, gap / (high + t))? - rsx * (high + t).ln();
+    if at_end >= at_last {
+        // t_x = T: no time between the last purchase and the end.
+        return Some(f64::NEG_INFINITY);
+    }
+    Some(log_sub_exp(at_last, at_end))
+}
+
+/// A fitted purchase model.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PurchaseFit {
+    pub model: PurchaseModel,
+    /// In the order of [`PurchaseModel::param_names`], in the histories' time unit.
+    pub params: [f64; 4],
+    /// Over every customer, with the parameters above.
+    pub log_likelihood: f64,
+    /// BFGS iterations (unknown when its line search gave up), and evaluations of the
+    /// log-likelihood.
+    pub iterations: Option<u64>,
+    pub evaluations: u64,
+    pub converged: bool,
+}
+
+impl PurchaseFit {
+    /// The probability that a customer with this history is still active at T.
+    pub fn p_alive(&self, h: &History) -> f64 {
+        let History {
+            frequency: x,
+            recency: t_x,
+            age: t,
+        } = *h;
+        match self.model {
+            PurchaseModel::BgNbd => {
+                if x == 0.0 {
+                    return 1.0;
+                }
+                let [r, alpha, a, b] = self.params;
+                let ln_odds =
+                    (r + x) * ((alpha + t).ln() - (alpha + t_x).ln()) + (a / (b + x - 1.0)).ln();
+                1.0 / (1.0 + ln_odds.exp())
+            }
+            PurchaseModel::MbgNbd => {
+                let [r, alpha, a, b] = self.params;
+                let ln_odds =
+                    (r + x) * ((alpha + t).ln() - (alpha + t_x).ln()) + (a / (b + x)).ln();
+                1.0 / (1.0 + ln_odds.exp())
+            }
+            PurchaseModel::ParetoNbd => {
+                let [r, alpha, s, beta] = self.params;
+                let Some(ln_a0) = pareto_ln_a0(&self.params, x, t_x, t) else {
+                    return f64::NAN;
+                };
+                let ln_odds = s.ln() - (r + s + x).ln()
+                    + (r + x) * (alpha + t).ln()
+                    + s * (beta + t).ln()
+                    + ln_a0;
+                1.0 / (1.0 + ln_odds.exp())
+            }
+        }
+    }
+
+    /// The probability that a customer with this history is still active `t` periods
+    /// after T. Given active at T, the purchase rate and the dropout are as the history
+    /// left them (BG/NBD: λ ~ Gamma(r + x, α + T), p ~ Beta(a, b + x), MBG/NBD b + x + 1;
+    /// Pareto/NBD: μ ~ Gamma(s, β + T)), and surviving `t` more periods has probability
+    /// E[exp(-λ p t)] (a dropout at each of Poisson(λ t) purchases), resp. E[exp(-μ t)].
+    /// For BG/NBD that expectation is 2F1(r + x, a; a + b + x; -t / (α + T)), summed after
+    /// Pfaff's transformation, which maps its argument into [0, 1).
+    pub fn p_alive_after(&self, t: f64, h: &History) -> f64 {
+        let now = self.p_alive(h);
+        if t == 0.0 {
+            return now;
+        }
+        let History {
+            frequency: x,
+            age: big_t,
+            ..
+        } = *h;
+        match self.model {
+            PurchaseModel::BgNbd | PurchaseModel::MbgNbd => {
+                let [r, alpha, a, b] = self.params;
+                let beta_b = if self.model == PurchaseModel::MbgNbd {
+                    b + x + 1.0
+                } else {
+                    b + x
+                };
+                let w = t / (alpha + big_t + t);
+                let Some(ln_hyp) = ln_hyp2f1(r + x, beta_b, a + beta_b, w) else {
+                    return f64::NAN;
+                };
+                now * (ln_hyp - (r + x) * (t / (alpha + big_t)).ln_1p()).exp()
+            }
+            PurchaseModel::ParetoNbd => {
+                let [_, _, s, beta] = self.params;
+                now * (-s * (t / (beta + big_t)).ln_1p()).exp()
+            }
+        }
+    }
+
+    /// The expected purchases of a customer with this history in the `t` periods after T
+    /// (BG/NBD: Fader, Hardie & Lee 2005, equation 10; MBG/NBD: Batislam et al. 2007;
+    /// Pareto/NBD: Fader & Hardie's note 009, equation 41). NaN when 2F1 cannot be summed.
+    pub fn expected_purchases(&self, t: f64, h: &History) -> f64 {
+        if t == 0.0 {
+            return 0.0;
+        }
+        let History {
+            frequency: x,
+            recency: t_x,
+            age: big_t,
+        } = *h;
+        match self.model {
+            PurchaseModel::BgNbd | PurchaseModel::MbgNbd => {
+                let [r, alpha, a, b] = self.params;
+                let modified = self.model == PurchaseModel::MbgNbd;
+                // MBG/NBD lets a customer leave at the first purchase too.
+                let (hyp_b, c, lead) = if modified {
+                    (b + x + 1.0, a + b + x, (a + b + x) / (a - 1.0))
+                } else {
+                    (b + x, a + b + x - 1.0, (a + b + x - 1.0) / (a - 1.0))
+                };
+                let z = t / (alpha + big_t + t);
+                let Some(ln_hyp) = ln_hyp2f1(r + x, hyp_b, c, z) else {
+                    return f64::NAN;
+                };
+                let left = -(ln_hyp + (r + x) * ((alpha + big_t).ln() - (alpha + t + big_t).ln()))
+                    .exp_m1();
+                let odds_of_leaving = match (modified, x > 0.0) {
+                    (true, _) => a / (b + x),
+                    (false, true) => a / (b + x - 1.0),
+                    (false, false) => 0.0,
+                };
+                let denominator =
+                    1.0 + odds_of_leaving * ((alpha + big_t) / (alpha + t_x)).powf(r + x);
+                lead * left / denominator
+            }
+            PurchaseModel::ParetoNbd => {
+                let [r, alpha, s, beta] = self.params;
+                let ll = self.model.log_likelihood(&self.params, h);
+                let first = ln_gamma(r + x) - ln_gamma(r) + r * alpha.ln() + s * beta.ln()
+                    - (r + x) * (alpha + big_t).ln()
+                    - s * (beta + big_t).ln();
+                let second = (r + x).ln() + (beta + big_t).ln() - (alpha + big_t).ln();
+                let third = ln_dropout_integral(s, beta + big_t, t);
+                (first + second + third - ll).exp()
+            }
+        }
+    }
+
+    /// The expected purchases in `t` periods of a customer just acquired.
+    pub fn expected_purchases_new(&self, t: f64) -> f64 {
+        if t == 0.0 {
+            return 0.0;
+        }
+        match self.model {
+            PurchaseModel::BgNbd => {
+                let [r, alpha, a, b] = self.params;
+                let Some(ln_hyp) = ln_hyp2f1(r, b, a + b - 1.0, t / (alpha + t)) else {
+                    return f64::NAN;
+                };
+                (a + b - 1.0) / (a - 1.0) * -(ln_hyp + r * (alpha / (alpha + t)).ln()).exp_m1()
+            }
+            PurchaseModel::MbgNbd => {
+                let [r, alpha, a, b] = self.params;
+                let Some(ln_hyp) = ln_hyp2f1(r, b + 1.0, a + b, t / (alpha + t)) else {
+                    return f64::NAN;
+                };
+                b / (a - 1.0) * -(ln_hyp + r * (alpha / (alpha + t)).ln()).exp_m1()
+            }
+            PurchaseModel::ParetoNbd => {
+                let [r, alpha, s, beta] = self.params;
+                r * beta / alpha * ln_dropout_integral(s, beta, t).exp()
+            }
+        }
+    }
+}
+
+/// ln of (1 - (m / (m + t))^(s - 1)) / (s - 1), and of its limit ln((m + t) / m) at s = 1.
+fn ln_dropout_integral(s: f64, m: f64, t: f64) -> f64 {
+    let ln_ratio = (m / (m + t)).ln();
+    if (s - 1.0).abs() < 1e-10 {
+        return (-ln_ratio).ln();
+    }
+    (-((s - 1.0) * ln_ratio).exp_m1() / (s - 1.0)).ln()
+}

@@ -1,0 +1,119 @@
+//! The spend model: Gamma-Gamma (Fader & Hardie 2013, note 025), the expected value of a
+//! customer's purchases from the mean of the repeat ones, shrunk towards the population's
+//! mean the fewer purchases there are. Fitted on customers with repeat purchases and a
+//! positive mean spend.
+
+use rayon::prelude::*;
+
+use crate::ValueError;
+use crate::fit::{Minimum, minimise};
+use crate::special::ln_gamma;
+
+const CHUNK: usize = 4096;
+
+/// Repeat purchases and their mean value.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Spend {
+    pub frequency: f64,
+    pub monetary_value: f64,
+}
+
+impl Spend {
+    /// Whether the model is fitted on this customer (repeat purchases, positive spend).
+    pub fn fits_on(&self) -> bool {
+        self.frequency > 0.0 && self.monetary_value > 0.0
+    }
+}
+
+/// A fitted Gamma-Gamma model: p, q (q > 1: the mean spend is finite) and v (lifetimes'
+/// and Fader & Hardie's gamma).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SpendFit {
+    pub params: [f64; 3],
+    pub log_likelihood: f64,
+    /// BFGS iterations (unknown when its line search gave up), and evaluations of the
+    /// log-likelihood.
+    pub iterations: Option<u64>,
+    pub evaluations: u64,
+    pub converged: bool,
+    /// Customers it was fitted on.
+    pub customers: usize,
+}
+
+pub const PARAM_NAMES: [&str; 3] = ["p", "q", "v"];
+
+/// The log-likelihood of one customer's mean spend.
+pub fn log_likelihood(params: &[f64; 3], spend: &Spend) -> f64 {
+    let [p, q, v] = *params;
+    let Spend {
+        frequency: x,
+        monetary_value: m,
+    } = *spend;
+    let px = p * x;
+    ln_gamma(px + q) - ln_gamma(px) - ln_gamma(q) + q * v.ln() + (px - 1.0) * m.ln() + px * x.ln()
+        - (px + q) * (x * m + v).ln()
+}
+
+fn total_log_likelihood(params: &[f64; 3], customers: &[Spend]) -> f64 {
+    let sums: Vec<f64> = customers
+        .par_chunks(CHUNK)
+        .map(|chunk| chunk.iter().map(|c| log_likelihood(params, c)).sum::<f64>())
+        .collect();
+    sums.iter().sum()
+}
+
+/// Fits p, q and v on the customers with repeat purchases and positive spend, minimising
+/// the mean negative log-likelihood plus `penalizer` times the squared parameters, as
+/// lifetimes does.
+pub fn fit(customers: &[Spend], penalizer: f64) -> Result<SpendFit, ValueError> {
+    let fitted: Vec<Spend> = customers.iter().copied().filter(Spend::fits_on).collect();
+    if fitted.is_empty() {
+        return Err(ValueError::NoRepeatCustomers);
+    }
+    let count = fitted.len() as f64;
+    let cost = |log_params: &[f64]| {
+        let params: [f64; 3] = std::array::from_fn(|i| log_params[i].exp());
+        let penalty: f64 = params.iter().map(|p| p * p).sum::<f64>() * penalizer;
+        -total_log_likelihood(&params, &fitted) / count + penalty
+    };
+    let Minimum {
+        log_params,
+        iterations,
+        evaluations,
+        converged,
+    } = minimise(cost, vec![0.1; 3]);
+    let params: [f64; 3] = std::array::from_fn(|i| log_params[i].exp());
+    let log_likelihood = total_log_likelihood(&params, &fitted);
+    if !log_likelihood.is_finite() {
+        return Err(ValueError::NotFitted {
+            model: "gamma_gamma",
+            evaluations,
+        });
+    }
+    if params[1] <= 1.0 {
+        return Err(ValueError::UnboundedSpend { q: params[1] });
+    }
+    Ok(SpendFit {
+        params,
+        log_likelihood,
+        iterations,
+        evaluations,
+        converged,
+        customers: fitted.len(),
+    })
+}
+
+impl SpendFit {
+    /// The expected value of this customer's future purchases: the population's mean
+    /// v p / (q - 1) for a customer without repeat purchases, moving towards the customer's
+    /// own mean with every purchase.
+    pub fn expected_spend(&self, spend: &Spend) -> f64 {
+        let [p, q, v] = self.params;
+        let population_mean = v * p / (q - 1.0);
+        if !spend.fits_on() {
+            return population_mean;
+        }
+        let own = p * spend.frequency / (p * spend.frequency + q - 1.0);
+        (1.0 - own) * population_mean + own * spend.monetary_value
+    }
+}
