@@ -120,7 +120,7 @@ fn example_pipeline_on_s3_publishes_what_the_local_run_does() {
     let manifest: serde_json::Value =
         serde_json::from_slice(&server.get(BUCKET, &format!("{version}_MANIFEST.json"))).unwrap();
     let files = manifest["files"].as_array().unwrap();
-    assert_eq!(files.len(), 6, "{manifest:#}");
+    assert_eq!(files.len(), 9, "{manifest:#}");
     for file in files {
         let path = file["path"].as_str().unwrap();
         if !path.ends_with(".parquet") {

@@ -454,11 +454,18 @@ fn run_ids_keep_runs_apart_and_the_manifest_describes_each() {
             "_rejects/raw_transactions",
             "_rejects/valid_transactions",
             "centroids",
+            "ltv",
             "profile",
-            "segments"
+            "segments",
+            "value_by_segment"
         ]
     );
-    let segments = &manifest["tables"][4];
+    let segments = manifest["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|table| table["name"] == "segments")
+        .unwrap();
     assert_eq!(segments["columns"][0]["name"], "customer_id");
     assert_eq!(segments["columns"][0]["type"], "int64");
 }

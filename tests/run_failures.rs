@@ -78,6 +78,7 @@ fn missing_source_file_is_a_runtime_error_naming_the_source() {
 #[test]
 fn repeated_segment_key_fails_validation() {
     let project = Project::copy_of_repository();
+    project.without_value_stage();
     // Many customers share a frequency.
     project.replace_in(PIPELINE, "  key: customer_id\n", "  key: frequency\n");
     project.replace_in(
@@ -278,6 +279,7 @@ fn a_report_path_that_cannot_be_written_stops_the_run_before_it_publishes() {
 fn features_that_cannot_be_clustered_are_a_validation_failure_naming_why() {
     // Two feature vectors among all customers, for five segments.
     let project = Project::copy_of_repository();
+    project.without_value_stage();
     project.replace_in(
         "sql/retail/customer_features.sql",
         "    s.frequency,\n",
@@ -309,6 +311,7 @@ fn features_that_cannot_be_clustered_are_a_validation_failure_naming_why() {
 
     // A value whose square overflows a float (not clipped: recency has no winsorize).
     let project = Project::copy_of_repository();
+    project.without_value_stage();
     project.replace_in("sql/retail/customer_features.sql",
         "CAST(DATE '${as_of}' - s.last_purchase AS BIGINT) AS days_since_last_purchase",
         "CASE WHEN s.frequency = (SELECT max(frequency) FROM summary) THEN 1e308 \

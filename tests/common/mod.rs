@@ -65,6 +65,19 @@ impl Project {
         self.write(relative, &text.replacen(from, to, 1));
     }
 
+    /// The example pipeline without its value stage, for tests of the segment stage that
+    /// change the customer features in ways the value models refuse.
+    pub fn without_value_stage(&self) {
+        let path = "pipelines/customer_segments.yaml";
+        let text = std::fs::read_to_string(self.path(path)).unwrap();
+        let start = text
+            .find("\nvalue:\n")
+            .expect("the example has a value stage")
+            + 1;
+        let end = start + text[start..].find("\n\n").expect("a blank line ends it") + 2;
+        self.write(path, &format!("{}{}", &text[..start], &text[end..]));
+    }
+
     /// The names of the steps a `--report-json` file reports, in order.
     pub fn report_steps(&self, report: &str) -> Vec<String> {
         let report: serde_json::Value =

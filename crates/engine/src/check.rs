@@ -23,6 +23,7 @@ use crate::segment::{check_segment_schema, planned_segments_schema};
 use crate::sources::{arrow_schema, register_source};
 use crate::sql::query_only;
 use crate::steps::validate::flagging_sql;
+use crate::value::{check_value_schema, segment_with_value, with_value_columns};
 use crate::{EngineError, ErrorClass, Result, session, stores};
 
 /// The step graph alone: structure, references and cycles, no schemas.
@@ -294,13 +295,48 @@ async fn check_and_compile(
             sql: format!("{};\n", step.sql.trim_end().trim_end_matches(';')),
         });
     }
+    let mut value_read = true;
+    if let Some(value) = &pipeline.value
+        && !failed.contains(&value.input)
+    {
+        let table = ctx
+            .table(value.input.as_str())
+            .await
+            .map_err(|error| EngineError::table(&value.input, error))?;
+        for (key, message) in check_value_schema(table.schema().as_arrow(), value) {
+            problems.push(pipeline.problem(&key, message));
+            value_read = false;
+        }
+    }
     let segment = &pipeline.segment;
-    if !failed.contains(&segment.input) {
+    if !failed.contains(&segment.input) && value_read {
         let table = ctx
             .table(segment.input.as_str())
             .await
             .map_err(|error| EngineError::table(&segment.input, error))?;
-        let input = table.schema().as_arrow();
+        let unvalued = table.schema().as_arrow();
+        // The segment stage reads its input with the value stage's columns joined on.
+        let (input, segment) = match &pipeline.value {
+            Some(value) => {
+                for name in segflow_pipeline::value_columns(value.spend_model) {
+                    if unvalued.field_with_name(name).is_ok() {
+                        problems.push(pipeline.problem(
+                            "value",
+                            format!(
+                                "`{}` already has a column `{name}`, which the value stage adds: rename it in the SQL",
+                                segment.input
+                            ),
+                        ));
+                    }
+                }
+                (
+                    with_value_columns(unvalued, value),
+                    segment_with_value(segment, value),
+                )
+            }
+            None => (unvalued.clone(), segment.clone()),
+        };
+        let (input, segment) = (&input, &segment);
         match check_segment_schema(input, segment) {
             Err((key, message)) => problems.push(pipeline.problem(&key, message)),
             Ok(()) => {

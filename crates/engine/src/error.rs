@@ -118,6 +118,16 @@ pub enum EngineError {
     /// The segment stage failed while running (reading its input, fitting, writing).
     #[error("segment: {0}")]
     Segment(String),
+    /// The value settings do not fit the input table.
+    #[error("value: {0}")]
+    ValueSpec(String),
+    /// The value input holds histories the models cannot read, or that they cannot be
+    /// fitted on.
+    #[error("value: {0}")]
+    ValueData(String),
+    /// The value stage failed while running (reading its input, writing).
+    #[error("value: {0}")]
+    Value(String),
     #[error("{0}")]
     RunId(String),
     /// A table did not keep its contract on the data: nulls where it promised none, or a
@@ -184,9 +194,11 @@ impl EngineError {
             | EngineError::RunId(_)
             | EngineError::EngineSettings { .. }
             | EngineError::SegmentSpec(_)
+            | EngineError::ValueSpec(_)
             | EngineError::BadVariable { .. } => ErrorClass::PipelineInvalid,
             EngineError::Step { error, .. } if is_sql_mistake(error) => ErrorClass::PipelineInvalid,
             EngineError::SegmentData(_)
+            | EngineError::ValueData(_)
             | EngineError::ValidationFailed { .. }
             | EngineError::ContractBroken { .. }
             | EngineError::BadRow { .. }

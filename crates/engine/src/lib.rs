@@ -42,6 +42,7 @@ mod error;
 mod execution;
 mod if_changed;
 mod in_memory;
+mod keys;
 mod output;
 mod preview;
 mod progress;
@@ -57,6 +58,7 @@ mod sql;
 mod steps;
 mod stop;
 mod stores;
+mod value;
 
 pub use check::{CompiledStep, check, compile, plan};
 pub use error::{EngineError, ErrorClass, Result};
@@ -65,8 +67,9 @@ pub use output::{open_output, open_output_url, open_url, remove_runs};
 pub use preview::{Preview, PreviewOptions, Previewed, preview};
 pub use progress::{JobStates, Progress, ProgressEvent};
 pub use report::{
-    CheckReport, FailedRun, KScoreReport, KSelectionReport, MetricReport, OutputReport,
-    RUN_REPORT_SCHEMA_VERSION, RunOutcome, RunReport, SegmentReport, SourceReport, StepReport,
+    CheckReport, EvaluationReport, FailedRun, KScoreReport, KSelectionReport, MetricReport,
+    OutputReport, RUN_REPORT_SCHEMA_VERSION, RunOutcome, RunReport, SegmentReport, SourceReport,
+    StepReport, ValueReport, ValueSegmentReport,
 };
 pub use run::{REJECTS_DIR, RunOptions, resolve_run_id, run, shown_vars};
 pub use sample::sample_inputs;

@@ -60,6 +60,8 @@ pub struct RunReport {
     pub steps: Vec<StepReport>,
     /// Absent when only some steps ran (`--select`, `--until`).
     pub segment: Option<SegmentReport>,
+    /// With a `value:` stage (and not only some steps).
+    pub value: Option<ValueReport>,
     /// The output folder and every file published in it.
     pub outputs: Vec<OutputReport>,
     /// The run `_LATEST.json` names once this one is published: this run, or a later one
@@ -89,6 +91,7 @@ impl RunReport {
             outputs: Vec::new(),
             latest_run: None,
             changes: None,
+            value: None,
         }
     }
 }
@@ -266,4 +269,59 @@ pub struct KScoreReport {
     pub silhouette: f64,
     pub calinski_harabasz: f64,
     pub davies_bouldin: f64,
+}
+
+/// What the value stage fitted and predicted.
+#[derive(Debug, Clone, Serialize)]
+pub struct ValueReport {
+    pub input: String,
+    /// `bg_nbd`, `mbg_nbd` or `pareto_nbd`.
+    pub purchase_model: String,
+    /// By name (`r`, `alpha`, `a`, `b`; `s`, `beta`), in `time_unit`s.
+    pub params: BTreeMap<String, f64>,
+    pub log_likelihood: f64,
+    /// BFGS iterations; absent when its line search ended the fit.
+    pub iterations: Option<u64>,
+    pub converged: bool,
+    /// `gamma_gamma`, or absent with `spend_model: none`.
+    pub spend_model: Option<String>,
+    /// `p`, `q`, `v`.
+    pub spend_params: Option<BTreeMap<String, f64>>,
+    pub time_unit: String,
+    pub horizon_months: u32,
+    pub discount_rate: f64,
+    pub customers: u64,
+    /// Customers whose history the models cannot read, set aside (`on_invalid: quarantine`).
+    pub customers_quarantined: u64,
+    /// The distinct (frequency, recency, T) the purchase model was fitted on.
+    pub distinct_histories: u64,
+    pub evaluation: Option<EvaluationReport>,
+    /// Per segment, largest first; empty until the segment stage has run.
+    pub segments: Vec<ValueSegmentReport>,
+    pub duration_ms: u64,
+}
+
+/// The model judged on the later period the SQL measured (`value.evaluate`).
+#[derive(Debug, Clone, Serialize)]
+pub struct EvaluationReport {
+    pub period_days: f64,
+    pub customers: u64,
+    pub actual_purchases: f64,
+    pub predicted_purchases: f64,
+    /// Mean over customers of |predicted - actual| purchases.
+    pub mean_absolute_error: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ValueSegmentReport {
+    pub segment_id: i32,
+    pub name: String,
+    pub customers: u64,
+    pub mean_p_alive: f64,
+    pub expected_purchases: f64,
+    /// Absent with `spend_model: none`.
+    pub total_clv: Option<f64>,
+    pub mean_clv: Option<f64>,
+    /// The segment's share of the predicted value of all segmented customers.
+    pub value_share: Option<f64>,
 }

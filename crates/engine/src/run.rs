@@ -23,7 +23,7 @@ use crate::output::{output_folder, remove_empty_local_dirs, warn_about_stale_run
 use crate::progress::Progress;
 use crate::report::{
     OutputReport, RUN_REPORT_SCHEMA_VERSION, RunOutcome, RunReport, SegmentReport, SourceReport,
-    StepReport,
+    StepReport, ValueReport,
 };
 use crate::results::StepResults;
 use crate::select::{Selection, select_steps};
@@ -34,6 +34,7 @@ use crate::steps::validate::Rejects;
 use crate::stop::{self, Leftovers};
 use crate::{
     EngineError, Result, check, contract, if_changed, segment, session, sources, steps, stores,
+    value,
 };
 
 /// Under the output folder: one Parquet table of rejected rows per quarantining source and
@@ -164,6 +165,7 @@ pub async fn run(pipeline: &Pipeline, options: &RunOptions) -> Result<RunReport>
                     outputs: Vec::new(),
                     latest_run: Some(current),
                     changes: Some(Vec::new()),
+                    value: None,
                 });
             }
         },
@@ -228,7 +230,9 @@ pub async fn run(pipeline: &Pipeline, options: &RunOptions) -> Result<RunReport>
     } = ran;
     // A failing segment check reports the steps as a failing step check does.
     let steps_checked = step_reports.clone();
-    let report = |segment: Option<SegmentReport>, outputs: Vec<OutputReport>| RunReport {
+    let report = |segment: Option<SegmentReport>,
+                  value: Option<ValueReport>,
+                  outputs: Vec<OutputReport>| RunReport {
         schema_version: RUN_REPORT_SCHEMA_VERSION,
         status: RunOutcome::Success,
         error: None,
@@ -244,6 +248,7 @@ pub async fn run(pipeline: &Pipeline, options: &RunOptions) -> Result<RunReport>
         outputs,
         latest_run: None,
         changes: changes.clone(),
+        value,
     };
     let mut staging = match staging {
         Some(staging) if !partial => staging,
@@ -251,14 +256,14 @@ pub async fn run(pipeline: &Pipeline, options: &RunOptions) -> Result<RunReport>
             if let Some(staging) = &staging {
                 discard(staging, pipeline).await;
             }
-            return Ok(report(None, Vec::new()));
+            return Ok(report(None, None, Vec::new()));
         }
     };
     let staged = running
         .stage_outputs(&mut staging, &folder, &run_id, &source_rejects, &rejects)
         .await;
-    let segment = match staged {
-        Ok(segment) => segment,
+    let (segment, value) = match staged {
+        Ok(staged) => staged,
         Err(error) => {
             discard(&staging, pipeline).await;
             return Err(sources::name_the_source(&ctx, pipeline, &[], error).await);
@@ -343,7 +348,7 @@ pub async fn run(pipeline: &Pipeline, options: &RunOptions) -> Result<RunReport>
     }
     Ok(RunReport {
         latest_run: published.latest.clone(),
-        ..report(Some(segment), outputs)
+        ..report(Some(segment), value, outputs)
     })
 }
 
@@ -474,11 +479,13 @@ impl Running<'_> {
             counts::count_sources(ctx, pipeline, &selected, &table_rows).await?
         };
         table_rows.extend(counted.iter().map(|(name, rows)| (name.clone(), *rows)));
+        let mut kept = vec![pipeline.segment.input.as_str()];
+        kept.extend(pipeline.value.as_ref().map(|value| value.input.as_str()));
         let settings = steps::StepsSettings {
             results: self.results,
             execution: self.execution,
             max_concurrent: self.options.max_concurrent_steps,
-            keep: Some(&pipeline.segment.input),
+            keep: Some(&kept),
             read_columns,
             profile: self.options.profile,
             progress: &self.options.progress,
@@ -513,7 +520,8 @@ impl Running<'_> {
         })
     }
 
-    /// Stages the rejects, then runs the segment stage into `staging`.
+    /// Stages the rejects, then runs the value stage (if any) and the segment stage into
+    /// `staging`.
     async fn stage_outputs(
         &self,
         staging: &mut Staging,
@@ -521,7 +529,7 @@ impl Running<'_> {
         run_id: &str,
         source_rejects: &[SourceRejects],
         rejects: &[Rejects],
-    ) -> Result<SegmentReport> {
+    ) -> Result<(SegmentReport, Option<ValueReport>)> {
         let (ctx, pipeline) = (self.ctx, self.pipeline);
         for rejected in source_rejects {
             let table = format!("{REJECTS_DIR}/{}", rejected.source);
@@ -542,11 +550,31 @@ impl Running<'_> {
         let previous =
             segment::warm_start::load_previous(ctx, folder, &pipeline.segment, run_id).await?;
         let progress = &self.options.progress;
+        let (segment_settings, mut valued) = match &pipeline.value {
+            Some(settings) => {
+                progress.step_started("value");
+                let started = Instant::now();
+                let valued = value::run_value(ctx, settings, staging).await?;
+                self.execution
+                    .share_local_table(ctx, self.results, value::VALUE_TABLE)
+                    .await
+                    .map_err(|error| EngineError::Value(error.to_string()))?;
+                let extended =
+                    value::extend_segment_input(ctx, settings, &pipeline.segment).await?;
+                progress.step_done(
+                    "value",
+                    valued.report.customers,
+                    started.elapsed().as_millis() as u64,
+                );
+                (extended, Some(valued))
+            }
+            None => (pipeline.segment.clone(), None),
+        };
         progress.step_started("segment");
         let started = Instant::now();
         let segment = segment::run_segment(
             ctx,
-            &pipeline.segment,
+            &segment_settings,
             previous.as_ref(),
             staging,
             self.execution.assigns_on_engine(),
@@ -557,7 +585,10 @@ impl Running<'_> {
             segment.customers,
             started.elapsed().as_millis() as u64,
         );
-        Ok(segment)
+        if let (Some(valued), Some(settings)) = (&mut valued, &pipeline.value) {
+            valued.by_segment(ctx, staging, &segment, settings).await?;
+        }
+        Ok((segment, valued.map(|valued| valued.report)))
     }
 }
 

@@ -15,6 +15,7 @@ mod schema;
 mod segment;
 mod step_tests;
 mod threshold;
+mod value;
 mod vars;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -36,6 +37,10 @@ pub use step_tests::{
 };
 pub use threshold::{Comparison, Limit, Threshold};
 pub use url::Url;
+pub use value::{
+    DAYS_PER_MONTH, Evaluate, PurchaseModelKind, SpendModelKind, TimeUnit, VALUE_COLUMNS, Value,
+    ValueColumns, value_columns,
+};
 
 /// A pipeline ready to plan and run.
 #[derive(Debug, Clone)]
@@ -58,6 +63,8 @@ pub struct Pipeline {
     pub sources: Vec<Source>,
     /// In the order written; the planner decides the order they run in.
     pub steps: Vec<Step>,
+    /// The value stage, run before the segment stage.
+    pub value: Option<Value>,
     pub segment: Segment,
     pub resources: Resources,
     /// Where the SQL runs (`engine:`); `--engine` overrides it.

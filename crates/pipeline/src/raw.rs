@@ -33,6 +33,11 @@ pub struct RawPipeline {
     /// SQL steps; each result is a table later steps read by the step's name.
     #[serde(default)]
     pub steps: Vec<RawStep>,
+    /// The value stage: each customer's chance of still being active and expected value,
+    /// from the purchase history (frequency, recency, T, mean spend). Runs before the
+    /// segment stage, whose features may use its columns.
+    #[serde(default)]
+    pub value: Option<RawValue>,
     /// The clustering stage that turns one row per customer into segments.
     pub segment: RawSegment,
     /// How much memory and scratch disk a run may use; `--memory-limit` and `--spill-dir`
@@ -469,4 +474,77 @@ pub struct RawLocation {
     pub store: String,
     /// A folder under the store.
     pub path: String,
+}
+
+/// The value stage's settings.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawValue {
+    /// The table with one row per customer (a step or a source; default: the segment
+    /// stage's input).
+    #[serde(default)]
+    pub input: Option<String>,
+    /// The column that identifies a customer (default: the segment stage's key).
+    #[serde(default)]
+    pub key: Option<String>,
+    /// The input's columns holding each customer's history, when not named as here:
+    /// `frequency` (repeat purchases), `recency` and `T` (in days) and `monetary_value`
+    /// (the repeat purchases' mean value).
+    #[serde(default)]
+    pub columns: Option<RawValueColumns>,
+    /// The models' period: `day`, `week` (default) or `month`. The columns are in days.
+    #[serde(default)]
+    pub time_unit: Option<String>,
+    /// `bg_nbd` (default), `mbg_nbd` or `pareto_nbd`.
+    #[serde(default)]
+    pub purchase_model: Option<String>,
+    /// `gamma_gamma` (default) or `none` (no expected spend, no CLV).
+    #[serde(default)]
+    pub spend_model: Option<String>,
+    /// How far ahead expected purchases and CLV look, in whole months or years:
+    /// `12 months` (default), `2 years`.
+    #[serde(default)]
+    pub horizon: Option<String>,
+    /// The CLV's discount rate per month (default 0.01).
+    #[serde(default)]
+    pub discount_rate: Option<f64>,
+    /// Shrinks the models' parameters towards 0 when a fit does not converge (default 0).
+    #[serde(default)]
+    pub penalizer: Option<f64>,
+    /// What a customer whose history the models cannot read does: `fail` (default: the
+    /// run fails with the count and a few keys) or `quarantine` (set aside in
+    /// `_rejects/value.parquet` with the reason).
+    #[serde(default)]
+    pub on_invalid: Option<String>,
+    /// Judge the fitted model on a later period the SQL measured.
+    #[serde(default)]
+    pub evaluate: Option<RawEvaluate>,
+}
+
+/// The input's columns for each quantity of a customer's history.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawValueColumns {
+    /// Purchases after the first, on distinct days (default `frequency`).
+    #[serde(default)]
+    pub frequency: Option<String>,
+    /// Days from the first purchase to the last (default `recency`).
+    #[serde(default)]
+    pub recency: Option<String>,
+    /// Days from the first purchase to the end of the period observed (default `T`).
+    #[serde(default, rename = "T")]
+    pub age: Option<String>,
+    /// The mean value of the repeat purchases (default `monetary_value`).
+    #[serde(default)]
+    pub monetary_value: Option<String>,
+}
+
+/// A later period to judge the model on.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawEvaluate {
+    /// The input's column with each customer's purchases in the later period.
+    pub actual_purchases: String,
+    /// The later period's length: `26 weeks`, `6 months`, `90 days`.
+    pub period: String,
 }

@@ -46,6 +46,18 @@ fn closed_words() -> Vec<(&'static str, &'static str, Vec<&'static str>)> {
             crate::SegmentCheckKind::WORDS.to_vec(),
         ),
         ("RawSegmentCheck", "severity", vec!["error", "warn"]),
+        ("RawValue", "time_unit", crate::TimeUnit::WORDS.to_vec()),
+        (
+            "RawValue",
+            "purchase_model",
+            crate::PurchaseModelKind::WORDS.to_vec(),
+        ),
+        (
+            "RawValue",
+            "spend_model",
+            crate::SpendModelKind::WORDS.to_vec(),
+        ),
+        ("RawValue", "on_invalid", vec!["fail", "quarantine"]),
     ]
 }
 

@@ -204,16 +204,23 @@ pub fn plan(pipeline: &Pipeline) -> Result<StepGraph, PlanError> {
         }
         reads.push(tables);
     }
-    let input = &pipeline.segment.input;
-    if !known.contains(&input.as_str()) {
-        problems.push(LocatedProblem::new(
-            pipeline,
-            "segment.input",
-            PlanProblem::UnknownSegmentInput {
-                input: input.clone(),
-                hint: did_you_mean(input, &known),
-            },
-        ));
+    let stage_inputs = std::iter::once(("segment.input", &pipeline.segment.input)).chain(
+        pipeline
+            .value
+            .as_ref()
+            .map(|value| ("value.input", &value.input)),
+    );
+    for (key, input) in stage_inputs {
+        if !known.contains(&input.as_str()) {
+            problems.push(LocatedProblem::new(
+                pipeline,
+                key,
+                PlanProblem::UnknownSegmentInput {
+                    input: input.clone(),
+                    hint: did_you_mean(input, &known),
+                },
+            ));
+        }
     }
 
     let step_deps: Vec<Vec<usize>> = reads

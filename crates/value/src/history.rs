@@ -54,6 +54,10 @@ impl History {
     }
 }
 
+fn bits(h: &History) -> [u64; 3] {
+    [h.frequency.to_bits(), h.recency.to_bits(), h.age.to_bits()]
+}
+
 /// The distinct histories of a population, each with its count of customers.
 #[derive(Debug, Clone, Default)]
 pub struct Patterns {
@@ -62,30 +66,35 @@ pub struct Patterns {
 }
 
 impl Patterns {
-    /// The distinct histories in the order they first appear, and for every customer the
-    /// index of its history.
+    /// The distinct histories, sorted, and for every customer the index of its history.
+    /// Sorted, they (and so the fit's sums) do not depend on the order customers came in.
     pub fn of(customers: &[History]) -> (Patterns, Vec<usize>) {
-        let mut index: HashMap<[u64; 3], usize> = HashMap::new();
-        let mut patterns = Patterns::default();
-        let positions = customers
+        let key = |h: &History| (h.frequency, h.recency, h.age);
+        let mut distinct: Vec<History> = customers.to_vec();
+        distinct.sort_by(|a, b| {
+            let (a, b) = (key(a), key(b));
+            a.0.total_cmp(&b.0)
+                .then(a.1.total_cmp(&b.1))
+                .then(a.2.total_cmp(&b.2))
+        });
+        distinct.dedup_by(|a, b| bits(a) == bits(b));
+        let index: HashMap<[u64; 3], usize> = distinct
             .iter()
-            .map(|history| {
-                let key = [
-                    history.frequency.to_bits(),
-                    history.recency.to_bits(),
-                    history.age.to_bits(),
-                ];
-                *index.entry(key).or_insert_with(|| {
-                    patterns.histories.push(*history);
-                    patterns.weights.push(0.0);
-                    patterns.histories.len() - 1
-                })
-            })
-            .collect::<Vec<usize>>();
+            .enumerate()
+            .map(|(i, h)| (bits(h), i))
+            .collect();
+        let positions: Vec<usize> = customers.iter().map(|h| index[&bits(h)]).collect();
+        let mut weights = vec![0.0; distinct.len()];
         for &position in &positions {
-            patterns.weights[position] += 1.0;
+            weights[position] += 1.0;
         }
-        (patterns, positions)
+        (
+            Patterns {
+                histories: distinct,
+                weights,
+            },
+            positions,
+        )
     }
 
     pub fn len(&self) -> usize {
@@ -123,9 +132,12 @@ mod tests {
         let a = History::new(2.0, 30.0, 40.0);
         let b = History::new(0.0, 0.0, 40.0);
         let (patterns, positions) = Patterns::of(&[a, b, a, a]);
-        assert_eq!(patterns.histories, [a, b]);
-        assert_eq!(patterns.weights, [3.0, 1.0]);
-        assert_eq!(positions, [0, 1, 0, 0]);
+        assert_eq!(patterns.histories, [b, a]);
+        assert_eq!(patterns.weights, [1.0, 3.0]);
+        assert_eq!(positions, [1, 0, 1, 1]);
+        // In any order, the same distinct histories in the same order.
+        let (reordered, _) = Patterns::of(&[a, a, b, a]);
+        assert_eq!(reordered.histories, patterns.histories);
     }
 
     #[test]

@@ -66,7 +66,13 @@ fn total_log_likelihood(params: &[f64; 3], customers: &[Spend]) -> f64 {
 /// the mean negative log-likelihood plus `penalizer` times the squared parameters, as
 /// lifetimes does.
 pub fn fit(customers: &[Spend], penalizer: f64) -> Result<SpendFit, ValueError> {
-    let fitted: Vec<Spend> = customers.iter().copied().filter(Spend::fits_on).collect();
+    let mut fitted: Vec<Spend> = customers.iter().copied().filter(Spend::fits_on).collect();
+    // Sorted, the sums (and the fit) do not depend on the order customers came in.
+    fitted.sort_by(|a, b| {
+        a.frequency
+            .total_cmp(&b.frequency)
+            .then(a.monetary_value.total_cmp(&b.monetary_value))
+    });
     if fitted.is_empty() {
         return Err(ValueError::NoRepeatCustomers);
     }

@@ -1,8 +1,8 @@
 //! The segment stage's input: the checks it must pass before anything is fitted (columns
 //! exist and features are numeric, one row per key), and the frame the stage reads.
 
-use arrow::array::{AsArray, RecordBatch};
-use arrow::datatypes::{DataType, Int64Type, Schema};
+use arrow::array::RecordBatch;
+use arrow::datatypes::{DataType, Schema};
 use datafusion::prelude::{DataFrame, SessionContext, cast, col};
 use segflow_cluster::{DISTANCE, SEGMENT_ID};
 use segflow_pipeline::Segment;
@@ -133,31 +133,12 @@ pub fn check_segment_schema(schema: &Schema, segment: &Segment) -> Result<(), (S
 
 /// Every customer must appear once: a null or repeated key is bad data upstream.
 async fn check_key(ctx: &SessionContext, segment: &Segment) -> Result<()> {
-    let key = quote(&segment.key);
-    let input = &segment.input;
-    let sql = format!(
-        "SELECT count(*) - count({key}) AS null_keys, \
-         (SELECT count(*) FROM (SELECT {key} FROM {input} WHERE {key} IS NOT NULL GROUP BY {key} HAVING count(*) > 1)) AS repeated_keys \
-         FROM {input}"
-    );
-    let batches = ctx
-        .sql(&sql)
-        .await
-        .map_err(|error| EngineError::Segment(error.to_string()))?
-        .collect()
-        .await
-        .map_err(|error| EngineError::table(input, error))?;
-    // A distributed run may hand back empty batches before the one row.
-    let batch = batches
-        .iter()
-        .find(|batch| batch.num_rows() == 1)
-        .ok_or_else(|| EngineError::Segment(format!("checking the keys of `{input}`: no row")))?;
-    let null_keys = batch.column(0).as_primitive::<Int64Type>().value(0);
-    let repeated = batch.column(1).as_primitive::<Int64Type>().value(0);
-    if null_keys > 0 || repeated > 0 {
-        return Err(EngineError::SegmentData(format!(
-            "key `{}` of `{input}` must identify one customer per row: {null_keys} row(s) have a null key, {repeated} key value(s) appear more than once",
-            segment.key
+    let problems = crate::keys::key_problems(ctx, &segment.input, &segment.key).await?;
+    if problems != (0, 0) {
+        return Err(EngineError::SegmentData(crate::keys::key_message(
+            &segment.input,
+            &segment.key,
+            problems,
         )));
     }
     Ok(())

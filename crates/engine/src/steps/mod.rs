@@ -150,7 +150,10 @@ async fn count_contract_nulls(
 /// step checking them whose checks read nothing but its input and the flagged rows. A
 /// relationship or SQL check may read the input again by name, which would run its SQL
 /// a second time. Without `keep`, the caller reads every result, so none is streamed.
-fn streamed_steps<'a>(steps: &[&'a PlannedStep], keep: Option<&str>) -> HashMap<&'a str, &'a str> {
+fn streamed_steps<'a>(
+    steps: &[&'a PlannedStep],
+    keep: Option<&[&str]>,
+) -> HashMap<&'a str, &'a str> {
     let Some(keep) = keep else {
         return HashMap::new();
     };
@@ -163,7 +166,7 @@ fn streamed_steps<'a>(steps: &[&'a PlannedStep], keep: Option<&str>) -> HashMap<
             .contract
             .as_ref()
             .is_some_and(|c| !contract::non_null_columns(c).is_empty());
-        if name == keep || planned.step.validate.is_some() || counts_nulls {
+        if keep.contains(&name) || planned.step.validate.is_some() || counts_nulls {
             continue;
         }
         let mut readers = steps
@@ -273,7 +276,7 @@ fn release_unread(
     results: &StepResults,
     steps: &[&PlannedStep],
     ran: usize,
-    keep: &str,
+    keep: &[&str],
     streamed: &HashMap<&str, &str>,
 ) {
     let mut by_level: Vec<&PlannedStep> = steps.to_vec();
@@ -293,7 +296,7 @@ fn release_unread(
         let still_read = to_run
             .iter()
             .any(|later| reads(later).iter().any(|table| table == name));
-        if name != keep && !still_read {
+        if !keep.contains(&name) && !still_read {
             results.release(ctx, name);
         }
     }

@@ -15,9 +15,9 @@ pub struct StepsSettings<'a> {
     pub execution: &'a dyn Execution,
     /// At most this many independent steps run at once (at least 1).
     pub max_concurrent: usize,
-    /// Results kept after the last step reading them: the segment input, or every result
-    /// (`None`) when the caller reads them all.
-    pub keep: Option<&'a str>,
+    /// Results kept after the last step reading them: the value and segment stages'
+    /// inputs, or every result (`None`) when the caller reads them all.
+    pub keep: Option<&'a [&'a str]>,
     /// The columns of each result to hold: those later steps read.
     pub read_columns: &'a ReadColumns,
     /// Add each step's executed plan with its metrics to its report.

@@ -3,6 +3,7 @@
 mod checks;
 mod segment;
 mod sources;
+mod value;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Component, Path, PathBuf};
@@ -56,6 +57,9 @@ pub fn resolve(
     let sources = resolver.resolve_sources(raw.sources, &stores);
     let steps = resolver.resolve_steps(raw.steps);
     resolver.check_unique_table_names(&sources, &steps);
+    let value = raw
+        .value
+        .map(|value| resolver.resolve_value(value, &raw.segment));
     let segment = resolver.resolve_segment(raw.segment, &stores);
     let run_id = raw.run_id.and_then(|id| {
         let id = resolver.expand("run_id", &id)?;
@@ -93,6 +97,7 @@ pub fn resolve(
         stores,
         sources,
         steps,
+        value: value.map(|value| value.expect("a value stage without problems resolves")),
         segment: segment.expect("a segment without problems resolves"),
         resources,
         engine,

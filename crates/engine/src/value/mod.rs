@@ -1,0 +1,435 @@
+//! The value stage: each customer's chance of still being active and expected value, from
+//! the purchase history, with segflow-value's models.
+//!
+//! [`run_value`] checks and reads the input ([`input`]), fits the purchase model on the
+//! distinct histories and the spend model on the repeat customers, predicts per distinct
+//! history (the predictions depend on nothing else but the spend) and registers one row
+//! per customer as a table the segment stage's input is joined with
+//! ([`extend_segment_input`]), so that its columns can be features and are published in
+//! `segments/`. Once segments exist, [`Valued::by_segment`] sums them up per segment
+//! ([`outputs`]).
+
+mod input;
+mod outputs;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use arrow::array::{ArrayRef, Float64Array, RecordBatch, UInt32Array};
+use arrow::compute::take;
+use arrow::datatypes::{DataType, Field, Schema};
+use datafusion::datasource::MemTable;
+use datafusion::prelude::SessionContext;
+use rayon::prelude::*;
+use segflow_pipeline::{PurchaseModelKind, Segment, Value, value_columns};
+use segflow_publish::Staging;
+use segflow_value::{Patterns, PurchaseModel, clv};
+
+pub use input::{check_value_schema, with_value_columns};
+
+use crate::report::{SegmentReport, ValueReport};
+use crate::sql::quote;
+use crate::{EngineError, Result};
+use input::{Sorted, read_value_input, rejects_batch, sample_keys, sort_customers};
+
+/// The table of one row per valued customer: the key, the value columns and the index of
+/// the customer's distinct history.
+pub const VALUE_TABLE: &str = "__segflow_value";
+const PATTERN: &str = "__segflow_value_pattern";
+/// The segment input as the steps left it, read by the view that adds the value columns.
+const UNVALUED_INPUT: &str = "__segflow_unvalued_input";
+/// The staged `segments/`, read back to sum the value up per segment.
+const STAGED_SEGMENTS: &str = "__segflow_staged_segments";
+
+/// What the stage predicted per distinct history, for the per-segment tables.
+struct Predicted {
+    p_alive: f64,
+    expected_purchases: f64,
+    /// Month by month over the horizon.
+    monthly_purchases: Vec<f64>,
+    /// The chance of being active at each month's end.
+    monthly_alive: Vec<f64>,
+    /// Expected purchases over `evaluate.period`.
+    in_evaluation: Option<f64>,
+}
+
+/// The value stage once fitted: its report, and what the per-segment tables need.
+pub struct Valued {
+    pub report: ValueReport,
+    predicted: Vec<Predicted>,
+    discount_rate: f64,
+    months: u32,
+    priced: bool,
+}
+
+pub async fn run_value(
+    ctx: &SessionContext,
+    value: &Value,
+    staging: &mut Staging,
+) -> Result<Valued> {
+    let started = Instant::now();
+    let key_problems = crate::keys::key_problems(ctx, &value.input, &value.key).await?;
+    if key_problems != (0, 0) {
+        return Err(EngineError::ValueData(crate::keys::key_message(
+            &value.input,
+            &value.key,
+            key_problems,
+        )));
+    }
+    let read = read_value_input(ctx, value).await?;
+    let Sorted { customers, refused } = sort_customers(&read, value);
+    if !refused.is_empty() {
+        if !value.quarantine_invalid {
+            return Err(EngineError::ValueData(format!(
+                "{} customer(s) of `{}` have a history the models cannot read, e.g. {}; set `on_invalid: quarantine` to set them aside in _rejects/value.parquet",
+                refused.len(),
+                value.input,
+                sample_keys(&read, &refused).join(", ")
+            )));
+        }
+        let rejects = rejects_batch(&read, value, &refused)?;
+        staging
+            .write_parquet(
+                "_rejects/value",
+                "_rejects/value.parquet",
+                rejects.schema(),
+                &[rejects],
+            )
+            .await?;
+    }
+    let histories: Vec<_> = customers.iter().map(|c| c.history).collect();
+    let (patterns, pattern_of) = Patterns::of(&histories);
+    let model = purchase_model(value.purchase_model);
+    let fit = model
+        .fit(&patterns, value.penalizer)
+        .map_err(|error| EngineError::ValueData(format!("{error} (`{}`)", value.input)))?;
+    if !fit.converged {
+        return Err(EngineError::ValueData(format!(
+            "{} did not converge on `{}` ({}): raise `value.penalizer` (e.g. 0.001) to keep its parameters in range",
+            model.as_str(),
+            value.input,
+            match fit.iterations {
+                Some(iterations) => format!("{iterations} iterations"),
+                None => format!(
+                    "the line search stopped after {} evaluations",
+                    fit.evaluations
+                ),
+            }
+        )));
+    }
+    let spend_fit = match value.spend_model {
+        None => None,
+        Some(_) => {
+            let spends: Vec<_> = customers.iter().filter_map(|c| c.spend).collect();
+            let spend_fit = segflow_value::spend::fit(&spends, value.penalizer)
+                .map_err(|error| EngineError::ValueData(format!("{error} (`{}`)", value.input)))?;
+            if !spend_fit.converged {
+                return Err(EngineError::ValueData(format!(
+                    "gamma_gamma did not converge on `{}`: raise `value.penalizer` (e.g. 0.001)",
+                    value.input
+                )));
+            }
+            Some(spend_fit)
+        }
+    };
+    let per_month = value.time_unit.per_month();
+    let horizon = f64::from(value.horizon_months) * per_month;
+    let evaluation_periods = value
+        .evaluate
+        .as_ref()
+        .map(|evaluate| evaluate.period_days / value.time_unit.days());
+    let predicted: Vec<Predicted> = patterns
+        .histories
+        .par_iter()
+        .map(|history| Predicted {
+            p_alive: fit.p_alive(history),
+            expected_purchases: fit.expected_purchases(horizon, history),
+            monthly_purchases: clv::monthly_purchases(
+                &fit,
+                history,
+                value.horizon_months,
+                per_month,
+            ),
+            monthly_alive: (1..=value.horizon_months)
+                .map(|month| fit.p_alive_after(f64::from(month) * per_month, history))
+                .collect(),
+            in_evaluation: evaluation_periods.map(|t| fit.expected_purchases(t, history)),
+        })
+        .collect();
+    if let Some(bad) = predicted.iter().position(|p| {
+        !(p.p_alive.is_finite() && p.expected_purchases.is_finite())
+            || p.monthly_purchases.iter().any(|m| !m.is_finite())
+    }) {
+        let history = patterns.histories[bad];
+        return Err(EngineError::ValueData(format!(
+            "{} cannot predict a customer with frequency {}, recency {} and T {} ({}s) with its fitted parameters {:?}: try another purchase_model or a `penalizer`",
+            model.as_str(),
+            history.frequency,
+            history.recency,
+            history.age,
+            value.time_unit.as_str(),
+            fit.params
+        )));
+    }
+    let spend_of = |customer: &input::Customer| match (&spend_fit, &customer.spend) {
+        (Some(spend_fit), Some(spend)) => Some(spend_fit.expected_spend(spend)),
+        _ => None,
+    };
+    let table = customer_table(
+        value,
+        &read.keys,
+        &customers,
+        &pattern_of,
+        &predicted,
+        &spend_of,
+    )?;
+    let provider = MemTable::try_new(table.schema(), vec![vec![table]])
+        .map_err(|error| EngineError::Value(error.to_string()))?;
+    ctx.deregister_table(VALUE_TABLE)
+        .and_then(|_| ctx.register_table(VALUE_TABLE, Arc::new(provider)))
+        .map_err(|error| EngineError::Value(error.to_string()))?;
+
+    let evaluation = match &value.evaluate {
+        None => None,
+        Some(evaluate) => {
+            let rows: Vec<(f64, f64, f64)> = customers
+                .iter()
+                .zip(&pattern_of)
+                .filter_map(|(customer, &pattern)| {
+                    Some((
+                        customer.history.frequency,
+                        predicted[pattern].in_evaluation?,
+                        customer.actual_purchases?,
+                    ))
+                })
+                .collect();
+            let (batch, report) = outputs::evaluation(&rows, evaluate.period_days)?;
+            staging
+                .write_parquet(
+                    "value_evaluation",
+                    "value_evaluation.parquet",
+                    batch.schema(),
+                    &[batch],
+                )
+                .await?;
+            Some(report)
+        }
+    };
+    let report = ValueReport {
+        input: value.input.clone(),
+        purchase_model: model.as_str().to_string(),
+        params: model
+            .param_names()
+            .iter()
+            .map(|name| name.to_string())
+            .zip(fit.params)
+            .collect(),
+        log_likelihood: fit.log_likelihood,
+        iterations: fit.iterations,
+        converged: fit.converged,
+        spend_model: spend_fit.as_ref().map(|_| "gamma_gamma".to_string()),
+        spend_params: spend_fit.as_ref().map(|spend| {
+            segflow_value::spend::PARAM_NAMES
+                .iter()
+                .map(|name| name.to_string())
+                .zip(spend.params)
+                .collect()
+        }),
+        time_unit: value.time_unit.as_str().to_string(),
+        horizon_months: value.horizon_months,
+        discount_rate: value.discount_rate,
+        customers: customers.len() as u64,
+        customers_quarantined: refused.len() as u64,
+        distinct_histories: patterns.len() as u64,
+        evaluation,
+        segments: Vec::new(),
+        duration_ms: 0,
+    };
+    let model_file = outputs::model_file(&report, &fit, spend_fit.as_ref(), &patterns);
+    staging
+        .write_bytes(
+            "value_model.json",
+            serde_json::to_vec_pretty(&model_file).expect("a model file serialises"),
+        )
+        .await?;
+    Ok(Valued {
+        report: ValueReport {
+            duration_ms: started.elapsed().as_millis() as u64,
+            ..report
+        },
+        predicted,
+        discount_rate: value.discount_rate,
+        months: value.horizon_months,
+        priced: spend_fit.is_some(),
+    })
+}
+
+fn purchase_model(kind: PurchaseModelKind) -> PurchaseModel {
+    match kind {
+        PurchaseModelKind::BgNbd => PurchaseModel::BgNbd,
+        PurchaseModelKind::MbgNbd => PurchaseModel::MbgNbd,
+        PurchaseModelKind::ParetoNbd => PurchaseModel::ParetoNbd,
+    }
+}
+
+/// One row per valued customer: the key as read, the value columns, the history's index.
+fn customer_table(
+    value: &Value,
+    keys: &ArrayRef,
+    customers: &[input::Customer],
+    pattern_of: &[usize],
+    predicted: &[Predicted],
+    spend_of: &dyn Fn(&input::Customer) -> Option<f64>,
+) -> Result<RecordBatch> {
+    let rows = UInt32Array::from_iter_values(customers.iter().map(|c| c.row));
+    let failed = |error: arrow::error::ArrowError| EngineError::Value(error.to_string());
+    let of = |f: &dyn Fn(&Predicted) -> f64| -> Float64Array {
+        pattern_of.iter().map(|&p| Some(f(&predicted[p]))).collect()
+    };
+    let mut fields = vec![Field::new(&value.key, keys.data_type().clone(), false)];
+    let mut columns: Vec<ArrayRef> = vec![take(keys, &rows, None).map_err(failed)?];
+    let names = value_columns(value.spend_model);
+    let mut add = |name: &str, array: Float64Array| {
+        fields.push(Field::new(name, DataType::Float64, true));
+        columns.push(Arc::new(array));
+    };
+    add(names[0], of(&|p| p.p_alive));
+    add(names[1], of(&|p| p.expected_purchases));
+    if value.spend_model.is_some() {
+        let spend: Vec<Option<f64>> = customers.iter().map(spend_of).collect();
+        let discounted: Float64Array = customers
+            .iter()
+            .zip(pattern_of)
+            .zip(&spend)
+            .map(|((_, &p), spend)| {
+                spend.map(|spend| {
+                    clv::clv(&predicted[p].monthly_purchases, spend, value.discount_rate)
+                })
+            })
+            .collect();
+        add(names[2], spend.into_iter().collect());
+        add(names[3], discounted);
+    }
+    fields.push(Field::new(PATTERN, DataType::UInt32, false));
+    columns.push(Arc::new(UInt32Array::from_iter_values(
+        pattern_of.iter().map(|&p| p as u32),
+    )));
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).map_err(failed)
+}
+
+/// The segment stage's settings reading `segment.input` with the value columns joined on
+/// (left: a customer the value stage set aside has nulls), carried into `segments/` unless
+/// they are features. In the session, `segment.input` becomes a view that adds them.
+pub async fn extend_segment_input(
+    ctx: &SessionContext,
+    value: &Value,
+    segment: &Segment,
+) -> Result<Segment> {
+    let failed =
+        |error: datafusion::error::DataFusionError| EngineError::table(&segment.input, error);
+    let provider = ctx
+        .table_provider(segment.input.as_str())
+        .await
+        .map_err(failed)?;
+    ctx.deregister_table(segment.input.as_str())
+        .map_err(failed)?;
+    ctx.register_table(UNVALUED_INPUT, provider)
+        .map_err(failed)?;
+    let added = value_columns(value.spend_model);
+    let selected: Vec<String> = added
+        .iter()
+        .map(|name| format!("v.{}", quote(name)))
+        .collect();
+    let sql = format!(
+        "SELECT i.*, {} FROM {UNVALUED_INPUT} i LEFT JOIN {VALUE_TABLE} v ON i.{} = v.{}",
+        selected.join(", "),
+        quote(&segment.key),
+        quote(&value.key)
+    );
+    let view = ctx.sql(&sql).await.map_err(failed)?.into_view();
+    ctx.register_table(segment.input.as_str(), view)
+        .map_err(failed)?;
+    Ok(segment_with_value(segment, value))
+}
+
+/// `segment` with the value columns that are not features carried into `segments/`.
+pub fn segment_with_value(segment: &Segment, value: &Value) -> Segment {
+    let mut extended = segment.clone();
+    for name in value_columns(value.spend_model) {
+        let name = name.to_string();
+        if !extended.features.contains(&name) && !extended.carry.contains(&name) {
+            extended.carry.push(name);
+        }
+    }
+    extended
+}
+
+impl Valued {
+    /// Sums the value up per segment of the staged `segments/`: `value_by_segment.parquet`
+    /// and `ltv.parquet`, and the report's per-segment lines.
+    pub async fn by_segment(
+        &mut self,
+        ctx: &SessionContext,
+        staging: &mut Staging,
+        segment: &SegmentReport,
+        value: &Value,
+    ) -> Result<()> {
+        let failed =
+            |error: datafusion::error::DataFusionError| EngineError::Value(error.to_string());
+        let segments_url = format!("{}segments/", staging.url());
+        ctx.register_parquet(
+            STAGED_SEGMENTS,
+            &segments_url,
+            datafusion::prelude::ParquetReadOptions::default(),
+        )
+        .await
+        .map_err(failed)?;
+        let mut extra = String::new();
+        if self.priced {
+            extra = format!(", v.{}, v.{}", quote("expected_spend"), quote("clv"));
+        }
+        let sql = format!(
+            "SELECT s.{id}, v.{PATTERN}, v.{p}, v.{e}{extra} FROM {STAGED_SEGMENTS} s JOIN {VALUE_TABLE} v ON s.{sk} = v.{vk}",
+            id = quote(segflow_cluster::SEGMENT_ID),
+            p = quote("p_alive"),
+            e = quote("expected_purchases"),
+            sk = quote(&segment.key),
+            vk = quote(&value.key),
+        );
+        let batches = ctx
+            .sql(&sql)
+            .await
+            .map_err(failed)?
+            .collect()
+            .await
+            .map_err(failed)?;
+        ctx.deregister_table(STAGED_SEGMENTS).map_err(failed)?;
+        let names: Vec<(u32, String)> = segment
+            .ids
+            .iter()
+            .copied()
+            .zip(segment.names.iter().cloned())
+            .collect();
+        let tables = outputs::by_segment(
+            &batches,
+            &names,
+            &self.predicted,
+            self.months,
+            self.discount_rate,
+            self.priced,
+        )?;
+        staging
+            .write_parquet(
+                "value_by_segment",
+                "value_by_segment.parquet",
+                tables.by_segment.schema(),
+                &[tables.by_segment],
+            )
+            .await?;
+        staging
+            .write_parquet("ltv", "ltv.parquet", tables.ltv.schema(), &[tables.ltv])
+            .await?;
+        self.report.segments = tables.report;
+        Ok(())
+    }
+}
