@@ -112,6 +112,9 @@ pub fn render_run(report: &RunReport) -> String {
             thousands(*size)
         ));
     }
+    if let Some(value) = &report.value {
+        out.push_str(&render_value(value));
+    }
     for check in &segment.checks {
         out.push_str(&format!(
             "  check {} ({}): {}  {}\n",
@@ -415,6 +418,75 @@ pub fn render_checks(steps: &[StepReport]) -> String {
         }
         out.push_str(line.trim_end());
         out.push('\n');
+    }
+    out
+}
+
+/// The value stage: its models' parameters, then per segment the customers' chance of
+/// still being active and their expected value.
+fn render_value(value: &segflow_engine::ValueReport) -> String {
+    let params = |params: &std::collections::BTreeMap<String, f64>, names: &[&str]| {
+        names
+            .iter()
+            .filter_map(|name| params.get(*name).map(|v| format!("{name}={v:.4}")))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let names: &[&str] = if value.purchase_model == "pareto_nbd" {
+        &["r", "alpha", "s", "beta"]
+    } else {
+        &["r", "alpha", "a", "b"]
+    };
+    let mut out = format!(
+        "value  {} {}  log-likelihood={:.1}  customers={}  per {}  {}\n",
+        value.purchase_model,
+        params(&value.params, names),
+        value.log_likelihood,
+        thousands(value.customers),
+        value.time_unit,
+        seconds(value.duration_ms),
+    );
+    if let (Some(model), Some(spend)) = (&value.spend_model, &value.spend_params) {
+        out.push_str(&format!("  {model} {}\n", params(spend, &["p", "q", "v"])));
+    }
+    if value.customers_quarantined > 0 {
+        out.push_str(&format!(
+            "  {} customers set aside: a history the models cannot read (_rejects/value.parquet)\n",
+            thousands(value.customers_quarantined)
+        ));
+    }
+    if let Some(evaluation) = &value.evaluation {
+        out.push_str(&format!(
+            "  over the later {:.0} days: {:.0} purchases predicted, {:.0} made, mean absolute error {:.3} per customer\n",
+            evaluation.period_days,
+            evaluation.predicted_purchases,
+            evaluation.actual_purchases,
+            evaluation.mean_absolute_error
+        ));
+    }
+    let width = value
+        .segments
+        .iter()
+        .map(|s| s.name.len())
+        .max()
+        .unwrap_or(0);
+    for segment in &value.segments {
+        let worth = match (segment.mean_clv, segment.total_clv, segment.value_share) {
+            (Some(mean), Some(total), Some(share)) => format!(
+                "  CLV {mean:>10.2} mean {:>12} total  {} of value",
+                thousands(total.round() as u64),
+                percent(share)
+            ),
+            _ => String::new(),
+        };
+        out.push_str(&format!(
+            "  segment {:<3} {:<width$}  churn risk {:>5}  {:>9.1} purchases in {} months{worth}\n",
+            segment.segment_id,
+            segment.name,
+            percent(1.0 - segment.mean_p_alive),
+            segment.expected_purchases,
+            value.horizon_months,
+        ));
     }
     out
 }

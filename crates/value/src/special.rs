@@ -30,8 +30,10 @@ pub fn log_sub_exp(a: f64, b: f64) -> f64 {
 }
 
 /// Terms a series may take before it is given up on: at z = 0.999 the series needs some
-/// 40,000, so this leaves room, and bounds the time of a hopeless case.
-const MAX_TERMS: usize = 1_000_000;
+/// 40,000, so this leaves room up to z = 0.9998. Past it the models' arguments come from
+/// parameters a fit only tries on its way (one rate thousands of times the other), where
+/// a cost that cannot be computed sends the line search back; it bounds their time.
+const MAX_TERMS: usize = 200_000;
 
 /// ln 2F1(a, b; c; z) for c > 0, 0 <= z < 1 and a value that is positive (as it is for
 /// the models' arguments); `None` when the series does not converge within
