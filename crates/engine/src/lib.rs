@@ -27,6 +27,8 @@
 //! | `steps` | running the steps level by level; `steps::validate`, the checks |
 //! | `results` | holding step results in memory or spilled files |
 //! | `segment` | the segment stage: fit, assign, model file, warm start |
+//! | `value` | the value stage: purchase and spend models, per-customer and per-segment value |
+//! | `keys` | one row per key, as the stages' inputs need (a leaf) |
 //! | `output` | output folders: open, remove dead runs |
 //! | `in_memory`, `sample` | step tests: steps on given rows, and a test's first rows |
 //! | `sql` | quoting, query options, generated names (a leaf) |
