@@ -4,10 +4,8 @@
 
 use std::sync::Arc;
 
-use datafusion::datasource::listing::ListingTableUrl;
 use datafusion::error::DataFusionError;
 use datafusion::prelude::SessionContext;
-use futures::TryStreamExt;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
 use segflow_pipeline::Pipeline;
@@ -35,28 +33,20 @@ struct InputFile {
 impl InputFiles {
     /// Lists every source's files the way DataFusion's listing tables will read them.
     pub async fn list(ctx: &SessionContext, pipeline: &Pipeline) -> Result<InputFiles> {
-        let state = ctx.state();
         let mut files = Vec::new();
         for source in &pipeline.sources {
-            let failed = |error: DataFusionError| EngineError::Source {
-                source_name: source.name.clone(),
-                url: pipeline.redact(source.location.url.as_str()),
-                error: Box::new(error),
-            };
-            let url = ListingTableUrl::parse(source.location.url.as_str()).map_err(failed)?;
-            let store = ctx
-                .runtime_env()
-                .object_store(url.object_store())
-                .map_err(failed)?;
-            let base = url.object_store().as_str().to_string();
+            let super::parsed::Listed {
+                store,
+                base,
+                files: listed,
+            } = super::parsed::listed(ctx, source)
+                .await
+                .map_err(|error| EngineError::Source {
+                    source_name: source.name.clone(),
+                    url: pipeline.redact(source.location.url.as_str()),
+                    error: Box::new(error),
+                })?;
             let local = source.location.url.scheme() == "file";
-            let listed: Vec<object_store::ObjectMeta> = url
-                .list_all_files(&state, store.as_ref(), &source.extension)
-                .await
-                .map_err(failed)?
-                .try_collect()
-                .await
-                .map_err(failed)?;
             files.extend(listed.into_iter().map(|meta| {
                 InputFile {
                     described: ManifestInput {

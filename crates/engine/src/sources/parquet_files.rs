@@ -39,22 +39,9 @@ pub async fn check_files(ctx: &SessionContext, source: &Source) -> Result<Parque
         url: source.location.url.to_string(),
         error: Box::new(error),
     };
-    let url = ListingTableUrl::parse(source.location.url.as_str()).map_err(failed)?;
-    let store = ctx
-        .runtime_env()
-        .object_store(url.object_store())
-        .map_err(failed)?;
-    let state = ctx.state();
-    let mut files: Vec<ObjectMeta> = url
-        .list_all_files(&state, store.as_ref(), &source.extension)
-        .await
-        .map_err(failed)?
-        .try_collect()
-        .await
-        .map_err(failed)?;
-    // In name order, so that a message names the same file on every run.
-    files.sort_by(|a, b| a.location.cmp(&b.location));
-    let file_url = |meta: &ObjectMeta| format!("{}{}", url.object_store().as_str(), meta.location);
+    let super::parsed::Listed { store, base, files } =
+        super::parsed::listed(ctx, source).await.map_err(failed)?;
+    let file_url = |meta: &ObjectMeta| format!("{base}{}", meta.location);
     let schemas: Vec<(String, SchemaRef)> = futures::stream::iter(files)
         .map(|meta| {
             let store = store.clone();

@@ -57,28 +57,43 @@ pub struct BadRow {
     pub raw: String,
 }
 
+/// A source's files as its store lists them (the files DataFusion's listing table reads),
+/// in name order, so that messages and rejects name files in the same order on every run.
+pub struct Listed {
+    pub store: Arc<dyn ObjectStore>,
+    /// The store's URL, which each file's path follows.
+    pub base: String,
+    pub files: Vec<object_store::ObjectMeta>,
+}
+
+pub async fn listed(ctx: &SessionContext, source: &Source) -> datafusion::error::Result<Listed> {
+    let url = ListingTableUrl::parse(source.location.url.as_str())?;
+    let store = ctx.runtime_env().object_store(url.object_store())?;
+    let state = ctx.state();
+    let mut files: Vec<object_store::ObjectMeta> = url
+        .list_all_files(&state, store.as_ref(), &source.extension)
+        .await?
+        .try_collect()
+        .await?;
+    files.sort_by(|a, b| a.location.cmp(&b.location));
+    Ok(Listed {
+        store,
+        base: url.object_store().as_str().to_string(),
+        files,
+    })
+}
+
 pub async fn files(
     ctx: &SessionContext,
     source: &Source,
 ) -> datafusion::error::Result<Vec<SourceFile>> {
-    let url = ListingTableUrl::parse(source.location.url.as_str())?;
-    let store = ctx.runtime_env().object_store(url.object_store())?;
-    let base = url.object_store().as_str().to_string();
-    let state = ctx.state();
-    let mut files: Vec<Path> = url
-        .list_all_files(&state, store.as_ref(), &source.extension)
-        .await?
-        .map_ok(|meta| meta.location)
-        .try_collect()
-        .await?;
-    // Listing order is the store's; rejects and kept rows should not depend on it.
-    files.sort();
+    let Listed { store, base, files } = listed(ctx, source).await?;
     Ok(files
         .into_iter()
-        .map(|path| SourceFile {
+        .map(|meta| SourceFile {
             store: store.clone(),
-            url: format!("{base}{path}"),
-            path,
+            url: format!("{base}{}", meta.location),
+            path: meta.location,
         })
         .collect())
 }
