@@ -54,23 +54,37 @@ impl PurchaseModel {
     /// The log-likelihood of one customer's history.
     pub fn log_likelihood(self, params: &[f64; 4], history: &History) -> f64 {
         let terms = FrequencyTerms::new(self, params, history.frequency);
-        self.log_likelihood_with(params, history, &terms)
+        let alpha = params[1];
+        let logs = ((alpha + history.age).ln(), (alpha + history.recency).ln());
+        self.log_likelihood_with(params, history, &terms, logs)
     }
 
     /// The log-likelihood of every customer: each distinct history's, times its count.
     pub fn total_log_likelihood(self, params: &[f64; 4], patterns: &Patterns) -> f64 {
+        self.total_with(params, patterns, &TimeIndex::of(patterns))
+    }
+
+    fn total_with(self, params: &[f64; 4], patterns: &Patterns, times: &TimeIndex) -> f64 {
         let cache = TermsCache::new(self, params, patterns);
-        let sums: Vec<f64> = patterns
-            .histories
+        // ln(alpha + t) for each distinct T and recency: a population has a few hundred of
+        // each, and these logarithms are most of a history's cost.
+        let alpha = params[1];
+        let ln_ages: Vec<f64> = times.ages.iter().map(|t| (alpha + t).ln()).collect();
+        let ln_recencies: Vec<f64> = times.recencies.iter().map(|t| (alpha + t).ln()).collect();
+        let indices: Vec<usize> = (0..patterns.len()).collect();
+        let sums: Vec<f64> = indices
             .par_chunks(CHUNK)
-            .zip(patterns.weights.par_chunks(CHUNK))
-            .map(|(histories, weights)| {
-                histories
+            .map(|chunk| {
+                chunk
                     .iter()
-                    .zip(weights)
-                    .map(|(history, weight)| {
+                    .map(|&i| {
+                        let history = &patterns.histories[i];
                         let terms = cache.get(history.frequency);
-                        weight * self.log_likelihood_with(params, history, terms)
+                        let logs = (
+                            ln_ages[times.age_of[i] as usize],
+                            ln_recencies[times.recency_of[i] as usize],
+                        );
+                        patterns.weights[i] * self.log_likelihood_with(params, history, terms, logs)
                     })
                     .sum::<f64>()
             })
@@ -78,7 +92,14 @@ impl PurchaseModel {
         sums.iter().sum()
     }
 
-    fn log_likelihood_with(self, p: &[f64; 4], h: &History, terms: &FrequencyTerms) -> f64 {
+    /// `logs`: ln(alpha + T) and ln(alpha + recency).
+    fn log_likelihood_with(
+        self,
+        p: &[f64; 4],
+        h: &History,
+        terms: &FrequencyTerms,
+        (ln_alpha_age, ln_alpha_recency): (f64, f64),
+    ) -> f64 {
         let History {
             frequency: x,
             recency: t_x,
@@ -86,28 +107,28 @@ impl PurchaseModel {
         } = *h;
         match self {
             PurchaseModel::BgNbd => {
-                let [r, alpha, a, b] = *p;
-                let a3 = -(r + x) * (alpha + t).ln();
+                let r = p[0];
+                let a3 = -(r + x) * ln_alpha_age;
                 if x == 0.0 {
                     terms.fixed + a3
                 } else {
-                    let a4 = a.ln() - (b + x - 1.0).ln() - (r + x) * (alpha + t_x).ln();
+                    let a4 = terms.ln_leaving - (r + x) * ln_alpha_recency;
                     terms.fixed + log_add_exp(a3, a4)
                 }
             }
             PurchaseModel::MbgNbd => {
-                let [r, alpha, a, b] = *p;
-                let a3 = -(r + x) * (alpha + t).ln();
-                let a4 = a.ln() - (b + x).ln() + (r + x) * ((alpha + t).ln() - (alpha + t_x).ln());
+                let r = p[0];
+                let a3 = -(r + x) * ln_alpha_age;
+                let a4 = terms.ln_leaving + (r + x) * (ln_alpha_age - ln_alpha_recency);
                 terms.fixed + a3 + log_add_exp(a4, 0.0)
             }
             PurchaseModel::ParetoNbd => {
-                let [r, alpha, s, beta] = *p;
+                let [r, _, s, beta] = *p;
                 let rsx = r + s + x;
                 let Some(ln_a0) = pareto_ln_a0(p, x, t_x, t) else {
                     return f64::NAN;
                 };
-                let stays = -(r + x) * (alpha + t).ln() - s * (beta + t).ln();
+                let stays = -(r + x) * ln_alpha_age - s * (beta + t).ln();
                 terms.fixed + log_add_exp(stays, s.ln() + ln_a0 - rsx.ln())
             }
         }
@@ -131,11 +152,12 @@ impl PurchaseModel {
             .fold(0.0_f64, f64::max);
         let scale = 1.0 / longest;
         let scaled = patterns.scaled(scale);
+        let times = TimeIndex::of(&scaled);
         let customers = patterns.customers();
         let cost = |log_params: &[f64]| {
             let params: [f64; 4] = std::array::from_fn(|i| log_params[i].exp());
             let penalty: f64 = params.iter().map(|p| p * p).sum::<f64>() * penalizer;
-            -self.total_log_likelihood(&params, &scaled) / customers + penalty
+            -self.total_with(&params, &scaled, &times) / customers + penalty
         };
         let Minimum {
             log_params,
@@ -170,6 +192,8 @@ impl PurchaseModel {
 #[derive(Debug, Clone, Copy)]
 struct FrequencyTerms {
     fixed: f64,
+    /// (M)BG/NBD: ln a - ln(b + x - 1), resp. ln a - ln(b + x): the odds of leaving.
+    ln_leaving: f64,
 }
 
 impl FrequencyTerms {
@@ -195,7 +219,13 @@ impl FrequencyTerms {
                 ln_gamma(r + x) - ln_gamma(r) + r * alpha.ln() + s * beta.ln()
             }
         };
-        FrequencyTerms { fixed }
+        let [_, _, a, b] = *p;
+        let ln_leaving = match model {
+            PurchaseModel::BgNbd => a.ln() - (b + x.max(1.0) - 1.0).ln(),
+            PurchaseModel::MbgNbd => a.ln() - (b + x).ln(),
+            PurchaseModel::ParetoNbd => 0.0,
+        };
+        FrequencyTerms { fixed, ln_leaving }
     }
 }
 
@@ -221,6 +251,46 @@ impl TermsCache {
 
     fn get(&self, frequency: f64) -> &FrequencyTerms {
         &self.by_frequency[frequency as usize]
+    }
+}
+
+/// The distinct ages and recencies of a population, and each history's index into them.
+struct TimeIndex {
+    ages: Vec<f64>,
+    recencies: Vec<f64>,
+    age_of: Vec<u32>,
+    recency_of: Vec<u32>,
+}
+
+impl TimeIndex {
+    fn of(patterns: &Patterns) -> TimeIndex {
+        let distinct = |values: Vec<f64>| {
+            let mut sorted = values;
+            sorted.sort_by(f64::total_cmp);
+            sorted.dedup_by(|a, b| a.to_bits() == b.to_bits());
+            sorted
+        };
+        let ages = distinct(patterns.histories.iter().map(|h| h.age).collect());
+        let recencies = distinct(patterns.histories.iter().map(|h| h.recency).collect());
+        let position = |values: &[f64], value: f64| {
+            values
+                .binary_search_by(|probe| probe.total_cmp(&value))
+                .expect("every value is among the distinct ones") as u32
+        };
+        TimeIndex {
+            age_of: patterns
+                .histories
+                .iter()
+                .map(|h| position(&ages, h.age))
+                .collect(),
+            recency_of: patterns
+                .histories
+                .iter()
+                .map(|h| position(&recencies, h.recency))
+                .collect(),
+            ages,
+            recencies,
+        }
     }
 }
 

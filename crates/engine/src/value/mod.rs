@@ -133,7 +133,6 @@ pub async fn run_value(
         }
     };
     let per_month = value.time_unit.per_month();
-    let horizon = f64::from(value.horizon_months) * per_month;
     let evaluation_periods = value
         .evaluate
         .as_ref()
@@ -141,19 +140,20 @@ pub async fn run_value(
     let predicted: Vec<Predicted> = patterns
         .histories
         .par_iter()
-        .map(|history| Predicted {
-            p_alive: fit.p_alive(history),
-            expected_purchases: fit.expected_purchases(horizon, history),
-            monthly_purchases: clv::monthly_purchases(
-                &fit,
-                history,
-                value.horizon_months,
-                per_month,
-            ),
-            monthly_alive: (1..=value.horizon_months)
-                .map(|month| fit.p_alive_after(f64::from(month) * per_month, history))
-                .collect(),
-            in_evaluation: evaluation_periods.map(|t| fit.expected_purchases(t, history)),
+        .map(|history| {
+            let monthly_purchases =
+                clv::monthly_purchases(&fit, history, value.horizon_months, per_month);
+            Predicted {
+                p_alive: fit.p_alive(history),
+                // The months' purchases add up to the horizon's (lifetimes computes each
+                // month as a difference of cumulative expectations).
+                expected_purchases: monthly_purchases.iter().sum(),
+                monthly_purchases,
+                monthly_alive: (1..=value.horizon_months)
+                    .map(|month| fit.p_alive_after(f64::from(month) * per_month, history))
+                    .collect(),
+                in_evaluation: evaluation_periods.map(|t| fit.expected_purchases(t, history)),
+            }
         })
         .collect();
     if let Some(bad) = predicted.iter().position(|p| {
