@@ -54,10 +54,52 @@ pub fn log_likelihood(params: &[f64; 3], spend: &Spend) -> f64 {
         - (px + q) * (x * m + v).ln()
 }
 
-fn total_log_likelihood(params: &[f64; 3], customers: &[Spend]) -> f64 {
+/// A customer as the fit reads it: ln of the mean spend and of the frequency taken once.
+struct Prepared {
+    frequency: f64,
+    monetary_value: f64,
+    ln_monetary: f64,
+    ln_frequency: f64,
+}
+
+fn prepared(customers: &[Spend]) -> Vec<Prepared> {
+    customers
+        .iter()
+        .map(|c| Prepared {
+            frequency: c.frequency,
+            monetary_value: c.monetary_value,
+            ln_monetary: c.monetary_value.ln(),
+            ln_frequency: c.frequency.ln(),
+        })
+        .collect()
+}
+
+/// [`log_likelihood`] summed over `customers` (sorted by frequency, as [`fit`] keeps them):
+/// the ln Γ terms depend on the frequency alone, so they are taken once per frequency.
+fn total_log_likelihood(params: &[f64; 3], customers: &[Prepared]) -> f64 {
+    let [p, q, v] = *params;
+    let largest = customers
+        .iter()
+        .map(|c| c.frequency)
+        .fold(0.0_f64, f64::max) as usize;
+    let gammas: Vec<f64> = (0..=largest)
+        .map(|x| {
+            let px = p * x as f64;
+            ln_gamma(px + q) - ln_gamma(px) - ln_gamma(q) + q * v.ln()
+        })
+        .collect();
     let sums: Vec<f64> = customers
         .par_chunks(CHUNK)
-        .map(|chunk| chunk.iter().map(|c| log_likelihood(params, c)).sum::<f64>())
+        .map(|chunk| {
+            chunk
+                .iter()
+                .map(|c| {
+                    let px = p * c.frequency;
+                    gammas[c.frequency as usize] + (px - 1.0) * c.ln_monetary + px * c.ln_frequency
+                        - (px + q) * (c.frequency * c.monetary_value + v).ln()
+                })
+                .sum::<f64>()
+        })
         .collect();
     sums.iter().sum()
 }
@@ -77,10 +119,11 @@ pub fn fit(customers: &[Spend], penalizer: f64) -> Result<SpendFit, ValueError> 
         return Err(ValueError::NoRepeatCustomers);
     }
     let count = fitted.len() as f64;
+    let fitted_prepared = prepared(&fitted);
     let cost = |log_params: &[f64]| {
         let params: [f64; 3] = std::array::from_fn(|i| log_params[i].exp());
         let penalty: f64 = params.iter().map(|p| p * p).sum::<f64>() * penalizer;
-        -total_log_likelihood(&params, &fitted) / count + penalty
+        -total_log_likelihood(&params, &fitted_prepared) / count + penalty
     };
     let Minimum {
         log_params,
@@ -89,7 +132,7 @@ pub fn fit(customers: &[Spend], penalizer: f64) -> Result<SpendFit, ValueError> 
         converged,
     } = minimise(cost, vec![0.1; 3]);
     let params: [f64; 3] = std::array::from_fn(|i| log_params[i].exp());
-    let log_likelihood = total_log_likelihood(&params, &fitted);
+    let log_likelihood = total_log_likelihood(&params, &fitted_prepared);
     if !log_likelihood.is_finite() {
         return Err(ValueError::NotFitted {
             model: "gamma_gamma",

@@ -76,7 +76,17 @@ pub async fn run_value(
             key_problems,
         )));
     }
+    let phase = |name: &str, since: Instant| {
+        tracing::debug!(
+            phase = name,
+            ms = since.elapsed().as_millis() as u64,
+            "value stage"
+        );
+        Instant::now()
+    };
+    let mark = phase("key check", started);
     let read = read_value_input(ctx, value).await?;
+    let mark = phase("read", mark);
     let Sorted { customers, refused } = sort_customers(&read, value);
     if !refused.is_empty() {
         if !value.quarantine_invalid {
@@ -117,6 +127,7 @@ pub async fn run_value(
             }
         )));
     }
+    let mark = phase("purchase fit", mark);
     let spend_fit = match value.spend_model {
         None => None,
         Some(_) => {
@@ -137,6 +148,7 @@ pub async fn run_value(
         .evaluate
         .as_ref()
         .map(|evaluate| evaluate.period_days / value.time_unit.days());
+    let mark = phase("spend fit", mark);
     let predicted: Vec<Predicted> = patterns
         .histories
         .par_iter()
@@ -175,6 +187,7 @@ pub async fn run_value(
         (Some(spend_fit), Some(spend)) => Some(spend_fit.expected_spend(spend)),
         _ => None,
     };
+    let mark = phase("predictions", mark);
     let table = customer_table(
         value,
         &read.keys,
@@ -189,6 +202,7 @@ pub async fn run_value(
         .and_then(|_| ctx.register_table(VALUE_TABLE, Arc::new(provider)))
         .map_err(|error| EngineError::Value(error.to_string()))?;
 
+    phase("customer table", mark);
     let evaluation = match &value.evaluate {
         None => None,
         Some(evaluate) => {
@@ -374,6 +388,7 @@ impl Valued {
         segment: &SegmentReport,
         value: &Value,
     ) -> Result<()> {
+        let started = Instant::now();
         let failed =
             |error: datafusion::error::DataFusionError| EngineError::Value(error.to_string());
         let segments_url = format!("{}segments/", staging.url());
@@ -430,6 +445,11 @@ impl Valued {
             .write_parquet("ltv", "ltv.parquet", tables.ltv.schema(), &[tables.ltv])
             .await?;
         self.report.segments = tables.report;
+        tracing::debug!(
+            phase = "by segment",
+            ms = started.elapsed().as_millis() as u64,
+            "value stage"
+        );
         Ok(())
     }
 }
