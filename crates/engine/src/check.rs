@@ -303,9 +303,41 @@ async fn check_and_compile(
             .table(value.input.as_str())
             .await
             .map_err(|error| EngineError::table(&value.input, error))?;
-        for (key, message) in check_value_schema(table.schema().as_arrow(), value) {
+        let value_input = table.schema().as_arrow().clone();
+        for (key, message) in check_value_schema(&value_input, value) {
             problems.push(pipeline.problem(&key, message));
             value_read = false;
+        }
+        // The value columns are joined onto the segment input by key: the keys must compare.
+        if value_read
+            && value.input != pipeline.segment.input
+            && !failed.contains(&pipeline.segment.input)
+        {
+            let segment_input = ctx
+                .table(pipeline.segment.input.as_str())
+                .await
+                .map_err(|error| EngineError::table(&pipeline.segment.input, error))?;
+            let types = (
+                value_input
+                    .field_with_name(&value.key)
+                    .map(|f| f.data_type().clone()),
+                segment_input
+                    .schema()
+                    .as_arrow()
+                    .field_with_name(&pipeline.segment.key)
+                    .map(|f| f.data_type().clone()),
+            );
+            if let (Ok(value_type), Ok(segment_type)) = types
+                && value_type != segment_type
+            {
+                problems.push(pipeline.problem(
+                    "value.key",
+                    format!(
+                        "`{}` of `{}` is {value_type}, but the segment stage's key `{}` of `{}` is {segment_type}: the value columns are joined on it, so cast one in the SQL",
+                        value.key, value.input, pipeline.segment.key, pipeline.segment.input
+                    ),
+                ));
+            }
         }
     }
     let segment = &pipeline.segment;

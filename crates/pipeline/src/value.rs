@@ -152,21 +152,13 @@ pub fn value_columns(spend_model: Option<SpendModelKind>) -> &'static [&'static 
     }
 }
 
-/// `12 months`, `1 year`, `26 weeks`, `90 days` -> days; `None` for anything else.
+/// `26 weeks`, `6 months`, `90 days`, `1 year` -> days, as humantime reads durations (as
+/// the freshness check's `max_age`); `None` for anything else.
 pub fn parse_period_days(text: &str) -> Option<f64> {
-    let (count, unit) = text.trim().split_once(char::is_whitespace)?;
-    let count: f64 = count
-        .parse()
+    humantime::parse_duration(text.trim())
         .ok()
-        .filter(|c: &f64| *c > 0.0 && c.is_finite())?;
-    let days = match unit.trim().trim_end_matches('s') {
-        "day" => 1.0,
-        "week" => 7.0,
-        "month" => DAYS_PER_MONTH,
-        "year" => 12.0 * DAYS_PER_MONTH,
-        _ => return None,
-    };
-    Some(count * days)
+        .map(|duration| duration.as_secs_f64() / 86_400.0)
+        .filter(|days| *days > 0.0)
 }
 
 /// `12 months` or `1 year` -> months; `None` when it is not a whole number of months.
