@@ -1,8 +1,10 @@
 //! Minimising a negative log-likelihood over a model's parameters, as lifetimes does with
 //! scipy: BFGS (argmin's, with a More-Thuente line search) on the parameters' logarithms,
-//! so every parameter stays positive, with gradients by central differences.
+//! so every parameter stays positive, with the model's own gradient where it has one in
+//! closed form and central differences where it does not.
 
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use argmin::core::{CostFunction, Executor, Gradient, State, TerminationReason, TerminationStatus};
 use argmin::solver::linesearch::MoreThuenteLineSearch;
@@ -19,16 +21,18 @@ pub struct Minimum {
     pub log_params: Vec<f64>,
     /// BFGS iterations; unknown when the line search gave up.
     pub iterations: Option<u64>,
-    /// Evaluations of the cost, gradients' included.
+    /// Evaluations of the cost and of its gradient (one each, whether in closed form or
+    /// by differences).
     pub evaluations: u64,
     pub converged: bool,
 }
 
-struct Objective<'a, F: Fn(&[f64]) -> f64> {
-    cost: &'a F,
+struct Objective<'a> {
+    cost: &'a dyn Fn(&[f64]) -> f64,
+    gradient: &'a dyn Fn(&[f64]) -> Vec<f64>,
 }
 
-impl<F: Fn(&[f64]) -> f64> CostFunction for Objective<'_, F> {
+impl CostFunction for Objective<'_> {
     type Param = Vec<f64>;
     type Output = f64;
 
@@ -37,18 +41,18 @@ impl<F: Fn(&[f64]) -> f64> CostFunction for Objective<'_, F> {
     }
 }
 
-impl<F: Fn(&[f64]) -> f64> Gradient for Objective<'_, F> {
+impl Gradient for Objective<'_> {
     type Param = Vec<f64>;
     type Gradient = Vec<f64>;
 
     fn gradient(&self, param: &Vec<f64>) -> Result<Vec<f64>, argmin::core::Error> {
-        Ok(central_gradient(self.cost, param))
+        Ok((self.gradient)(param))
     }
 }
 
 /// Central differences with a step of about the cube root of machine precision, the step
 /// that balances truncation and rounding error.
-fn central_gradient(cost: &impl Fn(&[f64]) -> f64, param: &[f64]) -> Vec<f64> {
+pub fn central_gradient(cost: &impl Fn(&[f64]) -> f64, param: &[f64]) -> Vec<f64> {
     let mut point = param.to_vec();
     (0..param.len())
         .map(|i| {
@@ -64,27 +68,93 @@ fn central_gradient(cost: &impl Fn(&[f64]) -> f64, param: &[f64]) -> Vec<f64> {
 }
 
 /// A gradient this small at the best point counts as converged when the line search gave
-/// up there (finite differences cannot resolve a smaller one on a mean log-likelihood).
+/// up there (a smaller one is not resolved on a mean log-likelihood).
 const CONVERGED_GRADIENT: f64 = 1e-6;
 
-/// Minimises `cost` (a function of the parameters' logarithms) from `start`. A cost that
-/// is not finite at a trial point (parameters the model cannot take) makes the line
-/// search step back.
+/// Minimises `cost` (a function of the parameters' logarithms) from `start`, with its
+/// gradient by central differences.
 pub fn minimise(cost: impl Fn(&[f64]) -> f64, start: Vec<f64>) -> Minimum {
-    let best = Mutex::new((f64::INFINITY, start.clone(), 0_u64));
+    let evaluations = AtomicU64::new(0);
+    let counted = |param: &[f64]| {
+        evaluations.fetch_add(1, Ordering::Relaxed);
+        cost(param)
+    };
+    let gradient = |param: &[f64]| central_gradient(&counted, param);
+    let minimum = search(&counted, &gradient, start);
+    Minimum {
+        evaluations: evaluations.into_inner(),
+        ..minimum
+    }
+}
+
+/// Minimises a cost (a function of the parameters' logarithms) from `start`,
+/// `cost_and_gradient` giving it with its gradient in one pass over the data: the line
+/// search asks for the gradient where it has just asked for the cost, and gets the one
+/// that pass computed.
+pub fn minimise_with_gradient(
+    cost_and_gradient: impl Fn(&[f64]) -> (f64, Vec<f64>),
+    start: Vec<f64>,
+) -> Minimum {
+    let evaluations = AtomicU64::new(0);
+    let last: Mutex<Option<(Vec<f64>, Vec<f64>)>> = Mutex::new(None);
+    let remembered = || {
+        last.lock()
+            .expect("no fit panics while holding its gradient")
+    };
+    let evaluate = |param: &[f64]| {
+        evaluations.fetch_add(1, Ordering::Relaxed);
+        let (cost, gradient) = cost_and_gradient(param);
+        *remembered() = Some((param.to_vec(), gradient.clone()));
+        (cost, gradient)
+    };
+    let cost = |param: &[f64]| evaluate(param).0;
+    let gradient = |param: &[f64]| {
+        let cached = match remembered().as_ref() {
+            Some((at, gradient)) if at.as_slice() == param => Some(gradient.clone()),
+            _ => None,
+        };
+        cached.unwrap_or_else(|| evaluate(param).1)
+    };
+    let minimum = search(&cost, &gradient, start);
+    Minimum {
+        evaluations: evaluations.into_inner(),
+        ..minimum
+    }
+}
+
+/// BFGS from `start`, keeping the best point seen. A cost that is not finite at a trial
+/// point (parameters the model cannot take) makes the line search step back.
+fn search(
+    cost: &dyn Fn(&[f64]) -> f64,
+    gradient: &dyn Fn(&[f64]) -> Vec<f64>,
+    start: Vec<f64>,
+) -> Minimum {
+    let best = Mutex::new((f64::INFINITY, start.clone()));
     let bounded = |param: &[f64]| {
         let value = cost(param);
         let mut best = best
             .lock()
             .expect("no fit panics while holding its best point");
-        best.2 += 1;
         if value < best.0 {
             best.0 = value;
             best.1 = param.to_vec();
         }
         if value.is_finite() { value } else { f64::MAX }
     };
-    let problem = Objective { cost: &bounded };
+    let finite_gradient = |param: &[f64]| {
+        let gradient = gradient(param);
+        // Where the cost is not finite neither is its gradient: a zero one keeps BFGS's
+        // update finite while the line search steps back.
+        if gradient.iter().all(|g| g.is_finite()) {
+            gradient
+        } else {
+            vec![0.0; param.len()]
+        }
+    };
+    let problem = Objective {
+        cost: &bounded,
+        gradient: &finite_gradient,
+    };
     let dimensions = start.len();
     let identity: Vec<Vec<f64>> = (0..dimensions)
         .map(|i| {
@@ -117,8 +187,8 @@ pub fn minimise(cost: impl Fn(&[f64]) -> f64, start: Vec<f64>) -> Minimum {
         // search stopped is judged by its gradient below.
         Err(_) => (None, false),
     };
-    let (_, log_params, evaluations) = best.into_inner().expect("no fit panicked");
-    let flat = central_gradient(&cost, &log_params)
+    let (_, log_params) = best.into_inner().expect("no fit panicked");
+    let flat = gradient(&log_params)
         .iter()
         .map(|g| g * g)
         .sum::<f64>()
@@ -127,7 +197,7 @@ pub fn minimise(cost: impl Fn(&[f64]) -> f64, start: Vec<f64>) -> Minimum {
     Minimum {
         log_params,
         iterations,
-        evaluations,
+        evaluations: 0,
         converged: solver_converged || flat,
     }
 }

@@ -3,7 +3,7 @@
 //! over customers, and customers with equal histories add equal terms, so a fit costs what
 //! the distinct histories cost, not the customers.
 
-use std::collections::HashMap;
+use rayon::slice::ParallelSliceMut;
 
 /// Frequency (repeat purchases), recency (time from the first to the last purchase) and
 /// age (`T`: time from the first purchase to the end of the period observed), in the
@@ -69,32 +69,32 @@ impl Patterns {
     /// The distinct histories, sorted, and for every customer the index of its history.
     /// Sorted, they (and so the fit's sums) do not depend on the order customers came in.
     pub fn of(customers: &[History]) -> (Patterns, Vec<usize>) {
-        let key = |h: &History| (h.frequency, h.recency, h.age);
-        let mut distinct: Vec<History> = customers.to_vec();
-        distinct.sort_by(|a, b| {
-            let (a, b) = (key(a), key(b));
-            a.0.total_cmp(&b.0)
-                .then(a.1.total_cmp(&b.1))
-                .then(a.2.total_cmp(&b.2))
-        });
-        distinct.dedup_by(|a, b| bits(a) == bits(b));
-        let index: HashMap<[u64; 3], usize> = distinct
-            .iter()
-            .enumerate()
-            .map(|(i, h)| (bits(h), i))
-            .collect();
-        let positions: Vec<usize> = customers.iter().map(|h| index[&bits(h)]).collect();
-        let mut weights = vec![0.0; distinct.len()];
-        for &position in &positions {
-            weights[position] += 1.0;
+        let order = |a: &History, b: &History| {
+            a.frequency
+                .total_cmp(&b.frequency)
+                .then(a.recency.total_cmp(&b.recency))
+                .then(a.age.total_cmp(&b.age))
+        };
+        // Customers' indices sorted by history: equal histories end up next to each other,
+        // so each customer's pattern is found in one pass, with no map of histories.
+        let mut sorted: Vec<usize> = (0..customers.len()).collect();
+        sorted.par_sort_unstable_by(|&i, &j| order(&customers[i], &customers[j]));
+        let mut histories: Vec<History> = Vec::new();
+        let mut weights: Vec<f64> = Vec::new();
+        let mut positions = vec![0; customers.len()];
+        for i in sorted {
+            let history = customers[i];
+            if histories
+                .last()
+                .is_none_or(|last| bits(last) != bits(&history))
+            {
+                histories.push(history);
+                weights.push(0.0);
+            }
+            positions[i] = histories.len() - 1;
+            *weights.last_mut().expect("just pushed") += 1.0;
         }
-        (
-            Patterns {
-                histories: distinct,
-                weights,
-            },
-            positions,
-        )
+        (Patterns { histories, weights }, positions)
     }
 
     pub fn len(&self) -> usize {

@@ -23,7 +23,7 @@ pub mod spend;
 
 pub use fit::MAX_ITERATIONS;
 pub use history::{History, Patterns};
-pub use purchase::{PurchaseFit, PurchaseModel};
+pub use purchase::{Forecast, PurchaseFit, PurchaseModel};
 pub use spend::{Spend, SpendFit};
 
 #[derive(Debug, thiserror::Error, PartialEq)]

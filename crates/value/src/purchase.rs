@@ -8,9 +8,9 @@
 use rayon::prelude::*;
 
 use crate::ValueError;
-use crate::fit::{Minimum, minimise};
+use crate::fit::{Minimum, minimise, minimise_with_gradient};
 use crate::history::{History, Patterns};
-use crate::special::{ln_gamma, ln_hyp2f1, log_add_exp, log_sub_exp};
+use crate::special::{digamma, ln_gamma, ln_hyp2f1, log_add_exp, log_sub_exp, sigmoid};
 
 /// Histories per chunk of a parallel sum: the chunks are fixed, so the sum (and the fit)
 /// is the same on any number of threads.
@@ -92,6 +92,88 @@ impl PurchaseModel {
         sums.iter().sum()
     }
 
+    /// The log-likelihood of every customer and its gradient in the parameters, for
+    /// (M)BG/NBD, whose gradient has a closed form; `None` for Pareto/NBD, whose needs
+    /// 2F1's derivatives.
+    fn total_and_gradient(
+        self,
+        params: &[f64; 4],
+        patterns: &Patterns,
+        times: &TimeIndex,
+    ) -> Option<(f64, [f64; 4])> {
+        let modified = match self {
+            PurchaseModel::BgNbd => false,
+            PurchaseModel::MbgNbd => true,
+            PurchaseModel::ParetoNbd => return None,
+        };
+        let cache = TermsCache::new(self, params, patterns);
+        let gradients = FrequencyGradients::of(modified, params, cache.by_frequency.len());
+        let [r, alpha, a, b] = *params;
+        let of = |values: &[f64]| -> Vec<(f64, f64)> {
+            values
+                .iter()
+                .map(|t| ((alpha + t).ln(), 1.0 / (alpha + t)))
+                .collect()
+        };
+        let ages = of(&times.ages);
+        let recencies = of(&times.recencies);
+        let indices: Vec<usize> = (0..patterns.len()).collect();
+        let sums: Vec<[f64; 5]> = indices
+            .par_chunks(CHUNK)
+            .map(|chunk| {
+                let mut sum = [0.0; 5];
+                for &i in chunk {
+                    let x = patterns.histories[i].frequency;
+                    let terms = cache.get(x);
+                    let by_x = &gradients[x as usize];
+                    let (ln_age, inv_age) = ages[times.age_of[i] as usize];
+                    let (ln_recency, inv_recency) = recencies[times.recency_of[i] as usize];
+                    let rho = r + x;
+                    let stays = -rho * ln_age;
+                    // ll, and the share `leave` of the likelihood in which the customer
+                    // left at the last purchase; the derivatives follow from both.
+                    let (ll, leave, d_r, d_alpha, leave_b) = if modified {
+                        let left = terms.ln_leaving + rho * (ln_age - ln_recency);
+                        let leave = sigmoid(left);
+                        (
+                            terms.fixed + stays + log_add_exp(left, 0.0),
+                            leave,
+                            -ln_age + leave * (ln_age - ln_recency),
+                            -rho * inv_age + leave * rho * (inv_age - inv_recency),
+                            b + x,
+                        )
+                    } else if x == 0.0 {
+                        (terms.fixed + stays, 0.0, -ln_age, -rho * inv_age, 1.0)
+                    } else {
+                        let left = terms.ln_leaving - rho * ln_recency;
+                        let leave = sigmoid(left - stays);
+                        (
+                            terms.fixed + log_add_exp(stays, left),
+                            leave,
+                            -(1.0 - leave) * ln_age - leave * ln_recency,
+                            -rho * ((1.0 - leave) * inv_age + leave * inv_recency),
+                            b + x - 1.0,
+                        )
+                    };
+                    let w = patterns.weights[i];
+                    sum[0] += w * ll;
+                    sum[1] += w * (by_x.r + d_r);
+                    sum[2] += w * (r / alpha + d_alpha);
+                    sum[3] += w * (by_x.a + leave / a);
+                    sum[4] += w * (by_x.b - leave / leave_b);
+                }
+                sum
+            })
+            .collect();
+        let mut total = [0.0; 5];
+        for sum in &sums {
+            for (total, part) in total.iter_mut().zip(sum) {
+                *total += part;
+            }
+        }
+        Some((total[0], [total[1], total[2], total[3], total[4]]))
+    }
+
     /// `logs`: ln(alpha + T) and ln(alpha + recency).
     fn log_likelihood_with(
         self,
@@ -159,12 +241,27 @@ impl PurchaseModel {
             let penalty: f64 = params.iter().map(|p| p * p).sum::<f64>() * penalizer;
             -self.total_with(&params, &scaled, &times) / customers + penalty
         };
+        let cost_and_gradient = |log_params: &[f64]| {
+            let params: [f64; 4] = std::array::from_fn(|i| log_params[i].exp());
+            let penalty: f64 = params.iter().map(|p| p * p).sum::<f64>() * penalizer;
+            let (ll, d) = self
+                .total_and_gradient(&params, &scaled, &times)
+                .expect("only a model with a closed-form gradient is minimised with it");
+            // In the parameters' logarithms: d/d ln θ = θ d/dθ.
+            let gradient = (0..4)
+                .map(|i| params[i] * (-d[i] / customers + 2.0 * penalizer * params[i]))
+                .collect::<Vec<f64>>();
+            (-ll / customers + penalty, gradient)
+        };
         let Minimum {
             log_params,
             iterations,
             evaluations,
             converged,
-        } = minimise(cost, vec![0.1; 4]);
+        } = match self {
+            PurchaseModel::ParetoNbd => minimise(cost, vec![0.1; 4]),
+            _ => minimise_with_gradient(cost_and_gradient, vec![0.1; 4]),
+        };
         let mut params: [f64; 4] = std::array::from_fn(|i| log_params[i].exp());
         params[1] /= scale;
         if self == PurchaseModel::ParetoNbd {
@@ -226,6 +323,36 @@ impl FrequencyTerms {
             PurchaseModel::ParetoNbd => 0.0,
         };
         FrequencyTerms { fixed, ln_leaving }
+    }
+}
+
+/// The derivatives of [`FrequencyTerms::fixed`] in r, a and b (in alpha it is r / alpha
+/// at every frequency), for (M)BG/NBD.
+#[derive(Debug, Clone, Copy)]
+struct FrequencyGradients {
+    r: f64,
+    a: f64,
+    b: f64,
+}
+
+impl FrequencyGradients {
+    /// For every frequency below `frequencies`.
+    fn of(modified: bool, p: &[f64; 4], frequencies: usize) -> Vec<FrequencyGradients> {
+        let [r, alpha, a, b] = *p;
+        let (psi_r, psi_ab, psi_b) = (digamma(r), digamma(a + b), digamma(b));
+        // MBG/NBD's dropout terms are BG/NBD's one purchase later.
+        let shift = if modified { 1.0 } else { 0.0 };
+        (0..frequencies)
+            .map(|x| {
+                let x = x as f64;
+                let psi_abx = digamma(a + b + x + shift);
+                FrequencyGradients {
+                    r: digamma(r + x) - psi_r + alpha.ln(),
+                    a: psi_ab - psi_abx,
+                    b: psi_ab + digamma(b + x + shift) - psi_b - psi_abx,
+                }
+            })
+            .collect()
     }
 }
 
@@ -314,6 +441,26 @@ fn pareto_ln_a0(p: &[f64; 4], x: f64, t_x: f64, t: f64) -> Option<f64> {
     Some(log_sub_exp(at_last, at_end))
 }
 
+/// What a fit forecasts for one history, at each of the times asked for.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Forecast {
+    /// The chance of being active at T.
+    pub p_alive: f64,
+    /// The expected purchases from T to T + each time.
+    pub purchases: Vec<f64>,
+    /// The chance of being active at T + each time.
+    pub alive: Vec<f64>,
+}
+
+/// The parts of the forecasts some time after T that depend on the frequency and T alone.
+#[derive(Debug, Clone, Copy)]
+struct Ahead {
+    /// The expected purchases of a customer known to be active at T.
+    purchases: f64,
+    /// The chance of staying active that long, given active at T.
+    survival: f64,
+}
+
 /// A fitted purchase model.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PurchaseFit {
@@ -379,29 +526,9 @@ impl PurchaseFit {
         if t == 0.0 {
             return now;
         }
-        let History {
-            frequency: x,
-            age: big_t,
-            ..
-        } = *h;
-        match self.model {
-            PurchaseModel::BgNbd | PurchaseModel::MbgNbd => {
-                let [r, alpha, a, b] = self.params;
-                let beta_b = if self.model == PurchaseModel::MbgNbd {
-                    b + x + 1.0
-                } else {
-                    b + x
-                };
-                let w = t / (alpha + big_t + t);
-                let Some(ln_hyp) = ln_hyp2f1(r + x, beta_b, a + beta_b, w) else {
-                    return f64::NAN;
-                };
-                now * (ln_hyp - (r + x) * (t / (alpha + big_t)).ln_1p()).exp()
-            }
-            PurchaseModel::ParetoNbd => {
-                let [_, _, s, beta] = self.params;
-                now * (-s * (t / (beta + big_t)).ln_1p()).exp()
-            }
+        match self.ahead(h.frequency, h.age, t) {
+            Some(ahead) => now * ahead.survival,
+            None => f64::NAN,
         }
     }
 
@@ -412,11 +539,60 @@ impl PurchaseFit {
         if t == 0.0 {
             return 0.0;
         }
-        let History {
-            frequency: x,
-            recency: t_x,
-            age: big_t,
-        } = *h;
+        match self.ahead(h.frequency, h.age, t) {
+            Some(ahead) => ahead.purchases * self.still_buying(h),
+            None => f64::NAN,
+        }
+    }
+
+    /// [`PurchaseFit::p_alive`], and the expected purchases up to and the chance of being
+    /// active at each of `times` after T, for every history. The forecasts' costly parts
+    /// (2F1, for (M)BG/NBD) depend on the frequency and T alone, so they are taken once per
+    /// distinct pair, not per history.
+    pub fn forecast(&self, patterns: &Patterns, times: &[f64]) -> Vec<Forecast> {
+        let key = |h: &History| (h.frequency.to_bits(), h.age.to_bits());
+        let mut pairs: Vec<(u64, u64)> = patterns.histories.iter().map(key).collect();
+        pairs.par_sort_unstable();
+        pairs.dedup();
+        let ahead: Vec<Vec<Option<Ahead>>> = pairs
+            .par_iter()
+            .map(|&(x, big_t)| {
+                let (x, big_t) = (f64::from_bits(x), f64::from_bits(big_t));
+                times.iter().map(|&t| self.ahead(x, big_t, t)).collect()
+            })
+            .collect();
+        patterns
+            .histories
+            .par_iter()
+            .map(|h| {
+                let pair = pairs
+                    .binary_search(&key(h))
+                    .expect("every history's pair is among the pairs");
+                let p_alive = self.p_alive(h);
+                let still_buying = self.still_buying(h);
+                let (purchases, alive) = times
+                    .iter()
+                    .zip(&ahead[pair])
+                    .map(|(&t, ahead)| match (t == 0.0, ahead) {
+                        (true, _) => (0.0, p_alive),
+                        (false, Some(ahead)) => {
+                            (ahead.purchases * still_buying, p_alive * ahead.survival)
+                        }
+                        (false, None) => (f64::NAN, f64::NAN),
+                    })
+                    .unzip();
+                Forecast {
+                    p_alive,
+                    purchases,
+                    alive,
+                }
+            })
+            .collect()
+    }
+
+    /// The parts of the forecasts `t` periods after T that depend on the frequency and T
+    /// alone; `None` when 2F1 cannot be summed.
+    fn ahead(&self, x: f64, big_t: f64, t: f64) -> Option<Ahead> {
         match self.model {
             PurchaseModel::BgNbd | PurchaseModel::MbgNbd => {
                 let [r, alpha, a, b] = self.params;
@@ -428,29 +604,55 @@ impl PurchaseFit {
                     (b + x, a + b + x - 1.0, (a + b + x - 1.0) / (a - 1.0))
                 };
                 let z = t / (alpha + big_t + t);
-                let Some(ln_hyp) = ln_hyp2f1(r + x, hyp_b, c, z) else {
-                    return f64::NAN;
-                };
+                let ln_hyp = ln_hyp2f1(r + x, hyp_b, c, z)?;
                 let left = -(ln_hyp + (r + x) * ((alpha + big_t).ln() - (alpha + t + big_t).ln()))
                     .exp_m1();
-                let odds_of_leaving = match (modified, x > 0.0) {
+                let beta_b = if modified { b + x + 1.0 } else { b + x };
+                let ln_survival = ln_hyp2f1(r + x, beta_b, a + beta_b, z)?
+                    - (r + x) * (t / (alpha + big_t)).ln_1p();
+                Some(Ahead {
+                    purchases: lead * left,
+                    survival: ln_survival.exp(),
+                })
+            }
+            PurchaseModel::ParetoNbd => {
+                let [r, alpha, s, beta] = self.params;
+                let rate = (r + x).ln() + (beta + big_t).ln() - (alpha + big_t).ln();
+                Some(Ahead {
+                    purchases: (rate + ln_dropout_integral(s, beta + big_t, t)).exp(),
+                    survival: (-s * (t / (beta + big_t)).ln_1p()).exp(),
+                })
+            }
+        }
+    }
+
+    /// The factor of the expected purchases that depends on the whole history: for
+    /// (M)BG/NBD one over one plus the odds that the customer left at the last purchase,
+    /// for Pareto/NBD the share of the likelihood in which the customer stayed to T (at
+    /// most 1, so the product cannot overflow where the likelihood is tiny).
+    fn still_buying(&self, h: &History) -> f64 {
+        let History {
+            frequency: x,
+            recency: t_x,
+            age: big_t,
+        } = *h;
+        match self.model {
+            PurchaseModel::BgNbd | PurchaseModel::MbgNbd => {
+                let [r, alpha, a, b] = self.params;
+                let odds_of_leaving = match (self.model == PurchaseModel::MbgNbd, x > 0.0) {
                     (true, _) => a / (b + x),
                     (false, true) => a / (b + x - 1.0),
                     (false, false) => 0.0,
                 };
-                let denominator =
-                    1.0 + odds_of_leaving * ((alpha + big_t) / (alpha + t_x)).powf(r + x);
-                lead * left / denominator
+                1.0 / (1.0 + odds_of_leaving * ((alpha + big_t) / (alpha + t_x)).powf(r + x))
             }
             PurchaseModel::ParetoNbd => {
                 let [r, alpha, s, beta] = self.params;
                 let ll = self.model.log_likelihood(&self.params, h);
-                let first = ln_gamma(r + x) - ln_gamma(r) + r * alpha.ln() + s * beta.ln()
+                let stayed = ln_gamma(r + x) - ln_gamma(r) + r * alpha.ln() + s * beta.ln()
                     - (r + x) * (alpha + big_t).ln()
                     - s * (beta + big_t).ln();
-                let second = (r + x).ln() + (beta + big_t).ln() - (alpha + big_t).ln();
-                let third = ln_dropout_integral(s, beta + big_t, t);
-                (first + second + third - ll).exp()
+                (stayed - ll).exp()
             }
         }
     }
@@ -490,4 +692,48 @@ fn ln_dropout_integral(s: f64, m: f64, t: f64) -> f64 {
         return (-ln_ratio).ln();
     }
     (-((s - 1.0) * ln_ratio).exp_m1() / (s - 1.0)).ln()
+}
+
+#[cfg(test)]
+mod gradient_tests {
+    use super::*;
+    use crate::fit::central_gradient;
+
+    #[test]
+    fn closed_form_gradients_match_differences() {
+        let histories: Vec<History> = [
+            (0.0, 0.0, 30.0),
+            (1.0, 12.5, 40.0),
+            (4.0, 30.0, 31.0),
+            (12.0, 50.0, 52.0),
+            (0.0, 0.0, 3.0),
+            (200.0, 38.0, 40.0),
+        ]
+        .iter()
+        .map(|&(x, t_x, t)| History::new(x, t_x, t))
+        .collect();
+        let (patterns, _) = Patterns::of(&histories);
+        let times = TimeIndex::of(&patterns);
+        for model in [PurchaseModel::BgNbd, PurchaseModel::MbgNbd] {
+            for params in [[0.25, 4.0, 0.8, 2.5], [1.7, 0.3, 3.0, 0.6]] {
+                let (ll, analytic) = model
+                    .total_and_gradient(&params, &patterns, &times)
+                    .unwrap();
+                assert!(
+                    (ll - model.total_log_likelihood(&params, &patterns)).abs() < 1e-9,
+                    "{model:?}"
+                );
+                let numeric = central_gradient(
+                    &|p: &[f64]| model.total_log_likelihood(&[p[0], p[1], p[2], p[3]], &patterns),
+                    &params,
+                );
+                for (i, (a, n)) in analytic.iter().zip(&numeric).enumerate() {
+                    assert!(
+                        (a - n).abs() <= 1e-6 * n.abs().max(1.0),
+                        "{model:?} {params:?} parameter {i}: {a} against {n}"
+                    );
+                }
+            }
+        }
+    }
 }

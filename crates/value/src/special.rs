@@ -1,4 +1,5 @@
-//! The special functions the models need: ln Γ (from `libm`, musl's implementation), and
+//! The special functions the models need: ln Γ (from `libm`, musl's implementation), its
+//! derivative ψ (statrs's), and
 //! the Gauss hypergeometric function 2F1, written here because no maintained Rust crate
 //! has it for real arguments (statrs, puruspe and spfunc do not; GSL bindings would bring
 //! a C library for one function). The models need it only for a, b, c with c > 0 and
@@ -7,6 +8,16 @@
 /// ln Γ(x) for x > 0.
 pub fn ln_gamma(x: f64) -> f64 {
     libm::lgamma(x)
+}
+
+/// ψ(x) = d ln Γ(x) / dx for x > 0.
+pub fn digamma(x: f64) -> f64 {
+    statrs::function::gamma::digamma(x)
+}
+
+/// 1 / (1 + e^-x), the weight of the second of two terms whose logarithms differ by x.
+pub fn sigmoid(x: f64) -> f64 {
+    1.0 / (1.0 + (-x).exp())
 }
 
 /// ln(e^a + e^b), without overflow.
@@ -160,6 +171,18 @@ mod tests {
         ] {
             close(ln_hyp2f1(a, b, c, z).unwrap(), expected, 1e-12);
         }
+    }
+
+    #[test]
+    fn digamma_matches_known_values() {
+        // ψ(1) = -γ, ψ(1/2) = -γ - 2 ln 2, ψ(n + 1) = ψ(n) + 1/n; to 1e-14, ample for the
+        // gradients it serves (a fit's optimum does not move with it).
+        let euler = 0.577_215_664_901_532_9;
+        close(digamma(1.0), -euler, 1e-14);
+        close(digamma(0.5), -euler - 2.0 * 2f64.ln(), 1e-14);
+        close(digamma(31.0), digamma(30.0) + 1.0 / 30.0, 1e-14);
+        // mpmath's digamma(1234.5).
+        close(digamma(1234.5), 7.118_016_231_827_998, 1e-14);
     }
 
     #[test]
