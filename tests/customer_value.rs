@@ -381,3 +381,90 @@ fn customers_without_repeat_purchases_cannot_be_valued() {
         run.stderr
     );
 }
+
+/// Makes the example a pipeline without a segment stage: the value stage reads the
+/// customer features itself and publishes to `out/customer_values`.
+fn value_only(project: &Project) {
+    let text = std::fs::read_to_string(project.path(PIPELINE)).unwrap();
+    let segment = text
+        .find("\nsegment:\n")
+        .expect("the example has a segment stage");
+    let text = text[..segment + 1].replacen(
+        "\nvalue:\n",
+        "\nvalue:\n  input: customer_features\n  key: customer_id\n  output: { store: output, path: customer_values }\n",
+        1,
+    );
+    project.write(PIPELINE, &text);
+}
+
+#[test]
+fn a_pipeline_without_segments_publishes_each_customers_value() {
+    let segmented = Project::copy_of_repository();
+    segmented.segflow(&["run", PIPELINE]).assert_exit(0);
+    let segments = read_parquet_folder(&run_folder(&segmented).join("segments"));
+
+    let project = Project::copy_of_repository();
+    value_only(&project);
+    project.segflow(&["check", PIPELINE]).assert_exit(0);
+    let run = project.segflow(&["run", PIPELINE]);
+    run.assert_exit(0);
+    assert!(run.stdout.contains("all customers"), "{}", run.stdout);
+    let folder = published_run(&project.path("out/customer_values"), "2011-12-10");
+    assert!(!folder.join("segments").exists());
+    assert!(!folder.join("value_by_segment.parquet").exists());
+    assert!(folder.join("value_model.json").exists());
+
+    let values = read_parquet_folder(&folder.join("values"));
+    let schema = values[0].schema();
+    let columns: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+    assert_eq!(
+        columns,
+        [
+            "customer_id",
+            "frequency",
+            "recency",
+            "T",
+            "monetary_value",
+            "p_alive",
+            "expected_purchases",
+            "expected_spend",
+            "clv"
+        ]
+    );
+    // Every customer once, in key order, with the values the segmented run gave them.
+    let keys = ints(&values, "customer_id");
+    assert_eq!(keys.len(), 1310);
+    assert!(keys.windows(2).all(|pair| pair[0] < pair[1]));
+    let by_key = |batches: &[RecordBatch], column: &str| -> BTreeMap<i64, Option<f64>> {
+        ints(batches, "customer_id")
+            .into_iter()
+            .zip(floats(batches, column))
+            .collect()
+    };
+    for column in ["p_alive", "expected_purchases", "expected_spend", "clv"] {
+        assert_eq!(
+            by_key(&values, column),
+            by_key(&segments, column),
+            "{column}"
+        );
+    }
+
+    // The LTV table covers every customer as one group.
+    let ltv = read_parquet(&folder.join("ltv.parquet"));
+    assert_eq!(ints(&ltv, "segment_id"), vec![0; 12]);
+    let names = ltv[0].column_by_name("name").unwrap().as_string::<i32>();
+    assert!(names.iter().all(|name| name == Some("all customers")));
+    let total: f64 = floats(&values, "clv").iter().map(|v| v.unwrap()).sum();
+    close(floats(&ltv, "cumulative_value")[11].unwrap(), total);
+
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(folder.join("_MANIFEST.json")).unwrap())
+            .unwrap();
+    let values_table = manifest["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|table| table["name"] == "values")
+        .unwrap_or_else(|| panic!("no values table in {manifest}"));
+    assert_eq!(values_table["rows"], 1310);
+}

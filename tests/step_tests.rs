@@ -35,7 +35,7 @@ fn shipped_tests_pass_without_reading_any_source_file() {
     let run = project.segflow(&["test", PIPELINE]);
     assert_eq!(
         run.stdout.lines().filter(|l| l.starts_with("ok")).count(),
-        7
+        8
     );
     assert!(!project.path("out").exists(), "a test publishes nothing");
 }

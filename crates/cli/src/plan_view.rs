@@ -1,6 +1,6 @@
 //! `segflow plan`: the step graph as text for people, JSON for tools, DOT for pictures.
 
-use segflow_pipeline::{Pipeline, Source};
+use segflow_pipeline::{Pipeline, Segment, Source, Value};
 use segflow_plan::{Chosen, PlannedStep, StepGraph};
 use serde_json::json;
 
@@ -10,8 +10,10 @@ pub struct Shown<'a> {
     sources: Vec<&'a Source>,
     /// With each step's place in the whole plan.
     steps: Vec<(usize, &'a PlannedStep)>,
-    /// Whether the segment stage is shown: its input is picked.
-    segment: bool,
+    /// The segment stage, when its input is picked.
+    segment: Option<&'a Segment>,
+    /// The value stage, when its input is picked.
+    value: Option<&'a Value>,
     /// Whether part of the graph is left out.
     partial: bool,
 }
@@ -34,7 +36,8 @@ impl<'a> Shown<'a> {
             partial: sources.len() < pipeline.sources.len() || steps.len() < graph.steps.len(),
             sources,
             steps,
-            segment: chosen.contains(&pipeline.segment.input),
+            segment: (pipeline.segment.as_ref()).filter(|segment| chosen.contains(&segment.input)),
+            value: (pipeline.value.as_ref()).filter(|value| chosen.contains(&value.input)),
         }
     }
 }
@@ -78,15 +81,34 @@ pub fn text(shown: &Shown) -> String {
             planned.reads.join(", ")
         ));
     }
-    let segment = &pipeline.segment;
-    if shown.segment {
+    if let Some(value) = shown.value {
         out.push_str(&format!(
-            "  segment  {} on {} (k={}, seed {}) -> {}\n",
+            "  value    {} by {}: {}{} ({}s, {} months)\n",
+            value.input,
+            value.key,
+            value.purchase_model.as_str(),
+            if value.spend_model.is_some() {
+                " + gamma_gamma"
+            } else {
+                ""
+            },
+            value.time_unit.as_str(),
+            value.horizon_months
+        ));
+    }
+    if let Some(segment) = shown.segment {
+        out.push_str(&format!(
+            "  segment  {} on {} (k={}, seed {})\n",
             segment.input,
             segment.features.join(", "),
             segment.k,
             segment.seed,
-            pipeline.redact(segment.output.url.as_str())
+        ));
+    }
+    if shown.segment.is_some() || shown.value.is_some() {
+        out.push_str(&format!(
+            "  output   {}\n",
+            pipeline.redact(pipeline.output.url.as_str())
         ));
     }
     out.push_str("Steps on the same level do not depend on each other and run concurrently.");
@@ -113,14 +135,22 @@ pub fn json(shown: &Shown) -> serde_json::Value {
             "order": order,
             "level": planned.level,
         })).collect::<Vec<_>>(),
-        "segment": shown.segment.then(|| json!({
-            "input": pipeline.segment.input,
-            "key": pipeline.segment.key,
-            "features": pipeline.segment.features,
-            "k": pipeline.segment.k,
-            "seed": pipeline.segment.seed,
-            "output": pipeline.redact(pipeline.segment.output.url.as_str()),
+        "value": shown.value.map(|value| json!({
+            "input": value.input,
+            "key": value.key,
+            "purchase_model": value.purchase_model.as_str(),
+            "spend_model": value.spend_model.map(|_| "gamma_gamma"),
+            "time_unit": value.time_unit.as_str(),
+            "horizon_months": value.horizon_months,
         })),
+        "segment": shown.segment.map(|segment| json!({
+            "input": segment.input,
+            "key": segment.key,
+            "features": segment.features,
+            "k": segment.k,
+            "seed": segment.seed,
+        })),
+        "output": pipeline.redact(pipeline.output.url.as_str()),
     })
 }
 
@@ -147,11 +177,21 @@ pub fn dot(shown: &Shown) -> String {
             out.push_str(&format!("  \"{table}\" -> \"{}\";\n", planned.step.name));
         }
     }
-    if shown.segment {
+    if let Some(value) = shown.value {
+        out.push_str(&format!(
+            "  \"value\" [shape=doubleoctagon, label=\"value\\n{}\"];\n  \"{}\" -> \"value\";\n",
+            value.purchase_model.as_str(),
+            value.input
+        ));
+    }
+    if let Some(segment) = shown.segment {
         out.push_str(&format!(
             "  \"segment\" [shape=doubleoctagon, label=\"segment\\nk={}\"];\n  \"{}\" -> \"segment\";\n",
-            pipeline.segment.k, pipeline.segment.input
+            segment.k, segment.input
         ));
+        if shown.value.is_some() {
+            out.push_str("  \"value\" -> \"segment\";\n");
+        }
     }
     out.push('}');
     out

@@ -60,11 +60,57 @@ pub fn render_run(report: &RunReport) -> String {
         }
     }
     out.push_str(&render_checks(&report.steps));
-    let Some(segment) = &report.segment else {
+    if report.segment.is_none() && report.value.is_none() {
         out.push_str("only the selected steps ran: no segments, nothing published\n");
         out.push_str(&format!("done in {}", seconds(report.duration_ms)));
         return out;
-    };
+    }
+    if let Some(segment) = &report.segment {
+        out.push_str(&render_segments(segment));
+    }
+    if let Some(value) = &report.value {
+        out.push_str(&render_value(value, report.segment.is_some()));
+    }
+    for check in report.segment.iter().flat_map(|segment| &segment.checks) {
+        out.push_str(&format!(
+            "  check {} ({}): {}  {}\n",
+            check.name,
+            check.severity,
+            check.status,
+            check.detail.as_deref().unwrap_or_default()
+        ));
+    }
+    out.push_str("outputs\n");
+    if let Some(latest) = report
+        .latest_run
+        .as_ref()
+        .filter(|id| Some(*id) != report.run_id.as_ref())
+    {
+        out.push_str(&format!(
+            "  a backfill: _LATEST.json still names run {latest}, later in run order\n"
+        ));
+    }
+    for output in &report.outputs {
+        match (output.kind.as_str(), output.rows) {
+            ("folder", _) => out.push_str(&format!("  {}\n", output.url)),
+            (_, Some(rows)) => out.push_str(&format!(
+                "    {}  {} rows\n",
+                relative(&output.url, &report.outputs[0].url),
+                thousands(rows)
+            )),
+            _ => out.push_str(&format!(
+                "    {}\n",
+                relative(&output.url, &report.outputs[0].url)
+            )),
+        }
+    }
+    out.push_str(&format!("done in {}", seconds(report.duration_ms)));
+    out
+}
+
+/// The segment stage's line, how it was fitted and every segment's size.
+fn render_segments(segment: &segflow_engine::SegmentReport) -> String {
+    let mut out = String::new();
     out.push_str(&format!(
         "segments  k={}  customers={}  iterations={}{}  inertia={:.1}  {}\n",
         segment.k,
@@ -112,43 +158,6 @@ pub fn render_run(report: &RunReport) -> String {
             thousands(*size)
         ));
     }
-    if let Some(value) = &report.value {
-        out.push_str(&render_value(value));
-    }
-    for check in &segment.checks {
-        out.push_str(&format!(
-            "  check {} ({}): {}  {}\n",
-            check.name,
-            check.severity,
-            check.status,
-            check.detail.as_deref().unwrap_or_default()
-        ));
-    }
-    out.push_str("outputs\n");
-    if let Some(latest) = report
-        .latest_run
-        .as_ref()
-        .filter(|id| Some(*id) != report.run_id.as_ref())
-    {
-        out.push_str(&format!(
-            "  a backfill: _LATEST.json still names run {latest}, later in run order\n"
-        ));
-    }
-    for output in &report.outputs {
-        match (output.kind.as_str(), output.rows) {
-            ("folder", _) => out.push_str(&format!("  {}\n", output.url)),
-            (_, Some(rows)) => out.push_str(&format!(
-                "    {}  {} rows\n",
-                relative(&output.url, &report.outputs[0].url),
-                thousands(rows)
-            )),
-            _ => out.push_str(&format!(
-                "    {}\n",
-                relative(&output.url, &report.outputs[0].url)
-            )),
-        }
-    }
-    out.push_str(&format!("done in {}", seconds(report.duration_ms)));
     out
 }
 
@@ -422,9 +431,9 @@ pub fn render_checks(steps: &[StepReport]) -> String {
     out
 }
 
-/// The value stage: its models' parameters, then per segment the customers' chance of
-/// still being active and their expected value.
-fn render_value(value: &segflow_engine::ValueReport) -> String {
+/// The value stage: its models' parameters, then per segment (`segmented`) or for all
+/// customers the customers' chance of still being active and their expected value.
+fn render_value(value: &segflow_engine::ValueReport, segmented: bool) -> String {
     let params = |params: &std::collections::BTreeMap<String, f64>, names: &[&str]| {
         names
             .iter()
@@ -479,9 +488,13 @@ fn render_value(value: &segflow_engine::ValueReport) -> String {
             ),
             _ => String::new(),
         };
+        let group = if segmented {
+            format!("segment {:<3} ", segment.segment_id)
+        } else {
+            String::new()
+        };
         out.push_str(&format!(
-            "  segment {:<3} {:<width$}  churn risk {:>5}  {:>9.1} purchases in {} months{worth}\n",
-            segment.segment_id,
+            "  {group}{:<width$}  churn risk {:>5}  {:>9.1} purchases in {} months{worth}\n",
             segment.name,
             percent(1.0 - segment.mean_p_alive),
             segment.expected_purchases,

@@ -309,14 +309,15 @@ async fn check_and_compile(
             value_read = false;
         }
         // The value columns are joined onto the segment input by key: the keys must compare.
-        if value_read
-            && value.input != pipeline.segment.input
-            && !failed.contains(&pipeline.segment.input)
+        if let Some(segment) = &pipeline.segment
+            && value_read
+            && value.input != segment.input
+            && !failed.contains(&segment.input)
         {
             let segment_input = ctx
-                .table(pipeline.segment.input.as_str())
+                .table(segment.input.as_str())
                 .await
-                .map_err(|error| EngineError::table(&pipeline.segment.input, error))?;
+                .map_err(|error| EngineError::table(&segment.input, error))?;
             let types = (
                 value_input
                     .field_with_name(&value.key)
@@ -324,7 +325,7 @@ async fn check_and_compile(
                 segment_input
                     .schema()
                     .as_arrow()
-                    .field_with_name(&pipeline.segment.key)
+                    .field_with_name(&segment.key)
                     .map(|f| f.data_type().clone()),
             );
             if let (Ok(value_type), Ok(segment_type)) = types
@@ -334,14 +335,16 @@ async fn check_and_compile(
                     "value.key",
                     format!(
                         "`{}` of `{}` is {value_type}, but the segment stage's key `{}` of `{}` is {segment_type}: the value columns are joined on it, so cast one in the SQL",
-                        value.key, value.input, pipeline.segment.key, pipeline.segment.input
+                        value.key, value.input, segment.key, segment.input
                     ),
                 ));
             }
         }
     }
-    let segment = &pipeline.segment;
-    if !failed.contains(&segment.input) && value_read {
+    if let Some(segment) = &pipeline.segment
+        && !failed.contains(&segment.input)
+        && value_read
+    {
         let table = ctx
             .table(segment.input.as_str())
             .await

@@ -75,7 +75,11 @@ async fn held_columns(
     reads: &HashMap<&str, HashMap<String, Vec<String>>>,
 ) -> DFResult<Option<Vec<String>>> {
     let name = planned.step.name.as_str();
-    if name == pipeline.segment.input || pipeline.value.as_ref().is_some_and(|v| v.input == name) {
+    if pipeline
+        .stage_inputs()
+        .iter()
+        .any(|(_, input)| *input == name)
+    {
         return Ok(None);
     }
     let mut columns: HashSet<&str> = HashSet::new();

@@ -8,7 +8,7 @@ use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 use datafusion::datasource::MemTable;
 use datafusion::datasource::empty::EmptyTable;
-use segflow_pipeline::{Pipeline, Segment};
+use segflow_pipeline::{Pipeline, Segment, Value, value_columns};
 use segflow_plan::StepGraph;
 
 use crate::baseline::Baseline;
@@ -19,7 +19,7 @@ use crate::report::StepReport;
 use crate::results::StepResults;
 use crate::sources::arrow_schema;
 use crate::sql::query_only;
-use crate::{EngineError, Result, segment, session, steps};
+use crate::{EngineError, Result, segment, session, steps, value};
 
 /// The schema of every table that can be planned without reading data: sources with a
 /// declared schema, and the steps that read only such tables. Others are absent.
@@ -83,15 +83,19 @@ pub struct InMemoryRun {
     pub rejects: HashMap<String, Vec<RecordBatch>>,
     /// The segment stage's rows, when it ran.
     pub segments: Option<Vec<RecordBatch>>,
+    /// The value stage's rows (as a pipeline without segments publishes them in
+    /// `values/`), when it ran.
+    pub values: Option<Vec<RecordBatch>>,
     pub reports: Vec<StepReport>,
 }
 
-/// Runs the named steps (in plan order) on `given` tables alone, then the segment stage
-/// when `segment` is given.
+/// Runs the named steps (in plan order) on `given` tables alone, then the value stage when
+/// `value` is given and the segment stage when `segment` is.
 pub async fn run_in_memory(
     graph: &StepGraph,
     steps: &[String],
     given: Vec<(String, RecordBatch)>,
+    value: Option<&Value>,
     segment: Option<&Segment>,
 ) -> Result<InMemoryRun> {
     let ctx = session::planning_session()?;
@@ -147,8 +151,32 @@ pub async fn run_in_memory(
         run.rejects.insert(rejects.step, batches);
     }
     run.reports = outcome.reports;
+    if let Some(value) = value {
+        value::run_value(&ctx, value).await?;
+        value::register_values_view(&ctx, value).await?;
+        let values = ctx
+            .table(value::VALUES_VIEW)
+            .await
+            .and_then(|frame| frame.select_columns(&value_table_columns(value)))
+            .map_err(|error| EngineError::Value(error.to_string()))?
+            .collect()
+            .await
+            .map_err(|error| EngineError::Value(error.to_string()))?;
+        run.values = Some(values);
+    }
     if let Some(segment) = segment {
-        run.segments = Some(segment::segments_in_memory(&ctx, segment).await?);
+        let segment = match value {
+            Some(value) => value::extend_segment_input(&ctx, value, segment).await?,
+            None => segment.clone(),
+        };
+        run.segments = Some(segment::segments_in_memory(&ctx, &segment).await?);
     }
     Ok(run)
+}
+
+/// The key and the value columns: what a test compares, without the history it gave.
+fn value_table_columns(value: &Value) -> Vec<&str> {
+    let mut columns = vec![value.key.as_str()];
+    columns.extend(value_columns(value.spend_model));
+    columns
 }

@@ -16,7 +16,7 @@ use crate::{EngineError, Result, stores};
 /// The pipeline's output folder (where `segflow runs` and `gc` look), its store built from
 /// the pipeline's settings.
 pub fn open_output(pipeline: &Pipeline) -> Result<OutputFolder> {
-    let location = &pipeline.segment.output;
+    let location = &pipeline.output;
     let store = pipeline
         .store(&location.store)
         .expect("a resolved pipeline's output names one of its stores");
@@ -52,7 +52,7 @@ pub async fn remove_runs(folder: &OutputFolder, runs: &[RunEntry]) -> Result<usi
 
 /// The pipeline's output folder on the store registered in `ctx`.
 pub(crate) fn output_folder(ctx: &SessionContext, pipeline: &Pipeline) -> Result<OutputFolder> {
-    let location = &pipeline.segment.output;
+    let location = &pipeline.output;
     let invalid = |message: String| EngineError::Store {
         store: location.store.clone(),
         url: location.url.to_string(),

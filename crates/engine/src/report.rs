@@ -296,8 +296,11 @@ pub struct ValueReport {
     /// The distinct (frequency, recency, T) the purchase model was fitted on.
     pub distinct_histories: u64,
     pub evaluation: Option<EvaluationReport>,
-    /// Per segment, largest first; empty until the segment stage has run.
+    /// Per segment, largest first (without a segment stage, one line for all customers);
+    /// empty until the segment stage has run.
     pub segments: Vec<ValueSegmentReport>,
+    /// The stage's own time: its input read and checked, the fits, the predictions and the
+    /// summaries (the segment stage between them not counted).
     pub duration_ms: u64,
 }
 

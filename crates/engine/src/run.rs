@@ -174,8 +174,8 @@ pub async fn run(pipeline: &Pipeline, options: &RunOptions) -> Result<RunReport>
     // manifest is not read.
     let drift_rule = pipeline
         .segment
-        .contract
         .as_ref()
+        .and_then(|segment| segment.contract.as_ref())
         .and_then(|contract| contract.on_drift);
     let baseline = if has_change_checks(pipeline) || drift_rule.is_some() {
         Baseline::load(&folder, &run_id).await?
@@ -195,7 +195,7 @@ pub async fn run(pipeline: &Pipeline, options: &RunOptions) -> Result<RunReport>
     options.leftovers.staging(
         staging
             .as_ref()
-            .map(|staging| (staging.leftover(), pipeline.segment.output.url.clone())),
+            .map(|staging| (staging.leftover(), pipeline.output.url.clone())),
     );
     let execution: Box<dyn Execution> = match (&engine, &staging) {
         (Engine::Local, _) => Box::new(InProcess),
@@ -270,8 +270,8 @@ pub async fn run(pipeline: &Pipeline, options: &RunOptions) -> Result<RunReport>
         }
     };
     let failed_segment_checks: Vec<String> = segment
-        .checks
         .iter()
+        .flat_map(|segment| &segment.checks)
         .filter(|check| check.status == "fail")
         .map(|check| {
             format!(
@@ -313,7 +313,7 @@ pub async fn run(pipeline: &Pipeline, options: &RunOptions) -> Result<RunReport>
         inputs,
     };
     let published = staging.publish(&info).await;
-    let output = &pipeline.segment.output.url;
+    let output = &pipeline.output.url;
     remove_empty_local_dirs(output, STAGING_DIR);
     remove_empty_local_dirs(output, &OutputFolder::run_dir(&run_id));
     options.leftovers.staging(None);
@@ -348,7 +348,7 @@ pub async fn run(pipeline: &Pipeline, options: &RunOptions) -> Result<RunReport>
     }
     Ok(RunReport {
         latest_run: published.latest.clone(),
-        ..report(Some(segment), value, outputs)
+        ..report(segment, value, outputs)
     })
 }
 
@@ -479,8 +479,11 @@ impl Running<'_> {
             counts::count_sources(ctx, pipeline, &selected, &table_rows).await?
         };
         table_rows.extend(counted.iter().map(|(name, rows)| (name.clone(), *rows)));
-        let mut kept = vec![pipeline.segment.input.as_str()];
-        kept.extend(pipeline.value.as_ref().map(|value| value.input.as_str()));
+        let kept: Vec<&str> = pipeline
+            .stage_inputs()
+            .into_iter()
+            .map(|(_, input)| input)
+            .collect();
         let settings = steps::StepsSettings {
             results: self.results,
             execution: self.execution,
@@ -529,7 +532,7 @@ impl Running<'_> {
         run_id: &str,
         source_rejects: &[SourceRejects],
         rejects: &[Rejects],
-    ) -> Result<(SegmentReport, Option<ValueReport>)> {
+    ) -> Result<(Option<SegmentReport>, Option<ValueReport>)> {
         let (ctx, pipeline) = (self.ctx, self.pipeline);
         for rejected in source_rejects {
             let table = format!("{REJECTS_DIR}/{}", rejected.source);
@@ -544,31 +547,64 @@ impl Running<'_> {
         }
         for rejected in rejects {
             let table = format!("{REJECTS_DIR}/{}", rejected.step);
-            stage_table(ctx, staging, &rejected.table, &table).await?;
+            stage_table(
+                ctx,
+                staging,
+                &rejected.table,
+                &table,
+                &format!("{table}.parquet"),
+            )
+            .await?;
             self.results.release(ctx, &rejected.table);
         }
-        let previous =
-            segment::warm_start::load_previous(ctx, folder, &pipeline.segment, run_id).await?;
+        let previous = match &pipeline.segment {
+            Some(segment) => {
+                segment::warm_start::load_previous(ctx, folder, segment, run_id).await?
+            }
+            None => None,
+        };
         let progress = &self.options.progress;
-        let (segment_settings, mut valued) = match &pipeline.value {
+        let mut valued = match &pipeline.value {
             Some(settings) => {
                 progress.step_started("value");
                 let started = Instant::now();
-                let valued = value::run_value(ctx, settings, staging).await?;
+                let mut valued = value::run_value(ctx, settings).await?;
+                valued.stage(staging).await?;
                 self.execution
                     .share_local_table(ctx, self.results, value::VALUE_TABLE)
                     .await
                     .map_err(|error| EngineError::Value(error.to_string()))?;
-                let extended =
-                    value::extend_segment_input(ctx, settings, &pipeline.segment).await?;
                 progress.step_done(
                     "value",
                     valued.report.customers,
                     started.elapsed().as_millis() as u64,
                 );
-                (extended, Some(valued))
+                Some(valued)
             }
-            None => (pipeline.segment.clone(), None),
+            None => None,
+        };
+        let Some(segment) = &pipeline.segment else {
+            // Without segments, the customers' values are the table to publish.
+            let (Some(mut valued), Some(settings)) = (valued, &pipeline.value) else {
+                unreachable!("a pipeline without a segment stage has a value stage");
+            };
+            value::register_values_view(ctx, settings).await?;
+            stage_table(
+                ctx,
+                staging,
+                value::VALUES_VIEW,
+                "values",
+                "values/part-00000.parquet",
+            )
+            .await?;
+            valued
+                .summarize(ctx, staging, value::Grouping::Everyone, settings)
+                .await?;
+            return Ok((None, Some(valued.report)));
+        };
+        let segment_settings = match &pipeline.value {
+            Some(settings) => value::extend_segment_input(ctx, settings, segment).await?,
+            None => segment.clone(),
         };
         progress.step_started("segment");
         let started = Instant::now();
@@ -586,9 +622,11 @@ impl Running<'_> {
             started.elapsed().as_millis() as u64,
         );
         if let (Some(valued), Some(settings)) = (&mut valued, &pipeline.value) {
-            valued.by_segment(ctx, staging, &segment, settings).await?;
+            valued
+                .summarize(ctx, staging, value::Grouping::Segments(&segment), settings)
+                .await?;
         }
-        Ok((segment, valued.map(|valued| valued.report)))
+        Ok((Some(segment), valued.map(|valued| valued.report)))
     }
 }
 
@@ -597,15 +635,16 @@ async fn discard(staging: &Staging, pipeline: &Pipeline) {
     if let Err(cleanup) = staging.discard().await {
         tracing::warn!(%cleanup, "could not remove staged files of the run");
     }
-    remove_empty_local_dirs(&pipeline.segment.output.url, STAGING_DIR);
+    remove_empty_local_dirs(&pipeline.output.url, STAGING_DIR);
 }
 
-/// Streams the registered table `source` into the staged Parquet table `table`.
+/// Streams the registered table `source` into the staged Parquet file `file` of `table`.
 async fn stage_table(
     ctx: &SessionContext,
     staging: &mut Staging,
     source: &str,
     table: &str,
+    file: &str,
 ) -> Result<()> {
     let failed = |error: DataFusionError| EngineError::Step {
         step: table.to_string(),
@@ -615,7 +654,7 @@ async fn stage_table(
     let frame = ctx.table(source).await.map_err(failed)?;
     let schema = std::sync::Arc::new(frame.schema().as_arrow().clone());
     let mut batches = frame.execute_stream().await.map_err(failed)?;
-    let mut writer = staging.table_writer(table, &format!("{table}.parquet"), schema)?;
+    let mut writer = staging.table_writer(table, file, schema)?;
     while let Some(batch) = futures::StreamExt::next(&mut batches).await {
         writer.write(&batch.map_err(failed)?).await?;
     }
@@ -626,7 +665,11 @@ async fn stage_table(
 /// The staged `segments` against `segment.contract`: its types, its nulls and, with
 /// `on_drift`, its columns against those the previous run published.
 fn keeps_contract(pipeline: &Pipeline, staging: &Staging, baseline: &Baseline) -> Result<()> {
-    let Some(contract) = &pipeline.segment.contract else {
+    let Some(contract) = pipeline
+        .segment
+        .as_ref()
+        .and_then(|segment| segment.contract.as_ref())
+    else {
         return Ok(());
     };
     const TABLE: &str = "segments";

@@ -65,7 +65,11 @@ pub struct Pipeline {
     pub steps: Vec<Step>,
     /// The value stage, run before the segment stage.
     pub value: Option<Value>,
-    pub segment: Segment,
+    /// The segment stage; a pipeline has it, a value stage or both.
+    pub segment: Option<Segment>,
+    /// The run's output folder (`segment.output`, or `value.output` without a segment
+    /// stage).
+    pub output: Location,
     pub resources: Resources,
     /// Where the SQL runs (`engine:`); `--engine` overrides it.
     pub engine: Option<Engine>,
@@ -171,6 +175,20 @@ impl Pipeline {
 
     pub fn store(&self, name: &str) -> Option<&Store> {
         self.stores.iter().find(|store| store.name == name)
+    }
+
+    /// The tables the stages read, with the key each is written at: the segment stage's
+    /// input, then the value stage's. A run keeps them after the steps end.
+    pub fn stage_inputs(&self) -> Vec<(&'static str, &str)> {
+        let segment = self
+            .segment
+            .as_ref()
+            .map(|segment| ("segment.input", segment.input.as_str()));
+        let value = self
+            .value
+            .as_ref()
+            .map(|value| ("value.input", value.input.as_str()));
+        segment.into_iter().chain(value).collect()
     }
 }
 

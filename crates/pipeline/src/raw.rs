@@ -36,10 +36,15 @@ pub struct RawPipeline {
     /// The value stage: each customer's chance of still being active and expected value,
     /// from the purchase history (frequency, recency, T, mean spend). Runs before the
     /// segment stage, whose features may use its columns.
+    // `with`: absent or an object, never null, so a mistake inside is reported there.
     #[serde(default)]
+    #[schemars(with = "RawValue")]
     pub value: Option<RawValue>,
-    /// The clustering stage that turns one row per customer into segments.
-    pub segment: RawSegment,
+    /// The clustering stage that turns one row per customer into segments. A pipeline has
+    /// a segment stage, a value stage or both.
+    #[serde(default)]
+    #[schemars(with = "RawSegment")]
+    pub segment: Option<RawSegment>,
     /// How much memory and scratch disk a run may use; `--memory-limit` and `--spill-dir`
     /// override these.
     #[serde(default)]
@@ -481,10 +486,11 @@ pub struct RawLocation {
 #[serde(deny_unknown_fields)]
 pub struct RawValue {
     /// The table with one row per customer (a step or a source; default: the segment
-    /// stage's input).
+    /// stage's input; required without a segment stage).
     #[serde(default)]
     pub input: Option<String>,
-    /// The column that identifies a customer (default: the segment stage's key).
+    /// The column that identifies a customer (default: the segment stage's key; required
+    /// without a segment stage).
     #[serde(default)]
     pub key: Option<String>,
     /// The input's columns holding each customer's history, when not named as here:
@@ -519,6 +525,10 @@ pub struct RawValue {
     /// Judge the fitted model on a later period the SQL measured.
     #[serde(default)]
     pub evaluate: Option<RawEvaluate>,
+    /// Where the outputs are written when the pipeline has no segment stage (with one,
+    /// `segment.output` says).
+    #[serde(default)]
+    pub output: Option<RawLocation>,
 }
 
 /// The input's columns for each quantity of a customer's history.

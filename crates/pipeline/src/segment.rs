@@ -1,5 +1,5 @@
 //! The segment stage's settings, as the engine reads them: input, key, features with their
-//! transforms and roles, k or a range of k, scaler, warm start, sampling and output.
+//! transforms and roles, k or a range of k, scaler, warm start, and sampling.
 
 use std::collections::BTreeMap;
 
@@ -34,7 +34,6 @@ pub struct Segment {
     pub tolerance: f64,
     /// Checks of the fitted segments, judged before publishing.
     pub checks: Vec<SegmentCheck>,
-    pub output: Location,
 }
 
 /// A check of the fitted segments (`segment.checks`).

@@ -55,6 +55,9 @@ pub struct StepTest {
     pub expect_rejects: Vec<ExpectedRejects>,
     /// For whole-pipeline tests: expected (key, segment_id) rows.
     pub expect_segments: Option<Expected>,
+    /// For whole-pipeline tests of a pipeline with a value stage: expected rows of the
+    /// customers' values (key, p_alive, expected_purchases, expected_spend, clv).
+    pub expect_values: Option<Expected>,
     /// Segment settings replacing the pipeline's, for a tiny data set.
     pub segment: SegmentOverride,
 }
@@ -149,6 +152,8 @@ struct RawTest {
     expect_rejects: BTreeMap<String, RawExpected>,
     #[serde(default)]
     expect_segments: Option<RawExpected>,
+    #[serde(default)]
+    expect_values: Option<RawExpected>,
     #[serde(default)]
     segment: Option<RawSegmentOverride>,
 }
@@ -285,10 +290,23 @@ pub fn load_tests(path: &Path) -> Result<TestFile> {
                 "segments come from the segment stage: only a `pipeline: true` test can expect them",
             ));
         }
-        if expect.is_none() && expect_rejects.is_empty() && expect_segments.is_none() {
+        let expect_values = raw
+            .expect_values
+            .map(|raw| expected(&mut problems, format!("{key}.expect_values"), raw));
+        if expect_values.is_some() && target != Some(Target::Pipeline) && target.is_some() {
+            problems.push(Problem::new(
+                format!("{key}.expect_values"),
+                "values come from the value stage: only a `pipeline: true` test can expect them",
+            ));
+        }
+        if expect.is_none()
+            && expect_rejects.is_empty()
+            && expect_segments.is_none()
+            && expect_values.is_none()
+        {
             problems.push(Problem::new(
                 key.clone(),
-                "a test needs something to compare: `expect`, `expect_rejects` or `expect_segments`",
+                "a test needs something to compare: `expect`, `expect_rejects`, `expect_segments` or `expect_values`",
             ));
         }
         let segment = raw
@@ -321,6 +339,7 @@ pub fn load_tests(path: &Path) -> Result<TestFile> {
                 expect,
                 expect_rejects,
                 expect_segments,
+                expect_values,
                 segment,
             });
         }

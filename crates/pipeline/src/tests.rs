@@ -70,10 +70,10 @@ fn resolves_a_valid_pipeline() {
         "SELECT id FROM transactions WHERE at < '2011-12-10'"
     );
     assert_eq!(
-        pipeline.segment.output.url.as_str(),
+        pipeline.output.url.as_str(),
         "s3://bucket/prefix/runs/2011-12-10/"
     );
-    assert_eq!(pipeline.segment.restarts, 1);
+    assert_eq!(pipeline.segment.as_ref().unwrap().restarts, 1);
 }
 
 #[test]

@@ -98,7 +98,7 @@ pub enum PlanProblem {
     Cycle {
         steps: Vec<String>,
     },
-    UnknownSegmentInput {
+    UnknownStageInput {
         input: String,
         hint: String,
     },
@@ -144,7 +144,7 @@ impl fmt::Display for PlanProblem {
                     ring.join(" -> ")
                 )
             }
-            PlanProblem::UnknownSegmentInput { input, hint } => {
+            PlanProblem::UnknownStageInput { input, hint } => {
                 write!(f, "table `{input}` is not a source or step{hint}")
             }
         }
@@ -204,19 +204,13 @@ pub fn plan(pipeline: &Pipeline) -> Result<StepGraph, PlanError> {
         }
         reads.push(tables);
     }
-    let stage_inputs = std::iter::once(("segment.input", &pipeline.segment.input)).chain(
-        pipeline
-            .value
-            .as_ref()
-            .map(|value| ("value.input", &value.input)),
-    );
-    for (key, input) in stage_inputs {
-        if !known.contains(&input.as_str()) {
+    for (key, input) in pipeline.stage_inputs() {
+        if !known.contains(&input) {
             problems.push(LocatedProblem::new(
                 pipeline,
                 key,
-                PlanProblem::UnknownSegmentInput {
-                    input: input.clone(),
+                PlanProblem::UnknownStageInput {
+                    input: input.to_string(),
                     hint: did_you_mean(input, &known),
                 },
             ));

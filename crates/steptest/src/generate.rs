@@ -34,8 +34,8 @@ pub async fn generate(pipeline_path: &Path, step: &str, rows: usize) -> Result<P
         )));
     }
     let given = segflow_engine::sample_inputs(&pipeline, step, rows).await?;
-    let run =
-        segflow_engine::run_in_memory(&graph, &[step.to_string()], given.clone(), None).await?;
+    let run = segflow_engine::run_in_memory(&graph, &[step.to_string()], given.clone(), None, None)
+        .await?;
 
     let mut yaml = String::new();
     let _ = writeln!(

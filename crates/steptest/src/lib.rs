@@ -339,11 +339,12 @@ async fn prepare<'a>(
             }
         }
     }
-    if test.target == Target::Pipeline
-        && !running.contains(pipeline.segment.input.as_str())
-        && !needed.contains(&pipeline.segment.input)
-    {
-        needed.push(pipeline.segment.input.clone());
+    if test.target == Target::Pipeline {
+        for (_, input) in pipeline.stage_inputs() {
+            if !running.contains(input) && !needed.iter().any(|table| table == input) {
+                needed.push(input.to_string());
+            }
+        }
     }
     let given_names: Vec<&str> = test.given.iter().map(|g| g.table.as_str()).collect();
     for table in &needed {
@@ -585,17 +586,25 @@ impl Prepared<'_> {
             failures: Vec::new(),
             elapsed: std::time::Duration::ZERO,
         };
-        let segment = (test.target == Target::Pipeline).then(|| {
-            let mut segment = self.pipeline.segment.clone();
-            segment.k = test.segment.k.unwrap_or(segment.k);
-            segment.seed = test.segment.seed.unwrap_or(segment.seed);
-            segment.restarts = test.segment.restarts.unwrap_or(segment.restarts);
-            segment
-        });
+        let segment = match (&test.target, &self.pipeline.segment) {
+            (Target::Pipeline, Some(segment)) => {
+                let mut segment = segment.clone();
+                segment.k = test.segment.k.unwrap_or(segment.k);
+                segment.seed = test.segment.seed.unwrap_or(segment.seed);
+                segment.restarts = test.segment.restarts.unwrap_or(segment.restarts);
+                Some(segment)
+            }
+            _ => None,
+        };
+        let value = match test.target {
+            Target::Pipeline => self.pipeline.value.as_ref(),
+            _ => None,
+        };
         let run = match segflow_engine::run_in_memory(
             &self.graph,
             &self.steps,
             self.given,
+            value,
             segment.as_ref(),
         )
         .await
@@ -608,7 +617,12 @@ impl Prepared<'_> {
         };
         if let Some(expect) = &test.expect {
             let table = expect.table.clone().unwrap_or_else(|| match &test.target {
-                Target::Pipeline => self.pipeline.segment.input.clone(),
+                Target::Pipeline => self
+                    .pipeline
+                    .stage_inputs()
+                    .first()
+                    .map(|(_, input)| input.to_string())
+                    .unwrap_or_default(),
                 _ => self.steps.last().cloned().unwrap_or_default(),
             });
             let batches = run.tables.get(&table).cloned().unwrap_or_default();
@@ -630,6 +644,15 @@ impl Prepared<'_> {
             outcome
                 .failures
                 .extend(compare_batches("segments", expect, segments, None));
+        }
+        match (&test.expect_values, &run.values) {
+            (Some(expect), Some(values)) => outcome
+                .failures
+                .extend(compare_batches("values", expect, values, None)),
+            (Some(_), None) => outcome
+                .failures
+                .push("`expect_values`: the pipeline has no value stage".to_string()),
+            _ => {}
         }
         outcome
     }

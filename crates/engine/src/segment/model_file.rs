@@ -209,7 +209,6 @@ impl ModelFile {
 mod tests {
     use ndarray::array;
     use segflow_cluster::{Role, ScalerKind};
-    use segflow_pipeline::{Location, Url};
 
     use super::*;
 
@@ -233,10 +232,6 @@ mod tests {
             max_iterations: 100,
             tolerance: 1e-4,
             checks: Vec::new(),
-            output: Location {
-                store: "out".to_string(),
-                url: Url::parse("file:///unused/").unwrap(),
-            },
         }
     }
 

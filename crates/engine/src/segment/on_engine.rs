@@ -380,7 +380,7 @@ mod tests {
     use ndarray::array;
     use segflow_cluster::ScalerKind;
     use segflow_cluster::{Preprocessor, Scaler};
-    use segflow_pipeline::{FeatureTransform, Location, Url};
+    use segflow_pipeline::FeatureTransform;
     use segflow_publish::OutputFolder;
 
     use super::*;
@@ -410,10 +410,6 @@ mod tests {
             max_iterations: 10,
             tolerance: 1e-4,
             checks: Vec::new(),
-            output: Location {
-                store: "out".to_string(),
-                url: Url::parse("file:///unused/").unwrap(),
-            },
         }
     }
 

@@ -6,8 +6,9 @@
 //! history (the predictions depend on nothing else but the spend) and registers one row
 //! per customer as a table the segment stage's input is joined with
 //! ([`extend_segment_input`]), so that its columns can be features and are published in
-//! `segments/`. Once segments exist, [`Valued::by_segment`] sums them up per segment
-//! ([`outputs`]).
+//! `segments/`. Once segments exist, [`Valued::summarize`] sums them up per segment
+//! ([`outputs`]). A pipeline without a segment stage publishes the customers' values as
+//! `values/` ([`register_values_view`]) and sums them up over all customers.
 
 mod input;
 mod outputs;
@@ -20,7 +21,6 @@ use arrow::compute::take;
 use arrow::datatypes::{DataType, Field, Schema};
 use datafusion::datasource::MemTable;
 use datafusion::prelude::SessionContext;
-use rayon::prelude::*;
 use segflow_pipeline::{PurchaseModelKind, Segment, Value, value_columns};
 use segflow_publish::Staging;
 use segflow_value::{Patterns, PurchaseModel, clv};
@@ -40,6 +40,10 @@ const PATTERN: &str = "__segflow_value_pattern";
 const UNVALUED_INPUT: &str = "__segflow_unvalued_input";
 /// The staged `segments/`, read back to sum the value up per segment.
 const STAGED_SEGMENTS: &str = "__segflow_staged_segments";
+/// The `values` table of a pipeline without a segment stage, as a view to stage.
+pub const VALUES_VIEW: &str = "__segflow_values";
+/// What `ltv.parquet` calls the customers of a pipeline without segments.
+pub const ALL_CUSTOMERS: &str = "all customers";
 
 /// What the stage predicted per distinct history, for the per-segment tables.
 struct Predicted {
@@ -53,21 +57,22 @@ struct Predicted {
     in_evaluation: Option<f64>,
 }
 
-/// The value stage once fitted: its report, and what the per-segment tables need.
+/// The value stage once fitted: its report, its files, and what the per-segment tables
+/// need.
 pub struct Valued {
     pub report: ValueReport,
+    files: ValueFiles,
     predicted: Vec<Predicted>,
     discount_rate: f64,
     months: u32,
     priced: bool,
 }
 
-pub async fn run_value(
-    ctx: &SessionContext,
-    value: &Value,
-    staging: &mut Staging,
-) -> Result<Valued> {
+/// Fits the models and registers [`VALUE_TABLE`]; what it writes waits in [`Valued`]'s
+/// files for [`Valued::stage`].
+pub async fn run_value(ctx: &SessionContext, value: &Value) -> Result<Valued> {
     let started = Instant::now();
+    let mut files = ValueFiles::default();
     let key_problems = crate::keys::key_problems(ctx, &value.input, &value.key).await?;
     if key_problems != (0, 0) {
         return Err(EngineError::ValueData(crate::keys::key_message(
@@ -97,15 +102,7 @@ pub async fn run_value(
                 sample_keys(&read, &refused).join(", ")
             )));
         }
-        let rejects = rejects_batch(&read, value, &refused)?;
-        staging
-            .write_parquet(
-                "_rejects/value",
-                "_rejects/value.parquet",
-                rejects.schema(),
-                &[rejects],
-            )
-            .await?;
+        files.rejects = Some(rejects_batch(&read, value, &refused)?);
     }
     let histories: Vec<_> = customers.iter().map(|c| c.history).collect();
     let (patterns, pattern_of) = Patterns::of(&histories);
@@ -149,22 +146,33 @@ pub async fn run_value(
         .as_ref()
         .map(|evaluate| evaluate.period_days / value.time_unit.days());
     let mark = phase("spend fit", mark);
-    let predicted: Vec<Predicted> = patterns
-        .histories
-        .par_iter()
-        .map(|history| {
-            let monthly_purchases =
-                clv::monthly_purchases(&fit, history, value.horizon_months, per_month);
+    // The months' ends, then the evaluation period: what the forecasts are asked for.
+    let mut times: Vec<f64> = (1..=value.horizon_months)
+        .map(|month| f64::from(month) * per_month)
+        .collect();
+    times.extend(evaluation_periods);
+    let months = value.horizon_months as usize;
+    let predicted: Vec<Predicted> = fit
+        .forecast(&patterns, &times)
+        .into_iter()
+        .map(|forecast| {
+            // Each month's purchases are a difference of cumulative expectations, as
+            // lifetimes computes them; they add up to the horizon's.
+            let mut before = 0.0;
+            let monthly_purchases: Vec<f64> = forecast.purchases[..months]
+                .iter()
+                .map(|&cumulative| {
+                    let in_month = cumulative - before;
+                    before = cumulative;
+                    in_month
+                })
+                .collect();
             Predicted {
-                p_alive: fit.p_alive(history),
-                // The months' purchases add up to the horizon's (lifetimes computes each
-                // month as a difference of cumulative expectations).
+                p_alive: forecast.p_alive,
                 expected_purchases: monthly_purchases.iter().sum(),
                 monthly_purchases,
-                monthly_alive: (1..=value.horizon_months)
-                    .map(|month| fit.p_alive_after(f64::from(month) * per_month, history))
-                    .collect(),
-                in_evaluation: evaluation_periods.map(|t| fit.expected_purchases(t, history)),
+                monthly_alive: forecast.alive[..months].to_vec(),
+                in_evaluation: evaluation_periods.map(|_| forecast.purchases[months]),
             }
         })
         .collect();
@@ -218,14 +226,7 @@ pub async fn run_value(
                 })
                 .collect();
             let (batch, report) = outputs::evaluation(&rows, evaluate.period_days)?;
-            staging
-                .write_parquet(
-                    "value_evaluation",
-                    "value_evaluation.parquet",
-                    batch.schema(),
-                    &[batch],
-                )
-                .await?;
+            files.evaluation = Some(batch);
             Some(report)
         }
     };
@@ -260,13 +261,9 @@ pub async fn run_value(
         duration_ms: 0,
     };
     let model_file = outputs::model_file(&report, &fit, spend_fit.as_ref(), &patterns);
-    staging
-        .write_bytes(
-            "value_model.json",
-            serde_json::to_vec_pretty(&model_file).expect("a model file serialises"),
-        )
-        .await?;
+    files.model = serde_json::to_vec_pretty(&model_file).expect("a model file serialises");
     Ok(Valued {
+        files,
         report: ValueReport {
             duration_ms: started.elapsed().as_millis() as u64,
             ..report
@@ -276,6 +273,36 @@ pub async fn run_value(
         months: value.horizon_months,
         priced: spend_fit.is_some(),
     })
+}
+
+/// What the value stage publishes besides its columns.
+#[derive(Default)]
+struct ValueFiles {
+    /// `_rejects/value.parquet`, with `on_invalid: quarantine`.
+    rejects: Option<RecordBatch>,
+    /// `value_evaluation.parquet`, with `evaluate`.
+    evaluation: Option<RecordBatch>,
+    /// `value_model.json`.
+    model: Vec<u8>,
+}
+
+impl Valued {
+    /// Writes the stage's files to the run's staging folder.
+    pub async fn stage(&mut self, staging: &mut Staging) -> Result<()> {
+        let files = std::mem::take(&mut self.files);
+        for (table, batch) in [
+            ("_rejects/value", files.rejects),
+            ("value_evaluation", files.evaluation),
+        ] {
+            if let Some(batch) = batch {
+                staging
+                    .write_parquet(table, &format!("{table}.parquet"), batch.schema(), &[batch])
+                    .await?;
+            }
+        }
+        staging.write_bytes("value_model.json", files.model).await?;
+        Ok(())
+    }
 }
 
 fn purchase_model(kind: PurchaseModelKind) -> PurchaseModel {
@@ -378,39 +405,99 @@ pub fn segment_with_value(segment: &Segment, value: &Value) -> Segment {
     extended
 }
 
+/// Registers [`VALUES_VIEW`]: every valued customer of the input (not those set aside) with
+/// the key, the history's columns as the input has them and the value columns, by key.
+pub async fn register_values_view(ctx: &SessionContext, value: &Value) -> Result<()> {
+    let failed =
+        |error: datafusion::error::DataFusionError| EngineError::table(&value.input, error);
+    let key = quote(&value.key);
+    let mut selected = vec![format!("i.{key}")];
+    selected.extend(
+        value
+            .columns
+            .named()
+            .into_iter()
+            .map(|(_, column)| format!("i.{}", quote(column))),
+    );
+    if let Some(evaluate) = &value.evaluate {
+        selected.push(format!("i.{}", quote(&evaluate.actual_purchases)));
+    }
+    selected.extend(
+        value_columns(value.spend_model)
+            .iter()
+            .map(|name| format!("v.{}", quote(name))),
+    );
+    let sql = format!(
+        "SELECT {} FROM {} i JOIN {VALUE_TABLE} v ON i.{key} = v.{key} ORDER BY i.{key}",
+        selected.join(", "),
+        quote(&value.input),
+    );
+    let view = ctx.sql(&sql).await.map_err(failed)?.into_view();
+    ctx.deregister_table(VALUES_VIEW)
+        .and_then(|_| ctx.register_table(VALUES_VIEW, view))
+        .map_err(failed)?;
+    Ok(())
+}
+
+/// What the value is summed up over.
+#[derive(Clone, Copy)]
+pub enum Grouping<'a> {
+    /// The staged `segments/`: `value_by_segment.parquet` and `ltv.parquet` per segment.
+    Segments(&'a SegmentReport),
+    /// Every valued customer as one group ([`ALL_CUSTOMERS`], id 0), in a pipeline without
+    /// segments: `ltv.parquet` only.
+    Everyone,
+}
+
 impl Valued {
-    /// Sums the value up per segment of the staged `segments/`: `value_by_segment.parquet`
-    /// and `ltv.parquet`, and the report's per-segment lines.
-    pub async fn by_segment(
+    /// Sums the value up per group: `ltv.parquet`, per segment `value_by_segment.parquet`
+    /// too, and the report's per-group lines.
+    pub async fn summarize(
         &mut self,
         ctx: &SessionContext,
         staging: &mut Staging,
-        segment: &SegmentReport,
+        grouping: Grouping<'_>,
         value: &Value,
     ) -> Result<()> {
         let started = Instant::now();
         let failed =
             |error: datafusion::error::DataFusionError| EngineError::Value(error.to_string());
-        let segments_url = format!("{}segments/", staging.url());
-        ctx.register_parquet(
-            STAGED_SEGMENTS,
-            &segments_url,
-            datafusion::prelude::ParquetReadOptions::default(),
-        )
-        .await
-        .map_err(failed)?;
         let mut extra = String::new();
         if self.priced {
             extra = format!(", v.{}, v.{}", quote("expected_spend"), quote("clv"));
         }
-        let sql = format!(
-            "SELECT s.{id}, v.{PATTERN}, v.{p}, v.{e}{extra} FROM {STAGED_SEGMENTS} s JOIN {VALUE_TABLE} v ON s.{sk} = v.{vk}",
-            id = quote(segflow_cluster::SEGMENT_ID),
-            p = quote("p_alive"),
-            e = quote("expected_purchases"),
-            sk = quote(&segment.key),
-            vk = quote(&value.key),
-        );
+        let (p, e) = (quote("p_alive"), quote("expected_purchases"));
+        let (sql, names) = match grouping {
+            Grouping::Segments(segment) => {
+                let segments_url = format!("{}segments/", staging.url());
+                ctx.register_parquet(
+                    STAGED_SEGMENTS,
+                    &segments_url,
+                    datafusion::prelude::ParquetReadOptions::default(),
+                )
+                .await
+                .map_err(failed)?;
+                let sql = format!(
+                    "SELECT s.{id}, v.{PATTERN}, v.{p}, v.{e}{extra} FROM {STAGED_SEGMENTS} s JOIN {VALUE_TABLE} v ON s.{sk} = v.{vk}",
+                    id = quote(segflow_cluster::SEGMENT_ID),
+                    sk = quote(&segment.key),
+                    vk = quote(&value.key),
+                );
+                let names: Vec<(u32, String)> = segment
+                    .ids
+                    .iter()
+                    .copied()
+                    .zip(segment.names.iter().cloned())
+                    .collect();
+                (sql, names)
+            }
+            Grouping::Everyone => (
+                format!(
+                    "SELECT CAST(0 AS INT) AS id, v.{PATTERN}, v.{p}, v.{e}{extra} FROM {VALUE_TABLE} v"
+                ),
+                vec![(0, ALL_CUSTOMERS.to_string())],
+            ),
+        };
         let batches = ctx
             .sql(&sql)
             .await
@@ -418,13 +505,9 @@ impl Valued {
             .collect()
             .await
             .map_err(failed)?;
-        ctx.deregister_table(STAGED_SEGMENTS).map_err(failed)?;
-        let names: Vec<(u32, String)> = segment
-            .ids
-            .iter()
-            .copied()
-            .zip(segment.names.iter().cloned())
-            .collect();
+        if matches!(grouping, Grouping::Segments(_)) {
+            ctx.deregister_table(STAGED_SEGMENTS).map_err(failed)?;
+        }
         let tables = outputs::by_segment(
             &batches,
             &names,
@@ -433,20 +516,23 @@ impl Valued {
             self.discount_rate,
             self.priced,
         )?;
-        staging
-            .write_parquet(
-                "value_by_segment",
-                "value_by_segment.parquet",
-                tables.by_segment.schema(),
-                &[tables.by_segment],
-            )
-            .await?;
+        if matches!(grouping, Grouping::Segments(_)) {
+            staging
+                .write_parquet(
+                    "value_by_segment",
+                    "value_by_segment.parquet",
+                    tables.by_segment.schema(),
+                    &[tables.by_segment],
+                )
+                .await?;
+        }
         staging
             .write_parquet("ltv", "ltv.parquet", tables.ltv.schema(), &[tables.ltv])
             .await?;
         self.report.segments = tables.report;
+        self.report.duration_ms += started.elapsed().as_millis() as u64;
         tracing::debug!(
-            phase = "by segment",
+            phase = "summaries",
             ms = started.elapsed().as_millis() as u64,
             "value stage"
         );

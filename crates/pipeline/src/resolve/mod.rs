@@ -13,7 +13,7 @@ use url::Url;
 pub(crate) use checks::CHECK_TYPES;
 
 use crate::checks::Validate;
-use crate::raw::{RawPipeline, RawResources};
+use crate::raw::{RawLocation, RawPipeline, RawResources};
 use crate::vars::expand;
 use crate::{
     Contract, ContractColumn, ContractType, Location, OnDrift, Pipeline, PipelineError, Problem,
@@ -57,10 +57,16 @@ pub fn resolve(
     let sources = resolver.resolve_sources(raw.sources, &stores);
     let steps = resolver.resolve_steps(raw.steps);
     resolver.check_unique_table_names(&sources, &steps);
-    let value = raw
-        .value
-        .map(|value| resolver.resolve_value(value, &raw.segment));
-    let segment = resolver.resolve_segment(raw.segment, &stores);
+    let mut raw_value = raw.value;
+    let value_output = raw_value.as_mut().and_then(|value| value.output.take());
+    let value = raw_value.map(|value| resolver.resolve_value(value, raw.segment.as_ref()));
+    let segment = raw
+        .segment
+        .map(|segment| resolver.resolve_segment(segment, &stores));
+    let segment_output = segment
+        .as_ref()
+        .map(|segment| segment.as_ref().map(|(_, output)| output.clone()));
+    let output = resolver.resolve_output(segment_output, value.is_some(), value_output, &stores);
     let run_id = raw.run_id.and_then(|id| {
         let id = resolver.expand("run_id", &id)?;
         match crate::check_run_id(&id) {
@@ -98,7 +104,8 @@ pub fn resolve(
         sources,
         steps,
         value: value.map(|value| value.expect("a value stage without problems resolves")),
-        segment: segment.expect("a segment without problems resolves"),
+        segment: segment.map(|segment| segment.expect("a segment without problems resolves").0),
+        output: output.expect("an output without problems resolves"),
         resources,
         engine,
         locations: crate::KeyIndex::default(),
@@ -118,6 +125,43 @@ pub(crate) struct Resolver {
 }
 
 impl Resolver {
+    /// The run's output folder: `segment.output`, or `value.output` in a pipeline without a
+    /// segment stage. `segment_output` is `None` without a segment stage, `Some(None)` when
+    /// the segment stage had problems.
+    fn resolve_output(
+        &mut self,
+        segment_output: Option<Option<Location>>,
+        has_value: bool,
+        value_output: Option<RawLocation>,
+        stores: &[Store],
+    ) -> Option<Location> {
+        match (segment_output, value_output) {
+            (Some(output), None) => output,
+            (Some(output), Some(_)) => {
+                self.problem(
+                    "value.output",
+                    "with a segment stage the run's outputs go to `segment.output`; remove `value.output`",
+                );
+                output
+            }
+            (None, Some(raw)) => self.output_location("value.output", raw, stores),
+            (None, None) if has_value => {
+                self.problem(
+                    "value",
+                    "without a segment stage, `value.output` says where the outputs go: add `output: {store: ..., path: ...}`",
+                );
+                None
+            }
+            (None, None) => {
+                self.problem(
+                    "segment",
+                    "a pipeline has a `segment` stage, a `value` stage or both: add one",
+                );
+                None
+            }
+        }
+    }
+
     pub(crate) fn problem(&mut self, key: impl Into<String>, message: impl Into<String>) {
         self.problems.push(Problem::new(key, message));
     }

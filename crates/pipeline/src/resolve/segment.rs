@@ -13,7 +13,13 @@ use crate::{
 };
 
 impl Resolver {
-    pub(super) fn resolve_segment(&mut self, raw: RawSegment, stores: &[Store]) -> Option<Segment> {
+    /// The segment stage and the run's output folder (`segment.output`); `None` when a
+    /// problem was reported.
+    pub(super) fn resolve_segment(
+        &mut self,
+        raw: RawSegment,
+        stores: &[Store],
+    ) -> Option<(Segment, Location)> {
         let problems_before = self.problems.len();
         let (features, transforms) = self.resolve_features(&raw.features);
         let scaler = match raw
@@ -157,11 +163,11 @@ impl Resolver {
         let contract = raw.contract.and_then(|contract| {
             self.contract("segment.contract", contract, super::ContractOf::Segments)
         });
-        let output = self.output_location(raw.output, stores);
+        let output = self.output_location("segment.output", raw.output, stores);
         if self.problems.len() > problems_before {
             return None;
         }
-        Some(Segment {
+        let segment = Segment {
             input: raw.input,
             contract,
             key: raw.key,
@@ -180,8 +186,8 @@ impl Resolver {
             max_iterations: max_iterations as usize,
             tolerance,
             checks,
-            output: output?,
-        })
+        };
+        Some((segment, output?))
     }
 
     fn segment_checks(
@@ -422,15 +428,17 @@ impl Resolver {
         (names, transforms)
     }
 
+    /// The run's output folder, written at `at` (`segment.output` or `value.output`).
     pub(super) fn output_location(
         &mut self,
+        at: &str,
         raw: RawLocation,
         stores: &[Store],
     ) -> Option<Location> {
-        let mut location = self.location("segment.output", &raw.store, &raw.path, stores)?;
+        let mut location = self.location(at, &raw.store, &raw.path, stores)?;
         if location.url.path().contains(['*', '?', '[']) {
             self.problem(
-                "segment.output.path",
+                format!("{at}.path"),
                 "an output location is a folder, not a glob",
             );
             return None;

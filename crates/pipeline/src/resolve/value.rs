@@ -10,7 +10,11 @@ use crate::{Evaluate, PurchaseModelKind, SpendModelKind, TimeUnit, Value, ValueC
 
 impl Resolver {
     /// `None` when a problem was reported.
-    pub(super) fn resolve_value(&mut self, raw: RawValue, segment: &RawSegment) -> Option<Value> {
+    pub(super) fn resolve_value(
+        &mut self,
+        raw: RawValue,
+        segment: Option<&RawSegment>,
+    ) -> Option<Value> {
         let problems_before = self.problems.len();
         let time_unit = match raw.time_unit.as_deref() {
             None => TimeUnit::Week,
@@ -63,7 +67,25 @@ impl Resolver {
                 (None, None) => None,
             },
         };
-        let key = raw.key.unwrap_or_else(|| segment.key.clone());
+        // Without a segment stage there is nothing to take the input and key from.
+        let mut required = |at: &str, given: Option<String>, of_segment: Option<&String>| {
+            given.or_else(|| of_segment.cloned()).or_else(|| {
+                self.problem(
+                    at,
+                    format!(
+                        "without a segment stage, name the {}",
+                        if at == "value.key" {
+                            "column that identifies a customer"
+                        } else {
+                            "table with one row per customer"
+                        }
+                    ),
+                );
+                None
+            })
+        };
+        let input = required("value.input", raw.input, segment.map(|s| &s.input));
+        let key = required("value.key", raw.key, segment.map(|s| &s.key)).unwrap_or_default();
         let mut seen = HashSet::new();
         for (role, column) in columns.named() {
             let at = format!("value.columns.{role}");
@@ -144,7 +166,7 @@ impl Resolver {
             return None;
         }
         Some(Value {
-            input: raw.input.unwrap_or_else(|| segment.input.clone()),
+            input: input?,
             key,
             columns,
             time_unit,
