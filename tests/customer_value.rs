@@ -382,6 +382,40 @@ fn customers_without_repeat_purchases_cannot_be_valued() {
     );
 }
 
+#[test]
+fn a_fit_that_does_not_converge_fails_with_the_hint_that_makes_it_converge() {
+    // Pareto/NBD has no finite maximum-likelihood estimate on the example: its parameters
+    // run off while the likelihood creeps up.
+    let project = Project::copy_of_repository();
+    project.replace_in(
+        PIPELINE,
+        "  purchase_model: bg_nbd\n",
+        "  purchase_model: pareto_nbd\n",
+    );
+    let run = project.segflow(&["run", PIPELINE]);
+    run.assert_exit(4);
+    assert!(
+        run.stderr
+            .contains("pareto_nbd did not converge on `customer_features`")
+            && run.stderr.contains("raise `value.penalizer` (e.g. 0.001)"),
+        "{}",
+        run.stderr
+    );
+    assert!(!project.path("out/customer_segments/_LATEST.json").exists());
+    // The hint holds.
+    project.replace_in(
+        PIPELINE,
+        "  purchase_model: pareto_nbd\n",
+        "  purchase_model: pareto_nbd\n  penalizer: 0.001\n",
+    );
+    project.segflow(&["run", PIPELINE]).assert_exit(0);
+    let model: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(run_folder(&project).join("value_model.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(model["purchase_model"]["converged"], true, "{model}");
+}
+
 /// Makes the example a pipeline without a segment stage: the value stage reads the
 /// customer features itself and publishes to `out/customer_values`.
 fn value_only(project: &Project) {

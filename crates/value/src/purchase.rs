@@ -540,7 +540,8 @@ impl PurchaseFit {
             return 0.0;
         }
         match self.ahead(h.frequency, h.age, t) {
-            Some(ahead) => ahead.purchases * self.still_buying(h),
+            // Purchases follow only while the customer is active at T.
+            Some(ahead) => ahead.purchases * self.p_alive(h),
             None => f64::NAN,
         }
     }
@@ -569,14 +570,13 @@ impl PurchaseFit {
                     .binary_search(&key(h))
                     .expect("every history's pair is among the pairs");
                 let p_alive = self.p_alive(h);
-                let still_buying = self.still_buying(h);
                 let (purchases, alive) = times
                     .iter()
                     .zip(&ahead[pair])
                     .map(|(&t, ahead)| match (t == 0.0, ahead) {
                         (true, _) => (0.0, p_alive),
                         (false, Some(ahead)) => {
-                            (ahead.purchases * still_buying, p_alive * ahead.survival)
+                            (ahead.purchases * p_alive, p_alive * ahead.survival)
                         }
                         (false, None) => (f64::NAN, f64::NAN),
                     })
@@ -591,7 +591,8 @@ impl PurchaseFit {
     }
 
     /// The parts of the forecasts `t` periods after T that depend on the frequency and T
-    /// alone; `None` when 2F1 cannot be summed.
+    /// alone, those of a customer known to be active at T: the expected purchases are
+    /// these times p_alive; `None` when 2F1 cannot be summed.
     fn ahead(&self, x: f64, big_t: f64, t: f64) -> Option<Ahead> {
         match self.model {
             PurchaseModel::BgNbd | PurchaseModel::MbgNbd => {
@@ -622,37 +623,6 @@ impl PurchaseFit {
                     purchases: (rate + ln_dropout_integral(s, beta + big_t, t)).exp(),
                     survival: (-s * (t / (beta + big_t)).ln_1p()).exp(),
                 })
-            }
-        }
-    }
-
-    /// The factor of the expected purchases that depends on the whole history: for
-    /// (M)BG/NBD one over one plus the odds that the customer left at the last purchase,
-    /// for Pareto/NBD the share of the likelihood in which the customer stayed to T (at
-    /// most 1, so the product cannot overflow where the likelihood is tiny).
-    fn still_buying(&self, h: &History) -> f64 {
-        let History {
-            frequency: x,
-            recency: t_x,
-            age: big_t,
-        } = *h;
-        match self.model {
-            PurchaseModel::BgNbd | PurchaseModel::MbgNbd => {
-                let [r, alpha, a, b] = self.params;
-                let odds_of_leaving = match (self.model == PurchaseModel::MbgNbd, x > 0.0) {
-                    (true, _) => a / (b + x),
-                    (false, true) => a / (b + x - 1.0),
-                    (false, false) => 0.0,
-                };
-                1.0 / (1.0 + odds_of_leaving * ((alpha + big_t) / (alpha + t_x)).powf(r + x))
-            }
-            PurchaseModel::ParetoNbd => {
-                let [r, alpha, s, beta] = self.params;
-                let ll = self.model.log_likelihood(&self.params, h);
-                let stayed = ln_gamma(r + x) - ln_gamma(r) + r * alpha.ln() + s * beta.ln()
-                    - (r + x) * (alpha + big_t).ln()
-                    - s * (beta + big_t).ln();
-                (stayed - ll).exp()
             }
         }
     }
