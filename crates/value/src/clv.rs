@@ -31,9 +31,15 @@ pub fn discount_factor(rate: f64, month: u32) -> f64 {
 
 /// The discounted value of the monthly purchases at `spend` per purchase.
 pub fn clv(monthly_purchases: &[f64], spend: f64, rate: f64) -> f64 {
+    spend * discounted_purchases(monthly_purchases, rate)
+}
+
+/// The monthly purchases, each discounted to today: the CLV per unit of spend, the same for
+/// every customer of one history.
+pub fn discounted_purchases(monthly_purchases: &[f64], rate: f64) -> f64 {
     monthly_purchases
         .iter()
         .zip(1..)
-        .map(|(purchases, month)| spend * purchases * discount_factor(rate, month))
+        .map(|(purchases, month)| purchases * discount_factor(rate, month))
         .sum()
 }

@@ -69,27 +69,25 @@ impl Patterns {
     /// The distinct histories, sorted, and for every customer the index of its history.
     /// Sorted, they (and so the fit's sums) do not depend on the order customers came in.
     pub fn of(customers: &[History]) -> (Patterns, Vec<usize>) {
-        let order = |a: &History, b: &History| {
-            a.frequency
-                .total_cmp(&b.frequency)
-                .then(a.recency.total_cmp(&b.recency))
-                .then(a.age.total_cmp(&b.age))
-        };
-        // Customers' indices sorted by history: equal histories end up next to each other,
-        // so each customer's pattern is found in one pass, with no map of histories.
-        let mut sorted: Vec<usize> = (0..customers.len()).collect();
-        sorted.par_sort_unstable_by(|&i, &j| order(&customers[i], &customers[j]));
+        // Each customer's history as bits beside its index, sorted: equal histories end up
+        // next to each other, so each customer's pattern is found in one pass with no map
+        // of histories. For the non-negative values a history holds, the bits sort as the
+        // numbers do.
+        let mut sorted: Vec<([u64; 3], usize)> = customers
+            .iter()
+            .enumerate()
+            .map(|(i, h)| (bits(h), i))
+            .collect();
+        sorted.par_sort_unstable();
         let mut histories: Vec<History> = Vec::new();
         let mut weights: Vec<f64> = Vec::new();
         let mut positions = vec![0; customers.len()];
-        for i in sorted {
-            let history = customers[i];
-            if histories
-                .last()
-                .is_none_or(|last| bits(last) != bits(&history))
-            {
-                histories.push(history);
+        let mut previous = None;
+        for (key, i) in sorted {
+            if previous != Some(key) {
+                histories.push(customers[i]);
                 weights.push(0.0);
+                previous = Some(key);
             }
             positions[i] = histories.len() - 1;
             *weights.last_mut().expect("just pushed") += 1.0;

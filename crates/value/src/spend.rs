@@ -104,47 +104,55 @@ fn total_log_likelihood(params: &[f64; 3], customers: &[Prepared]) -> f64 {
     sums.iter().sum()
 }
 
-/// The gradient of [`total_log_likelihood`] in p, q and v. With u = ln(x m + v), a
-/// customer's terms are x (ψ(px + q) - ψ(px) + ln m + ln x - u), ψ(px + q) - ψ(q) + ln v - u
-/// and q / v - (px + q) / (x m + v); the digammas depend on the frequency alone.
-fn gradient(params: &[f64; 3], customers: &[Prepared]) -> [f64; 3] {
+/// [`total_log_likelihood`] and its gradient in p, q and v, in one pass. With
+/// u = ln(x m + v), a customer's terms are x (ψ(px + q) - ψ(px) + ln m + ln x - u),
+/// ψ(px + q) - ψ(q) + ln v - u and q / v - (px + q) / (x m + v); the ln Γ and ψ terms depend
+/// on the frequency alone.
+fn total_and_gradient(params: &[f64; 3], customers: &[Prepared]) -> (f64, [f64; 3]) {
     let [p, q, v] = *params;
     let largest = customers
         .iter()
         .map(|c| c.frequency)
         .fold(0.0_f64, f64::max) as usize;
     let (psi_q, ln_v) = (digamma(q), v.ln());
-    let by_frequency: Vec<(f64, f64)> = (0..=largest)
+    // Per frequency: the ln Γ terms, and the digamma terms of the p and q derivatives.
+    let by_frequency: Vec<(f64, f64, f64)> = (0..=largest)
         .map(|x| {
             let px = p * x as f64;
             let psi_pxq = digamma(px + q);
             let psi_px = if x == 0 { 0.0 } else { digamma(px) };
-            (psi_pxq - psi_px, psi_pxq - psi_q + ln_v)
+            (
+                ln_gamma(px + q) - ln_gamma(px) - ln_gamma(q) + q * ln_v,
+                psi_pxq - psi_px,
+                psi_pxq - psi_q + ln_v,
+            )
         })
         .collect();
-    let sums: Vec<[f64; 3]> = customers
+    let sums: Vec<[f64; 4]> = customers
         .par_chunks(CHUNK)
         .map(|chunk| {
-            let mut sum = [0.0; 3];
+            let mut sum = [0.0; 4];
             for c in chunk {
                 let x = c.frequency;
-                let (d_p, d_q) = by_frequency[x as usize];
+                let (gammas, d_p, d_q) = by_frequency[x as usize];
+                let px = p * x;
                 let total = x * c.monetary_value + v;
                 let u = total.ln();
-                sum[0] += x * (d_p + c.ln_monetary + c.ln_frequency - u);
-                sum[1] += d_q - u;
-                sum[2] += q / v - (p * x + q) / total;
+                sum[0] += gammas + (px - 1.0) * c.ln_monetary + px * c.ln_frequency - (px + q) * u;
+                sum[1] += x * (d_p + c.ln_monetary + c.ln_frequency - u);
+                sum[2] += d_q - u;
+                sum[3] += q / v - (px + q) / total;
             }
             sum
         })
         .collect();
-    let mut total = [0.0; 3];
+    let mut total = [0.0; 4];
     for sum in &sums {
         for (total, part) in total.iter_mut().zip(sum) {
             *total += part;
         }
     }
-    total
+    (total[0], [total[1], total[2], total[3]])
 }
 
 /// Fits p, q and v on the customers with repeat purchases and positive spend, minimising
@@ -152,30 +160,23 @@ fn gradient(params: &[f64; 3], customers: &[Prepared]) -> [f64; 3] {
 /// lifetimes does.
 pub fn fit(customers: &[Spend], penalizer: f64) -> Result<SpendFit, ValueError> {
     let mut fitted: Vec<Spend> = customers.iter().copied().filter(Spend::fits_on).collect();
-    // Sorted, the sums (and the fit) do not depend on the order customers came in.
-    fitted.sort_by(|a, b| {
-        a.frequency
-            .total_cmp(&b.frequency)
-            .then(a.monetary_value.total_cmp(&b.monetary_value))
-    });
+    // Sorted, the sums (and the fit) do not depend on the order customers came in. Both
+    // values are positive, so their bits sort as the numbers do.
+    fitted.par_sort_unstable_by_key(|c| (c.frequency.to_bits(), c.monetary_value.to_bits()));
     if fitted.is_empty() {
         return Err(ValueError::NoRepeatCustomers);
     }
     let count = fitted.len() as f64;
     let fitted_prepared = prepared(&fitted);
-    let cost = |log_params: &[f64]| {
-        let params: [f64; 3] = std::array::from_fn(|i| log_params[i].exp());
-        let penalty: f64 = params.iter().map(|p| p * p).sum::<f64>() * penalizer;
-        -total_log_likelihood(&params, &fitted_prepared) / count + penalty
-    };
     let cost_and_gradient = |log_params: &[f64]| {
         let params: [f64; 3] = std::array::from_fn(|i| log_params[i].exp());
-        let d = gradient(&params, &fitted_prepared);
+        let penalty: f64 = params.iter().map(|p| p * p).sum::<f64>() * penalizer;
+        let (ll, d) = total_and_gradient(&params, &fitted_prepared);
         // In the parameters' logarithms: d/d ln θ = θ d/dθ.
         let gradient = (0..3)
             .map(|i| params[i] * (-d[i] / count + 2.0 * penalizer * params[i]))
             .collect::<Vec<f64>>();
-        (cost(log_params), gradient)
+        (-ll / count + penalty, gradient)
     };
     let Minimum {
         log_params,
@@ -235,7 +236,8 @@ mod tests {
             .collect();
         let prepared = prepared(&customers);
         for params in [[6.25, 3.74, 15.44], [0.7, 1.3, 200.0]] {
-            let analytic = gradient(&params, &prepared);
+            let (ll, analytic) = total_and_gradient(&params, &prepared);
+            assert!((ll - total_log_likelihood(&params, &prepared)).abs() < 1e-9);
             let numeric = central_gradient(
                 &|p: &[f64]| total_log_likelihood(&[p[0], p[1], p[2]], &prepared),
                 &params,

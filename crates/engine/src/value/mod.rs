@@ -51,6 +51,8 @@ struct Predicted {
     expected_purchases: f64,
     /// Month by month over the horizon.
     monthly_purchases: Vec<f64>,
+    /// The CLV per unit of spend: the monthly purchases discounted.
+    discounted_purchases: f64,
     /// The chance of being active at each month's end.
     monthly_alive: Vec<f64>,
     /// Expected purchases over `evaluate.period`.
@@ -170,6 +172,10 @@ pub async fn run_value(ctx: &SessionContext, value: &Value) -> Result<Valued> {
             Predicted {
                 p_alive: forecast.p_alive,
                 expected_purchases: monthly_purchases.iter().sum(),
+                discounted_purchases: clv::discounted_purchases(
+                    &monthly_purchases,
+                    value.discount_rate,
+                ),
                 monthly_purchases,
                 monthly_alive: forecast.alive[..months].to_vec(),
                 in_evaluation: evaluation_periods.map(|_| forecast.purchases[months]),
@@ -342,11 +348,7 @@ fn customer_table(
             .iter()
             .zip(pattern_of)
             .zip(&spend)
-            .map(|((_, &p), spend)| {
-                spend.map(|spend| {
-                    clv::clv(&predicted[p].monthly_purchases, spend, value.discount_rate)
-                })
-            })
+            .map(|((_, &p), spend)| spend.map(|spend| spend * predicted[p].discounted_purchases))
             .collect();
         add(names[2], spend.into_iter().collect());
         add(names[3], discounted);

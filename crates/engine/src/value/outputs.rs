@@ -8,6 +8,7 @@ use arrow::array::{
     Array, AsArray, Float64Array, Int32Array, Int64Array, RecordBatch, StringArray,
 };
 use arrow::datatypes::{DataType, Field, Float64Type, Int32Type, Schema, UInt32Type};
+use rayon::slice::ParallelSliceMut;
 use segflow_value::{Patterns, PurchaseFit, SpendFit, clv};
 
 use super::Predicted;
@@ -97,7 +98,8 @@ pub fn evaluation(
     let mut buckets = [Sums::default(); FREQUENCY_ROWS + 1];
     // In a fixed order, so that the sums do not depend on the order customers came in.
     let mut rows = rows.to_vec();
-    rows.sort_by(|a, b| {
+    // Rows equal in all three are equal in every value they add.
+    rows.par_sort_unstable_by(|a, b| {
         a.0.total_cmp(&b.0)
             .then(a.1.total_cmp(&b.1))
             .then(a.2.total_cmp(&b.2))
@@ -239,10 +241,10 @@ pub fn by_segment(
             });
         }
     }
-    rows.sort_by(|a, b| {
-        (a.segment, a.pattern)
-            .cmp(&(b.segment, b.pattern))
-            .then(a.spend.unwrap_or(0.0).total_cmp(&b.spend.unwrap_or(0.0)))
+    // Rows equal in all three are equal in every value they add.
+    // Spends are positive, so their bits sort as the numbers do.
+    rows.par_sort_unstable_by_key(|row| {
+        (row.segment, row.pattern, row.spend.unwrap_or(0.0).to_bits())
     });
     for row in &rows {
         let segment = &mut sums[row.segment];
@@ -280,12 +282,7 @@ pub fn by_segment(
         let count = segment.p_alive.len();
         let mean = |sum: f64| (count > 0).then(|| sum / count as f64);
         let p_sum: f64 = segment.p_alive.iter().sum();
-        segment.p_alive.sort_by(f64::total_cmp);
-        let median = match count {
-            0 => None,
-            n if n % 2 == 1 => Some(segment.p_alive[n / 2]),
-            n => Some((segment.p_alive[n / 2 - 1] + segment.p_alive[n / 2]) / 2.0),
-        };
+        let median = median(&mut segment.p_alive);
         ids.push(*id as i32);
         labels.push(name.clone());
         customers.push(count as i64);
@@ -426,4 +423,34 @@ fn ltv_batch(
         }
     }
     RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).map_err(failed)
+}
+
+/// The median, found by selection rather than a sort (`values` is reordered); `None` of none.
+fn median(values: &mut [f64]) -> Option<f64> {
+    let n = values.len();
+    if n == 0 {
+        return None;
+    }
+    let (below, middle, _) = values.select_nth_unstable_by(n / 2, f64::total_cmp);
+    let middle = *middle;
+    if n % 2 == 1 {
+        return Some(middle);
+    }
+    // The largest of the lower half is the other middle value.
+    let lower = below.iter().copied().max_by(f64::total_cmp)?;
+    Some((lower + middle) / 2.0)
+}
+
+#[cfg(test)]
+mod median_tests {
+    use super::median;
+
+    #[test]
+    fn the_median_is_the_middle_value_or_the_mean_of_the_two() {
+        assert_eq!(median(&mut []), None);
+        assert_eq!(median(&mut [0.3]), Some(0.3));
+        assert_eq!(median(&mut [0.9, 0.1, 0.5]), Some(0.5));
+        assert_eq!(median(&mut [0.9, 0.1, 0.4, 0.6]), Some(0.5));
+        assert_eq!(median(&mut [1.0, 1.0, 0.0, 1.0]), Some(1.0));
+    }
 }
