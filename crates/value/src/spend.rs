@@ -55,6 +55,7 @@ pub fn log_likelihood(params: &[f64; 3], spend: &Spend) -> f64 {
 }
 
 /// A customer as the fit reads it: ln of the mean spend and of the frequency taken once.
+#[derive(Clone)]
 struct Prepared {
     frequency: f64,
     monetary_value: f64,
@@ -155,6 +156,28 @@ fn total_and_gradient(params: &[f64; 3], customers: &[Prepared]) -> (f64, [f64; 
     (total[0], [total[1], total[2], total[3]])
 }
 
+/// Customers in the sample a large fit starts from.
+const START_SAMPLE: usize = 50_000;
+
+/// The mean negative log-likelihood plus the penalty, and its gradient, in the parameters'
+/// logarithms.
+fn cost_and_gradient(
+    customers: &[Prepared],
+    penalizer: f64,
+) -> impl Fn(&[f64]) -> (f64, Vec<f64>) + '_ {
+    let count = customers.len() as f64;
+    move |log_params: &[f64]| {
+        let params: [f64; 3] = std::array::from_fn(|i| log_params[i].exp());
+        let penalty: f64 = params.iter().map(|p| p * p).sum::<f64>() * penalizer;
+        let (ll, d) = total_and_gradient(&params, customers);
+        // d/d ln θ = θ d/dθ.
+        let gradient = (0..3)
+            .map(|i| params[i] * (-d[i] / count + 2.0 * penalizer * params[i]))
+            .collect::<Vec<f64>>();
+        (-ll / count + penalty, gradient)
+    }
+}
+
 /// Fits p, q and v on the customers with repeat purchases and positive spend, minimising
 /// the mean negative log-likelihood plus `penalizer` times the squared parameters, as
 /// lifetimes does.
@@ -166,24 +189,23 @@ pub fn fit(customers: &[Spend], penalizer: f64) -> Result<SpendFit, ValueError> 
     if fitted.is_empty() {
         return Err(ValueError::NoRepeatCustomers);
     }
-    let count = fitted.len() as f64;
     let fitted_prepared = prepared(&fitted);
-    let cost_and_gradient = |log_params: &[f64]| {
-        let params: [f64; 3] = std::array::from_fn(|i| log_params[i].exp());
-        let penalty: f64 = params.iter().map(|p| p * p).sum::<f64>() * penalizer;
-        let (ll, d) = total_and_gradient(&params, &fitted_prepared);
-        // In the parameters' logarithms: d/d ln θ = θ d/dθ.
-        let gradient = (0..3)
-            .map(|i| params[i] * (-d[i] / count + 2.0 * penalizer * params[i]))
-            .collect::<Vec<f64>>();
-        (-ll / count + penalty, gradient)
+    // Past a sample's size, the fit on every customer starts where the fit on an even
+    // sample of them (every n-th in the sorted order) ended: near the optimum, it takes a
+    // few passes over all customers instead of dozens.
+    let start = match fitted_prepared.len() / START_SAMPLE {
+        0 | 1 => vec![0.1; 3],
+        step => {
+            let sample: Vec<Prepared> = fitted_prepared.iter().step_by(step).cloned().collect();
+            minimise_with_gradient(cost_and_gradient(&sample, penalizer), vec![0.1; 3]).log_params
+        }
     };
     let Minimum {
         log_params,
         iterations,
         evaluations,
         converged,
-    } = minimise_with_gradient(cost_and_gradient, vec![0.1; 3]);
+    } = minimise_with_gradient(cost_and_gradient(&fitted_prepared, penalizer), start);
     let params: [f64; 3] = std::array::from_fn(|i| log_params[i].exp());
     let log_likelihood = total_log_likelihood(&params, &fitted_prepared);
     if !log_likelihood.is_finite() {
