@@ -190,6 +190,21 @@ fn gamma_gamma_on_cdnow_matches_hardies_note() {
 }
 
 #[test]
+fn gamma_gamma_on_many_customers_starts_from_a_sample_and_ends_at_the_same_optimum() {
+    // CDNOW's 946 repeat customers, 120 times over: every customer's likelihood counts the
+    // same, so the maximum is the one on CDNOW alone, reached here from the fit on a sample.
+    let spends = cdnow().spends;
+    let many: Vec<Spend> = (0..120).flat_map(|_| spends.iter().copied()).collect();
+    let fit = spend::fit(&many, 0.0).unwrap();
+    assert!(fit.converged, "{fit:?}");
+    assert_eq!(fit.customers, 946 * 120);
+    for (actual, expected) in fit.params.iter().zip([6.248_803, 3.744_588, 15.447_746]) {
+        close(*actual, expected, 2e-5 * expected);
+    }
+    close(fit.log_likelihood, 120.0 * -4_055.923_244, 120.0 * 1e-5);
+}
+
+#[test]
 fn clv_discounts_each_months_expected_purchases() {
     let fit = fitted(PurchaseModel::BgNbd);
     let customer = History::new(2.0, 30.43, 38.86);
