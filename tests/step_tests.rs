@@ -134,6 +134,21 @@ fn a_malformed_test_file_is_reported_with_lines_and_keys() {
 }
 
 #[test]
+fn expected_values_without_a_value_stage_are_a_mistake_in_the_test_file() {
+    let project = copy_with_tests();
+    project.without_value_stage();
+    let run = project.segflow(&["test", PIPELINE]);
+    run.assert_exit(3);
+    assert!(
+        run.stderr.contains(
+            "tests[7].expect_values: the pipeline has no value stage: nothing to compare these rows with"
+        ),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
 fn generate_writes_a_test_from_real_rows_that_passes() {
     let project = Project::copy_of_repository();
     std::fs::remove_dir_all(project.path("pipelines/tests")).unwrap();
