@@ -14,11 +14,31 @@ use argmin::solver::quasinewton::BFGS;
 /// parameter; the models here converge in a few dozen).
 pub const MAX_ITERATIONS: u64 = 1000;
 
+/// Where a minimisation starts: the parameters' logarithms, and BFGS's estimate of the
+/// inverse Hessian there (the identity when there is none).
+#[derive(Debug, Clone)]
+pub struct Start {
+    pub log_params: Vec<f64>,
+    pub inv_hessian: Option<Vec<Vec<f64>>>,
+}
+
+impl Start {
+    pub fn at(log_params: Vec<f64>) -> Start {
+        Start {
+            log_params,
+            inv_hessian: None,
+        }
+    }
+}
+
 /// Where a minimisation ended.
 #[derive(Debug, Clone)]
 pub struct Minimum {
     /// The parameters' logarithms at the minimum.
     pub log_params: Vec<f64>,
+    /// BFGS's last estimate of the inverse Hessian, when it ended with one: a fit of the
+    /// same cost on more data starts from it and needs few steps.
+    pub inv_hessian: Option<Vec<Vec<f64>>>,
     /// BFGS iterations; unknown when the line search gave up.
     pub iterations: Option<u64>,
     /// Evaluations of the cost and of its gradient (one each, whether in closed form or
@@ -73,7 +93,7 @@ const CONVERGED_GRADIENT: f64 = 1e-6;
 
 /// Minimises `cost` (a function of the parameters' logarithms) from `start`, with its
 /// gradient by central differences.
-pub fn minimise(cost: impl Fn(&[f64]) -> f64, start: Vec<f64>) -> Minimum {
+pub fn minimise(cost: impl Fn(&[f64]) -> f64, start: Start) -> Minimum {
     let evaluations = AtomicU64::new(0);
     let counted = |param: &[f64]| {
         evaluations.fetch_add(1, Ordering::Relaxed);
@@ -93,7 +113,7 @@ pub fn minimise(cost: impl Fn(&[f64]) -> f64, start: Vec<f64>) -> Minimum {
 /// that pass computed.
 pub fn minimise_with_gradient(
     cost_and_gradient: impl Fn(&[f64]) -> (f64, Vec<f64>),
-    start: Vec<f64>,
+    start: Start,
 ) -> Minimum {
     let evaluations = AtomicU64::new(0);
     let last: Mutex<Option<(Vec<f64>, Vec<f64>)>> = Mutex::new(None);
@@ -127,8 +147,12 @@ pub fn minimise_with_gradient(
 fn search(
     cost: &dyn Fn(&[f64]) -> f64,
     gradient: &dyn Fn(&[f64]) -> Vec<f64>,
-    start: Vec<f64>,
+    start: Start,
 ) -> Minimum {
+    let Start {
+        log_params: start,
+        inv_hessian,
+    } = start;
     let best = Mutex::new((f64::INFINITY, start.clone()));
     let bounded = |param: &[f64]| {
         let value = cost(param);
@@ -156,13 +180,15 @@ fn search(
         gradient: &finite_gradient,
     };
     let dimensions = start.len();
-    let identity: Vec<Vec<f64>> = (0..dimensions)
-        .map(|i| {
-            (0..dimensions)
-                .map(|j| f64::from(u8::from(i == j)))
-                .collect()
-        })
-        .collect();
+    let inv_hessian = inv_hessian.unwrap_or_else(|| {
+        (0..dimensions)
+            .map(|i| {
+                (0..dimensions)
+                    .map(|j| f64::from(u8::from(i == j)))
+                    .collect()
+            })
+            .collect()
+    });
     let solver = BFGS::new(MoreThuenteLineSearch::new())
         .with_tolerance_grad(1e-9)
         .and_then(|solver| solver.with_tolerance_cost(1e-14))
@@ -171,21 +197,22 @@ fn search(
         .configure(|state| {
             state
                 .param(start)
-                .inv_hessian(identity)
+                .inv_hessian(inv_hessian)
                 .max_iters(MAX_ITERATIONS)
         })
         .run();
-    let (iterations, solver_converged) = match &result {
+    let (iterations, solver_converged, inv_hessian) = match &result {
         Ok(result) => (
             Some(result.state().get_iter()),
             matches!(
                 result.state().get_termination_status(),
                 TerminationStatus::Terminated(TerminationReason::SolverConverged)
             ),
+            result.state().get_inv_hessian().cloned(),
         ),
         // The line search found no lower point along the last direction: where the
         // search stopped is judged by its gradient below.
-        Err(_) => (None, false),
+        Err(_) => (None, false, None),
     };
     let (_, log_params) = best.into_inner().expect("no fit panicked");
     let flat = gradient(&log_params)
@@ -196,6 +223,7 @@ fn search(
         <= CONVERGED_GRADIENT;
     Minimum {
         log_params,
+        inv_hessian,
         iterations,
         evaluations: 0,
         converged: solver_converged || flat,
@@ -210,7 +238,7 @@ mod tests {
     fn finds_the_minimum_of_a_smooth_function() {
         // Rosenbrock's valley, the classic test of a quasi-Newton method.
         let rosenbrock = |p: &[f64]| (1.0 - p[0]).powi(2) + 100.0 * (p[1] - p[0] * p[0]).powi(2);
-        let minimum = minimise(rosenbrock, vec![-1.2, 1.0]);
+        let minimum = minimise(rosenbrock, Start::at(vec![-1.2, 1.0]));
         assert!(minimum.converged, "{minimum:?}");
         assert!((minimum.log_params[0] - 1.0).abs() < 1e-5, "{minimum:?}");
         assert!((minimum.log_params[1] - 1.0).abs() < 1e-5, "{minimum:?}");

@@ -54,7 +54,9 @@ impl History {
     }
 }
 
-fn bits(h: &History) -> [u64; 3] {
+/// The order [`Patterns`] keeps histories in: by frequency, recency and T. For the
+/// non-negative values a history holds, the bits sort as the numbers do.
+pub fn sort_key(h: &History) -> [u64; 3] {
     [h.frequency.to_bits(), h.recency.to_bits(), h.age.to_bits()]
 }
 
@@ -71,27 +73,42 @@ impl Patterns {
     pub fn of(customers: &[History]) -> (Patterns, Vec<usize>) {
         // Each customer's history as bits beside its index, sorted: equal histories end up
         // next to each other, so each customer's pattern is found in one pass with no map
-        // of histories. For the non-negative values a history holds, the bits sort as the
-        // numbers do.
+        // of histories.
         let mut sorted: Vec<([u64; 3], usize)> = customers
             .iter()
             .enumerate()
-            .map(|(i, h)| (bits(h), i))
+            .map(|(i, h)| (sort_key(h), i))
             .collect();
         sorted.par_sort_unstable();
+        let in_order: Vec<History> = sorted.iter().map(|&(_, i)| customers[i]).collect();
+        let (patterns, of_sorted) = Patterns::of_sorted(&in_order);
+        let mut positions = vec![0; customers.len()];
+        for ((_, customer), pattern) in sorted.into_iter().zip(of_sorted) {
+            positions[customer] = pattern;
+        }
+        (patterns, positions)
+    }
+
+    /// [`Patterns::of`] for customers already in the order of [`sort_key`], in one pass:
+    /// for a caller that sorts its customers by more than the history anyway.
+    pub fn of_sorted(sorted: &[History]) -> (Patterns, Vec<usize>) {
+        debug_assert!(sorted.is_sorted_by_key(sort_key));
         let mut histories: Vec<History> = Vec::new();
         let mut weights: Vec<f64> = Vec::new();
-        let mut positions = vec![0; customers.len()];
         let mut previous = None;
-        for (key, i) in sorted {
-            if previous != Some(key) {
-                histories.push(customers[i]);
-                weights.push(0.0);
-                previous = Some(key);
-            }
-            positions[i] = histories.len() - 1;
-            *weights.last_mut().expect("just pushed") += 1.0;
-        }
+        let positions = sorted
+            .iter()
+            .map(|history| {
+                let key = sort_key(history);
+                if previous != Some(key) {
+                    histories.push(*history);
+                    weights.push(0.0);
+                    previous = Some(key);
+                }
+                *weights.last_mut().expect("just pushed") += 1.0;
+                histories.len() - 1
+            })
+            .collect();
         (Patterns { histories, weights }, positions)
     }
 
@@ -105,6 +122,23 @@ impl Patterns {
 
     pub fn customers(&self) -> f64 {
         self.weights.iter().sum()
+    }
+
+    /// An even sample of the customers: every `step`-th in the histories' order, so each
+    /// history keeps the customers of it that the sample takes (and is dropped with none).
+    pub fn every_nth(&self, step: usize) -> Patterns {
+        let mut sample = Patterns::default();
+        let mut seen = 0u64;
+        for (history, weight) in self.histories.iter().zip(&self.weights) {
+            let before = seen;
+            seen += *weight as u64;
+            let taken = seen / step as u64 - before / step as u64;
+            if taken > 0 {
+                sample.histories.push(*history);
+                sample.weights.push(taken as f64);
+            }
+        }
+        sample
     }
 
     /// The same histories with time in units `scale` times as long (recency and T times
@@ -136,6 +170,31 @@ mod tests {
         // In any order, the same distinct histories in the same order.
         let (reordered, _) = Patterns::of(&[a, a, b, a]);
         assert_eq!(reordered.histories, patterns.histories);
+        // Customers already sorted: the same patterns, found in one pass.
+        let (sorted, positions) = Patterns::of_sorted(&[b, a, a, a]);
+        assert_eq!(sorted.histories, patterns.histories);
+        assert_eq!(sorted.weights, patterns.weights);
+        assert_eq!(positions, [0, 1, 1, 1]);
+    }
+
+    #[test]
+    fn an_even_sample_takes_every_nth_customer() {
+        let (a, b, c) = (
+            History::new(0.0, 0.0, 40.0),
+            History::new(1.0, 3.0, 40.0),
+            History::new(2.0, 30.0, 40.0),
+        );
+        // Customers in order: a a a a a b c c c c (a sample of every 3rd: the 3rd, 6th, 9th).
+        let patterns = Patterns {
+            histories: vec![a, b, c],
+            weights: vec![5.0, 1.0, 4.0],
+        };
+        let sample = patterns.every_nth(3);
+        assert_eq!(sample.histories, [a, b, c]);
+        assert_eq!(sample.weights, [1.0, 1.0, 1.0]);
+        let sample = patterns.every_nth(5);
+        assert_eq!(sample.histories, [a, c]);
+        assert_eq!(sample.weights, [1.0, 1.0]);
     }
 
     #[test]

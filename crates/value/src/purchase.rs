@@ -8,9 +8,12 @@
 use rayon::prelude::*;
 
 use crate::ValueError;
-use crate::fit::{Minimum, minimise, minimise_with_gradient};
+use crate::fit::{Minimum, Start, minimise, minimise_with_gradient};
 use crate::history::{History, Patterns};
 use crate::special::{digamma, ln_gamma, ln_hyp2f1, log_add_exp, log_sub_exp, sigmoid};
+
+/// Customers in the sample a fit on many more starts from.
+const START_SAMPLE: usize = 50_000;
 
 /// Histories per chunk of a parallel sum: the chunks are fixed, so the sum (and the fit)
 /// is the same on any number of threads.
@@ -234,34 +237,57 @@ impl PurchaseModel {
             .fold(0.0_f64, f64::max);
         let scale = 1.0 / longest;
         let scaled = patterns.scaled(scale);
-        let times = TimeIndex::of(&scaled);
-        let customers = patterns.customers();
-        let cost = |log_params: &[f64]| {
-            let params: [f64; 4] = std::array::from_fn(|i| log_params[i].exp());
-            let penalty: f64 = params.iter().map(|p| p * p).sum::<f64>() * penalizer;
-            -self.total_with(&params, &scaled, &times) / customers + penalty
+        let fit_on = |patterns: &Patterns, start: Start| {
+            let times = TimeIndex::of(patterns);
+            let customers = patterns.customers();
+            let cost = |log_params: &[f64]| {
+                let params: [f64; 4] = std::array::from_fn(|i| log_params[i].exp());
+                let penalty: f64 = params.iter().map(|p| p * p).sum::<f64>() * penalizer;
+                -self.total_with(&params, patterns, &times) / customers + penalty
+            };
+            let cost_and_gradient = |log_params: &[f64]| {
+                let params: [f64; 4] = std::array::from_fn(|i| log_params[i].exp());
+                let penalty: f64 = params.iter().map(|p| p * p).sum::<f64>() * penalizer;
+                let (ll, d) = self
+                    .total_and_gradient(&params, patterns, &times)
+                    .expect("only a model with a closed-form gradient is minimised with it");
+                // In the parameters' logarithms: d/d ln θ = θ d/dθ.
+                let gradient = (0..4)
+                    .map(|i| params[i] * (-d[i] / customers + 2.0 * penalizer * params[i]))
+                    .collect::<Vec<f64>>();
+                (-ll / customers + penalty, gradient)
+            };
+            match self {
+                PurchaseModel::ParetoNbd => minimise(cost, start),
+                _ => minimise_with_gradient(cost_and_gradient, start),
+            }
         };
-        let cost_and_gradient = |log_params: &[f64]| {
-            let params: [f64; 4] = std::array::from_fn(|i| log_params[i].exp());
-            let penalty: f64 = params.iter().map(|p| p * p).sum::<f64>() * penalizer;
-            let (ll, d) = self
-                .total_and_gradient(&params, &scaled, &times)
-                .expect("only a model with a closed-form gradient is minimised with it");
-            // In the parameters' logarithms: d/d ln θ = θ d/dθ.
-            let gradient = (0..4)
-                .map(|i| params[i] * (-d[i] / customers + 2.0 * penalizer * params[i]))
-                .collect::<Vec<f64>>();
-            (-ll / customers + penalty, gradient)
+        // Past a sample's size, the fit on every customer starts where the fit on an even
+        // sample of them ended, with its estimate of the curvature there: near the optimum
+        // and with the curvature known, it takes a few passes over all histories instead of
+        // dozens.
+        let default_start = Start::at(vec![0.1; 4]);
+        let start = match (patterns.customers() as usize) / START_SAMPLE {
+            0 | 1 => default_start,
+            step => {
+                let sampled = fit_on(&scaled.every_nth(step), default_start.clone());
+                if sampled.log_params.iter().all(|p| p.is_finite()) {
+                    Start {
+                        log_params: sampled.log_params,
+                        inv_hessian: sampled.inv_hessian,
+                    }
+                } else {
+                    default_start
+                }
+            }
         };
         let Minimum {
             log_params,
             iterations,
             evaluations,
             converged,
-        } = match self {
-            PurchaseModel::ParetoNbd => minimise(cost, vec![0.1; 4]),
-            _ => minimise_with_gradient(cost_and_gradient, vec![0.1; 4]),
-        };
+            ..
+        } = fit_on(&scaled, start);
         let mut params: [f64; 4] = std::array::from_fn(|i| log_params[i].exp());
         params[1] /= scale;
         if self == PurchaseModel::ParetoNbd {

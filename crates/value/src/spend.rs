@@ -6,7 +6,7 @@
 use rayon::prelude::*;
 
 use crate::ValueError;
-use crate::fit::{Minimum, minimise_with_gradient};
+use crate::fit::{Minimum, Start, minimise_with_gradient};
 use crate::special::{digamma, ln_gamma};
 
 const CHUNK: usize = 4096;
@@ -65,7 +65,7 @@ struct Prepared {
 
 fn prepared(customers: &[Spend]) -> Vec<Prepared> {
     customers
-        .iter()
+        .par_iter()
         .map(|c| Prepared {
             frequency: c.frequency,
             monetary_value: c.monetary_value,
@@ -157,22 +157,40 @@ fn cost_and_gradient(
 /// the mean negative log-likelihood plus `penalizer` times the squared parameters, as
 /// lifetimes does.
 pub fn fit(customers: &[Spend], penalizer: f64) -> Result<SpendFit, ValueError> {
-    let mut fitted: Vec<Spend> = customers.iter().copied().filter(Spend::fits_on).collect();
+    let mut sorted = customers.to_vec();
     // Sorted, the sums (and the fit) do not depend on the order customers came in. Both
-    // values are positive, so their bits sort as the numbers do.
-    fitted.par_sort_unstable_by_key(|c| (c.frequency.to_bits(), c.monetary_value.to_bits()));
+    // values are non-negative, so their bits sort as the numbers do.
+    sorted.par_sort_unstable_by_key(|c| (c.frequency.to_bits(), c.monetary_value.to_bits()));
+    fit_in_order(&sorted, penalizer)
+}
+
+/// [`fit`], summing over the customers in the order given: for a caller whose customers are
+/// in an order of their own that does not depend on how they were read.
+pub fn fit_in_order(customers: &[Spend], penalizer: f64) -> Result<SpendFit, ValueError> {
+    let fitted: Vec<Spend> = customers.iter().copied().filter(Spend::fits_on).collect();
     if fitted.is_empty() {
         return Err(ValueError::NoRepeatCustomers);
     }
     let fitted_prepared = prepared(&fitted);
     // Past a sample's size, the fit on every customer starts where the fit on an even
-    // sample of them (every n-th in the sorted order) ended: near the optimum, it takes a
-    // few passes over all customers instead of dozens.
+    // sample of them (every n-th in the order given) ended, with its estimate of the
+    // curvature there: it takes a few passes over all customers instead of dozens.
     let start = match fitted_prepared.len() / START_SAMPLE {
-        0 | 1 => vec![0.1; 3],
+        0 | 1 => Start::at(vec![0.1; 3]),
         step => {
             let sample: Vec<Prepared> = fitted_prepared.iter().step_by(step).cloned().collect();
-            minimise_with_gradient(cost_and_gradient(&sample, penalizer), vec![0.1; 3]).log_params
+            let sampled = minimise_with_gradient(
+                cost_and_gradient(&sample, penalizer),
+                Start::at(vec![0.1; 3]),
+            );
+            if sampled.log_params.iter().all(|p| p.is_finite()) {
+                Start {
+                    log_params: sampled.log_params,
+                    inv_hessian: sampled.inv_hessian,
+                }
+            } else {
+                Start::at(vec![0.1; 3])
+            }
         }
     };
     let Minimum {
@@ -180,6 +198,7 @@ pub fn fit(customers: &[Spend], penalizer: f64) -> Result<SpendFit, ValueError> 
         iterations,
         evaluations,
         converged,
+        ..
     } = minimise_with_gradient(cost_and_gradient(&fitted_prepared, penalizer), start);
     let params: [f64; 3] = std::array::from_fn(|i| log_params[i].exp());
     let log_likelihood = total_log_likelihood(&params, &fitted_prepared);

@@ -205,6 +205,27 @@ fn gamma_gamma_on_many_customers_starts_from_a_sample_and_ends_at_the_same_optim
 }
 
 #[test]
+fn purchase_models_on_many_customers_start_from_a_sample_and_end_at_the_same_optimum() {
+    // CDNOW's 2,357 customers, 120 times over, as with Gamma-Gamma above.
+    let histories = cdnow().histories;
+    let many: Vec<History> = (0..120).flat_map(|_| histories.iter().copied()).collect();
+    let (patterns, _) = Patterns::of(&many);
+    for model in [PurchaseModel::BgNbd, PurchaseModel::MbgNbd] {
+        let once = fitted(model);
+        let fit = model.fit(&patterns, 0.0).unwrap();
+        assert!(fit.converged, "{fit:?}");
+        for (actual, expected) in fit.params.iter().zip(once.params) {
+            close(*actual, expected, 1e-5 * expected);
+        }
+        close(
+            fit.log_likelihood,
+            120.0 * once.log_likelihood,
+            1e-9 * fit.log_likelihood.abs(),
+        );
+    }
+}
+
+#[test]
 fn clv_discounts_each_months_expected_purchases() {
     let fit = fitted(PurchaseModel::BgNbd);
     let customer = History::new(2.0, 30.43, 38.86);
