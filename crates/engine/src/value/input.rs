@@ -8,7 +8,9 @@ use arrow::array::{Array, ArrayRef, AsArray, Float64Array, RecordBatch, StringAr
 use arrow::compute::{concat_batches, take};
 use arrow::datatypes::{DataType, Field, Float64Type, Schema, SchemaRef};
 use datafusion::prelude::{SessionContext, cast, col};
+use rayon::slice::ParallelSliceMut;
 use segflow_pipeline::{Value, value_columns};
+use segflow_value::history::sort_key;
 use segflow_value::{History, Spend};
 
 use crate::sql::quote;
@@ -120,29 +122,39 @@ pub async fn read_value_input(ctx: &SessionContext, value: &Value) -> Result<Val
     })
 }
 
-/// One customer the models can read, at its row of the input.
-pub struct Customer {
-    pub row: u32,
-    pub history: History,
-    pub spend: Option<Spend>,
-    pub actual_purchases: Option<f64>,
-}
-
-/// The customers the models can read, and the rows of the others with the reason.
+/// The customers the models can read, column by column in the canonical order (by
+/// history, then spend), and the rows of the others with the reason.
+///
+/// Every sum over customers runs in the canonical order, so the outputs are the same on
+/// any engine, partitioning or number of threads; customers with equal histories are next
+/// to each other in it, so the distinct histories come from one pass. Columns in that
+/// order let every later pass read them front to back.
 pub struct Sorted {
-    pub customers: Vec<Customer>,
+    /// Each customer's row of the input.
+    pub rows: Vec<u32>,
+    pub histories: Vec<History>,
+    /// With a `monetary_value` column.
+    pub spends: Option<Vec<Spend>>,
+    /// With `evaluate`: the purchases in the later period.
+    pub actual_purchases: Option<Vec<f64>>,
     pub refused: Vec<(u32, String)>,
 }
 
-/// Tells the customers the models can read from the others; recency and T go from days to
-/// the model's periods.
+impl Sorted {
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+}
+
+/// Tells the customers the models can read from the others, and puts the former in the
+/// canonical order; recency and T go from days to the model's periods.
 pub fn sort_customers(input: &ValueInput, value: &Value) -> Sorted {
     let period = value.time_unit.days();
     let read = |array: &Float64Array, row: usize| array.is_valid(row).then(|| array.value(row));
-    let mut sorted = Sorted {
-        customers: Vec::with_capacity(input.keys.len()),
-        refused: Vec::new(),
-    };
+    // Per customer: the history's and the spend's bits (for the non-negative values they
+    // hold, bits sort as the numbers do), and the row.
+    let mut keyed: Vec<([u64; 3], u64, u32)> = Vec::with_capacity(input.keys.len());
+    let mut refused = Vec::new();
     for row in 0..input.keys.len() {
         let named = [
             ("frequency", read(&input.frequency, row)),
@@ -150,20 +162,20 @@ pub fn sort_customers(input: &ValueInput, value: &Value) -> Sorted {
             ("T", read(&input.age, row)),
         ];
         if let Some((role, _)) = named.iter().find(|(_, v)| v.is_none()) {
-            sorted.refused.push((row as u32, format!("{role} is null")));
+            refused.push((row as u32, format!("{role} is null")));
             continue;
         }
         let [frequency, recency, age] = named.map(|(_, v)| v.unwrap_or_default());
         let history = History::new(frequency, recency / period, age / period);
         if let Some(problem) = history.problem() {
-            sorted.refused.push((row as u32, problem.to_string()));
+            refused.push((row as u32, problem.to_string()));
             continue;
         }
         let spend = match &input.monetary_value {
-            None => None,
+            None => 0.0,
             Some(monetary) => match read(monetary, row) {
                 Some(m) if frequency > 0.0 && !(m > 0.0 && m.is_finite()) => {
-                    sorted.refused.push((
+                    refused.push((
                         row as u32,
                         "monetary_value must be positive for a customer with repeat purchases"
                             .to_string(),
@@ -171,40 +183,53 @@ pub fn sort_customers(input: &ValueInput, value: &Value) -> Sorted {
                     continue;
                 }
                 None if frequency > 0.0 => {
-                    sorted.refused.push((
+                    refused.push((
                         row as u32,
                         "monetary_value is null for a customer with repeat purchases".to_string(),
                     ));
                     continue;
                 }
-                m => Some(Spend {
-                    frequency,
-                    monetary_value: m.unwrap_or(0.0),
-                }),
+                m => m.unwrap_or(0.0),
             },
         };
-        let actual_purchases = match &input.actual_purchases {
-            None => None,
-            Some(actual) => match read(actual, row) {
-                Some(a) if a >= 0.0 && a.is_finite() => Some(a),
-                _ => {
-                    sorted.refused.push((
-                        row as u32,
-                        "the later period's purchases (evaluate.actual_purchases) are null or negative"
-                            .to_string(),
-                    ));
-                    continue;
-                }
-            },
-        };
-        sorted.customers.push(Customer {
-            row: row as u32,
-            history,
-            spend,
-            actual_purchases,
-        });
+        if let Some(actual) = &input.actual_purchases
+            && !read(actual, row).is_some_and(|a| a >= 0.0 && a.is_finite())
+        {
+            refused.push((
+                row as u32,
+                "the later period's purchases (evaluate.actual_purchases) are null or negative"
+                    .to_string(),
+            ));
+            continue;
+        }
+        keyed.push((sort_key(&history), spend.to_bits(), row as u32));
     }
-    sorted
+    keyed.par_sort_unstable();
+    let history_of = |bits: &[u64; 3]| {
+        History::new(
+            f64::from_bits(bits[0]),
+            f64::from_bits(bits[1]),
+            f64::from_bits(bits[2]),
+        )
+    };
+    Sorted {
+        rows: keyed.iter().map(|&(_, _, row)| row).collect(),
+        histories: keyed.iter().map(|(bits, _, _)| history_of(bits)).collect(),
+        spends: input.monetary_value.as_ref().map(|_| {
+            keyed
+                .iter()
+                .map(|k| Spend {
+                    frequency: f64::from_bits(k.0[0]),
+                    monetary_value: f64::from_bits(k.1),
+                })
+                .collect()
+        }),
+        actual_purchases: input
+            .actual_purchases
+            .as_ref()
+            .map(|actual| keyed.iter().map(|k| actual.value(k.2 as usize)).collect()),
+        refused,
+    }
 }
 
 /// `_rejects/value.parquet`: the refused customers' keys, reasons and columns as read.

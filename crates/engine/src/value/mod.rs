@@ -16,11 +16,12 @@ mod outputs;
 use std::sync::Arc;
 use std::time::Instant;
 
-use arrow::array::{ArrayRef, Float64Array, RecordBatch, UInt32Array};
+use arrow::array::{ArrayRef, AsArray, Float64Array, RecordBatch, UInt32Array};
 use arrow::compute::take;
-use arrow::datatypes::{DataType, Field, Schema};
+use arrow::datatypes::{DataType, Field, Int32Type, Schema, UInt32Type};
 use datafusion::datasource::MemTable;
 use datafusion::prelude::SessionContext;
+use rayon::iter::{IntoParallelIterator, ParallelIterator};
 use segflow_pipeline::{PurchaseModelKind, Segment, Value, value_columns};
 use segflow_publish::Staging;
 use segflow_value::{Patterns, PurchaseModel, clv};
@@ -32,10 +33,10 @@ use crate::sql::quote;
 use crate::{EngineError, Result};
 use input::{Sorted, read_value_input, rejects_batch, sample_keys, sort_customers};
 
-/// The table of one row per valued customer: the key, the value columns and the index of
-/// the customer's distinct history.
+/// The table of one row per valued customer: the key, the value columns and the
+/// customer's place in the canonical order ([`input::Sorted`]).
 pub const VALUE_TABLE: &str = "__segflow_value";
-const PATTERN: &str = "__segflow_value_pattern";
+const RANK: &str = "__segflow_value_rank";
 /// The segment input as the steps left it, read by the view that adds the value columns.
 const UNVALUED_INPUT: &str = "__segflow_unvalued_input";
 /// The staged `segments/`, read back to sum the value up per segment.
@@ -65,9 +66,12 @@ pub struct Valued {
     pub report: ValueReport,
     files: ValueFiles,
     predicted: Vec<Predicted>,
+    /// Per customer in the canonical order: the index of its history in `predicted`, and
+    /// with a spend model the expected spend per purchase.
+    pattern_at: Vec<u32>,
+    spend_at: Option<Vec<f64>>,
     discount_rate: f64,
     months: u32,
-    priced: bool,
 }
 
 /// Fits the models and registers [`VALUE_TABLE`]; what it writes waits in [`Valued`]'s
@@ -75,14 +79,6 @@ pub struct Valued {
 pub async fn run_value(ctx: &SessionContext, value: &Value) -> Result<Valued> {
     let started = Instant::now();
     let mut files = ValueFiles::default();
-    let key_problems = crate::keys::key_problems(ctx, &value.input, &value.key).await?;
-    if key_problems != (0, 0) {
-        return Err(EngineError::ValueData(crate::keys::key_message(
-            &value.input,
-            &value.key,
-            key_problems,
-        )));
-    }
     let phase = |name: &str, since: Instant| {
         tracing::debug!(
             phase = name,
@@ -91,27 +87,53 @@ pub async fn run_value(ctx: &SessionContext, value: &Value) -> Result<Valued> {
         );
         Instant::now()
     };
-    let mark = phase("key check", started);
     let read = read_value_input(ctx, value).await?;
-    let mark = phase("read", mark);
-    let Sorted { customers, refused } = sort_customers(&read, value);
+    let mark = phase("read", started);
+    // Two passes over every customer that need nothing of each other, each on a core of
+    // its own for most of its time.
+    let (key_problems, customers) = rayon::join(
+        || crate::keys::key_problems_in(&read.keys),
+        || sort_customers(&read, value),
+    );
+    let key_problems = key_problems.map_err(|error| EngineError::Value(error.to_string()))?;
+    if key_problems != (0, 0) {
+        return Err(EngineError::ValueData(crate::keys::key_message(
+            &value.input,
+            &value.key,
+            key_problems,
+        )));
+    }
+    let refused = &customers.refused;
     if !refused.is_empty() {
         if !value.quarantine_invalid {
             return Err(EngineError::ValueData(format!(
                 "{} customer(s) of `{}` have a history the models cannot read, e.g. {}; set `on_invalid: quarantine` to set them aside in _rejects/value.parquet",
                 refused.len(),
                 value.input,
-                sample_keys(&read, &refused).join(", ")
+                sample_keys(&read, refused).join(", ")
             )));
         }
-        files.rejects = Some(rejects_batch(&read, value, &refused)?);
+        files.rejects = Some(rejects_batch(&read, value, refused)?);
     }
-    let histories: Vec<_> = customers.iter().map(|c| c.history).collect();
-    let (patterns, pattern_of) = Patterns::of(&histories);
+    let mark = phase("keys checked, customers sorted", mark);
+    let (patterns, pattern_at) = Patterns::of_sorted(&customers.histories);
+    let mark = phase("distinct histories", mark);
     let model = purchase_model(value.purchase_model);
-    let fit = model
-        .fit(&patterns, value.penalizer)
-        .map_err(|error| EngineError::ValueData(format!("{error} (`{}`)", value.input)))?;
+    // The two models are fitted on separate data: side by side, each fills the gaps (its
+    // optimiser's steps, its sequential parts) the other leaves on the cores.
+    let spends = customers.spends.as_deref().unwrap_or_default();
+    let (fit, spend_fit) = rayon::join(
+        || model.fit(&patterns, value.penalizer),
+        || {
+            value.spend_model.map(|_| {
+                // In the canonical order already: no sort needed for a sum that does not
+                // depend on the order customers were read in.
+                segflow_value::spend::fit_in_order(spends, value.penalizer)
+            })
+        },
+    );
+    let fit =
+        fit.map_err(|error| EngineError::ValueData(format!("{error} (`{}`)", value.input)))?;
     if !fit.converged {
         return Err(EngineError::ValueData(format!(
             "{} did not converge on `{}` ({}): raise `value.penalizer` (e.g. 0.001) to keep its parameters in range",
@@ -126,12 +148,10 @@ pub async fn run_value(ctx: &SessionContext, value: &Value) -> Result<Valued> {
             }
         )));
     }
-    let mark = phase("purchase fit", mark);
-    let spend_fit = match value.spend_model {
+    let spend_fit = match spend_fit {
         None => None,
-        Some(_) => {
-            let spends: Vec<_> = customers.iter().filter_map(|c| c.spend).collect();
-            let spend_fit = segflow_value::spend::fit(&spends, value.penalizer)
+        Some(spend_fit) => {
+            let spend_fit = spend_fit
                 .map_err(|error| EngineError::ValueData(format!("{error} (`{}`)", value.input)))?;
             if !spend_fit.converged {
                 return Err(EngineError::ValueData(format!(
@@ -147,7 +167,7 @@ pub async fn run_value(ctx: &SessionContext, value: &Value) -> Result<Valued> {
         .evaluate
         .as_ref()
         .map(|evaluate| evaluate.period_days / value.time_unit.days());
-    let mark = phase("spend fit", mark);
+    let mark = phase("fits", mark);
     // The months' ends, then the evaluation period: what the forecasts are asked for.
     let mut times: Vec<f64> = (1..=value.horizon_months)
         .map(|month| f64::from(month) * per_month)
@@ -156,7 +176,7 @@ pub async fn run_value(ctx: &SessionContext, value: &Value) -> Result<Valued> {
     let months = value.horizon_months as usize;
     let predicted: Vec<Predicted> = fit
         .forecast(&patterns, &times)
-        .into_iter()
+        .into_par_iter()
         .map(|forecast| {
             // Each month's purchases are a difference of cumulative expectations, as
             // lifetimes computes them; they add up to the horizon's.
@@ -197,18 +217,23 @@ pub async fn run_value(ctx: &SessionContext, value: &Value) -> Result<Valued> {
             fit.params
         )));
     }
-    let spend_of = |customer: &input::Customer| match (&spend_fit, &customer.spend) {
-        (Some(spend_fit), Some(spend)) => Some(spend_fit.expected_spend(spend)),
-        _ => None,
-    };
+    let spend_at: Option<Vec<f64>> = spend_fit.as_ref().map(|spend_fit| {
+        customers
+            .spends
+            .iter()
+            .flatten()
+            .map(|spend| spend_fit.expected_spend(spend))
+            .collect()
+    });
     let mark = phase("predictions", mark);
+    let pattern_at: Vec<u32> = pattern_at.into_iter().map(|p| p as u32).collect();
     let table = customer_table(
         value,
         &read.keys,
         &customers,
-        &pattern_of,
+        &pattern_at,
+        spend_at.as_deref(),
         &predicted,
-        &spend_of,
     )?;
     let provider = MemTable::try_new(table.schema(), vec![vec![table]])
         .map_err(|error| EngineError::Value(error.to_string()))?;
@@ -221,13 +246,15 @@ pub async fn run_value(ctx: &SessionContext, value: &Value) -> Result<Valued> {
         None => None,
         Some(evaluate) => {
             let rows: Vec<(f64, f64, f64)> = customers
+                .histories
                 .iter()
-                .zip(&pattern_of)
-                .filter_map(|(customer, &pattern)| {
+                .zip(&pattern_at)
+                .zip(customers.actual_purchases.iter().flatten())
+                .filter_map(|((history, &pattern), &actual)| {
                     Some((
-                        customer.history.frequency,
-                        predicted[pattern].in_evaluation?,
-                        customer.actual_purchases?,
+                        history.frequency,
+                        predicted[pattern as usize].in_evaluation?,
+                        actual,
                     ))
                 })
                 .collect();
@@ -275,9 +302,10 @@ pub async fn run_value(ctx: &SessionContext, value: &Value) -> Result<Valued> {
             ..report
         },
         predicted,
+        pattern_at,
+        spend_at,
         discount_rate: value.discount_rate,
         months: value.horizon_months,
-        priced: spend_fit.is_some(),
     })
 }
 
@@ -319,43 +347,60 @@ fn purchase_model(kind: PurchaseModelKind) -> PurchaseModel {
     }
 }
 
-/// One row per valued customer: the key as read, the value columns, the history's index.
+/// One row per valued customer, in the canonical order: the key, the value columns, the
+/// customer's place in that order.
 fn customer_table(
     value: &Value,
     keys: &ArrayRef,
-    customers: &[input::Customer],
-    pattern_of: &[usize],
+    customers: &Sorted,
+    pattern_at: &[u32],
+    spend_at: Option<&[f64]>,
     predicted: &[Predicted],
-    spend_of: &dyn Fn(&input::Customer) -> Option<f64>,
 ) -> Result<RecordBatch> {
-    let rows = UInt32Array::from_iter_values(customers.iter().map(|c| c.row));
     let failed = |error: arrow::error::ArrowError| EngineError::Value(error.to_string());
     let of = |f: &dyn Fn(&Predicted) -> f64| -> Float64Array {
-        pattern_of.iter().map(|&p| Some(f(&predicted[p]))).collect()
+        Float64Array::from_iter_values(
+            pattern_at
+                .iter()
+                .map(|&pattern| f(&predicted[pattern as usize])),
+        )
     };
+    // The columns need nothing of each other: half of them on each core.
+    let ((keys, p_alive, purchases), spend_columns) = rayon::join(
+        || {
+            let rows = UInt32Array::from(customers.rows.clone());
+            (
+                take(keys, &rows, None),
+                of(&|p| p.p_alive),
+                of(&|p| p.expected_purchases),
+            )
+        },
+        || {
+            spend_at.map(|spend_at| {
+                let clv = Float64Array::from_iter_values(spend_at.iter().zip(pattern_at).map(
+                    |(spend, &pattern)| spend * predicted[pattern as usize].discounted_purchases,
+                ));
+                (Float64Array::from(spend_at.to_vec()), clv)
+            })
+        },
+    );
+    let keys = keys.map_err(failed)?;
     let mut fields = vec![Field::new(&value.key, keys.data_type().clone(), false)];
-    let mut columns: Vec<ArrayRef> = vec![take(keys, &rows, None).map_err(failed)?];
+    let mut columns: Vec<ArrayRef> = vec![keys];
     let names = value_columns(value.spend_model);
     let mut add = |name: &str, array: Float64Array| {
         fields.push(Field::new(name, DataType::Float64, true));
         columns.push(Arc::new(array));
     };
-    add(names[0], of(&|p| p.p_alive));
-    add(names[1], of(&|p| p.expected_purchases));
-    if value.spend_model.is_some() {
-        let spend: Vec<Option<f64>> = customers.iter().map(spend_of).collect();
-        let discounted: Float64Array = customers
-            .iter()
-            .zip(pattern_of)
-            .zip(&spend)
-            .map(|((_, &p), spend)| spend.map(|spend| spend * predicted[p].discounted_purchases))
-            .collect();
-        add(names[2], spend.into_iter().collect());
-        add(names[3], discounted);
+    add(names[0], p_alive);
+    add(names[1], purchases);
+    if let Some((spend, clv)) = spend_columns {
+        add(names[2], spend);
+        add(names[3], clv);
     }
-    fields.push(Field::new(PATTERN, DataType::UInt32, false));
+    fields.push(Field::new(RANK, DataType::UInt32, false));
     columns.push(Arc::new(UInt32Array::from_iter_values(
-        pattern_of.iter().map(|&p| p as u32),
+        0..customers.len() as u32,
     )));
     RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).map_err(failed)
 }
@@ -462,61 +507,33 @@ impl Valued {
         value: &Value,
     ) -> Result<()> {
         let started = Instant::now();
-        let failed =
-            |error: datafusion::error::DataFusionError| EngineError::Value(error.to_string());
-        let mut extra = String::new();
-        if self.priced {
-            extra = format!(", v.{}, v.{}", quote("expected_spend"), quote("clv"));
-        }
-        let (p, e) = (quote("p_alive"), quote("expected_purchases"));
-        let (sql, names) = match grouping {
+        let (group_at, names) = match grouping {
             Grouping::Segments(segment) => {
-                let segments_url = format!("{}segments/", staging.url());
-                ctx.register_parquet(
-                    STAGED_SEGMENTS,
-                    &segments_url,
-                    datafusion::prelude::ParquetReadOptions::default(),
-                )
-                .await
-                .map_err(failed)?;
-                let sql = format!(
-                    "SELECT s.{id}, v.{PATTERN}, v.{p}, v.{e}{extra} FROM {STAGED_SEGMENTS} s JOIN {VALUE_TABLE} v ON s.{sk} = v.{vk}",
-                    id = quote(segflow_cluster::SEGMENT_ID),
-                    sk = quote(&segment.key),
-                    vk = quote(&value.key),
-                );
+                let group_at = self.segment_at_rank(ctx, staging, segment, value).await?;
                 let names: Vec<(u32, String)> = segment
                     .ids
                     .iter()
                     .copied()
                     .zip(segment.names.iter().cloned())
                     .collect();
-                (sql, names)
+                (group_at, names)
             }
             Grouping::Everyone => (
-                format!(
-                    "SELECT CAST(0 AS INT) AS id, v.{PATTERN}, v.{p}, v.{e}{extra} FROM {VALUE_TABLE} v"
-                ),
+                vec![0; self.pattern_at.len()],
                 vec![(0, ALL_CUSTOMERS.to_string())],
             ),
         };
-        let batches = ctx
-            .sql(&sql)
-            .await
-            .map_err(failed)?
-            .collect()
-            .await
-            .map_err(failed)?;
-        if matches!(grouping, Grouping::Segments(_)) {
-            ctx.deregister_table(STAGED_SEGMENTS).map_err(failed)?;
-        }
         let tables = outputs::by_segment(
-            &batches,
+            &outputs::Customers {
+                group_at: &group_at,
+                pattern_at: &self.pattern_at,
+                spend_at: self.spend_at.as_deref(),
+                predicted: &self.predicted,
+            },
             &names,
-            &self.predicted,
             self.months,
             self.discount_rate,
-            self.priced,
+            self.spend_at.is_some(),
         )?;
         if matches!(grouping, Grouping::Segments(_)) {
             staging
@@ -539,5 +556,51 @@ impl Valued {
             "value stage"
         );
         Ok(())
+    }
+}
+
+/// Marks a customer the segment stage did not segment.
+const UNSEGMENTED: u32 = u32::MAX;
+
+impl Valued {
+    /// Per customer in the canonical order, the position in `segment.ids` of its segment
+    /// as staged in `segments/` ([`UNSEGMENTED`] for none), by key.
+    async fn segment_at_rank(
+        &self,
+        ctx: &SessionContext,
+        staging: &Staging,
+        segment: &SegmentReport,
+        value: &Value,
+    ) -> Result<Vec<u32>> {
+        let failed =
+            |error: datafusion::error::DataFusionError| EngineError::Value(error.to_string());
+        let segments_url = format!("{}segments/", staging.url());
+        ctx.register_parquet(
+            STAGED_SEGMENTS,
+            &segments_url,
+            datafusion::prelude::ParquetReadOptions::default(),
+        )
+        .await
+        .map_err(failed)?;
+        let sql = format!(
+            "SELECT s.{id}, v.{RANK} FROM {STAGED_SEGMENTS} s JOIN {VALUE_TABLE} v ON s.{sk} = v.{vk}",
+            id = quote(segflow_cluster::SEGMENT_ID),
+            sk = quote(&segment.key),
+            vk = quote(&value.key),
+        );
+        let batches = ctx.sql(&sql).await.map_err(failed)?.collect().await;
+        ctx.deregister_table(STAGED_SEGMENTS).map_err(failed)?;
+        let batches = batches.map_err(failed)?;
+        let mut group_at = vec![UNSEGMENTED; self.pattern_at.len()];
+        for batch in &batches {
+            let ids = batch.column(0).as_primitive::<Int32Type>();
+            let ranks = batch.column(1).as_primitive::<UInt32Type>();
+            for (id, rank) in ids.values().iter().zip(ranks.values()) {
+                if let Some(position) = segment.ids.iter().position(|known| *known as i32 == *id) {
+                    group_at[*rank as usize] = position as u32;
+                }
+            }
+        }
+        Ok(group_at)
     }
 }

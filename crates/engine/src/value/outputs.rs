@@ -4,10 +4,8 @@
 
 use std::sync::Arc;
 
-use arrow::array::{
-    Array, AsArray, Float64Array, Int32Array, Int64Array, RecordBatch, StringArray,
-};
-use arrow::datatypes::{DataType, Field, Float64Type, Int32Type, Schema, UInt32Type};
+use arrow::array::{Array, Float64Array, Int32Array, Int64Array, RecordBatch, StringArray};
+use arrow::datatypes::{DataType, Field, Schema};
 use rayon::slice::ParallelSliceMut;
 use segflow_value::{Patterns, PurchaseFit, SpendFit, clv};
 
@@ -171,18 +169,24 @@ pub struct BySegment {
     pub report: Vec<ValueSegmentReport>,
 }
 
-/// A segmented customer's value, as the join reads it.
-struct Row {
-    segment: usize,
-    pattern: usize,
-    spend: Option<f64>,
-    p_alive: f64,
-    purchases: f64,
-    clv: Option<f64>,
+/// The valued customers, each at its place in the value stage's canonical order (by
+/// history, then spend).
+pub struct Customers<'a> {
+    /// The position of the customer's group in the names summed up over, or
+    /// [`super::UNSEGMENTED`].
+    pub group_at: &'a [u32],
+    /// The index of the customer's history in `predicted`.
+    pub pattern_at: &'a [u32],
+    /// The expected spend per purchase, with a spend model.
+    pub spend_at: Option<&'a [f64]>,
+    pub predicted: &'a [Predicted],
 }
 
-#[derive(Default)]
+/// A group's sums, added run by run: a run is the group's customers of one history, next
+/// to each other in the canonical order, so the history's monthly figures are added once
+/// per run (times its customers and their spend), not once per customer.
 struct SegmentSums {
+    customers: u64,
     p_alive: Vec<f64>,
     expected_purchases: f64,
     expected_revenue: f64,
@@ -191,80 +195,84 @@ struct SegmentSums {
     active: Vec<f64>,
     purchases: Vec<f64>,
     revenue: Vec<f64>,
+    /// The run being gathered: its history, customers and their summed spend.
+    run: Option<(u32, f64, f64)>,
 }
 
-/// Sums the rows (segment id, history, p_alive, expected purchases[, expected spend,
-/// CLV]) of every segmented customer up per segment, in the order of `names`.
+impl SegmentSums {
+    fn new(months: usize) -> SegmentSums {
+        SegmentSums {
+            customers: 0,
+            p_alive: Vec::new(),
+            expected_purchases: 0.0,
+            expected_revenue: 0.0,
+            clv: 0.0,
+            active_now: 0.0,
+            active: vec![0.0; months],
+            purchases: vec![0.0; months],
+            revenue: vec![0.0; months],
+            run: None,
+        }
+    }
+
+    /// Adds a customer of history `pattern` (0 spend without a spend model).
+    fn add(&mut self, pattern: u32, spend: f64, predicted: &[Predicted]) {
+        match &mut self.run {
+            Some((current, customers, spent)) if *current == pattern => {
+                *customers += 1.0;
+                *spent += spend;
+            }
+            _ => {
+                self.close_run(predicted);
+                self.run = Some((pattern, 1.0, spend));
+            }
+        }
+        self.customers += 1;
+        self.p_alive.push(predicted[pattern as usize].p_alive);
+    }
+
+    fn close_run(&mut self, predicted: &[Predicted]) {
+        let Some((pattern, customers, spent)) = self.run.take() else {
+            return;
+        };
+        let history = &predicted[pattern as usize];
+        self.active_now += customers * history.p_alive;
+        self.expected_purchases += customers * history.expected_purchases;
+        self.expected_revenue += spent * history.expected_purchases;
+        self.clv += spent * history.discounted_purchases;
+        for month in 0..self.active.len() {
+            self.active[month] += customers * history.monthly_alive[month];
+            self.purchases[month] += customers * history.monthly_purchases[month];
+            self.revenue[month] += spent * history.monthly_purchases[month];
+        }
+    }
+}
+
+/// Sums every grouped customer's value up per group, in the order of `names`.
 pub fn by_segment(
-    batches: &[RecordBatch],
+    customers: &Customers,
     names: &[(u32, String)],
-    predicted: &[Predicted],
     months: u32,
     discount_rate: f64,
     priced: bool,
 ) -> Result<BySegment> {
-    let months_len = months as usize;
     let mut sums: Vec<SegmentSums> = names
         .iter()
-        .map(|_| SegmentSums {
-            active: vec![0.0; months_len],
-            purchases: vec![0.0; months_len],
-            revenue: vec![0.0; months_len],
-            ..Default::default()
-        })
+        .map(|_| SegmentSums::new(months as usize))
         .collect();
-    let position = |id: i32| names.iter().position(|(known, _)| *known as i32 == id);
-    // The rows in a fixed order (segment, history, spend), so that the sums do not depend
-    // on the order the join returned them in (it differs between engines and runs).
-    let mut rows: Vec<Row> = Vec::new();
-    for batch in batches {
-        let ids = batch.column(0).as_primitive::<Int32Type>();
-        let patterns = batch.column(1).as_primitive::<UInt32Type>();
-        let p_alive = batch.column(2).as_primitive::<Float64Type>();
-        let purchases = batch.column(3).as_primitive::<Float64Type>();
-        let spend = priced.then(|| batch.column(4).as_primitive::<Float64Type>());
-        let clv = priced.then(|| batch.column(5).as_primitive::<Float64Type>());
-        let valid = |array: Option<&arrow::array::Float64Array>, row: usize| {
-            array.filter(|a| a.is_valid(row)).map(|a| a.value(row))
-        };
-        for row in 0..batch.num_rows() {
-            let Some(at) = position(ids.value(row)) else {
-                continue;
-            };
-            rows.push(Row {
-                segment: at,
-                pattern: patterns.value(row) as usize,
-                spend: valid(spend, row),
-                p_alive: p_alive.value(row),
-                purchases: purchases.value(row),
-                clv: valid(clv, row),
-            });
+    for (at, (&group, &pattern)) in customers
+        .group_at
+        .iter()
+        .zip(customers.pattern_at)
+        .enumerate()
+    {
+        if let Some(sums) = sums.get_mut(group as usize) {
+            let spend = customers.spend_at.map_or(0.0, |spend_at| spend_at[at]);
+            sums.add(pattern, spend, customers.predicted);
         }
     }
-    // Rows equal in all three are equal in every value they add.
-    // Spends are positive, so their bits sort as the numbers do.
-    rows.par_sort_unstable_by_key(|row| {
-        (row.segment, row.pattern, row.spend.unwrap_or(0.0).to_bits())
-    });
-    for row in &rows {
-        let segment = &mut sums[row.segment];
-        let history = &predicted[row.pattern];
-        segment.p_alive.push(row.p_alive);
-        segment.expected_purchases += row.purchases;
-        segment.active_now += history.p_alive;
-        for month in 0..months_len {
-            segment.active[month] += history.monthly_alive[month];
-            segment.purchases[month] += history.monthly_purchases[month];
-            if let Some(spend) = row.spend {
-                segment.revenue[month] += spend * history.monthly_purchases[month];
-            }
-        }
-        if let Some(spend) = row.spend {
-            segment.expected_revenue += spend * row.purchases;
-        }
-        if let Some(clv) = row.clv {
-            segment.clv += clv;
-        }
+    for group in &mut sums {
+        group.close_run(customers.predicted);
     }
     let total_clv: f64 = sums.iter().map(|s| s.clv).sum();
     let mut report = Vec::new();
@@ -279,9 +287,9 @@ pub fn by_segment(
     let mut mean_clv = Vec::new();
     let mut share = Vec::new();
     for ((id, name), segment) in names.iter().zip(&mut sums) {
-        let count = segment.p_alive.len();
+        let count = segment.customers as usize;
         let mean = |sum: f64| (count > 0).then(|| sum / count as f64);
-        let p_sum: f64 = segment.p_alive.iter().sum();
+        let p_sum = segment.active_now;
         let median = median(&mut segment.p_alive);
         ids.push(*id as i32);
         labels.push(name.clone());
