@@ -37,8 +37,9 @@ import tempfile
 import time
 
 import numpy as np
-import pyarrow.parquet as pq
 from sklearn.cluster import KMeans
+
+import published
 
 ROOT = pathlib.Path(__file__).resolve().parent
 PIPELINE = ROOT / "customer_segments_parquet.yaml"
@@ -127,10 +128,9 @@ def clipped_features(table, model: dict) -> np.ndarray:
     return np.column_stack(columns)
 
 
-def scaled_features(run: pathlib.Path, model: dict, fitted_on):
+def scaled_features(table, model: dict, fitted_on):
     """The matrix segflow clustered (its features clipped, log1p'd and scaled by model.json),
     and the rows segflow fitted on: all of them, or the `fitted_on` of its sample."""
-    table = pq.read_table(run / "segments")
     x = clipped_features(table, model)
     fitted = np.arange(len(x))
     if fitted_on:
@@ -153,8 +153,8 @@ def bench_size(binary, rows, memory_limit, scratch: pathlib.Path) -> dict:
         "--report-json", report_path, *limit_args,
     ])
     report = json.loads(report_path.read_text())
-    run = scratch / "out" / "customer_segments" / "run_id=bench"
-    model = json.loads((run / "model.json").read_text())
+    output = scratch / "out" / "customer_segments"
+    model = json.loads((published.version(output, "bench") / "model.json").read_text())
     segment = report["segment"]
 
     print(f"{label(rows)}: DuckDB + scikit-learn", flush=True)
@@ -172,7 +172,7 @@ def bench_size(binary, rows, memory_limit, scratch: pathlib.Path) -> dict:
     # fitted on a sample, scikit-learn fits on the same customers and both inertias are
     # over every customer.
     fitted_on = segment.get("fitted_on")
-    x_all, fitted = scaled_features(run, model, fitted_on)
+    x_all, fitted = scaled_features(published.table(output, "bench", "segments"), model, fitted_on)
     x = x_all[fitted]
     sklearn_fit = {"wall_seconds": float("inf"), "cpu_seconds": float("inf")}
     for _ in range(3):

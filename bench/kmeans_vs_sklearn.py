@@ -26,8 +26,9 @@ import tempfile
 import time
 
 import numpy as np
-import pyarrow.parquet as pq
 from sklearn.cluster import KMeans
+
+import published
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 PIPELINE = ROOT / "pipelines" / "customer_segments.yaml"
@@ -44,9 +45,8 @@ def segflow_binary() -> pathlib.Path:
     sys.exit("no segflow binary: `cargo build --release` (or set SEGFLOW_BIN)")
 
 
-def scaled_features(run: pathlib.Path, model: dict) -> np.ndarray:
+def scaled_features(table, model: dict) -> np.ndarray:
     """The matrix segflow clustered: raw features, clipped, log1p'd and scaled by model.json."""
-    table = pq.read_table(run / "segments")
     columns = []
     for j, feature in enumerate(model["features"]):
         x = table.column(feature["name"]).to_numpy().astype(float)
@@ -96,9 +96,9 @@ def main() -> int:
             if pipeline != PIPELINE:
                 pipeline.unlink()
         report = json.loads(report_path.read_text())
-        run = tmp / "out" / "customer_segments" / "run_id=bench"
-        model = json.loads((run / "model.json").read_text())
-        x = scaled_features(run, model)
+        output = tmp / "out" / "customer_segments"
+        model = json.loads((published.version(output, "bench") / "model.json").read_text())
+        x = scaled_features(published.table(output, "bench", "segments"), model)
 
     segment = report["segment"]
     # segflow's settings, from the model: restarts, tolerance (relative to the data's

@@ -32,7 +32,8 @@ import tempfile
 import time
 
 import numpy as np
-import pyarrow.parquet as pq
+
+import published
 
 ROOT = pathlib.Path(__file__).resolve().parent
 REPO = ROOT.parent
@@ -67,9 +68,9 @@ def run_segflow(pipeline: pathlib.Path, extra: list, scratch: pathlib.Path) -> d
     command = [str(segflow_binary()), "-q", "run", str(pipeline), "--report-json", str(report),
                "--var", f"output=file://{scratch}/out", "--run-id", "bench", *extra]
     subprocess.run(command, check=True)
-    published = next((scratch / "out" / "customer_segments" / "run_id=bench").glob("attempt=*"))
-    segments = pq.read_table(published / "segments").to_pydict()
-    model = json.loads((published / "value_model.json").read_text())
+    output = scratch / "out" / "customer_segments"
+    segments = published.table(output, "bench", "segments").to_pydict()
+    model = json.loads((published.version(output, "bench") / "value_model.json").read_text())
     return {"report": json.loads(report.read_text()), "segments": segments, "model": model}
 
 

@@ -103,7 +103,7 @@ const ALL: Columns = Columns {
 
 fn segmented_customers(project: &Project) -> usize {
     let run = common::published(&project.path("out/lake"));
-    common::read_parquet_folder(&run.join("segments"))
+    common::table(&run, "segments")
         .iter()
         .map(RecordBatch::num_rows)
         .sum()
@@ -332,8 +332,9 @@ fn a_quarantining_ndjson_source_sets_bad_lines_aside_with_their_reasons() {
         run.stdout
     );
     assert_eq!(segmented_customers(&project), 57);
-    let rejects = common::read_parquet(
-        &common::published(&project.path("out/lake")).join("_rejects/customers.parquet"),
+    let rejects = common::table(
+        &common::published(&project.path("out/lake")),
+        "rejects/customers",
     );
     let rows: Vec<String> = common::sorted_rows(&rejects)
         .into_iter()

@@ -6,13 +6,13 @@
 
 mod common;
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::Float64Type;
 use common::seaweedfs::SeaweedFs;
-use common::{Project, read_parquet, sorted_rows};
+use common::{Project, sorted_rows};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 const PIPELINE: &str = "pipelines/customer_segments.yaml";
@@ -20,10 +20,88 @@ const RUN: &str = "run_id=2011-12-10";
 
 /// The key prefix (ending in `/`) of the example run's published version in the bucket
 /// `lake`, from its `_SUCCESS`.
-fn published_prefix(server: &SeaweedFs) -> String {
+/// A published run: its files by their paths relative to the output folder, and its
+/// version's folder there.
+struct Run<'a> {
+    read: ReadFile<'a>,
+    version: String,
+}
+
+/// A file's bytes by its path relative to the output folder.
+type ReadFile<'a> = Box<dyn Fn(&str) -> Vec<u8> + 'a>;
+
+impl Run<'_> {
+    fn read(&self, name: &str) -> Vec<u8> {
+        (self.read)(name)
+    }
+
+    fn manifest(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.read(&format!("{}_MANIFEST.json", self.version))).unwrap()
+    }
+
+    /// The files its manifest lists, by their paths with the attempt id as `*` (which
+    /// differs from run to run): the table (empty for other files) and the path.
+    fn files(&self) -> BTreeMap<String, (String, String)> {
+        let attempt = self
+            .version
+            .split("attempt=")
+            .nth(1)
+            .unwrap()
+            .trim_end_matches('/')
+            .to_string();
+        self.manifest()["files"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|file| {
+                let path = file["path"].as_str().unwrap().to_string();
+                let table = file["table"].as_str().unwrap_or_default().to_string();
+                (path.replace(&attempt, "*"), (table, path))
+            })
+            .collect()
+    }
+
+    /// The rows of `table`, file by file.
+    fn table(&self, table: &str) -> Vec<RecordBatch> {
+        self.files()
+            .values()
+            .filter(|(of, _)| of == table)
+            .flat_map(|(_, path)| {
+                ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(self.read(path)))
+                    .unwrap()
+                    .build()
+                    .unwrap()
+                    .map(Result::unwrap)
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+}
+
+/// The run published in the version folder `version` on the local disk.
+fn local_run(version: &Path) -> Run<'static> {
+    let output = version.parent().unwrap().parent().unwrap().to_path_buf();
+    let relative = version.strip_prefix(&output).unwrap().to_string_lossy();
+    Run {
+        version: format!("{relative}/"),
+        read: Box::new(move |name| {
+            std::fs::read(output.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"))
+        }),
+    }
+}
+
+/// The run `RUN` published in the bucket `lake` under `out/customer_segments/`.
+fn bucket_run(server: &SeaweedFs) -> Run<'_> {
     let success = server.get("lake", &format!("out/customer_segments/{RUN}/_SUCCESS"));
     let commit: serde_json::Value = serde_json::from_slice(&success).unwrap();
-    format!("out/customer_segments/{}", commit["path"].as_str().unwrap())
+    Run {
+        version: commit["path"].as_str().unwrap().to_string(),
+        read: Box::new(move |name| {
+            server
+                .get("lake", &format!("out/customer_segments/{name}"))
+                .to_vec()
+        }),
+    }
 }
 
 /// The rows as text with floats to 9 significant digits, sorted: sums and distances
@@ -66,41 +144,26 @@ fn rounded_json(value: &serde_json::Value) -> serde_json::Value {
     }
 }
 
-/// The files a published run's manifest lists, with the tables they belong to.
-fn manifest_files(manifest: &serde_json::Value) -> BTreeSet<String> {
-    manifest["files"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|file| file["path"].as_str().unwrap().to_string())
-        .collect()
-}
-
 /// Asserts that two published runs hold the same files with the same contents: Parquet
-/// files the same schema and rows, other files the same JSON. `read_*` give a file's bytes
-/// from each run; the files in `same_count_only` need only hold as many rows.
-fn assert_same_run(
-    read_local: impl Fn(&str) -> Vec<u8>,
-    read_ballista: impl Fn(&str) -> Vec<u8>,
-    same_count_only: &[&str],
-) {
-    let manifest = |read: &dyn Fn(&str) -> Vec<u8>| -> serde_json::Value {
-        serde_json::from_slice(&read("_MANIFEST.json")).unwrap()
-    };
-    let local_manifest = manifest(&read_local);
-    let ballista_manifest = manifest(&read_ballista);
+/// files the same schema and rows, other files the same JSON. The files of the tables in
+/// `same_count_only` need only hold as many rows.
+fn assert_same_run(local: &Run, ballista: &Run, same_count_only: &[&str]) {
+    let (local_manifest, ballista_manifest) = (local.manifest(), ballista.manifest());
     assert_eq!(
         local_manifest["tables"], ballista_manifest["tables"],
         "the same tables, columns and row counts"
     );
-    let files = manifest_files(&local_manifest);
-    assert_eq!(files, manifest_files(&ballista_manifest));
+    let (files, ballista_files) = (local.files(), ballista.files());
+    assert_eq!(
+        files.keys().collect::<Vec<_>>(),
+        ballista_files.keys().collect::<Vec<_>>()
+    );
     assert!(
-        files.iter().any(|file| file.starts_with("segments/")),
+        files.keys().any(|file| file.starts_with("segments/")),
         "{files:?}"
     );
-    for path in &files {
-        let (local, ballista) = (read_local(path), read_ballista(path));
+    for (key, (table, path)) in &files {
+        let (local, ballista) = (local.read(path), ballista.read(&ballista_files[key].1));
         if !path.ends_with(".parquet") {
             let json =
                 |bytes: &[u8]| -> serde_json::Value { serde_json::from_slice(bytes).unwrap() };
@@ -117,7 +180,7 @@ fn assert_same_run(
         };
         let (local, ballista) = (batches(local), batches(ballista));
         assert_eq!(local[0].schema(), ballista[0].schema(), "{path}");
-        if same_count_only.contains(&path.as_str()) {
+        if same_count_only.contains(&table.as_str()) {
             assert_eq!(
                 sorted_rows(&local).len(),
                 sorted_rows(&ballista).len(),
@@ -127,10 +190,6 @@ fn assert_same_run(
             assert_eq!(sorted_rows(&local), sorted_rows(&ballista), "{path}");
         }
     }
-}
-
-fn read_file(dir: &Path) -> impl Fn(&str) -> Vec<u8> + '_ {
-    move |name| std::fs::read(dir.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"))
 }
 
 #[test]
@@ -166,9 +225,9 @@ fn example_pipeline_on_standalone_ballista_publishes_what_the_local_engine_does(
         "{}",
         ballista.display()
     );
-    assert_same_run(read_file(&local), read_file(&ballista), &[]);
+    assert_same_run(&local_run(&local), &local_run(&ballista), &[]);
     // The segments are the ones the local engine found, customer for customer.
-    let segments = |dir: &Path| sorted_rows(&common::read_parquet_folder(&dir.join("segments")));
+    let segments = |dir: &Path| sorted_rows(&common::table(dir, "segments"));
     assert_eq!(segments(&local), segments(&ballista));
 
     // The step results written for the executors went with the staging folder.
@@ -217,7 +276,7 @@ fn example_pipeline_on_standalone_ballista_publishes_what_the_local_engine_does(
         validated["rows_out"].as_u64().unwrap() + validated["rows_quarantined"].as_u64().unwrap()
     );
     assert!(validated["rows_quarantined"].as_u64().unwrap() > 0);
-    let quarantined = read_parquet(&ballista.join("_rejects/valid_transactions.parquet"));
+    let quarantined = common::table(&ballista, "rejects/valid_transactions");
     let rejected: usize = quarantined.iter().map(RecordBatch::num_rows).sum();
     assert_eq!(
         rejected as u64,
@@ -255,16 +314,16 @@ fn past_the_fit_sample_customers_are_assigned_on_the_cluster_as_locally() {
 
     // The same model: the same sample, fitted the same way.
     assert_eq!(
-        sorted_rows(&read_parquet(&local.join("centroids.parquet"))),
-        sorted_rows(&read_parquet(&ballista.join("centroids.parquet")))
+        sorted_rows(&common::table(&local, "centroids")),
+        sorted_rows(&common::table(&ballista, "centroids"))
     );
     // The same segment for every customer; distances, sums and inertia to 9 digits (the
     // query's ln(1 + x) and its sums may differ from Rust's in the last bits).
-    let segments = |dir: &Path| rounded_rows(&common::read_parquet_folder(&dir.join("segments")));
+    let segments = |dir: &Path| rounded_rows(&common::table(dir, "segments"));
     let (local_segments, ballista_segments) = (segments(&local), segments(&ballista));
     assert_eq!(local_segments.len(), 1310, "every customer once");
     assert_eq!(local_segments, ballista_segments);
-    let profile = |dir: &Path| rounded_rows(&read_parquet(&dir.join("profile.parquet")));
+    let profile = |dir: &Path| rounded_rows(&common::table(dir, "profile"));
     assert_eq!(profile(&local), profile(&ballista));
     let model = |dir: &Path| -> serde_json::Value {
         rounded_json(
@@ -278,7 +337,12 @@ fn past_the_fit_sample_customers_are_assigned_on_the_cluster_as_locally() {
         serde_json::from_slice(&std::fs::read(dir.join("_MANIFEST.json")).unwrap()).unwrap()
     };
     assert_eq!(manifest(&local)["tables"], manifest(&ballista)["tables"]);
-    assert!(ballista.join("segments/part-00000.parquet").exists());
+    let parts = common::table_files(&ballista, "segments");
+    assert!(!parts.is_empty());
+    for (number, part) in parts.iter().enumerate() {
+        let name = part.file_name().unwrap().to_string_lossy();
+        assert!(name.starts_with(&format!("part-{number:05}-")), "{name}");
+    }
 }
 
 /// The run report's row accounting, step by step and source by source.
@@ -335,7 +399,7 @@ fn a_parquet_export_on_ballista_segments_and_counts_as_locally() {
     assert_eq!(accounting, row_accounting(&project.path("ballista.json")));
     let local = common::published(&project.path("local/customer_segments"));
     let ballista = common::published(&project.path("ballista/customer_segments"));
-    assert_same_run(read_file(&local), read_file(&ballista), &[]);
+    assert_same_run(&local_run(&local), &local_run(&ballista), &[]);
 }
 
 #[test]
@@ -469,13 +533,11 @@ fn example_pipeline_on_ballista_reads_and_publishes_on_s3() {
     );
     run.assert_exit(0);
 
-    let prefix = published_prefix(&server);
-    let from_bucket = |name: &str| server.get("lake", &format!("{prefix}{name}")).to_vec();
     // Rejected source lines name the file they came from, which differs by design.
     assert_same_run(
-        read_file(&local),
-        from_bucket,
-        &["_rejects/raw_transactions.parquet"],
+        &local_run(&local),
+        &bucket_run(&server),
+        &["rejects/raw_transactions"],
     );
     let keys: Vec<String> = server
         .list("lake", "out/customer_segments")
@@ -581,29 +643,11 @@ fn a_cluster_executor_reads_and_writes_s3_with_the_settings_segflow_sends() {
     drop(cluster);
     run.assert_exit(0);
 
-    let prefix = published_prefix(&server);
-    let from_bucket = |name: &str| server.get("lake", &format!("{prefix}{name}")).to_vec();
-    let segments = |read: &dyn Fn(&str) -> Vec<u8>| -> Vec<String> {
-        let manifest: serde_json::Value = serde_json::from_slice(&read("_MANIFEST.json")).unwrap();
-        let batches: Vec<RecordBatch> = manifest_files(&manifest)
-            .iter()
-            .filter(|file| file.starts_with("segments/"))
-            .flat_map(|file| {
-                ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(read(file)))
-                    .unwrap()
-                    .build()
-                    .unwrap()
-                    .map(Result::unwrap)
-                    .collect::<Vec<_>>()
-            })
-            .collect();
-        rounded_rows(&batches)
-    };
-    let local_segments = segments(&read_file(&local));
+    let local_segments = rounded_rows(&local_run(&local).table("segments"));
     assert_eq!(local_segments.len(), 1310);
     assert_eq!(
         local_segments,
-        segments(&from_bucket),
+        rounded_rows(&bucket_run(&server).table("segments")),
         "the same segment for every customer"
     );
     let keys: Vec<String> = server

@@ -8,13 +8,13 @@ use std::collections::BTreeMap;
 
 use arrow::array::AsArray;
 use arrow::datatypes::{Float64Type, Int32Type, Int64Type};
-use common::{Project, read_parquet_folder};
+use common::Project;
 
 /// customer id -> (segment id, total spend) of a published run.
 fn segments_of(project: &Project, output: &str) -> BTreeMap<i64, (i32, String)> {
     let folder = common::published(&project.path(output));
     let mut segments = BTreeMap::new();
-    for batch in read_parquet_folder(&folder.join("segments")) {
+    for batch in common::table(&folder, "segments") {
         let column = |name: &str| batch.column_by_name(name).unwrap().clone();
         let (ids, segment, spend) = (
             column("customer_id"),

@@ -8,13 +8,13 @@ use std::collections::BTreeMap;
 
 use arrow::array::AsArray;
 use arrow::datatypes::{Int32Type, Int64Type};
-use common::{Project, read_parquet, read_parquet_folder};
+use common::Project;
 
 /// customer id -> segment id of a published run.
 fn segments_of(project: &Project, output: &str) -> BTreeMap<i64, i32> {
     let folder = common::published(&project.path(output));
     let mut segments = BTreeMap::new();
-    for batch in read_parquet_folder(&folder.join("segments")) {
+    for batch in common::table(&folder, "segments") {
         let ids = batch
             .column_by_name("customer_id")
             .unwrap()
@@ -32,7 +32,7 @@ fn segments_of(project: &Project, output: &str) -> BTreeMap<i64, i32> {
 
 fn rejects_rows(project: &Project, output: &str, table: &str) -> usize {
     let folder = common::published(&project.path(output));
-    read_parquet(&folder.join(format!("_rejects/{table}.parquet")))
+    common::table(&folder, &format!("rejects/{table}"))
         .iter()
         .map(|batch| batch.num_rows())
         .sum()

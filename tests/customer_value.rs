@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{Float64Type, Int32Type, Int64Type};
-use common::{Project, published_run, read_parquet, read_parquet_folder, sorted_rows};
+use common::{Project, published_run, sorted_rows};
 
 const PIPELINE: &str = "pipelines/customer_segments.yaml";
 
@@ -64,7 +64,7 @@ fn every_customer_is_valued_and_the_segments_add_up_to_their_customers() {
     run.assert_exit(0);
     assert!(run.stdout.contains("value  bg_nbd r="), "{}", run.stdout);
     let folder = run_folder(&project);
-    let segments = read_parquet_folder(&folder.join("segments"));
+    let segments = common::table(&folder, "segments");
     let p_alive = floats(&segments, "p_alive");
     let clv = floats(&segments, "clv");
     let frequency = floats(&segments, "frequency");
@@ -92,7 +92,7 @@ fn every_customer_is_valued_and_the_segments_add_up_to_their_customers() {
         entry.0 += 1;
         entry.1 += value.unwrap();
     }
-    let table = read_parquet(&folder.join("value_by_segment.parquet"));
+    let table = common::table(&folder, "value_by_segment");
     let table_ids = ints(&table, "segment_id");
     let customers = ints(&table, "customers");
     let totals = floats(&table, "total_clv");
@@ -104,7 +104,7 @@ fn every_customer_is_valued_and_the_segments_add_up_to_their_customers() {
     close(shares.iter().map(|s| s.unwrap()).sum(), 1.0);
 
     // The LTV table: 12 months per segment, its cumulative value the segment's CLV.
-    let ltv = read_parquet(&folder.join("ltv.parquet"));
+    let ltv = common::table(&folder, "ltv");
     let ltv_ids = ints(&ltv, "segment_id");
     let months = ints(&ltv, "month");
     let cumulative = floats(&ltv, "cumulative_value");
@@ -140,9 +140,9 @@ fn the_values_are_the_same_on_any_number_of_threads() {
         )
         .unwrap();
         (
-            sorted_rows(&read_parquet_folder(&folder.join("segments"))),
-            sorted_rows(&read_parquet(&folder.join("value_by_segment.parquet"))),
-            sorted_rows(&read_parquet(&folder.join("ltv.parquet"))),
+            sorted_rows(&common::table(&folder, "segments")),
+            sorted_rows(&common::table(&folder, "value_by_segment")),
+            sorted_rows(&common::table(&folder, "ltv")),
             model["purchase_model"]["params"].clone(),
         )
     };
@@ -193,7 +193,7 @@ fn the_model_is_judged_on_a_later_period_the_sql_measured() {
     run.assert_exit(0);
     assert!(run.stdout.contains("purchases predicted"), "{}", run.stdout);
     let folder = published_run(&project.path("out/customer_segments"), "2011-06-11");
-    let table = read_parquet(&folder.join("value_evaluation.parquet"));
+    let table = common::table(&folder, "value_evaluation");
     let labels: Vec<String> = table
         .iter()
         .flat_map(|b| {
@@ -219,7 +219,7 @@ fn the_model_is_judged_on_a_later_period_the_sql_measured() {
         predicted[8].unwrap(),
     );
     // The holdout purchases, counted here from the segment input's own column.
-    let segments = read_parquet_folder(&folder.join("segments"));
+    let segments = common::table(&folder, "segments");
     assert_eq!(customers[8] as usize, floats(&segments, "p_alive").len());
     let report: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(project.path("report.json")).unwrap())
@@ -270,7 +270,7 @@ fn histories_the_models_cannot_read_fail_the_run_or_are_set_aside() {
     let run = project.segflow(&["run", PIPELINE]);
     run.assert_exit(0);
     let folder = run_folder(&project);
-    let rejects = read_parquet(&folder.join("_rejects/value.parquet"));
+    let rejects = common::table(&folder, "rejects/value");
     let keys = ints(&rejects, "customer_id");
     assert!(!keys.is_empty());
     assert!(keys.iter().all(|key| key % 40 == 0), "{keys:?}");
@@ -295,7 +295,7 @@ fn histories_the_models_cannot_read_fail_the_run_or_are_set_aside() {
         run.stdout
     );
     // They are still segmented, without value.
-    let segments = read_parquet_folder(&folder.join("segments"));
+    let segments = common::table(&folder, "segments");
     let customers = ints(&segments, "customer_id");
     let p_alive = floats(&segments, "p_alive");
     for (customer, p) in customers.iter().zip(&p_alive) {
@@ -322,12 +322,12 @@ fn other_models_without_spend_and_value_columns_as_features() {
         run.stdout
     );
     let folder = run_folder(&project);
-    let segments = read_parquet_folder(&folder.join("segments"));
+    let segments = common::table(&folder, "segments");
     let schema = segments[0].schema();
     assert!(schema.column_with_name("p_alive").is_some());
     assert!(schema.column_with_name("expected_purchases").is_some());
     assert!(schema.column_with_name("clv").is_none());
-    let table = read_parquet(&folder.join("value_by_segment.parquet"));
+    let table = common::table(&folder, "value_by_segment");
     assert!(table[0].schema().column_with_name("total_clv").is_none());
     // Pareto/NBD: a customer without repeat purchases may have left.
     let frequency = floats(&segments, "frequency");
@@ -435,7 +435,7 @@ fn value_only(project: &Project) {
 fn a_pipeline_without_segments_publishes_each_customers_value() {
     let segmented = Project::copy_of_repository();
     segmented.segflow(&["run", PIPELINE]).assert_exit(0);
-    let segments = read_parquet_folder(&run_folder(&segmented).join("segments"));
+    let segments = common::table(&run_folder(&segmented), "segments");
 
     let project = Project::copy_of_repository();
     value_only(&project);
@@ -444,11 +444,11 @@ fn a_pipeline_without_segments_publishes_each_customers_value() {
     run.assert_exit(0);
     assert!(run.stdout.contains("all customers"), "{}", run.stdout);
     let folder = published_run(&project.path("out/customer_values"), "2011-12-10");
-    assert!(!folder.join("segments").exists());
-    assert!(!folder.join("value_by_segment.parquet").exists());
+    assert!(common::table_files(&folder, "segments").is_empty());
+    assert!(common::table_files(&folder, "value_by_segment").is_empty());
     assert!(folder.join("value_model.json").exists());
 
-    let values = read_parquet_folder(&folder.join("values"));
+    let values = common::table(&folder, "values");
     let schema = values[0].schema();
     let columns: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
     assert_eq!(
@@ -462,7 +462,9 @@ fn a_pipeline_without_segments_publishes_each_customers_value() {
             "p_alive",
             "expected_purchases",
             "expected_spend",
-            "clv"
+            "clv",
+            "run_id",
+            "as_of"
         ]
     );
     // Every customer once, in key order, with the values the segmented run gave them.
@@ -484,7 +486,7 @@ fn a_pipeline_without_segments_publishes_each_customers_value() {
     }
 
     // The LTV table covers every customer as one group.
-    let ltv = read_parquet(&folder.join("ltv.parquet"));
+    let ltv = common::table(&folder, "ltv");
     assert_eq!(ints(&ltv, "segment_id"), vec![0; 12]);
     let names = ltv[0].column_by_name("name").unwrap().as_string::<i32>();
     assert!(names.iter().all(|name| name == Some("all customers")));

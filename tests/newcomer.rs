@@ -310,8 +310,9 @@ fn init_writes_a_project_that_passes_check_run_and_test() {
     segflow(&["check", "pipelines/segments.yaml"], &project);
     let run = segflow(&["run", "pipelines/segments.yaml"], &project);
     assert!(run.contains("segments  k=4"), "{run}");
-    let segments = common::read_parquet_folder(
-        &common::published_run(&project.join("out/segments"), "2011-12-10").join("segments"),
+    let segments = common::table(
+        &common::published_run(&project.join("out/segments"), "2011-12-10"),
+        "segments",
     );
     assert!(segments.iter().map(|batch| batch.num_rows()).sum::<usize>() > 100);
     let tests = segflow(&["test", "pipelines/segments.yaml"], &project);

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use arrow::array::{AsArray, RecordBatch};
 use common::proxy::CutOffProxy;
 use common::seaweedfs::SeaweedFs;
-use common::{Project, Run, read_parquet, sorted_rows};
+use common::{Project, Run, sorted_rows};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 const PIPELINE: &str = "pipelines/customer_segments.yaml";
@@ -63,9 +63,14 @@ fn shapes(listing: &[(String, u64)]) -> Vec<String> {
             key.split('/')
                 .map(|part| {
                     if part.starts_with("attempt=") {
-                        "attempt=*"
-                    } else {
-                        part
+                        return "attempt=*".to_string();
+                    }
+                    match part
+                        .strip_prefix("part-")
+                        .and_then(|rest| rest.split_once('-'))
+                    {
+                        Some((number, _)) => format!("part-{number}-*.parquet"),
+                        None => part.to_string(),
                     }
                 })
                 .collect::<Vec<_>>()
@@ -109,8 +114,10 @@ fn example_pipeline_on_s3_publishes_what_the_local_run_does() {
     let run = run_on_s3(&project, &server, &[]);
     run.assert_exit(0);
     assert!(
-        run.stdout
-            .contains("s3://lake/out/customer_segments/run_id=2011-12-10/"),
+        run.stdout.contains("  s3://lake/out/customer_segments/\n")
+            && run
+                .stdout
+                .contains("    segments/run_id=2011-12-10/part-00000-"),
         "{}",
         run.stdout
     );
@@ -122,19 +129,25 @@ fn example_pipeline_on_s3_publishes_what_the_local_run_does() {
     let files = manifest["files"].as_array().unwrap();
     assert_eq!(files.len(), 9, "{manifest:#}");
     for file in files {
+        // Relative to the output folder: tables in their folders, the rest in the version's.
         let path = file["path"].as_str().unwrap();
-        if !path.ends_with(".parquet") {
+        let Some(table) = file["table"].as_str() else {
             // model.json: the same model, number for number.
+            let name = path.rsplit('/').next().unwrap();
             let remote: serde_json::Value =
-                serde_json::from_slice(&server.get(BUCKET, &format!("{version}{path}"))).unwrap();
+                serde_json::from_slice(&server.get(BUCKET, &format!("{OUTPUT}/{path}"))).unwrap();
             let local: serde_json::Value =
-                serde_json::from_str(&std::fs::read_to_string(local.join(path)).unwrap()).unwrap();
+                serde_json::from_str(&std::fs::read_to_string(local.join(name)).unwrap()).unwrap();
             assert_eq!(remote, local, "{path}");
             continue;
-        }
-        let remote = parquet_from_bucket(&server, &format!("{version}{path}"));
-        let local = read_parquet(&local.join(path));
-        if path == "_rejects/raw_transactions.parquet" {
+        };
+        assert!(
+            path.starts_with(&format!("{table}/run_id=2011-12-10/part-")),
+            "{path}"
+        );
+        let remote = parquet_from_bucket(&server, &format!("{OUTPUT}/{path}"));
+        let local = common::table(&local, table);
+        if table == "rejects/raw_transactions" {
             // Rejected lines name the file they came from, which differs by design.
             let files = |batches: &[RecordBatch]| -> Vec<String> {
                 batches
@@ -184,7 +197,17 @@ fn example_pipeline_on_s3_publishes_what_the_local_run_does() {
     assert_eq!(shapes(&rerun), expected);
     let second = published_prefix(&server, "2011-12-10");
     assert_ne!(second, version);
-    assert!(rerun.iter().all(|(key, _)| !key.starts_with(&version)));
+    let first_attempt = version
+        .rsplit_once("attempt=")
+        .unwrap()
+        .1
+        .trim_end_matches('/');
+    assert!(
+        rerun
+            .iter()
+            .all(|(key, _)| !key.starts_with(&version) && !key.contains(first_attempt)),
+        "the first version's folder and table files are gone"
+    );
 
     // Another run id is published beside it; the first stays byte for byte as it was.
     run_on_s3(&project, &server, &["--run-id", "2011-12-10-rerun"]).assert_exit(0);

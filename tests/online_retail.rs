@@ -11,7 +11,7 @@ use std::path::PathBuf;
 
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{Float64Type, Int64Type};
-use common::{Project, read_parquet, read_parquet_folder};
+use common::Project;
 
 const LINES: u64 = 541_909;
 
@@ -93,7 +93,7 @@ fn every_line_is_kept_or_quarantined_and_each_customer_segmented_once() {
     let source = &report["sources"][0];
     let number = |value: &serde_json::Value| value.as_u64().unwrap();
     assert_eq!(number(&source["rows_read"]), LINES);
-    let source_rejects = read_parquet(&output.join("_rejects/invoice_lines.parquet"));
+    let source_rejects = common::table(&output, "rejects/invoice_lines");
     assert_eq!(rows(&source_rejects), number(&source["rows_quarantined"]));
     let validate = &report["steps"][1];
     assert_eq!(validate["name"], "purchase_lines");
@@ -106,7 +106,7 @@ fn every_line_is_kept_or_quarantined_and_each_customer_segmented_once() {
         number(&source["rows_out"]),
         "numbering lines removes none"
     );
-    let step_rejects = read_parquet(&output.join("_rejects/purchase_lines.parquet"));
+    let step_rejects = common::table(&output, "rejects/purchase_lines");
     assert_eq!(rows(&step_rejects), number(&validate["rows_quarantined"]));
     assert_eq!(
         number(&validate["rows_out"]) + rows(&step_rejects) + rows(&source_rejects),
@@ -163,7 +163,7 @@ fn every_line_is_kept_or_quarantined_and_each_customer_segmented_once() {
         })
         .filter_map(|l| l.customer_id)
         .collect();
-    let segments = read_parquet_folder(&output.join("segments"));
+    let segments = common::table(&output, "segments");
     let customers: Vec<i64> = segments
         .iter()
         .flat_map(|b| {
@@ -182,7 +182,7 @@ fn every_line_is_kept_or_quarantined_and_each_customer_segmented_once() {
     // Transforms and roles (as the generated example has) give every segment a name and a
     // real share of the customers: without them, k-means on raw spend made segments of 9
     // and 5 wholesalers (0.2% and 0.1%) and left the rest unnamed.
-    let profile = read_parquet(&output.join("profile.parquet"));
+    let profile = common::table(&output, "profile");
     let names = strings(&profile[0], "name");
     let shares = profile[0]
         .column_by_name("share")

@@ -5,7 +5,7 @@ mod common;
 
 use arrow::array::{AsArray, RecordBatch};
 use arrow::datatypes::Int64Type;
-use common::{Project, read_parquet_folder};
+use common::Project;
 
 const PIPELINE: &str = "pipelines/customer_segments.yaml";
 
@@ -139,9 +139,9 @@ fn var_overrides_the_as_of_date() {
         .segflow(&["run", PIPELINE, "--var", "as_of=2011-09-01"])
         .assert_exit(0);
     // The run id follows the as-of day.
-    let segments = read_parquet_folder(
-        &common::published_run(&project.path("out/customer_segments"), "2011-09-01")
-            .join("segments"),
+    let segments = common::table(
+        &common::published_run(&project.path("out/customer_segments"), "2011-09-01"),
+        "segments",
     );
     let t_of = |customer: i64| -> Option<i64> {
         segments.iter().find_map(|batch: &RecordBatch| {
@@ -187,27 +187,31 @@ fn segments_do_not_depend_on_how_many_steps_run_at_once() {
         .segflow(&["run", PIPELINE, "--max-concurrent-steps", "1"])
         .assert_exit(0);
     let serial = std::fs::read(
-        common::published_run(&project.path("out/customer_segments"), "2011-12-10")
-            .join("profile.parquet"),
+        &common::table_files(
+            &common::published_run(&project.path("out/customer_segments"), "2011-12-10"),
+            "profile",
+        )[0],
     )
     .unwrap();
-    let serial_segments = read_parquet_folder(
-        &common::published_run(&project.path("out/customer_segments"), "2011-12-10")
-            .join("segments"),
+    let serial_segments = common::table(
+        &common::published_run(&project.path("out/customer_segments"), "2011-12-10"),
+        "segments",
     );
     project
         .segflow(&["run", PIPELINE, "--max-concurrent-steps", "8"])
         .assert_exit(0);
-    let parallel_segments = read_parquet_folder(
-        &common::published_run(&project.path("out/customer_segments"), "2011-12-10")
-            .join("segments"),
+    let parallel_segments = common::table(
+        &common::published_run(&project.path("out/customer_segments"), "2011-12-10"),
+        "segments",
     );
     assert_eq!(serial_segments, parallel_segments);
     assert_eq!(
         serial,
         std::fs::read(
-            common::published_run(&project.path("out/customer_segments"), "2011-12-10")
-                .join("profile.parquet")
+            &common::table_files(
+                &common::published_run(&project.path("out/customer_segments"), "2011-12-10"),
+                "profile"
+            )[0]
         )
         .unwrap()
     );

@@ -171,13 +171,16 @@ fn run_command(
 }
 
 /// What a reader following the protocol finds: the version `_SUCCESS` names, checked to
-/// be whole (every file its manifest lists, at its size, and nothing else in its folder);
-/// returns its commit's version and the trial that wrote it. `None`: never published.
+/// be whole (every file its manifest lists, at its size, and nothing else of its attempt
+/// in its folder or the tables' folders), and each table's `_SUCCESS` naming files that
+/// are all there; returns its commit's version and the trial that wrote it. `None`: never
+/// published.
 fn read_as_a_loader(output: &dyn Output) -> Option<(u64, String)> {
     let success = output.get(&format!("run_id={RUN_ID}/_SUCCESS"))?;
     let commit: serde_json::Value = serde_json::from_slice(&success)
         .unwrap_or_else(|e| panic!("_SUCCESS is not a commit ({e}): {success:?}"));
     let folder = commit["path"].as_str().unwrap().to_string();
+    let attempt = commit["attempt"].as_str().unwrap().to_string();
     let manifest = output
         .get(&format!("{folder}_MANIFEST.json"))
         .unwrap_or_else(|| panic!("{folder} named by _SUCCESS has no manifest"));
@@ -185,9 +188,25 @@ fn read_as_a_loader(output: &dyn Output) -> Option<(u64, String)> {
     let listing = output.list();
     let in_folder: BTreeSet<(String, u64)> = listing
         .iter()
-        .filter(|(key, _)| key.starts_with(&folder) && !key.ends_with("_MANIFEST.json"))
-        .map(|(key, size)| (key[folder.len()..].to_string(), *size))
+        .filter(|(key, _)| {
+            (key.starts_with(&folder) || key.contains(&attempt)) && !key.ends_with("_MANIFEST.json")
+        })
+        .map(|(key, size)| (key.clone(), *size))
         .collect();
+    for (marker, _) in listing.iter().filter(|(key, _)| {
+        key.ends_with(&format!("/run_id={RUN_ID}/_SUCCESS")) && !key.starts_with("run_id=")
+    }) {
+        let table: serde_json::Value = serde_json::from_slice(&output.get(marker).unwrap())
+            .unwrap_or_else(|e| panic!("{marker} is not a table's commit: {e}"));
+        let partition = marker.strip_suffix("_SUCCESS").unwrap();
+        for file in table["files"].as_array().unwrap() {
+            let key = format!("{partition}{}", file.as_str().unwrap());
+            assert!(
+                listing.iter().any(|(listed, _)| *listed == key),
+                "{marker} names {key}, which is gone"
+            );
+        }
+    }
     let listed: BTreeSet<(String, u64)> = manifest["files"]
         .as_array()
         .unwrap()
@@ -203,14 +222,14 @@ fn read_as_a_loader(output: &dyn Output) -> Option<(u64, String)> {
         in_folder, listed,
         "the version _SUCCESS names holds exactly the files its manifest lists"
     );
-    for table in [
-        "segments/part-00000.parquet",
-        "profile.parquet",
-        "model.json",
+    for file in [
+        format!("segments/run_id={RUN_ID}/part-00000-{attempt}.parquet"),
+        format!("profile/run_id={RUN_ID}/part-00000-{attempt}.parquet"),
+        format!("{folder}model.json"),
     ] {
         assert!(
-            listed.iter().any(|(path, _)| path == table),
-            "{table} in {listed:?}"
+            listed.iter().any(|(path, _)| *path == file),
+            "{file} in {listed:?}"
         );
     }
     let trial = manifest["vars"]["trial"].as_str().unwrap().to_string();
@@ -259,6 +278,20 @@ fn assert_clean(output: &dyn Output) {
         })
         .collect();
     assert_eq!(folders.len(), 1, "one version folder left: {folders:?}");
+    let attempts: BTreeSet<String> = output
+        .list()
+        .iter()
+        .filter(|(key, _)| !key.starts_with("run_id=") && key.ends_with(".parquet"))
+        .map(|(key, _)| {
+            let name = key.rsplit('/').next().unwrap();
+            name["part-00000-".len()..name.len() - ".parquet".len()].to_string()
+        })
+        .collect();
+    assert_eq!(
+        attempts.len(),
+        1,
+        "the tables hold one version's files: {attempts:?}"
+    );
     assert!(
         output
             .list()

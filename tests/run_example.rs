@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{Float64Type, Int32Type, Int64Type};
-use common::{Project, read_parquet, read_parquet_folder};
+use common::{Project, read_parquet};
 
 const K: usize = 5;
 
@@ -33,7 +33,7 @@ fn example_pipeline_segments_every_valid_customer_once() {
         !project.path("out/customer_segments/_staging").exists(),
         "staging is cleaned after publishing"
     );
-    let segments = read_parquet_folder(&output.join("segments"));
+    let segments = common::table(&output, "segments");
     let keys = int64_column(&segments, "customer_id");
     let unique: BTreeSet<i64> = keys.iter().copied().collect();
     assert_eq!(keys.len(), unique.len(), "each customer appears once");
@@ -55,7 +55,7 @@ fn example_pipeline_segments_every_valid_customer_once() {
         .collect();
     assert!(ids.iter().all(|&id| (0..K as i32).contains(&id)));
 
-    let profile = read_parquet(&output.join("profile.parquet"));
+    let profile = common::table(&output, "profile");
     let sizes = int64_column(&profile, "customers");
     assert_eq!(sizes.len(), K);
     assert_eq!(sizes.iter().sum::<i64>() as usize, keys.len());
@@ -100,7 +100,7 @@ fn example_pipeline_segments_every_valid_customer_once() {
         })
         .sum();
     assert!((revenue - 1.0).abs() < 1e-9, "{revenue}");
-    let centroids = read_parquet(&output.join("centroids.parquet"));
+    let centroids = common::table(&output, "centroids");
     assert_eq!(
         centroids.iter().map(RecordBatch::num_rows).sum::<usize>(),
         K
@@ -161,7 +161,7 @@ fn example_pipeline_segments_every_valid_customer_once() {
         validate["rows_in"].as_u64().unwrap(),
         validate["rows_out"].as_u64().unwrap() + validate["rows_quarantined"].as_u64().unwrap()
     );
-    let rejects = read_parquet(&output.join("_rejects/raw_transactions.parquet"));
+    let rejects = common::table(&output, "rejects/raw_transactions");
     assert_eq!(
         rejects.iter().map(RecordBatch::num_rows).sum::<usize>() as u64,
         quarantined
@@ -184,14 +184,13 @@ fn example_pipeline_segments_every_valid_customer_once() {
         .iter()
         .map(|o| o["url"].as_str().unwrap())
         .collect();
-    assert!(
-        outputs
-            .iter()
-            .any(|u| u.ends_with("/segments/part-00000.parquet")),
-        "{outputs:?}"
-    );
-    assert!(outputs.iter().any(|u| u.ends_with("/profile.parquet")));
-    assert!(outputs.iter().any(|u| u.ends_with("/centroids.parquet")));
+    for table in ["segments", "profile", "centroids"] {
+        let partition = format!("/out/customer_segments/{table}/run_id=2011-12-10/part-00000-");
+        assert!(
+            outputs.iter().any(|u| u.contains(&partition)),
+            "{table}: {outputs:?}"
+        );
+    }
 }
 
 #[test]
@@ -200,9 +199,9 @@ fn hand_checked_customers_have_exact_rfm_values() {
     project
         .segflow(&["run", "pipelines/customer_segments.yaml"])
         .assert_exit(0);
-    let segments = read_parquet_folder(
-        &common::published_run(&project.path("out/customer_segments"), "2011-12-10")
-            .join("segments"),
+    let segments = common::table(
+        &common::published_run(&project.path("out/customer_segments"), "2011-12-10"),
+        "segments",
     );
     let rows = rows_by_customer(&segments);
     // (frequency, recency, T, monetary_value, total_spend, refund_value), worked out in
@@ -246,27 +245,34 @@ fn same_seed_gives_identical_segments_and_reruns_replace_outputs() {
     project
         .segflow(&["run", "pipelines/customer_segments.yaml"])
         .assert_exit(0);
-    let first = read_parquet_folder(
-        &common::published_run(&project.path("out/customer_segments"), "2011-12-10")
-            .join("segments"),
+    let first = common::table(
+        &common::published_run(&project.path("out/customer_segments"), "2011-12-10"),
+        "segments",
     );
     project
         .segflow(&["run", "pipelines/customer_segments.yaml"])
         .assert_exit(0);
-    let files: Vec<_> = std::fs::read_dir(
-        common::published_run(&project.path("out/customer_segments"), "2011-12-10")
-            .join("segments"),
-    )
-    .unwrap()
-    .collect();
+    let mut files: Vec<String> =
+        std::fs::read_dir(project.path("out/customer_segments/segments/run_id=2011-12-10"))
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+    files.sort();
+    let published = common::table_files(
+        &common::published_run(&project.path("out/customer_segments"), "2011-12-10"),
+        "segments",
+    );
     assert_eq!(
-        files.len(),
-        1,
+        files,
+        [
+            "_SUCCESS",
+            published[0].file_name().unwrap().to_string_lossy().as_ref(),
+        ],
         "a rerun replaces its files, it does not add to them"
     );
-    let second = read_parquet_folder(
-        &common::published_run(&project.path("out/customer_segments"), "2011-12-10")
-            .join("segments"),
+    let second = common::table(
+        &common::published_run(&project.path("out/customer_segments"), "2011-12-10"),
+        "segments",
     );
     let (first, second) = (pretty(&first), pretty(&second));
     let differing = first.lines().zip(second.lines()).find(|(a, b)| a != b);
@@ -381,7 +387,7 @@ fn run_ids_keep_runs_apart_and_the_manifest_describes_each() {
         .assert_exit(0);
     let output = project.path("out/customer_segments");
     let first = common::published_run(&output, "2011-12-10");
-    let first_profile = std::fs::read(first.join("profile.parquet")).unwrap();
+    let first_profile = std::fs::read(&common::table_files(&first, "profile")[0]).unwrap();
 
     let other = project.segflow(&[
         "run",
@@ -396,7 +402,7 @@ fn run_ids_keep_runs_apart_and_the_manifest_describes_each() {
         other.stdout
     );
     assert_eq!(
-        std::fs::read(first.join("profile.parquet")).unwrap(),
+        std::fs::read(&common::table_files(&first, "profile")[0]).unwrap(),
         first_profile,
         "another run id leaves the first run alone"
     );
@@ -420,9 +426,11 @@ fn run_ids_keep_runs_apart_and_the_manifest_describes_each() {
             .unwrap()
             .starts_with("sha256:")
     );
+    // Paths are relative to the output folder: tables in their folders, the rest in the
+    // version's.
     let mut listed = BTreeSet::new();
     for file in manifest["files"].as_array().unwrap() {
-        let path = first.join(file["path"].as_str().unwrap());
+        let path = output.join(file["path"].as_str().unwrap());
         assert_eq!(
             std::fs::metadata(&path).unwrap().len(),
             file["bytes"].as_u64().unwrap(),
@@ -438,9 +446,25 @@ fn run_ids_keep_runs_apart_and_the_manifest_describes_each() {
         listed.insert(file["path"].as_str().unwrap().to_string());
     }
     let mut on_disk = BTreeSet::new();
-    collect_files(&first, &first, &mut on_disk);
-    on_disk.remove("_MANIFEST.json");
-    on_disk.remove("_SUCCESS");
+    collect_files(&output, &first, &mut on_disk);
+    for table in [
+        "centroids",
+        "ltv",
+        "profile",
+        "rejects/raw_transactions",
+        "rejects/valid_transactions",
+        "segments",
+        "value_by_segment",
+    ] {
+        collect_files(
+            &output,
+            &output.join(format!("{table}/run_id=2011-12-10")),
+            &mut on_disk,
+        );
+    }
+    let version = first.strip_prefix(&output).unwrap().to_string_lossy();
+    on_disk.remove(&format!("{version}/_MANIFEST.json"));
+    on_disk.retain(|name| !name.ends_with("/_SUCCESS"));
     assert_eq!(listed, on_disk);
     let tables: Vec<&str> = manifest["tables"]
         .as_array()
@@ -451,11 +475,11 @@ fn run_ids_keep_runs_apart_and_the_manifest_describes_each() {
     assert_eq!(
         tables,
         [
-            "_rejects/raw_transactions",
-            "_rejects/valid_transactions",
             "centroids",
             "ltv",
             "profile",
+            "rejects/raw_transactions",
+            "rejects/valid_transactions",
             "segments",
             "value_by_segment"
         ]

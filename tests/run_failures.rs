@@ -124,8 +124,10 @@ fn failed_run_leaves_the_previous_outputs_published() {
     let project = Project::copy_of_repository();
     project.segflow(&["run", PIPELINE]).assert_exit(0);
     let profile = std::fs::read(
-        common::published_run(&project.path("out/customer_segments"), "2011-12-10")
-            .join("profile.parquet"),
+        &common::table_files(
+            &common::published_run(&project.path("out/customer_segments"), "2011-12-10"),
+            "profile",
+        )[0],
     )
     .unwrap();
 
@@ -146,8 +148,10 @@ fn failed_run_leaves_the_previous_outputs_published() {
     );
     assert_eq!(
         std::fs::read(
-            common::published_run(&project.path("out/customer_segments"), "2011-12-10")
-                .join("profile.parquet")
+            &common::table_files(
+                &common::published_run(&project.path("out/customer_segments"), "2011-12-10"),
+                "profile"
+            )[0]
         )
         .unwrap(),
         profile,
@@ -203,9 +207,9 @@ fn warn_severity_check_reports_and_the_run_goes_on() {
             .path("out/customer_segments/run_id=2011-12-10/_SUCCESS")
             .exists()
     );
-    let rejects = common::read_parquet(
-        &common::published_run(&project.path("out/customer_segments"), "2011-12-10")
-            .join("_rejects/valid_transactions.parquet"),
+    let rejects = common::table(
+        &common::published_run(&project.path("out/customer_segments"), "2011-12-10"),
+        "rejects/valid_transactions",
     );
     assert_eq!(
         rejects.iter().map(|b| b.num_rows()).sum::<usize>(),

@@ -116,8 +116,9 @@ fn failing_rows_warn_or_fail_by_their_share_or_count() {
     project
         .segflow(&["run", "pipelines/t.yaml", "--run-id", "r"])
         .assert_exit(0);
-    let rejects = common::read_parquet(
-        &published_run(&project.path("out/thresholds"), "r").join("_rejects/checked.parquet"),
+    let rejects = common::table(
+        &published_run(&project.path("out/thresholds"), "r"),
+        "rejects/checked",
     );
     assert_eq!(rejects.iter().map(|b| b.num_rows()).sum::<usize>(), 30);
 }
@@ -364,6 +365,7 @@ fn segments_contract(on_drift: &str, with_email: bool) -> String {
     columns:
       - {{ name: customer_id, type: int64, nullable: false }}
       - {{ name: segment_id, type: int32 }}
+      - {{ name: segment_name, type: string }}
       - {{ name: distance, type: float64 }}
       - {{ name: x, type: float64 }}
       - {{ name: y, type: float64 }}
@@ -426,7 +428,7 @@ fn contracts_are_kept_on_the_data_and_against_the_previous_runs_schema() {
         .iter()
         .find(|table| table["name"] == "segments")
         .unwrap();
-    assert_eq!(manifest["schema_version"], 3);
+    assert_eq!(manifest["schema_version"], 4);
     assert_eq!(
         segments["columns"][0],
         serde_json::json!({"name": "customer_id", "type": "int64", "nullable": false, "null_count": 0})

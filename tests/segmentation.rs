@@ -6,7 +6,7 @@ mod common;
 
 use arrow::array::{AsArray, RecordBatch};
 use arrow::datatypes::Int32Type;
-use common::{Project, read_parquet};
+use common::Project;
 
 /// `centers` blobs of `per_blob` customers each, tight around far-apart centers; the
 /// jitter is a fixed pattern so the file is the same on every run.
@@ -68,8 +68,9 @@ fn a_range_of_k_finds_the_clusters_the_data_has_by_every_metric() {
             "{}",
             run.stdout
         );
-        let table = read_parquet(
-            &common::published_run(&project.path("out/blobs"), metric).join("k_selection.parquet"),
+        let table = common::table(
+            &common::published_run(&project.path("out/blobs"), metric),
+            "k_selection",
         );
         let batch = &table[0];
         let ks: Vec<i32> = batch
@@ -93,8 +94,9 @@ fn a_range_of_k_finds_the_clusters_the_data_has_by_every_metric() {
         assert!(inertia.values().windows(2).all(|w| w[1] <= w[0]));
         assert!(inertia.value(1) - inertia.value(2) > 10.0 * (inertia.value(2) - inertia.value(3)));
 
-        let profile = read_parquet(
-            &common::published_run(&project.path("out/blobs"), metric).join("profile.parquet"),
+        let profile = common::table(
+            &common::published_run(&project.path("out/blobs"), metric),
+            "profile",
         );
         let sizes: Vec<i64> = profile[0]
             .column_by_name("customers")
@@ -122,18 +124,17 @@ fn segments_do_not_depend_on_the_number_of_threads() {
                 &[("RAYON_NUM_THREADS", threads)],
             )
             .assert_exit(0);
-        outputs.push(common::read_parquet_folder(
-            &common::published_run(&project.path("out/customer_segments"), threads)
-                .join("segments"),
-        ));
+        outputs.push(common::without_run_columns(&common::table(
+            &common::published_run(&project.path("out/customer_segments"), threads),
+            "segments",
+        )));
     }
     assert_eq!(outputs[0], outputs[1]);
     let centroids = |threads: &str| {
-        std::fs::read(
-            common::published_run(&project.path("out/customer_segments"), threads)
-                .join("centroids.parquet"),
-        )
-        .unwrap()
+        common::without_run_columns(&common::table(
+            &common::published_run(&project.path("out/customer_segments"), threads),
+            "centroids",
+        ))
     };
     assert_eq!(centroids("1"), centroids("2"));
 }
@@ -158,8 +159,9 @@ fn csv_of(rows: &[(usize, f64, f64)]) -> String {
 
 /// customer_id -> segment_id of a published run.
 fn assignments(project: &Project, run: &str) -> std::collections::BTreeMap<i64, i32> {
-    let batches = common::read_parquet_folder(
-        &common::published_run(&project.path("out/blobs"), run).join("segments"),
+    let batches = common::table(
+        &common::published_run(&project.path("out/blobs"), run),
+        "segments",
     );
     batches
         .iter()
@@ -234,8 +236,9 @@ fn a_warm_start_keeps_segment_ids_and_counts_who_moved() {
         assert_eq!(*id, expected, "customer {customer}");
     }
 
-    let migration = read_parquet(
-        &common::published_run(&project.path("out/blobs"), "week-2").join("migration.parquet"),
+    let migration = common::table(
+        &common::published_run(&project.path("out/blobs"), "week-2"),
+        "migration",
     );
     let batch = &migration[0];
     let ids = |name: &str| -> Vec<Option<i32>> {
@@ -309,9 +312,11 @@ fn a_warm_start_keeps_segment_ids_and_counts_who_moved() {
     );
     assert_eq!(assignments(&project, "week-4"), after);
     assert!(
-        !common::published_run(&project.path("out/blobs"), "week-4")
-            .join("migration.parquet")
-            .exists()
+        common::table_files(
+            &common::published_run(&project.path("out/blobs"), "week-4"),
+            "migration"
+        )
+        .is_empty()
     );
 }
 
@@ -348,8 +353,9 @@ fn customers_with_missing_features_fail_the_run_or_are_set_aside() {
         "{}",
         run.stdout
     );
-    let rejects = read_parquet(
-        &common::published_run(&project.path("out/blobs"), "kept").join("_rejects/segment.parquet"),
+    let rejects = common::table(
+        &common::published_run(&project.path("out/blobs"), "kept"),
+        "rejects/segment",
     );
     let reasons: Vec<String> = rejects[0]
         .column_by_name("reason")
@@ -409,8 +415,9 @@ fn a_sampled_fit_streams_every_customer_to_its_segment() {
     }
     assert_eq!(id_map.len(), 4);
 
-    let profile = read_parquet(
-        &common::published_run(&project.path("out/blobs"), "sampled").join("profile.parquet"),
+    let profile = common::table(
+        &common::published_run(&project.path("out/blobs"), "sampled"),
+        "profile",
     );
     let sizes: Vec<i64> = profile[0]
         .column_by_name("customers")

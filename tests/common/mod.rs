@@ -155,6 +155,50 @@ pub fn published_run(output: &Path, run_id: &str) -> PathBuf {
     version
 }
 
+/// The files of `table` in the published version folder `version` (from
+/// [`published`] or [`published_run`]), as its manifest lists them: where a loader finds
+/// them, `<output>/<table>/run_id=<id>/part-NNNNN-<attempt>.parquet`.
+pub fn table_files(version: &Path, table: &str) -> Vec<PathBuf> {
+    let manifest = version.join("_MANIFEST.json");
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&manifest).unwrap()).unwrap();
+    // The version folder is <output>/run_id=<id>/attempt=<a>/; paths are relative to <output>.
+    let output = version.parent().unwrap().parent().unwrap();
+    manifest["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|file| file["table"].as_str() == Some(table))
+        .map(|file| output.join(file["path"].as_str().unwrap()))
+        .collect()
+}
+
+/// The rows of `table` in the published version folder `version`, file by file.
+pub fn table(version: &Path, table: &str) -> Vec<RecordBatch> {
+    let files = table_files(version, table);
+    assert!(
+        !files.is_empty(),
+        "{} publishes a table `{table}`",
+        version.display()
+    );
+    files.iter().flat_map(|file| read_parquet(file)).collect()
+}
+
+/// `batches` without the run's own columns (`run_id`, `as_of`), to compare the tables of
+/// two runs.
+pub fn without_run_columns(batches: &[RecordBatch]) -> Vec<RecordBatch> {
+    batches
+        .iter()
+        .map(|batch| {
+            let schema = batch.schema();
+            let kept: Vec<usize> = (0..schema.fields().len())
+                .filter(|&i| !["run_id", "as_of"].contains(&schema.field(i).name().as_str()))
+                .collect();
+            batch.project(&kept).unwrap()
+        })
+        .collect()
+}
+
 pub fn read_parquet(path: &Path) -> Vec<RecordBatch> {
     let file = std::fs::File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)

@@ -81,7 +81,7 @@ pub enum Command {
         /// Also write the run report as JSON to this file.
         #[arg(long, value_name = "FILE")]
         report_json: Option<PathBuf>,
-        /// The run's id: outputs go to `<output>/run_id=<ID>/`, replacing an earlier run
+        /// The run's id: tables go to `<output>/<table>/run_id=<ID>/`, replacing an earlier run
         /// of the same id (default: the pipeline's `run_id:`, else start time and process id).
         #[arg(long, value_name = "ID", value_parser = parse_run_id)]
         run_id: Option<String>,

@@ -132,7 +132,7 @@ fn render_segments(segment: &segflow_engine::SegmentReport) -> String {
     }
     if segment.customers_quarantined > 0 {
         out.push_str(&format!(
-            "  {} customers set aside for a null, NaN or infinite feature (_rejects/segment.parquet)\n",
+            "  {} customers set aside for a null, NaN or infinite feature (rejects/segment/)\n",
             thousands(segment.customers_quarantined)
         ));
     }
@@ -460,7 +460,7 @@ fn render_value(value: &segflow_engine::ValueReport, segmented: bool) -> String 
     }
     if value.customers_quarantined > 0 {
         out.push_str(&format!(
-            "  {} customers set aside: a history the models cannot read (_rejects/value.parquet)\n",
+            "  {} customers set aside: a history the models cannot read (rejects/value/)\n",
             thousands(value.customers_quarantined)
         ));
     }

@@ -26,7 +26,7 @@ use rand_xoshiro::rand_core::SeedableRng;
 pub use metrics::{calinski_harabasz, davies_bouldin, silhouette};
 pub use naming::segment_names;
 pub use output::{
-    DISTANCE, SEGMENT_ID, SegmentTotals, centroids_batch, median, profile_batch,
+    DISTANCE, SEGMENT_ID, SEGMENT_NAME, SegmentTotals, centroids_batch, median, profile_batch,
     profile_from_totals, segments_batches,
 };
 pub use params::{FeatureTransform, KMetric, KSelection, Role, ScalerKind};

@@ -12,31 +12,40 @@ use crate::{ClusterError, Result, Segmentation};
 
 pub const SEGMENT_ID: &str = "segment_id";
 pub const DISTANCE: &str = "distance";
+/// In `segments`, where a plain `name` would read as the customer's.
+pub const SEGMENT_NAME: &str = "segment_name";
 
-/// One batch per input batch: the key column as read, `segment_id`, `distance`, the raw
-/// feature values, then the `carry` columns as read.
+/// One batch per input batch: the key column as read, `segment_id`, `segment_name`
+/// (`names` in the order of `segmentation.ids`), `distance`, the raw feature values, then
+/// the `carry` columns as read.
 pub fn segments_batches(
     input: &[RecordBatch],
     key: &str,
     carry: &[String],
     segmentation: &Segmentation,
+    names: &[String],
 ) -> Result<Vec<RecordBatch>> {
     let mut offset = 0;
     let mut out = Vec::with_capacity(input.len());
     for batch in input {
         let rows = batch.num_rows();
         let key_column = column(batch, key)?;
+        let assigned = &segmentation.assignments[offset..offset + rows];
         let mut fields = vec![
             Field::new(key, key_column.data_type().clone(), false),
             Field::new(SEGMENT_ID, DataType::Int32, false),
+            Field::new(SEGMENT_NAME, DataType::Utf8, false),
             Field::new(DISTANCE, DataType::Float64, false),
         ];
         let mut columns: Vec<ArrayRef> = vec![
             key_column,
             Arc::new(Int32Array::from_iter_values(
-                segmentation.assignments[offset..offset + rows]
+                assigned
                     .iter()
                     .map(|&c| segmentation.ids[c as usize] as i32),
+            )),
+            Arc::new(StringArray::from_iter_values(
+                assigned.iter().map(|&c| names[c as usize].as_str()),
             )),
             Arc::new(Float64Array::from(
                 segmentation.distances[offset..offset + rows].to_vec(),

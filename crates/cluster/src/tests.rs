@@ -181,7 +181,8 @@ fn output_batches_line_up_with_the_input() {
         &settings(3, 42),
     )
     .unwrap();
-    let segments = segments_batches(&input, "id", &[], &result).unwrap();
+    let labels = segment_names(&result, &Default::default());
+    let segments = segments_batches(&input, "id", &[], &result, &labels).unwrap();
     assert_eq!(segments.len(), 2);
     let names: Vec<String> = segments[0]
         .schema()
@@ -189,13 +190,20 @@ fn output_batches_line_up_with_the_input() {
         .iter()
         .map(|f| f.name().clone())
         .collect();
-    assert_eq!(names, ["id", "segment_id", "distance", "x", "y"]);
+    assert_eq!(
+        names,
+        ["id", "segment_id", "segment_name", "distance", "x", "y"]
+    );
     let last = segments[1]
         .column(1)
         .as_primitive::<arrow::datatypes::Int32Type>();
     assert_eq!(last.value(last.len() - 1), 2);
+    let named = segments[1].column(2).as_string::<i32>();
+    assert_eq!(
+        named.value(named.len() - 1),
+        labels[result.assignments[result.assignments.len() - 1] as usize]
+    );
 
-    let labels = segment_names(&result, &Default::default());
     assert_eq!(
         labels,
         ["segment 0", "segment 1", "segment 2"],

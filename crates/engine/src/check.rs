@@ -15,6 +15,7 @@ use datafusion::error::DataFusionError;
 use datafusion::prelude::SessionContext;
 use segflow_pipeline::{CheckKind, Pipeline, Validate, did_you_mean};
 use segflow_plan::StepGraph;
+use segflow_publish::RunColumns;
 
 use crate::columns::{ReadColumns, read_columns};
 use crate::contract;
@@ -375,13 +376,21 @@ async fn check_and_compile(
         match check_segment_schema(input, segment) {
             Err((key, message)) => problems.push(pipeline.problem(&key, message)),
             Ok(()) => {
-                if let Some(contract) = &segment.contract {
-                    let published = planned_segments_schema(input, segment);
-                    problems.extend(
-                        contract::schema_problems(contract, &published, "segments")
-                            .into_iter()
-                            .map(|(key, message)| pipeline.problem(&key, message)),
-                    );
+                // As published: in warehouse types, with the run's columns.
+                let planned = Arc::new(planned_segments_schema(input, segment));
+                let as_of = pipeline.vars.get("as_of").map(String::as_str);
+                match RunColumns::new("check", as_of).published_schema(&planned) {
+                    Err(message) => problems
+                        .push(pipeline.problem("segment.carry", format!("`segments` {message}"))),
+                    Ok(published) => {
+                        if let Some(contract) = &segment.contract {
+                            problems.extend(
+                                contract::schema_problems(contract, &published, "segments")
+                                    .into_iter()
+                                    .map(|(key, message)| pipeline.problem(&key, message)),
+                            );
+                        }
+                    }
                 }
             }
         }

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use arrow::datatypes::Schema;
 use segflow_pipeline::{Contract, OnDrift, did_you_mean};
-use segflow_publish::{ManifestColumn, WrittenFile, type_name};
+use segflow_publish::{AS_OF_COLUMN, ManifestColumn, RUN_ID_COLUMN, WrittenFile, type_name};
 
 /// Where a contract does not hold on `schema`, each with the key to blame: a missing
 /// column at its entry, a wrong type at its `type`, an unpromised column at `columns`.
@@ -45,6 +45,8 @@ pub fn schema_problems(contract: &Contract, schema: &Schema, table: &str) -> Vec
         .iter()
         .copied()
         .filter(|name| !contract.columns.iter().any(|column| column.name == *name))
+        // Every published table ends in them, whatever its contract says.
+        .filter(|name| ![RUN_ID_COLUMN, AS_OF_COLUMN].contains(name))
         .collect();
     if !unpromised.is_empty() {
         problems.push((

@@ -44,6 +44,12 @@ pub async fn remove_runs(folder: &OutputFolder, runs: &[RunEntry]) -> Result<usi
     if let Ok(url) = Url::parse(&folder.url) {
         for run in runs {
             remove_empty_local_dirs(&url, run.path.trim_end_matches('/'));
+            // A table partition emptied by this removal (an incomplete attempt's files).
+            for file in &run.table_files {
+                if let Some((partition, _)) = file.rsplit_once('/') {
+                    remove_empty_local_dirs(&url, partition);
+                }
+            }
         }
         remove_empty_local_dirs(&url, STAGING_DIR);
     }

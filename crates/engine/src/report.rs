@@ -123,7 +123,7 @@ pub struct SourceReport {
     pub rows_read: Option<u64>,
     /// Rows passed on to the steps (rows_read minus rows_quarantined).
     pub rows_out: Option<u64>,
-    /// Rows that did not parse, set aside in `_rejects/<source>.parquet`.
+    /// Rows that did not parse, set aside in `rejects/<source>.parquet`.
     pub rows_quarantined: u64,
     /// What the run noticed about its files, e.g. a declared nullable column a Parquet
     /// file lacks (read as null there).

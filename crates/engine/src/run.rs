@@ -12,8 +12,8 @@ use datafusion::prelude::SessionContext;
 use segflow_pipeline::{CheckKind, Engine, Pipeline};
 use segflow_plan::{Selector, StepGraph};
 use segflow_publish::{
-    LATEST_FILE, MANIFEST_FILE, ManifestMetric, OutputFolder, RunInfo, STAGING_DIR, SUCCESS_MARKER,
-    Staging,
+    LATEST_FILE, MANIFEST_FILE, ManifestMetric, OutputFolder, RunColumns, RunInfo, STAGING_DIR,
+    SUCCESS_MARKER, Staging,
 };
 
 use crate::baseline::Baseline;
@@ -39,7 +39,7 @@ use crate::{
 
 /// Under the output folder: one Parquet table of rejected rows per quarantining source and
 /// per validate step with quarantine checks.
-pub const REJECTS_DIR: &str = "_rejects";
+pub const REJECTS_DIR: &str = "rejects";
 
 /// Under a run's staging folder: step results, when they are written to the output store
 /// (a run on Ballista). Never published.
@@ -188,7 +188,8 @@ pub async fn run(pipeline: &Pipeline, options: &RunOptions) -> Result<RunReport>
     // to the attempt's staging folder too. A partial run stages only for that, and never
     // publishes.
     let staging = if !partial || engine != Engine::Local {
-        Some(folder.stage(&run_id).await?)
+        let columns = RunColumns::new(&run_id, pipeline.vars.get("as_of").map(String::as_str));
+        Some(folder.stage(columns).await?)
     } else {
         None
     };
@@ -312,10 +313,19 @@ pub async fn run(pipeline: &Pipeline, options: &RunOptions) -> Result<RunReport>
         metrics: recorded_metrics(&steps_checked),
         inputs,
     };
+    let tables: std::collections::BTreeSet<String> = staging
+        .files()
+        .iter()
+        .filter_map(|file| Some(file.table.as_ref()?.table.clone()))
+        .collect();
     let published = staging.publish(&info).await;
     let output = &pipeline.output.url;
+    // A failed publish deletes its files; on a local disk their folders stay behind.
     remove_empty_local_dirs(output, STAGING_DIR);
     remove_empty_local_dirs(output, &OutputFolder::run_dir(&run_id));
+    for table in &tables {
+        remove_empty_local_dirs(output, table);
+    }
     options.leftovers.staging(None);
     let published = published?;
     for problem in &published.left_behind {
@@ -324,13 +334,13 @@ pub async fn run(pipeline: &Pipeline, options: &RunOptions) -> Result<RunReport>
     warn_about_stale_runs(&folder).await;
 
     let mut outputs = vec![OutputReport {
-        url: published.url.clone(),
+        url: published.output_url.clone(),
         kind: "folder".to_string(),
         rows: None,
         bytes: None,
     }];
     outputs.extend(published.files.iter().map(|file| OutputReport {
-        url: format!("{}{}", published.url, file.name),
+        url: format!("{}{}", published.output_url, file.name),
         kind: "file".to_string(),
         rows: file.rows(),
         bytes: Some(file.bytes),

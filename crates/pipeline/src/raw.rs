@@ -412,7 +412,7 @@ pub struct RawSegment {
     pub names: BTreeMap<u32, String>,
     /// What a customer with a null, NaN or infinite feature does: `fail` (default: the run
     /// fails naming the column and count) or `quarantine` (set aside in
-    /// `_rejects/segment.parquet` with the reason, the rest are segmented).
+    /// `rejects/segment/` with the reason, the rest are segmented).
     #[serde(default)]
     pub on_invalid_features: Option<String>,
     /// Fit on a seeded sample of this many customers (transforms, scaler and centroids),
@@ -519,7 +519,7 @@ pub struct RawValue {
     pub penalizer: Option<f64>,
     /// What a customer whose history the models cannot read does: `fail` (default: the
     /// run fails with the count and a few keys) or `quarantine` (set aside in
-    /// `_rejects/value.parquet` with the reason).
+    /// `rejects/value/` with the reason).
     #[serde(default)]
     pub on_invalid: Option<String>,
     /// Judge the fitted model on a later period the SQL measured.

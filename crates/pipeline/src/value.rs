@@ -19,7 +19,7 @@ pub struct Value {
     pub discount_rate: f64,
     pub penalizer: f64,
     /// Customers whose history the models cannot read are set aside in
-    /// `_rejects/value.parquet` instead of failing the run.
+    /// `rejects/value/` instead of failing the run.
     pub quarantine_invalid: bool,
     pub evaluate: Option<Evaluate>,
 }

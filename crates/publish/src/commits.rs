@@ -9,7 +9,7 @@
 use object_store::{ObjectStoreExt, PutMode};
 use serde::{Deserialize, Serialize};
 
-use crate::{OutputFolder, PublishError, Result, SUCCESS_MARKER};
+use crate::{OutputFolder, PublishError, Result, SUCCESS_MARKER, WrittenFile, table_partition};
 
 pub const COMMITS_DIR: &str = "_commits";
 /// A version's folder inside its run's folder is `attempt=<attempt id>`.
@@ -42,6 +42,49 @@ impl Commit {
             committed_at: String::new(),
         }
     }
+}
+
+/// `<table>/run_id=<id>/_SUCCESS`: the commit that published the table's files in the
+/// partition, and which they are, for a loader that waits on its table's partition alone.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TableCommit {
+    pub table: String,
+    #[serde(flatten)]
+    pub commit: Commit,
+    /// The table's files of the version, relative to the partition (the folder of this
+    /// `_SUCCESS`): during a rerun the partition also holds the files of the version
+    /// being replaced, which a loader reading these never sees.
+    pub files: Vec<String>,
+}
+
+/// One [`TableCommit`] per table among `files` (published names), in table order.
+pub(crate) fn table_commits(commit: &Commit, files: &[WrittenFile]) -> Vec<TableCommit> {
+    let tables = files.iter().filter_map(|file| {
+        let part = file.table.as_ref()?;
+        Some((part.table.as_str(), file.name.as_str()))
+    });
+    commits_of_tables(commit, tables)
+}
+
+/// One [`TableCommit`] per table of `files` (table, published name), in table order.
+fn commits_of_tables<'a>(
+    commit: &Commit,
+    files: impl Iterator<Item = (&'a str, &'a str)>,
+) -> Vec<TableCommit> {
+    let mut tables: std::collections::BTreeMap<&str, Vec<String>> = Default::default();
+    for (table, name) in files {
+        let partition = table_partition(table, &commit.run_id);
+        let name = name.strip_prefix(&partition).unwrap_or(name);
+        tables.entry(table).or_default().push(name.to_string());
+    }
+    tables
+        .into_iter()
+        .map(|(table, files)| TableCommit {
+            table: table.to_string(),
+            commit: commit.clone(),
+            files,
+        })
+        .collect()
 }
 
 /// `run_id=<id>/_commits/<version>.json`, zero-padded so that names sort as numbers.
@@ -113,6 +156,36 @@ impl OutputFolder {
             }
             _ => Ok(commit.clone()),
         }
+    }
+
+    /// Writes `<table>/run_id=<id>/_SUCCESS` for `marker`.
+    pub(crate) async fn point_table_success_at(&self, marker: &TableCommit) -> Result<()> {
+        let name = format!(
+            "{}{SUCCESS_MARKER}",
+            table_partition(&marker.table, &marker.commit.run_id)
+        );
+        let json = serde_json::to_vec_pretty(marker).expect("a commit serialises");
+        self.put(&name, json, PutMode::Overwrite).await
+    }
+
+    /// Points every table's `_SUCCESS` at `commit`, from its manifest (a version published
+    /// before tables had folders has none to point): what a crash between the run's
+    /// `_SUCCESS` and the tables' left undone, before the version they name is deleted.
+    pub(crate) async fn point_tables_at(&self, commit: &Commit) -> Result<()> {
+        let Some(manifest) = self.manifest_at(commit).await? else {
+            return Ok(());
+        };
+        if manifest.schema_version < crate::TABLE_FOLDERS_SINCE {
+            return Ok(());
+        }
+        let files = manifest
+            .files
+            .iter()
+            .filter_map(|file| Some((file.table.as_deref()?, file.path.as_str())));
+        for marker in commits_of_tables(commit, files) {
+            self.point_table_success_at(&marker).await?;
+        }
+        Ok(())
     }
 
     /// Whether `run_id=<id>/_SUCCESS` names the run's newest commit (a crash between a

@@ -3,49 +3,69 @@
 //! The layout of an output folder:
 //!
 //! ```text
-//! <output>/_staging/<run_id>/attempt=<a>/…        files of an attempt in progress (or a dead one)
-//! <output>/run_id=<run_id>/attempt=<a>/…          a version of a run: its tables,
-//! <output>/run_id=<run_id>/attempt=<a>/_MANIFEST.json   and what they hold
-//! <output>/run_id=<run_id>/_commits/<N>.json      version N committed: names its attempt
-//! <output>/run_id=<run_id>/_SUCCESS               a copy of the newest commit
-//! <output>/_LATEST.json                           names the latest run in run order
+//! <output>/_staging/<run_id>/attempt=<a>/…                  files of an attempt in progress (or a dead one)
+//! <output>/<table>/run_id=<run_id>/part-NNNNN-<a>.parquet   a table's rows in a run: one folder per table,
+//!                                                           partitioned by run (see `layout.rs`)
+//! <output>/<table>/run_id=<run_id>/_SUCCESS                 the table's part of the newest commit
+//! <output>/run_id=<run_id>/attempt=<a>/_MANIFEST.json       a version of a run: what it holds (every file),
+//! <output>/run_id=<run_id>/attempt=<a>/model.json, …        and its files that are not tables
+//! <output>/run_id=<run_id>/_commits/<N>.json                version N committed: names its attempt
+//! <output>/run_id=<run_id>/_SUCCESS                         a copy of the newest commit
+//! <output>/_LATEST.json                                     names the latest run in run order
 //! ```
+//!
+//! Every table's rows carry the run's `run_id` (and `as_of`) as columns too
+//! (`table_schema.rs`), so a file loaded on its own still says which run it is.
 //!
 //! Every attempt at a run (each `segflow run`) has an id of its own and stages in a folder
 //! of its own; [`OutputFolder::stage`] also notes the run's newest version at that moment.
 //! [`Staging::publish`] then, in this order:
 //!
-//! 1. moves the staged files to the attempt's version folder and writes its manifest;
-//!    nothing a reader follows names that folder yet;
+//! 1. moves the staged table files to their tables' partitions of the run, under names that
+//!    carry the attempt (beside, never over, the files of the version they are to replace),
+//!    and the other files to the attempt's version folder; writes its manifest, which lists
+//!    every file. Nothing segflow or a waiting loader follows names these files yet;
 //! 2. commits: writes `_commits/<N + 1>.json` with a put-if-absent, N being the version
 //!    noted at the start. Of two attempts racing for one run id, exactly one succeeds; the
-//!    other deletes its version folder and fails with [`PublishError::PublishedConcurrently`];
+//!    other deletes its files and fails with [`PublishError::PublishedConcurrently`];
 //! 3. points `_SUCCESS` at the commit (an overwrite: a reader sees the old pointer or the
-//!    new one, never none), then `_LATEST.json` at the run, unless it names a run later in
-//!    run order ([`compare_run_ids`]: a backfill of an old day leaves it where it is);
-//! 4. only then deletes the versions the commit superseded, and its staging folder.
+//!    new one, never none), writes each table's `<table>/run_id=<id>/_SUCCESS` (the commit
+//!    and that table's files), then points `_LATEST.json` at the run, unless it names a run
+//!    later in run order ([`compare_run_ids`]: a backfill of an old day leaves it where it is);
+//! 4. only then deletes the versions the commit superseded (their table files first, then
+//!    their folders), and its staging folder.
 //!
-//! So a reader that reads `_SUCCESS` and then the files of the folder it names sees, at
-//! every moment, either the old complete version or the new complete one, on a local folder
-//! and on an object store alike. A crash between 2 and 3 leaves `_SUCCESS` on the old
-//! version (still whole, as nothing was deleted); the next publish of the run id or
-//! `segflow gc` moves it on. [`OutputFolder::stale_runs`] finds dead attempts and
-//! superseded versions; the published version is never among them.
+//! So a reader that reads `_SUCCESS` (the run's or a table's) and then the files it names
+//! sees, at every moment, either the old complete version or the new complete one, on a
+//! local folder and on an object store alike. A reader that globs a table's files
+//! (`segments/*/*.parquet`) without waiting sees, between steps 1 and 4 of a rerun of a run
+//! id, the files of both versions of that run; and a crash between 1 and 2 leaves files no
+//! commit names until `segflow gc` removes them (listed as `incomplete` by `segflow
+//! runs`). A crash between 2 and 3 leaves `_SUCCESS` on the old version (still whole, as
+//! nothing was deleted); the next publish of the run id or `segflow gc` moves it on.
+//! [`OutputFolder::stale_runs`] finds dead attempts and superseded versions; the published
+//! version is never among them.
+//!
+//! Runs published before tables had folders of their own (schema version 3 manifests and
+//! older) keep their tables inside their version folder; [`OutputFolder::table_files`]
+//! reads both.
 //!
 //! This file is longer than the others on purpose: the protocol above and the code that
 //! carries it out (`OutputFolder`, `Staging`, `TableWriter`) are kept together, so that a
 //! change to one is seen beside the other. The commit records are in `commits.rs`.
 
 mod commits;
+mod layout;
 mod manifest;
 mod runs;
 mod store_errors;
+mod table_schema;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use arrow::array::RecordBatch;
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::datatypes::{Schema, SchemaRef};
 use futures::TryStreamExt;
 use object_store::buffered::BufWriter;
 use object_store::path::Path;
@@ -56,13 +76,15 @@ use parquet::basic::Compression;
 use parquet::file::metadata::{ParquetMetaData, ParquetMetaDataReader};
 use parquet::file::properties::WriterProperties;
 
-pub use commits::{ATTEMPT_PREFIX, COMMITS_DIR, Commit};
+pub use commits::{ATTEMPT_PREFIX, COMMITS_DIR, Commit, TableCommit};
+pub use layout::{table_name_problem, table_partition};
 pub use manifest::{
     MANIFEST_SCHEMA_VERSION, Manifest, ManifestColumn, ManifestFile, ManifestInput, ManifestMetric,
-    ManifestTable, RunInfo, columns as manifest_columns, type_name,
+    ManifestTable, RunInfo, TABLE_FOLDERS_SINCE, columns as manifest_columns, type_name,
 };
 pub use runs::{Latest, RunEntry, RunStatus, compare_run_ids};
 pub use store_errors::{explain, find_store_error};
+pub use table_schema::{AS_OF_COLUMN, AsOf, RUN_ID_COLUMN, RunColumns, warehouse_type};
 
 pub type Result<T, E = PublishError> = std::result::Result<T, E>;
 
@@ -91,6 +113,8 @@ pub enum PublishError {
     },
     #[error("{url}: {message}")]
     Corrupt { url: String, message: String },
+    #[error("table `{table}` {message}")]
+    Table { table: String, message: String },
     #[error(
         "run `{run_id}` was published as version {version} by another attempt while this one was running ({url} already exists); its output is that attempt's, and this one's was removed"
     )]
@@ -119,10 +143,13 @@ fn explain_parquet(error: &parquet::errors::ParquetError) -> String {
     }
 }
 
-/// A file the run wrote, relative to the run's folder.
+/// A file the run wrote.
 #[derive(Debug, Clone, PartialEq)]
 pub struct WrittenFile {
-    /// e.g. `segments/part-00000.parquet`.
+    /// Staged: relative to the attempt's staging folder, e.g. `segments/part-00000.parquet`.
+    /// Published: relative to the output folder, e.g.
+    /// `segments/run_id=<id>/part-00000-<attempt>.parquet` or
+    /// `run_id=<id>/attempt=<attempt>/model.json`.
     pub name: String,
     /// For a Parquet file: the table it belongs to (e.g. `segments`), its rows and schema.
     pub table: Option<TableFile>,
@@ -175,6 +202,8 @@ pub struct Published {
     pub url: String,
     /// The run's folder URL (where `_SUCCESS` is), ending in `/`.
     pub run_url: String,
+    /// The output folder's URL, ending in `/`: the files' names are relative to it.
+    pub output_url: String,
     pub commit: Commit,
     pub files: Vec<WrittenFile>,
     pub manifest: Manifest,
@@ -232,7 +261,8 @@ impl OutputFolder {
     /// Starts an attempt at a run: its own staging folder, and the run's newest version
     /// now, which its commit is to follow. Nothing in the published location changes until
     /// [`Staging::publish`].
-    pub async fn stage(&self, run_id: &str) -> Result<Staging> {
+    pub async fn stage(&self, columns: RunColumns) -> Result<Staging> {
+        let run_id = columns.run_id.as_str();
         let base_version = self
             .commit_versions(run_id)
             .await?
@@ -247,6 +277,7 @@ impl OutputFolder {
             attempt,
             base_version,
             files: Vec::new(),
+            columns,
         })
     }
 
@@ -307,6 +338,8 @@ pub struct Staging {
     base_version: u64,
     prefix: String,
     files: Vec<WrittenFile>,
+    /// What every table of the run carries as its last columns.
+    columns: RunColumns,
 }
 
 /// A new attempt's id: the time it started (so that ids sort by it) and a random part (so
@@ -339,6 +372,28 @@ impl Staging {
         &self.files
     }
 
+    /// The columns every table of the run ends in: what a table written by others (see
+    /// [`Staging::adopt_parquet`]) must add itself.
+    pub fn run_columns(&self) -> &RunColumns {
+        &self.columns
+    }
+
+    /// The schema a table of `schema` is published with ([`RunColumns::published_schema`]).
+    pub fn published_schema(&self, table: &str, schema: &SchemaRef) -> Result<SchemaRef> {
+        if let Some(message) = table_name_problem(table) {
+            return Err(PublishError::Table {
+                table: table.to_string(),
+                message,
+            });
+        }
+        self.columns
+            .published_schema(schema)
+            .map_err(|message| PublishError::Table {
+                table: table.to_string(),
+                message,
+            })
+    }
+
     /// Writes `batches` as one Snappy-compressed Parquet file named `name` (relative to the
     /// run's folder) holding rows of `table`, streaming through a multipart upload.
     pub async fn write_parquet(
@@ -354,17 +409,20 @@ impl Staging {
             url: url.clone(),
             error,
         };
+        let schema = self.published_schema(table, &schema)?;
         let writer = BufWriter::new(self.folder.store.clone(), self.folder.path(&staged));
         let properties = WriterProperties::builder()
             .set_compression(Compression::SNAPPY)
             .build();
-        let schema = plain_schema(&schema);
         let mut writer = AsyncArrowWriter::try_new(writer, schema.clone(), Some(properties))
             .map_err(parquet_error)?;
         let mut rows = 0;
         for batch in batches {
             rows += batch.num_rows() as u64;
-            let batch = plain_batch(batch, &schema).map_err(|error| parquet_error(error.into()))?;
+            let batch = self
+                .columns
+                .published_batch(batch, &schema)
+                .map_err(|error| parquet_error(error.into()))?;
             writer.write(&batch).await.map_err(parquet_error)?;
         }
         let footer = writer.close().await.map_err(parquet_error)?;
@@ -393,11 +451,11 @@ impl Staging {
         let staged = format!("{}/{name}", self.prefix);
         let url = self.folder.url_of(&staged);
         let path = self.folder.path(&staged);
+        let schema = self.published_schema(table, &schema)?;
         let writer = BufWriter::new(self.folder.store.clone(), path.clone());
         let properties = WriterProperties::builder()
             .set_compression(Compression::SNAPPY)
             .build();
-        let schema = plain_schema(&schema);
         let writer = AsyncArrowWriter::try_new(writer, schema.clone(), Some(properties)).map_err(
             |error| PublishError::Parquet {
                 url: url.clone(),
@@ -406,6 +464,7 @@ impl Staging {
         )?;
         Ok(TableWriter {
             writer,
+            columns: self.columns.clone(),
             table: table.to_string(),
             name: name.to_string(),
             url,
@@ -419,7 +478,8 @@ impl Staging {
     /// folder, e.g. `segments/` written by a cluster's executors) as the files of `table`.
     /// They are renamed `part-00000.parquet`, `part-00001.parquet`, ... in name order, so a
     /// published run's layout does not depend on what wrote it; their rows and schema are
-    /// read from their footers. Returns the rows they hold.
+    /// read from their footers, which must end in [`Staging::run_columns`]. Returns the
+    /// rows they hold.
     pub async fn adopt_parquet(&mut self, table: &str, folder: &str) -> Result<u64> {
         let folder = folder.trim_end_matches('/');
         let staged = format!("{}/{folder}/", self.prefix);
@@ -461,6 +521,13 @@ impl Staging {
             let file = footer.file_metadata();
             let schema = parquet_to_arrow_schema(file.schema_descr(), file.key_value_metadata())
                 .map_err(parquet_error)?;
+            if !self.columns.ends_schema(&schema) {
+                return Err(PublishError::Corrupt {
+                    url,
+                    message: "was written without the run's columns (`run_id`, `as_of`) last"
+                        .to_string(),
+                });
+            }
             let file_rows = file.num_rows() as u64;
             rows += file_rows;
             self.files.push(WrittenFile {
@@ -499,7 +566,7 @@ impl Staging {
     /// this file. Before the commit, a failure removes what the attempt wrote; after it,
     /// the run is published and cleanup problems are reported in
     /// [`Published::left_behind`].
-    pub async fn publish(self, info: &RunInfo) -> Result<Published> {
+    pub async fn publish(mut self, info: &RunInfo) -> Result<Published> {
         let mut steps = PublishSteps::from_environment();
         steps.hold();
         let version_dir = format!(
@@ -507,7 +574,8 @@ impl Staging {
             OutputFolder::run_dir(&self.run_id),
             self.attempt
         );
-        let manifest = self.manifest(info);
+        let destinations = self.destinations(&version_dir);
+        let manifest = self.manifest(info, &destinations);
         let commit = Commit {
             run_id: self.run_id.clone(),
             version: self.base_version + 1,
@@ -516,18 +584,29 @@ impl Staging {
             committed_at: manifest.ended_at.clone(),
         };
         if let Err(error) = self
-            .commit(&version_dir, &manifest, &commit, &mut steps)
+            .commit(&version_dir, &destinations, &manifest, &commit, &mut steps)
             .await
         {
-            // Nothing names the attempt's files: they can go, whatever went wrong.
+            // Nothing names the attempt's files (their names are its own): they can go,
+            // whatever went wrong.
+            for name in &destinations {
+                let _ = self.folder.delete_if_present(name).await;
+            }
             let _ = self.folder.delete_all(&format!("{version_dir}/")).await;
             let _ = self.discard().await;
             return Err(error);
+        }
+        for (file, name) in self.files.iter_mut().zip(destinations) {
+            file.name = name;
         }
         let folder = &self.folder;
         let pointed = folder.point_success_at(&commit).await?;
         steps.done("pointed _SUCCESS at the commit");
         let latest = if pointed.version == commit.version {
+            for marker in commits::table_commits(&commit, &self.files) {
+                folder.point_table_success_at(&marker).await?;
+                steps.done("pointed a table's _SUCCESS at the commit");
+            }
             let latest = runs::point_latest_at(folder, &manifest, &commit).await?;
             steps.done("pointed _LATEST.json at the run");
             Some(latest)
@@ -560,6 +639,7 @@ impl Staging {
         Ok(Published {
             url: folder.url_of(&commit.path),
             run_url: folder.run_url(&self.run_id),
+            output_url: folder.url.clone(),
             commit,
             files: self.files,
             manifest,
@@ -568,27 +648,51 @@ impl Staging {
         })
     }
 
-    /// Steps 1 and 2 of the protocol: the version folder, then the commit.
+    /// Where each staged file is published, relative to the output folder: a table's
+    /// files in its partition of the run, numbered in the order they were written; the
+    /// other files in the version folder `version_dir`.
+    fn destinations(&self, version_dir: &str) -> Vec<String> {
+        let mut parts: BTreeMap<&str, usize> = BTreeMap::new();
+        self.files
+            .iter()
+            .map(|file| match &file.table {
+                Some(part) => {
+                    let number = parts.entry(part.table.as_str()).or_default();
+                    let name = format!(
+                        "{}{}",
+                        table_partition(&part.table, &self.run_id),
+                        layout::part_name(*number, &self.attempt)
+                    );
+                    *number += 1;
+                    name
+                }
+                None => format!("{version_dir}/{}", file.name),
+            })
+            .collect()
+    }
+
+    /// Step 1 and 2 of the protocol: the files to where they are published, the manifest,
+    /// then the commit.
     async fn commit(
         &self,
         version_dir: &str,
+        destinations: &[String],
         manifest: &Manifest,
         commit: &Commit,
         steps: &mut PublishSteps,
     ) -> Result<()> {
         let folder = &self.folder;
-        for file in &self.files {
-            let to = format!("{version_dir}/{}", file.name);
+        for (file, to) in self.files.iter().zip(destinations) {
             folder
                 .store
                 .rename(
                     &folder.path(&format!("{}/{}", self.prefix, file.name)),
-                    &folder.path(&to),
+                    &folder.path(to),
                 )
                 .await
                 .map_err(PublishError::store(
                     "moving a staged file to",
-                    folder.url_of(&to),
+                    folder.url_of(to),
                 ))?;
             steps.done("moved a staged file");
         }
@@ -618,7 +722,7 @@ impl Staging {
         Ok(())
     }
 
-    fn manifest(&self, info: &RunInfo) -> Manifest {
+    fn manifest(&self, info: &RunInfo, destinations: &[String]) -> Manifest {
         let mut tables: BTreeMap<&str, ManifestTable> = BTreeMap::new();
         for file in &self.files {
             let Some(part) = &file.table else {
@@ -653,8 +757,9 @@ impl Staging {
             files: self
                 .files
                 .iter()
-                .map(|file| ManifestFile {
-                    path: file.name.clone(),
+                .zip(destinations)
+                .map(|(file, path)| ManifestFile {
+                    path: path.clone(),
                     table: file.table.as_ref().map(|part| part.table.clone()),
                     rows: file.rows(),
                     bytes: file.bytes,
@@ -748,50 +853,6 @@ impl PublishSteps {
     }
 }
 
-/// `schema` with string and binary views as plain strings and binaries. Engines choose
-/// views or not as they see fit (DataFusion does locally, Ballista does not); the files a
-/// warehouse loads keep one schema whichever ran the pipeline.
-fn plain_schema(schema: &SchemaRef) -> SchemaRef {
-    let plain = |data_type: &DataType| match data_type {
-        DataType::Utf8View => Some(DataType::Utf8),
-        DataType::BinaryView => Some(DataType::Binary),
-        _ => None,
-    };
-    if !schema
-        .fields()
-        .iter()
-        .any(|f| plain(f.data_type()).is_some())
-    {
-        return schema.clone();
-    }
-    let fields: Vec<Field> = schema
-        .fields()
-        .iter()
-        .map(|field| match plain(field.data_type()) {
-            Some(data_type) => field.as_ref().clone().with_data_type(data_type),
-            None => field.as_ref().clone(),
-        })
-        .collect();
-    Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()))
-}
-
-/// `batch` cast to `schema` (see [`plain_schema`]).
-fn plain_batch(
-    batch: &RecordBatch,
-    schema: &SchemaRef,
-) -> std::result::Result<RecordBatch, arrow::error::ArrowError> {
-    if batch.schema().fields() == schema.fields() {
-        return Ok(batch.clone());
-    }
-    let columns = batch
-        .columns()
-        .iter()
-        .zip(schema.fields())
-        .map(|(column, field)| arrow::compute::cast(column, field.data_type()))
-        .collect::<std::result::Result<Vec<_>, _>>()?;
-    RecordBatch::try_new(schema.clone(), columns)
-}
-
 /// Byte ranges of one stored object, for reading a Parquet footer without the whole file.
 struct ObjectRanges {
     store: Arc<dyn ObjectStore>,
@@ -815,6 +876,7 @@ impl MetadataFetch for ObjectRanges {
 /// A Parquet file being written batch by batch; see [`Staging::table_writer`].
 pub struct TableWriter {
     writer: AsyncArrowWriter<BufWriter>,
+    columns: RunColumns,
     table: String,
     name: String,
     url: String,
@@ -836,10 +898,13 @@ impl TableWriter {
 
     pub async fn write(&mut self, batch: &RecordBatch) -> Result<()> {
         self.rows += batch.num_rows() as u64;
-        let batch = plain_batch(batch, &self.schema).map_err(|error| PublishError::Parquet {
-            url: self.url.clone(),
-            error: error.into(),
-        })?;
+        let batch = self
+            .columns
+            .published_batch(batch, &self.schema)
+            .map_err(|error| PublishError::Parquet {
+                url: self.url.clone(),
+                error: error.into(),
+            })?;
         self.writer
             .write(&batch)
             .await

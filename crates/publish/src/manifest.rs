@@ -7,9 +7,14 @@ use serde::{Deserialize, Serialize};
 
 /// Written beside a run's outputs before `_SUCCESS`. A loader can check every file's size
 /// and row count against it and create tables from the schemas without opening a file.
-/// 3: `inputs`; 2: column types in [`type_name`]'s stable names and `metrics`; 1
-/// (manifests without the field): types as Arrow displayed them.
-pub const MANIFEST_SCHEMA_VERSION: u32 = 3;
+/// 4: tables in folders of their own, file paths relative to the output folder; 3:
+/// `inputs`; 2: column types in [`type_name`]'s stable names and `metrics`; 1 (manifests
+/// without the field): types as Arrow displayed them.
+pub const MANIFEST_SCHEMA_VERSION: u32 = 4;
+
+/// The first schema version whose file paths are relative to the output folder (before,
+/// to the version's folder, where the tables were).
+pub const TABLE_FOLDERS_SINCE: u32 = 4;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Manifest {
@@ -69,7 +74,7 @@ pub struct ManifestMetric {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ManifestTable {
-    /// `segments`, `profile`, `_rejects/<step>`, ...
+    /// `segments`, `profile`, `rejects/<step>`, ... (the table's folder)
     pub name: String,
     pub rows: u64,
     pub columns: Vec<ManifestColumn>,
@@ -94,7 +99,9 @@ pub struct ManifestColumn {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ManifestFile {
-    /// Relative to the run's folder, e.g. `segments/part-00000.parquet`.
+    /// Relative to the output folder, e.g.
+    /// `segments/run_id=<id>/part-00000-<attempt>.parquet` (before schema version 4,
+    /// relative to the version's folder: `segments/part-00000.parquet`).
     pub path: String,
     /// For a Parquet file, its table and rows; other files (e.g. `model.json`) have neither.
     #[serde(default, skip_serializing_if = "Option::is_none")]

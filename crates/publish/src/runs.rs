@@ -7,9 +7,10 @@ use object_store::{ObjectStoreExt, PutMode};
 use serde::{Deserialize, Serialize};
 
 use crate::commits::{commit_name, version_of};
+use crate::layout::table_file_run;
 use crate::{
     ATTEMPT_PREFIX, COMMITS_DIR, Commit, LATEST_FILE, MANIFEST_FILE, Manifest, OutputFolder,
-    PublishError, RUN_DIR_PREFIX, Result, STAGING_DIR, SUCCESS_MARKER,
+    PublishError, RUN_DIR_PREFIX, Result, STAGING_DIR, SUCCESS_MARKER, TABLE_FOLDERS_SINCE,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -49,7 +50,11 @@ pub struct RunEntry {
     pub version: Option<u64>,
     /// Relative to the output folder, ending in `/`.
     pub path: String,
-    /// Files in the folder, the manifest included.
+    /// The version's files in its tables' folders (relative to the output folder), which
+    /// go with it.
+    pub table_files: Vec<String>,
+    /// Files of the version (in its folder, the manifest included, and in its tables'
+    /// folders).
     pub files: usize,
     pub bytes: u64,
     /// The newest file's modification time: about when a version was published, or when
@@ -143,6 +148,7 @@ impl OutputFolder {
         let mut folders: BTreeMap<Folder, RunEntry> = BTreeMap::new();
         let mut commits: BTreeMap<String, Vec<u64>> = BTreeMap::new();
         let mut succeeded: BTreeSet<String> = BTreeSet::new();
+        let mut table_files = Vec::new();
         for object in self.list("").await? {
             let name = self.relative(&object.location);
             let folder = match classify(&name) {
@@ -155,21 +161,25 @@ impl OutputFolder {
                     continue;
                 }
                 Some(RunObject::InFolder(folder)) => folder,
+                Some(RunObject::TableFile(folder)) => {
+                    table_files.push((folder, name, object));
+                    continue;
+                }
                 None => continue,
             };
-            let entry = folders.entry(folder.clone()).or_insert_with(|| RunEntry {
-                run_id: folder.run_id.clone(),
-                status: RunStatus::Incomplete,
-                version: None,
-                path: folder.path(),
-                files: 0,
-                bytes: 0,
-                last_modified: object.last_modified,
-                latest: false,
-            });
-            entry.files += 1;
-            entry.bytes += object.size;
-            entry.last_modified = entry.last_modified.max(object.last_modified);
+            folders
+                .entry(folder.clone())
+                .or_insert_with(|| RunEntry::new(&folder, object.last_modified))
+                .count(&object);
+        }
+        // A version's table files count with its folder; an attempt that died while moving
+        // its files out of staging has table files and no folder.
+        for (folder, name, object) in table_files {
+            let entry = folders
+                .entry(folder.clone())
+                .or_insert_with(|| RunEntry::new(&folder, object.last_modified));
+            entry.count(&object);
+            entry.table_files.push(name);
         }
         for versions in commits.values_mut() {
             versions.sort_unstable();
@@ -214,19 +224,10 @@ impl OutputFolder {
 
     /// The manifest of `run_id`'s published version; `None` when it is not published.
     pub async fn published_manifest(&self, run_id: &str) -> Result<Option<Manifest>> {
-        let Some(commit) = self.published(run_id).await? else {
-            return Ok(None);
-        };
-        let name = format!("{}{MANIFEST_FILE}", commit.path);
-        let Some(bytes) = self.read(&name).await? else {
-            return Ok(None);
-        };
-        serde_json::from_slice(&bytes)
-            .map(Some)
-            .map_err(|error| PublishError::Corrupt {
-                url: self.url_of(&name),
-                message: format!("not a segflow manifest: {error}"),
-            })
+        match self.published(run_id).await? {
+            Some(commit) => self.manifest_at(&commit).await,
+            None => Ok(None),
+        }
     }
 
     /// The published run just before `run_id` in run order (the greatest smaller id):
@@ -284,7 +285,8 @@ impl OutputFolder {
 
     /// Deletes the folders of `runs` (from [`OutputFolder::stale_runs`]); published
     /// versions are never deleted here. Before a superseded version goes, its run's
-    /// `_SUCCESS` is moved on to the newest commit, should a crash have left it behind.
+    /// `_SUCCESS` and its tables' are moved on to the newest commit, should a crash have
+    /// left them behind.
     pub async fn remove_runs(&self, runs: &[RunEntry]) -> Result<usize> {
         let mut deleted = 0;
         let superseded: BTreeSet<&str> = runs
@@ -296,8 +298,16 @@ impl OutputFolder {
             if let Some(newest) = self.success_lags(run_id).await? {
                 self.point_success_at(&newest).await?;
             }
+            // The tables' markers may still name the version about to go.
+            if let Some(published) = self.published(run_id).await? {
+                self.point_tables_at(&published).await?;
+            }
         }
         for run in runs.iter().filter(|run| run.status != RunStatus::Published) {
+            for name in &run.table_files {
+                self.delete_if_present(name).await?;
+                deleted += 1;
+            }
             deleted += if run.path.contains(ATTEMPT_PREFIX) {
                 self.delete_all(&run.path).await?
             } else {
@@ -337,7 +347,9 @@ impl OutputFolder {
         Ok(superseded)
     }
 
-    /// Deletes the folder of `version` of `run_id`, superseded by a newer one.
+    /// Deletes `version` of `run_id`, superseded by a newer one: its table files (those its
+    /// manifest lists outside its folder), then its folder, so that a crash in between
+    /// leaves the folder for the next attempt to find.
     pub(crate) async fn remove_superseded(&self, run_id: &str, version: u64) -> Result<usize> {
         let commit = self.read_commit(run_id, version).await?;
         let run_dir = format!("{}/{ATTEMPT_PREFIX}", OutputFolder::run_dir(run_id));
@@ -347,7 +359,66 @@ impl OutputFolder {
                 message: format!("names `{}`, not a version folder of the run", commit.path),
             });
         }
-        self.delete_all(&commit.path).await
+        let mut deleted = 0;
+        if let Some(manifest) = self.manifest_at(&commit).await? {
+            for file in manifest.files.iter().filter(|file| {
+                manifest.schema_version >= TABLE_FOLDERS_SINCE
+                    && table_file_run(&file.path) == Some((run_id, commit.attempt.as_str()))
+            }) {
+                self.delete_if_present(&file.path).await?;
+                deleted += 1;
+            }
+        }
+        Ok(deleted + self.delete_all(&commit.path).await?)
+    }
+
+    /// The manifest of the version `commit` names, if it has one.
+    pub(crate) async fn manifest_at(&self, commit: &Commit) -> Result<Option<Manifest>> {
+        let name = format!("{}{MANIFEST_FILE}", commit.path);
+        let Some(bytes) = self.read(&name).await? else {
+            return Ok(None);
+        };
+        serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|error| PublishError::Corrupt {
+                url: self.url_of(&name),
+                message: format!("not a segflow manifest: {error}"),
+            })
+    }
+
+    /// The files of `table` in the version `commit` names, relative to the output folder,
+    /// in part order: from its manifest, or for a run published before tables had folders
+    /// of their own, from its folder (`<table>/` or `<table>.parquet` there; rejects were in
+    /// `_rejects/`).
+    pub async fn table_files(&self, commit: &Commit, table: &str) -> Result<Vec<String>> {
+        if let Some(manifest) = self.manifest_at(commit).await?
+            && manifest.schema_version >= TABLE_FOLDERS_SINCE
+        {
+            return Ok(manifest
+                .files
+                .into_iter()
+                .filter(|file| file.table.as_deref() == Some(table))
+                .map(|file| file.path)
+                .collect());
+        }
+        let legacy = match table.strip_prefix("rejects/") {
+            Some(rest) => format!("_rejects/{rest}"),
+            None => table.to_string(),
+        };
+        let inside = format!("{}{legacy}/", commit.path);
+        let single = format!("{}{legacy}.parquet", commit.path);
+        let mut files: Vec<String> = self
+            .list(&inside)
+            .await?
+            .iter()
+            .map(|object| self.relative(&object.location))
+            .filter(|name| name.ends_with(".parquet"))
+            .collect();
+        files.sort();
+        if files.is_empty() && self.read(&single).await?.is_some() {
+            files.push(single);
+        }
+        Ok(files)
     }
 
     /// Deletes the files a run (or its staging) written before runs had versions kept in
@@ -389,14 +460,51 @@ impl Folder {
     }
 }
 
-enum RunObject<'a> {
-    Commit { run_id: &'a str, version: u64 },
-    Success { run_id: &'a str },
-    InFolder(Folder),
+impl RunEntry {
+    fn new(folder: &Folder, last_modified: DateTime<Utc>) -> RunEntry {
+        RunEntry {
+            run_id: folder.run_id.clone(),
+            status: RunStatus::Incomplete,
+            version: None,
+            path: folder.path(),
+            table_files: Vec::new(),
+            files: 0,
+            bytes: 0,
+            last_modified,
+            latest: false,
+        }
+    }
+
+    fn count(&mut self, object: &object_store::ObjectMeta) {
+        self.files += 1;
+        self.bytes += object.size;
+        self.last_modified = self.last_modified.max(object.last_modified);
+    }
 }
 
-/// What a file of the output folder is to its run; `None` for anything else.
+enum RunObject<'a> {
+    Commit {
+        run_id: &'a str,
+        version: u64,
+    },
+    Success {
+        run_id: &'a str,
+    },
+    InFolder(Folder),
+    /// A file in a table's partition of a run, of the version (or attempt) it names.
+    TableFile(Folder),
+}
+
+/// What a file of the output folder is to its run; `None` for anything else (a table's
+/// `_SUCCESS`, `_LATEST.json`).
 fn classify(name: &str) -> Option<RunObject<'_>> {
+    if let Some((run_id, attempt)) = table_file_run(name) {
+        return Some(RunObject::TableFile(Folder {
+            staging: false,
+            run_id: run_id.to_string(),
+            attempt: Some(attempt.to_string()),
+        }));
+    }
     let (staging, rest) = match name.strip_prefix(&format!("{STAGING_DIR}/")) {
         Some(rest) => (true, rest),
         None => (false, name),

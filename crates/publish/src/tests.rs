@@ -54,8 +54,12 @@ async fn names(folder: &OutputFolder) -> Vec<String> {
     names
 }
 
+fn columns(run_id: &str) -> RunColumns {
+    RunColumns::new(run_id, Some("2011-12-10"))
+}
+
 async fn stage(folder: &OutputFolder, run_id: &str, parts: &[Vec<i64>]) -> Staging {
-    let mut staging = folder.stage(run_id).await.unwrap();
+    let mut staging = folder.stage(columns(run_id)).await.unwrap();
     for (i, values) in parts.iter().enumerate() {
         let b = batch(values.clone());
         staging
@@ -72,7 +76,7 @@ async fn stage(folder: &OutputFolder, run_id: &str, parts: &[Vec<i64>]) -> Stagi
 }
 
 /// The files of `run_id`'s published version (from its `_SUCCESS`, as a reader finds
-/// them), relative to the output folder, sorted.
+/// them: its folder and its table files), relative to the output folder, sorted.
 async fn published_names(folder: &OutputFolder, run_id: &str) -> Vec<String> {
     let success = format!("{}/{SUCCESS_MARKER}", OutputFolder::run_dir(run_id));
     let commit: Commit = serde_json::from_slice(&folder.read(&success).await.unwrap().unwrap())
@@ -80,7 +84,10 @@ async fn published_names(folder: &OutputFolder, run_id: &str) -> Vec<String> {
     names(folder)
         .await
         .into_iter()
-        .filter(|name| name.starts_with(&commit.path))
+        .filter(|name| {
+            name.starts_with(&commit.path)
+                || layout::table_file_run(name) == Some((run_id, commit.attempt.as_str()))
+        })
         .collect()
 }
 
@@ -100,9 +107,17 @@ fn shapes(names: &[String]) -> Vec<String> {
         .iter()
         .map(|name| {
             name.split('/')
-                .map(|part| match part.strip_prefix(ATTEMPT_PREFIX) {
-                    Some(_) => "attempt=*",
-                    None => part,
+                .map(|part| {
+                    if part.starts_with(ATTEMPT_PREFIX) {
+                        return "attempt=*".to_string();
+                    }
+                    match part
+                        .strip_prefix("part-")
+                        .and_then(|rest| rest.split_once('-'))
+                    {
+                        Some((number, _)) => format!("part-{number}-*.parquet"),
+                        None => part.to_string(),
+                    }
                 })
                 .collect::<Vec<_>>()
                 .join("/")
@@ -142,13 +157,37 @@ async fn a_run_is_visible_only_once_committed_with_manifest_and_pointers() {
             "run_id=a/_SUCCESS",
             "run_id=a/_commits/00000000000000000001.json",
             "run_id=a/attempt=*/_MANIFEST.json",
-            "run_id=a/attempt=*/segments/part-00000.parquet",
-            "run_id=a/attempt=*/segments/part-00001.parquet",
+            "segments/run_id=a/_SUCCESS",
+            "segments/run_id=a/part-00000-*.parquet",
+            "segments/run_id=a/part-00001-*.parquet",
         ]
     );
     assert_eq!(
         folder.published("a").await.unwrap().unwrap(),
         published.commit
+    );
+    let attempt = &published.commit.attempt;
+    let parts = [
+        format!("part-00000-{attempt}.parquet"),
+        format!("part-00001-{attempt}.parquet"),
+    ];
+    let marker: TableCommit = serde_json::from_slice(
+        &folder
+            .read("segments/run_id=a/_SUCCESS")
+            .await
+            .unwrap()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(marker.table, "segments");
+    assert_eq!(marker.commit, published.commit);
+    assert_eq!(marker.files, parts);
+    assert_eq!(
+        folder
+            .table_files(&published.commit, "segments")
+            .await
+            .unwrap(),
+        parts.map(|part| format!("segments/run_id=a/{part}"))
     );
     let manifest = manifest_of(&folder, "a").await;
     assert_eq!(manifest, published.manifest);
@@ -157,14 +196,20 @@ async fn a_run_is_visible_only_once_committed_with_manifest_and_pointers() {
     assert_eq!(manifest.tables.len(), 1);
     assert_eq!(manifest.tables[0].name, "segments");
     assert_eq!(manifest.tables[0].rows, 4);
+    let column = |name: &str, data_type: &str| ManifestColumn {
+        name: name.to_string(),
+        data_type: data_type.to_string(),
+        nullable: false,
+        null_count: Some(0),
+    };
     assert_eq!(
         manifest.tables[0].columns,
-        [ManifestColumn {
-            name: "v".to_string(),
-            data_type: "int64".to_string(),
-            nullable: false,
-            null_count: Some(0),
-        }]
+        [
+            column("v", "int64"),
+            column("run_id", "string"),
+            column("as_of", "date")
+        ],
+        "every table ends in the run's columns"
     );
     let rows: Vec<Option<u64>> = manifest.files.iter().map(|f| f.rows).collect();
     assert_eq!(rows, [Some(3), Some(1)]);
@@ -201,15 +246,24 @@ async fn rerunning_a_run_id_commits_a_new_version_and_removes_the_old_one_after(
         shapes(&published_names(&folder, "a").await),
         [
             "run_id=a/attempt=*/_MANIFEST.json",
-            "run_id=a/attempt=*/segments/part-00000.parquet",
+            "segments/run_id=a/part-00000-*.parquet",
         ]
     );
     assert!(
-        names(&folder)
-            .await
-            .iter()
-            .all(|name| !name.starts_with(&first.commit.path)),
-        "the superseded version is deleted"
+        names(&folder).await.iter().all(|name| {
+            !name.starts_with(&first.commit.path) && !name.contains(&first.commit.attempt)
+        }),
+        "the superseded version is deleted, its table files with it"
+    );
+    assert_eq!(
+        shapes(&names(&folder).await)
+            .into_iter()
+            .filter(|name| name.starts_with("segments/run_id=a/"))
+            .collect::<Vec<_>>(),
+        [
+            "segments/run_id=a/_SUCCESS",
+            "segments/run_id=a/part-00000-*.parquet"
+        ]
     );
     assert_eq!(published_names(&folder, "b").await, b_before);
     assert_eq!(manifest_of(&folder, "a").await.tables[0].rows, 2);
@@ -246,9 +300,10 @@ async fn of_two_attempts_racing_for_one_run_id_exactly_one_publishes() {
             "run_id=a/_commits/00000000000000000001.json",
             "run_id=a/_commits/00000000000000000002.json",
             "run_id=a/attempt=*/_MANIFEST.json",
-            "run_id=a/attempt=*/segments/part-00000.parquet",
+            "segments/run_id=a/_SUCCESS",
+            "segments/run_id=a/part-00000-*.parquet",
         ],
-        "the loser removed its version folder and its staging"
+        "the loser removed its files, its version folder and its staging"
     );
 }
 
@@ -277,7 +332,7 @@ async fn a_dead_attempt_is_never_published_with_a_later_one() {
         .into_iter()
         .filter(|n| n.ends_with(".parquet"))
         .collect();
-    assert_eq!(parts, ["run_id=a/attempt=*/segments/part-00000.parquet"]);
+    assert_eq!(parts, ["segments/run_id=a/part-00000-*.parquet"]);
     assert_eq!(manifest_of(&folder, "a").await.tables[0].rows, 1);
 }
 
@@ -301,10 +356,12 @@ async fn a_pointer_left_behind_by_a_crash_is_moved_on_before_its_version_goes() 
         path: format!("{version_dir}/"),
         committed_at: String::new(),
     };
-    let manifest = second.manifest(&info());
+    let destinations = second.destinations(&version_dir);
+    let manifest = second.manifest(&info(), &destinations);
     second
         .commit(
             &version_dir,
+            &destinations,
             &manifest,
             &commit,
             &mut PublishSteps::from_environment(),
@@ -336,12 +393,11 @@ async fn a_pointer_left_behind_by_a_crash_is_moved_on_before_its_version_goes() 
     let success = folder.read("run_id=a/_SUCCESS").await.unwrap().unwrap();
     assert_eq!(serde_json::from_slice::<Commit>(&success).unwrap(), commit);
     assert_eq!(manifest_of(&folder, "a").await.tables[0].rows, 2);
-    assert!(
-        names(&folder)
-            .await
-            .iter()
-            .all(|name| !name.starts_with(&first.commit.path) && !name.starts_with("_staging")),
-    );
+    assert!(names(&folder).await.iter().all(|name| {
+        !name.starts_with(&first.commit.path)
+            && !name.contains(&first.commit.attempt)
+            && !name.starts_with("_staging")
+    }));
 }
 
 #[tokio::test]
@@ -374,8 +430,75 @@ async fn a_run_published_before_versions_is_read_and_replaced() {
             "run_id=old/_SUCCESS",
             "run_id=old/_commits/00000000000000000001.json",
             "run_id=old/attempt=*/_MANIFEST.json",
-            "run_id=old/attempt=*/segments/part-00000.parquet",
+            "segments/run_id=old/_SUCCESS",
+            "segments/run_id=old/part-00000-*.parquet",
         ]
+    );
+}
+
+/// A run published with its tables in its version folder (schema version 3) is read
+/// through its files there, and replaced by a run in table folders.
+#[tokio::test]
+async fn a_run_published_before_table_folders_is_read_and_replaced() {
+    let folder = folder();
+    let attempt = "20261101T000000000Z-00000000";
+    let version_dir = format!("run_id=v3/{ATTEMPT_PREFIX}{attempt}");
+    let commit = Commit {
+        run_id: "v3".to_string(),
+        version: 1,
+        attempt: attempt.to_string(),
+        path: format!("{version_dir}/"),
+        committed_at: String::new(),
+    };
+    let json = serde_json::to_vec(&commit).unwrap();
+    for (name, bytes) in [
+        (format!("{version_dir}/segments/part-00001.parquet"), b"x".to_vec()),
+        (format!("{version_dir}/segments/part-00000.parquet"), b"x".to_vec()),
+        (format!("{version_dir}/_rejects/orders.parquet"), b"x".to_vec()),
+        (format!("{version_dir}/model.json"), b"{}".to_vec()),
+        (
+            format!("{version_dir}/_MANIFEST.json"),
+            br#"{"schema_version":3,"run_id":"v3","pipeline":"p","pipeline_hash":"","segflow_version":"0","vars":{},"started_at":"","ended_at":"","tables":[],"files":[]}"#.to_vec(),
+        ),
+        (commits::commit_name("v3", 1), json.clone()),
+        ("run_id=v3/_SUCCESS".to_string(), json),
+    ] {
+        folder.put(&name, bytes, PutMode::Overwrite).await.unwrap();
+    }
+    assert_eq!(
+        folder.table_files(&commit, "segments").await.unwrap(),
+        [
+            format!("{version_dir}/segments/part-00000.parquet"),
+            format!("{version_dir}/segments/part-00001.parquet")
+        ]
+    );
+    assert_eq!(
+        folder.table_files(&commit, "rejects/orders").await.unwrap(),
+        [format!("{version_dir}/_rejects/orders.parquet")]
+    );
+    let runs = folder.runs().await.unwrap();
+    assert_eq!(
+        (runs[0].status, runs[0].version, runs[0].files),
+        (RunStatus::Published, Some(1), 5)
+    );
+
+    stage(&folder, "v3", &[vec![5]])
+        .await
+        .publish(&info())
+        .await
+        .unwrap();
+    assert_eq!(
+        shapes(&names(&folder).await),
+        [
+            "_LATEST.json",
+            "run_id=v3/_SUCCESS",
+            "run_id=v3/_commits/00000000000000000001.json",
+            "run_id=v3/_commits/00000000000000000002.json",
+            "run_id=v3/attempt=*/_MANIFEST.json",
+            "segments/run_id=v3/_SUCCESS",
+            "segments/run_id=v3/part-00000-*.parquet",
+        ],
+        "the old version's folder, its tables inside, is gone"
     );
 }
 
@@ -393,15 +516,17 @@ async fn runs_are_listed_with_status_and_dead_ones_collected() {
         .await
         .unwrap();
     let dead = stage(&folder, "dead", &[vec![5]]).await;
-    // A publish that died after moving a file but before its commit.
-    folder
-        .put(
-            "run_id=half/attempt=20261202T000000000Z-00000000/segments/part-00000.parquet",
-            b"x".to_vec(),
-            PutMode::Overwrite,
-        )
-        .await
-        .unwrap();
+    // A publish that died after moving its files but before its commit.
+    let half = "20261202T000000000Z-00000000";
+    for name in [
+        format!("segments/run_id=half/part-00000-{half}.parquet"),
+        format!("run_id=half/attempt={half}/_MANIFEST.json"),
+    ] {
+        folder
+            .put(&name, b"x".to_vec(), PutMode::Overwrite)
+            .await
+            .unwrap();
+    }
 
     let runs = folder.runs().await.unwrap();
     let summary: Vec<(&str, RunStatus, bool)> = runs
@@ -419,6 +544,10 @@ async fn runs_are_listed_with_status_and_dead_ones_collected() {
     );
     assert_eq!(runs[0].files, 2, "the part and the manifest");
     assert_eq!(
+        shapes(&runs[2].table_files),
+        ["segments/run_id=half/part-00000-*.parquet"]
+    );
+    assert_eq!(
         runs[3].path,
         format!("_staging/dead/{ATTEMPT_PREFIX}{}/", dead.attempt())
     );
@@ -431,7 +560,14 @@ async fn runs_are_listed_with_status_and_dead_ones_collected() {
         .unwrap();
     let stale_ids: Vec<&str> = stale.iter().map(|run| run.run_id.as_str()).collect();
     assert_eq!(stale_ids, ["half", "dead"]);
-    assert_eq!(folder.remove_runs(&stale).await.unwrap(), 2);
+    assert_eq!(folder.remove_runs(&stale).await.unwrap(), 3);
+    assert!(
+        names(&folder)
+            .await
+            .iter()
+            .all(|name| !name.contains("half") && !name.contains("dead")),
+        "dead attempts go with their table files"
+    );
     let left: Vec<String> = folder
         .runs()
         .await
@@ -445,13 +581,21 @@ async fn runs_are_listed_with_status_and_dead_ones_collected() {
 #[tokio::test]
 async fn files_written_by_others_are_adopted_renamed_in_order_and_counted() {
     let folder = folder();
-    let mut staging = folder.stage("a").await.unwrap();
-    // As a cluster's executors name them: random, in no useful order.
+    let mut staging = folder.stage(columns("a")).await.unwrap();
+    // As a cluster's executors name them: random, in no useful order; they add the run's
+    // columns themselves.
     for (name, values) in [
         ("f0c1_3.parquet", vec![4, 5]),
         ("a9e2_0.parquet", vec![1, 2, 3]),
     ] {
-        let b = batch(values);
+        let plain = batch(values);
+        let schema = staging
+            .published_schema("segments", &plain.schema())
+            .unwrap();
+        let b = staging
+            .run_columns()
+            .published_batch(&plain, &schema)
+            .unwrap();
         let mut bytes = Vec::new();
         let mut writer =
             parquet::arrow::ArrowWriter::try_new(&mut bytes, b.schema(), None).unwrap();
@@ -478,8 +622,8 @@ async fn files_written_by_others_are_adopted_renamed_in_order_and_counted() {
         shapes(&published_names(&folder, "a").await),
         [
             "run_id=a/attempt=*/_MANIFEST.json",
-            "run_id=a/attempt=*/segments/part-00000.parquet",
-            "run_id=a/attempt=*/segments/part-00001.parquet",
+            "segments/run_id=a/part-00000-*.parquet",
+            "segments/run_id=a/part-00001-*.parquet",
         ]
     );
     let manifest = manifest_of(&folder, "a").await;
@@ -494,9 +638,53 @@ async fn files_written_by_others_are_adopted_renamed_in_order_and_counted() {
 }
 
 #[tokio::test]
+async fn files_written_by_others_without_the_runs_columns_are_refused() {
+    let folder = folder();
+    let mut staging = folder.stage(columns("a")).await.unwrap();
+    let b = batch(vec![1]);
+    let mut bytes = Vec::new();
+    let mut writer = parquet::arrow::ArrowWriter::try_new(&mut bytes, b.schema(), None).unwrap();
+    writer.write(&b).unwrap();
+    writer.close().unwrap();
+    folder
+        .store
+        .put(
+            &folder.path(&format!("{}/segments/x.parquet", staging.prefix)),
+            PutPayload::from(bytes),
+        )
+        .await
+        .unwrap();
+    let error = staging
+        .adopt_parquet("segments", "segments/")
+        .await
+        .unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .ends_with("was written without the run's columns (`run_id`, `as_of`) last"),
+        "{error}"
+    );
+}
+
+#[tokio::test]
+async fn a_table_name_that_is_not_a_plain_folder_is_refused() {
+    let folder = folder();
+    let mut staging = folder.stage(columns("a")).await.unwrap();
+    let b = batch(vec![1]);
+    let error = staging
+        .write_parquet("_hidden", "hidden.parquet", b.schema(), &[b])
+        .await
+        .unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "table `_hidden` is not a name segflow can publish a table under: `_hidden` would not be read as a table folder"
+    );
+}
+
+#[tokio::test]
 async fn string_views_are_published_as_plain_strings() {
     let folder = folder();
-    let mut staging = folder.stage("a").await.unwrap();
+    let mut staging = folder.stage(columns("a")).await.unwrap();
     let schema = Arc::new(Schema::new(vec![Field::new(
         "reason",
         DataType::Utf8View,
@@ -674,7 +862,7 @@ async fn the_manifest_counts_each_columns_nulls_over_the_files() {
         )
         .unwrap()
     };
-    let mut staging = folder.stage("r").await.unwrap();
+    let mut staging = folder.stage(RunColumns::new("r", None)).await.unwrap();
     let first = part(vec![1, 2], vec![Some("a@x"), None]);
     let second = part(vec![3, 4, 5], vec![None, None, Some("b@x")]);
     for (i, batch) in [first, second].iter().enumerate() {
@@ -697,6 +885,10 @@ async fn the_manifest_counts_each_columns_nulls_over_the_files() {
         .collect();
     assert_eq!(
         counts,
-        [("id", "int64", Some(0)), ("email", "string", Some(3))]
+        [
+            ("id", "int64", Some(0)),
+            ("email", "string", Some(3)),
+            ("run_id", "string", Some(0))
+        ]
     );
 }

@@ -4,7 +4,7 @@
 use arrow::array::RecordBatch;
 use arrow::datatypes::{DataType, Schema};
 use datafusion::prelude::{DataFrame, SessionContext, cast, col};
-use segflow_cluster::{DISTANCE, SEGMENT_ID};
+use segflow_cluster::{DISTANCE, SEGMENT_ID, SEGMENT_NAME};
 use segflow_pipeline::Segment;
 
 use crate::sql::quote;
@@ -64,7 +64,8 @@ pub async fn read_input(ctx: &SessionContext, segment: &Segment) -> Result<Vec<R
 /// The key, features and carried columns exist, features are numeric, and none is named
 /// like an output column. On failure, the key path to blame and the message.
 /// The schema `segments` will be published with, from its input's: the key as read,
-/// `segment_id`, `distance`, the features (as float64), then the `carry` columns as read,
+/// `segment_id`, `segment_name`, `distance`, the features (as float64), then the `carry`
+/// columns as read,
 /// as segflow-cluster's `segments_batches` writes them. For `segflow check` to judge a
 /// contract before any data is read; the input's columns must exist.
 pub fn planned_segments_schema(input: &Schema, segment: &Segment) -> Schema {
@@ -77,6 +78,7 @@ pub fn planned_segments_schema(input: &Schema, segment: &Segment) -> Schema {
     let mut fields = vec![
         field(&segment.key).with_nullable(false),
         arrow::datatypes::Field::new(SEGMENT_ID, arrow::datatypes::DataType::Int32, false),
+        arrow::datatypes::Field::new(SEGMENT_NAME, arrow::datatypes::DataType::Utf8, false),
         arrow::datatypes::Field::new(DISTANCE, arrow::datatypes::DataType::Float64, false),
     ];
     fields.extend(segment.features.iter().map(|name| {
@@ -87,7 +89,7 @@ pub fn planned_segments_schema(input: &Schema, segment: &Segment) -> Schema {
 }
 
 pub fn check_segment_schema(schema: &Schema, segment: &Segment) -> Result<(), (String, String)> {
-    let reserved = [SEGMENT_ID, DISTANCE];
+    let reserved = [SEGMENT_ID, SEGMENT_NAME, DISTANCE];
     let columns = std::iter::once(("segment.key".to_string(), &segment.key))
         .chain(
             segment

@@ -36,8 +36,8 @@ pub(super) async fn in_memory_stage(
     if let Some(invalid) = invalid {
         staging
             .write_parquet(
-                "_rejects/segment",
-                "_rejects/segment.parquet",
+                "rejects/segment",
+                "rejects/segment.parquet",
                 invalid.schema(),
                 &[invalid],
             )
@@ -49,7 +49,7 @@ pub(super) async fn in_memory_stage(
     let (segmentation, scores) = fit_model(&input, segment, previous, &kmeans)?;
     let fit_ms = fitting.elapsed().as_millis() as u64;
     let names = names_of(&segmentation, segment, previous);
-    let segments = segments_batches(&input, &segment.key, &segment.carry, &segmentation)
+    let segments = segments_batches(&input, &segment.key, &segment.carry, &segmentation, &names)
         .map_err(cluster_error)?;
     let current = if previous.is_some_and(|p| !p.segments.is_empty()) {
         segments.clone()
@@ -163,7 +163,9 @@ pub async fn segments_in_memory(
 ) -> Result<Vec<RecordBatch>> {
     let input = read_input(ctx, segment).await?;
     let (segmentation, _) = fit(&input, segment, &settings::kmeans_settings(segment))?;
-    segments_batches(&input, &segment.key, &segment.carry, &segmentation).map_err(cluster_error)
+    let names = names_of(&segmentation, segment, None);
+    segments_batches(&input, &segment.key, &segment.carry, &segmentation, &names)
+        .map_err(cluster_error)
 }
 
 /// Customers whose features can all be clustered, and the others with the reason: the key,

@@ -20,15 +20,31 @@ use datafusion::functions::expr_fn::{abs, coalesce, greatest, isnan, least, ln, 
 use datafusion::functions_aggregate::expr_fn::{count, sum};
 use datafusion::logical_expr::{Expr, lit, when};
 use datafusion::prelude::{DataFrame, ParquetReadOptions, SessionContext, ident};
-use segflow_cluster::{ClusterError, DISTANCE, SEGMENT_ID, Segmentation};
+use segflow_cluster::{ClusterError, DISTANCE, SEGMENT_ID, SEGMENT_NAME, Segmentation};
 use segflow_pipeline::Segment;
-use segflow_publish::Staging;
+use segflow_publish::{AS_OF_COLUMN, AsOf, RUN_ID_COLUMN, RunColumns, Staging};
 
 use super::local::split_invalid;
 use super::stage::cluster_error;
 use crate::{EngineError, Result};
 
 const SEGMENTS: &str = "segments";
+
+/// The run's columns as literals, as [`RunColumns`] types them.
+fn run_columns(columns: &RunColumns) -> Vec<Expr> {
+    let mut exprs = vec![lit(columns.run_id.as_str()).alias(RUN_ID_COLUMN)];
+    if let Some(as_of) = &columns.as_of {
+        let value = match as_of {
+            AsOf::Date(days) => ScalarValue::Date32(Some(*days)),
+            AsOf::Timestamp(micros) => {
+                ScalarValue::TimestampMicrosecond(Some(*micros), Some("UTC".into()))
+            }
+            AsOf::Text(text) => ScalarValue::Utf8(Some(text.clone())),
+        };
+        exprs.push(lit(value).alias(AS_OF_COLUMN));
+    }
+    exprs
+}
 
 /// What the pass found, for the stage's report and outputs.
 pub(super) struct Assigned {
@@ -43,14 +59,16 @@ pub(super) struct Assigned {
 }
 
 /// Assigns every customer of `frame` (key, features as Float64, carried columns) to the
-/// nearest centroid of `model` and writes `segments/` into `staging` from the engine.
-/// Customers with a null, NaN or infinite feature are quarantined (`_rejects/segment`) or
+/// nearest centroid of `model` (named `names`, in the order of its ids) and writes
+/// `segments/` into `staging` from the engine.
+/// Customers with a null, NaN or infinite feature are quarantined (`rejects/segment`) or
 /// fail the stage, as `segment.quarantine_invalid` says.
 pub(super) async fn assign_on_engine(
     ctx: &SessionContext,
     frame: DataFrame,
     segment: &Segment,
     model: &Segmentation,
+    names: &[String],
     staging: &mut Staging,
     keep_current: bool,
 ) -> Result<Assigned> {
@@ -115,9 +133,21 @@ pub(super) async fn assign_on_engine(
     let segment_id = case
         .otherwise(lit(model.ids[k - 1] as i32))
         .map_err(failed)?;
+    // The name by the same test, so that it cannot disagree with the id.
+    let mut named = when(ident(d(0)).eq(ident(NEAREST)), lit(names[0].as_str()));
+    for (c, name) in names.iter().enumerate().take(k).skip(1) {
+        named.when(ident(d(c)).eq(ident(NEAREST)), lit(name.as_str()));
+    }
+    let name = non_null(
+        named
+            .otherwise(lit(names[k - 1].as_str()))
+            .map_err(failed)?,
+        &DataType::Utf8,
+    );
     let mut output = vec![
         non_null(ident(&segment.key), &key_type).alias(&segment.key),
         segment_id.alias(SEGMENT_ID),
+        name.alias(SEGMENT_NAME),
         non_null(sqrt(ident(NEAREST)), &DataType::Float64).alias(DISTANCE),
     ];
     output.extend(
@@ -126,6 +156,8 @@ pub(super) async fn assign_on_engine(
             .map(|name| non_null(ident(name), &DataType::Float64).alias(name)),
     );
     output.extend(segment.carry.iter().map(ident));
+    // The executors write the files, so the run's columns are theirs to add.
+    output.extend(run_columns(staging.run_columns()));
     let mut with_nearest = passed_through(&with_distances);
     with_nearest.push(nearest.alias(NEAREST));
     let segments = with_distances
@@ -170,7 +202,7 @@ pub(super) async fn assign_on_engine(
 
 /// Counts the customers the model cannot place: a feature that is not a finite number, or
 /// one that `log1p` cannot take once clipped. The first fail the stage or go to
-/// `_rejects/segment` (with the reasons the local stage gives: they are few, so they are
+/// `rejects/segment` (with the reasons the local stage gives: they are few, so they are
 /// read here and set aside by the same code); the second fail it. Returns the quarantined.
 async fn screen(
     frame: &DataFrame,
@@ -257,8 +289,8 @@ async fn screen(
     let quarantined = rejected.num_rows() as u64;
     staging
         .write_parquet(
-            "_rejects/segment",
-            "_rejects/segment.parquet",
+            "rejects/segment",
+            "rejects/segment.parquet",
             rejected.schema(),
             &[rejected],
         )
@@ -450,6 +482,10 @@ mod tests {
         }
     }
 
+    fn names() -> Vec<String> {
+        vec!["Low".to_string(), "High".to_string()]
+    }
+
     async fn staging(dir: &std::path::Path) -> Staging {
         let url = format!("file://{}/", dir.display());
         let folder = OutputFolder::new(
@@ -457,7 +493,10 @@ mod tests {
             object_store::path::Path::from_url_path(dir.to_str().unwrap()).unwrap(),
             &url,
         );
-        folder.stage("run").await.unwrap()
+        folder
+            .stage(segflow_publish::RunColumns::new("run", Some("2011-12-10")))
+            .await
+            .unwrap()
     }
 
     #[tokio::test]
@@ -472,6 +511,7 @@ mod tests {
             frame.clone(),
             &segment(true),
             &model,
+            &names(),
             &mut staging,
             true,
         )
@@ -527,7 +567,7 @@ mod tests {
         let rejects = staging
             .files()
             .iter()
-            .find(|file| file.name == "_rejects/segment.parquet")
+            .find(|file| file.name == "rejects/segment.parquet")
             .expect("rejects are staged");
         assert_eq!(rejects.rows(), Some(2));
         let segments: Vec<&str> = staging
@@ -553,9 +593,12 @@ mod tests {
             [
                 ("id", false),
                 ("segment_id", false),
+                ("segment_name", false),
                 ("distance", false),
                 ("x", false),
-                ("tag", false)
+                ("tag", false),
+                ("run_id", false),
+                ("as_of", false),
             ],
             "carried columns as the input has them"
         );
@@ -567,10 +610,18 @@ mod tests {
         let frame = ctx.sql(INPUT).await.unwrap();
         let dir = tempfile::tempdir().unwrap();
         let mut staging = staging(dir.path()).await;
-        let error = assign_on_engine(&ctx, frame, &segment(false), &model(), &mut staging, false)
-            .await
-            .err()
-            .expect("NaN and null features fail the stage");
+        let error = assign_on_engine(
+            &ctx,
+            frame,
+            &segment(false),
+            &model(),
+            &names(),
+            &mut staging,
+            false,
+        )
+        .await
+        .err()
+        .expect("NaN and null features fail the stage");
         assert!(matches!(error, EngineError::SegmentData(_)), "{error}");
         assert!(
             error
@@ -586,10 +637,18 @@ mod tests {
             .unwrap();
         let mut unclipped = model();
         unclipped.preprocess.clips = vec![None];
-        let error = assign_on_engine(&ctx, frame, &segment(true), &unclipped, &mut staging, false)
-            .await
-            .err()
-            .expect("log1p of -3 fails the stage");
+        let error = assign_on_engine(
+            &ctx,
+            frame,
+            &segment(true),
+            &unclipped,
+            &names(),
+            &mut staging,
+            false,
+        )
+        .await
+        .err()
+        .expect("log1p of -3 fails the stage");
         assert!(
             error
                 .to_string()

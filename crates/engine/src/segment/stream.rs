@@ -73,7 +73,8 @@ pub(super) async fn streamed_stage(
 
     let keep_current = previous.is_some_and(|p| !p.segments.is_empty());
     if let Some(ctx) = on_engine {
-        let assigned = assign_on_engine(ctx, frame, segment, &model, staging, keep_current).await?;
+        let assigned =
+            assign_on_engine(ctx, frame, segment, &model, &names, staging, keep_current).await?;
         let segmentation = Segmentation {
             sizes: assigned.sizes.clone(),
             inertia: assigned.inertia,
@@ -148,7 +149,7 @@ pub(super) async fn streamed_stage(
             distances,
             ..model.clone()
         };
-        for out in segments_batches(&valid, &segment.key, &segment.carry, &part_model)
+        for out in segments_batches(&valid, &segment.key, &segment.carry, &part_model, &names)
             .map_err(cluster_error)?
         {
             if keep_current {
@@ -179,8 +180,8 @@ pub(super) async fn streamed_stage(
         let schema = first.schema();
         staging
             .write_parquet(
-                "_rejects/segment",
-                "_rejects/segment.parquet",
+                "rejects/segment",
+                "rejects/segment.parquet",
                 schema,
                 &rejected,
             )

@@ -7,7 +7,6 @@ use std::sync::Arc;
 use arrow::array::RecordBatch;
 use datafusion::datasource::MemTable;
 use datafusion::prelude::SessionContext;
-use futures::TryStreamExt;
 use object_store::ObjectStoreExt;
 use object_store::path::Path as StorePath;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
@@ -125,7 +124,7 @@ pub async fn load_previous(
     let model = file
         .into_previous(segment)
         .map_err(|message| failed(format!("{model_url}: {message}")))?;
-    let segments = read_segments(folder, &version.path, &segment.key)
+    let segments = read_segments(folder, &version, &segment.key)
         .await
         .map_err(failed)?;
     tracing::info!(run = %previous_id, "warm start from an earlier run");
@@ -147,29 +146,23 @@ fn child(root: &StorePath, parts: &[&str]) -> StorePath {
         .fold(root.clone(), |path, segment| path.join(segment))
 }
 
-/// The key and segment id of every customer of a published version (its folder
-/// `version_dir`, relative to `folder`).
+/// The key and segment id of every customer of the published version `version`, from
+/// the files its manifest lists (or, for a run published before tables had folders of
+/// their own, its `segments/` folder).
 async fn read_segments(
     folder: &OutputFolder,
-    version_dir: &str,
+    version: &segflow_publish::Commit,
     key: &str,
 ) -> std::result::Result<Vec<RecordBatch>, String> {
-    let prefix = child(&folder.root, &[version_dir, "segments"]);
     let files: Vec<StorePath> = folder
-        .store
-        .list(Some(&prefix))
-        .map_ok(|meta| meta.location)
-        .try_collect()
+        .table_files(version, "segments")
         .await
-        .map_err(|error| {
-            format!(
-                "listing {}{version_dir}segments/: {}",
-                folder.url,
-                segflow_publish::explain(&error)
-            )
-        })?;
+        .map_err(|error| error.to_string())?
+        .iter()
+        .map(|name| child(&folder.root, &[name.as_str()]))
+        .collect();
     let mut batches = Vec::new();
-    for file in files.iter().filter(|f| f.as_ref().ends_with(".parquet")) {
+    for file in &files {
         let bytes = async { folder.store.get(file).await?.bytes().await }
             .await
             .map_err(|error| format!("reading {file}: {}", segflow_publish::explain(&error)))?;

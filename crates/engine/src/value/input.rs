@@ -232,7 +232,7 @@ pub fn sort_customers(input: &ValueInput, value: &Value) -> Sorted {
     }
 }
 
-/// `_rejects/value.parquet`: the refused customers' keys, reasons and columns as read.
+/// `rejects/value/`: the refused customers' keys, reasons and columns as read.
 pub fn rejects_batch(
     input: &ValueInput,
     value: &Value,

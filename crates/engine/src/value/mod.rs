@@ -107,7 +107,7 @@ pub async fn run_value(ctx: &SessionContext, value: &Value) -> Result<Valued> {
     if !refused.is_empty() {
         if !value.quarantine_invalid {
             return Err(EngineError::ValueData(format!(
-                "{} customer(s) of `{}` have a history the models cannot read, e.g. {}; set `on_invalid: quarantine` to set them aside in _rejects/value.parquet",
+                "{} customer(s) of `{}` have a history the models cannot read, e.g. {}; set `on_invalid: quarantine` to set them aside in rejects/value/",
                 refused.len(),
                 value.input,
                 sample_keys(&read, refused).join(", ")
@@ -312,7 +312,7 @@ pub async fn run_value(ctx: &SessionContext, value: &Value) -> Result<Valued> {
 /// What the value stage publishes besides its columns.
 #[derive(Default)]
 struct ValueFiles {
-    /// `_rejects/value.parquet`, with `on_invalid: quarantine`.
+    /// `rejects/value/`, with `on_invalid: quarantine`.
     rejects: Option<RecordBatch>,
     /// `value_evaluation.parquet`, with `evaluate`.
     evaluation: Option<RecordBatch>,
@@ -325,7 +325,7 @@ impl Valued {
     pub async fn stage(&mut self, staging: &mut Staging) -> Result<()> {
         let files = std::mem::take(&mut self.files);
         for (table, batch) in [
-            ("_rejects/value", files.rejects),
+            ("rejects/value", files.rejects),
             ("value_evaluation", files.evaluation),
         ] {
             if let Some(batch) = batch {

@@ -1,0 +1,205 @@
+//! The published tables loaded the way a warehouse loads them, over two runs: with DuckDB
+//! (from PyPI) globbing a table's folder with Hive partitioning, and with DataFusion as an
+//! external table partitioned by `run_id`. No segflow code reads them back here.
+//!
+//! DuckDB is skipped with a note when python3 cannot import it, unless
+//! `SEGFLOW_REQUIRE_DUCKDB` is set (as in `.ci/run`).
+
+mod common;
+
+use std::process::Command;
+
+use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::datatypes::{DataType, Int64Type};
+use common::Project;
+
+const PIPELINE: &str = "pipelines/customer_segments.yaml";
+const OUTPUT: &str = "out/customer_segments";
+
+/// The example published as two runs: the default day and an earlier one.
+fn two_runs() -> Project {
+    let project = Project::copy_of_repository();
+    project.segflow(&["run", PIPELINE]).assert_exit(0);
+    project
+        .segflow(&["run", PIPELINE, "--var", "as_of=2011-09-01"])
+        .assert_exit(0);
+    project
+}
+
+/// Rows of `table` per run, as the runs' manifests count them.
+fn manifest_rows(project: &Project, table: &str) -> Vec<(String, u64)> {
+    ["2011-09-01", "2011-12-10"]
+        .iter()
+        .map(|run_id| {
+            let version = common::published_run(&project.path(OUTPUT), run_id);
+            let rows = common::table(&version, table)
+                .iter()
+                .map(RecordBatch::num_rows)
+                .sum::<usize>();
+            (run_id.to_string(), rows as u64)
+        })
+        .collect()
+}
+
+/// Whether python3 can import duckdb; fails instead when `SEGFLOW_REQUIRE_DUCKDB` is set.
+fn duckdb_available() -> bool {
+    let found = Command::new("python3")
+        .args(["-c", "import duckdb"])
+        .status()
+        .is_ok_and(|status| status.success());
+    if !found {
+        assert!(
+            std::env::var_os("SEGFLOW_REQUIRE_DUCKDB").is_none(),
+            "SEGFLOW_REQUIRE_DUCKDB is set but python3 cannot import duckdb (pip install duckdb)"
+        );
+        #[allow(clippy::print_stderr)]
+        {
+            eprintln!(
+                "skipped: python3 cannot import duckdb; `pip install duckdb` to load with it"
+            );
+        }
+    }
+    found
+}
+
+/// Runs `script` with DuckDB in python3, in the project's folder, and returns its output.
+fn duckdb(project: &Project, script: &str) -> String {
+    let output = Command::new("python3")
+        .args(["-c", script])
+        .current_dir(project.path("."))
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
+#[test]
+fn duckdb_reads_each_table_folder_with_hive_partitioning() {
+    if !duckdb_available() {
+        return;
+    }
+    let project = two_runs();
+    let script = format!(
+        r#"
+import duckdb, json
+out = {{}}
+for table in ["segments", "centroids", "profile", "value_by_segment", "ltv", "rejects/raw_transactions", "rejects/valid_transactions"]:
+    source = f"read_parquet('{OUTPUT}/{{table}}/*/*.parquet', hive_partitioning = true)"
+    rows = duckdb.sql(f"SELECT CAST(run_id AS VARCHAR) AS r, count(*) FROM {{source}} GROUP BY r ORDER BY r").fetchall()
+    types = dict((name, kind) for name, kind, *_ in duckdb.sql(f"DESCRIBE SELECT * FROM {{source}}").fetchall())
+    as_of = duckdb.sql(f"SELECT DISTINCT CAST(run_id AS VARCHAR), CAST(as_of AS VARCHAR) FROM {{source}} ORDER BY 1").fetchall()
+    out[table] = {{"rows": rows, "types": types, "as_of": as_of}}
+names = duckdb.sql(
+    "SELECT count(*) FROM read_parquet('{OUTPUT}/segments/*/*.parquet', hive_partitioning = true) s "
+    "JOIN read_parquet('{OUTPUT}/centroids/*/*.parquet', hive_partitioning = true) c "
+    "USING (run_id, segment_id) WHERE s.segment_name <> c.name").fetchall()[0][0]
+out["names_differing_from_centroids"] = names
+print(json.dumps(out))
+"#
+    );
+    let loaded: serde_json::Value = serde_json::from_str(&duckdb(&project, &script)).unwrap();
+    for table in [
+        "segments",
+        "centroids",
+        "profile",
+        "value_by_segment",
+        "ltv",
+        "rejects/raw_transactions",
+        "rejects/valid_transactions",
+    ] {
+        let rows: Vec<(String, u64)> = loaded[table]["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|row| {
+                (
+                    row[0].as_str().unwrap().to_string(),
+                    row[1].as_u64().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(rows, manifest_rows(&project, table), "{table}");
+        let types = &loaded[table]["types"];
+        // The folder's value wins over the file's string column, and DuckDB reads a
+        // partition value that looks like a date as one (`hive_types` says otherwise).
+        assert_eq!(types["run_id"], "DATE", "{table}: {types}");
+        assert_eq!(types["as_of"], "DATE", "{table}: {types}");
+        assert_eq!(
+            loaded[table]["as_of"],
+            serde_json::json!([["2011-09-01", "2011-09-01"], ["2011-12-10", "2011-12-10"]]),
+            "{table}: the run's as_of in every row"
+        );
+    }
+    for (table, column, expected) in [
+        ("segments", "customer_id", "BIGINT"),
+        ("segments", "segment_id", "INTEGER"),
+        ("segments", "segment_name", "VARCHAR"),
+        ("segments", "distance", "DOUBLE"),
+        ("segments", "last_purchase", "DATE"),
+        // Computed in SQL in nanoseconds, published in microseconds: a plain TIMESTAMP.
+        ("rejects/valid_transactions", "invoiced_at", "TIMESTAMP"),
+        ("rejects/valid_transactions", "unit_price", "DECIMAL(12,2)"),
+    ] {
+        let types = &loaded[table]["types"];
+        assert_eq!(types[column], expected, "{table}.{column}: {types}");
+    }
+    assert_eq!(loaded["names_differing_from_centroids"], 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn datafusion_reads_a_table_folder_as_an_external_table_partitioned_by_run() {
+    let project = tokio::task::spawn_blocking(two_runs).await.unwrap();
+    let ctx = datafusion::prelude::SessionContext::new();
+    let location = project.path(&format!("{OUTPUT}/segments/*.parquet"));
+    // The columns as the manifest declares them; `run_id` comes from the folder names.
+    ctx.sql(&format!(
+        "CREATE EXTERNAL TABLE segments (customer_id BIGINT NOT NULL, segment_id INT NOT NULL, \
+         segment_name VARCHAR NOT NULL, last_purchase DATE, run_id VARCHAR) \
+         STORED AS PARQUET PARTITIONED BY (run_id) LOCATION '{}'",
+        location.display()
+    ))
+    .await
+    .unwrap();
+    let batches = ctx
+        .sql(
+            "SELECT run_id, count(*) AS customers, count(DISTINCT segment_name) AS names, \
+             max(last_purchase) AS last FROM segments GROUP BY run_id ORDER BY run_id",
+        )
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    let batch = arrow::compute::concat_batches(&batches[0].schema(), &batches).unwrap();
+    let run_ids: Vec<&str> = (0..batch.num_rows())
+        .map(|row| {
+            batch.column(0).as_string_view_opt().map_or_else(
+                || batch.column(0).as_string::<i32>().value(row),
+                |views| views.value(row),
+            )
+        })
+        .collect();
+    let customers: Vec<u64> = batch
+        .column(1)
+        .as_primitive::<Int64Type>()
+        .values()
+        .iter()
+        .map(|&n| n as u64)
+        .collect();
+    let expected = manifest_rows(&project, "segments");
+    assert_eq!(
+        run_ids
+            .iter()
+            .map(|id| id.to_string())
+            .zip(customers)
+            .collect::<Vec<_>>(),
+        expected
+    );
+    assert!(batch.column(2).as_primitive::<Int64Type>().value(0) > 1);
+    assert_eq!(batch.schema().field(3).data_type(), &DataType::Date32);
+    assert!(batch.column(3).is_valid(0));
+}
