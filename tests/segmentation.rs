@@ -518,3 +518,121 @@ fn stability_checks_judge_the_segments_against_the_previous_run() {
         run.stdout
     );
 }
+
+/// Customer id and segment id of every customer of a published run.
+fn assignment_of(project: &Project, run_id: &str) -> Vec<(i64, i32)> {
+    let segments = common::table(
+        &common::published_run(&project.path("out/customer_segments"), run_id),
+        "segments",
+    );
+    let mut pairs: Vec<(i64, i32)> = segments
+        .iter()
+        .flat_map(|batch| {
+            let ids = batch
+                .column_by_name("customer_id")
+                .unwrap()
+                .as_primitive::<arrow::datatypes::Int64Type>()
+                .clone();
+            let segments = batch
+                .column_by_name("segment_id")
+                .unwrap()
+                .as_primitive::<arrow::datatypes::Int32Type>()
+                .clone();
+            (0..batch.num_rows())
+                .map(move |row| (ids.value(row), segments.value(row)))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    pairs.sort_unstable();
+    pairs
+}
+
+#[test]
+fn a_fixed_model_assigns_without_refitting_and_reproduces_its_run() {
+    let project = Project::copy_of_repository();
+    let pipeline = "pipelines/customer_segments.yaml";
+    project
+        .segflow(&["run", pipeline, "--run-id", "monthly"])
+        .assert_exit(0);
+    project.replace_in(
+        pipeline,
+        "segment:\n  input: customer_features\n",
+        "segment:\n  input: customer_features\n  model: {run: monthly}\n",
+    );
+    project.segflow(&["check", pipeline]).assert_exit(0);
+    let daily = project.segflow(&["run", pipeline, "--run-id", "daily"]);
+    daily.assert_exit(0);
+    assert!(
+        daily.stdout.contains(
+            "assigned with the model of run monthly as it is (segment.model): not refitted"
+        ),
+        "{}",
+        daily.stdout
+    );
+    // The same customers, the same model: exactly the same assignment.
+    let monthly = assignment_of(&project, "monthly");
+    assert_eq!(monthly.len(), 1310);
+    assert_eq!(assignment_of(&project, "daily"), monthly);
+    let output = project.path("out/customer_segments");
+    // The centroids in model units exactly; in raw units, undone through the model file's
+    // transforms, to the last bits.
+    let centroids = |run_id: &str| -> Vec<String> {
+        let batches = common::table(&common::published_run(&output, run_id), "centroids");
+        let mut cells = Vec::new();
+        for batch in &batches {
+            for (field, column) in batch.schema().fields().iter().zip(batch.columns()) {
+                if ["run_id", "as_of"].contains(&field.name().as_str()) {
+                    continue;
+                }
+                for row in 0..batch.num_rows() {
+                    cells.push(
+                        match column.as_primitive_opt::<arrow::datatypes::Float64Type>() {
+                            Some(values) if field.name().ends_with("_scaled") => {
+                                format!("{}={:?}", field.name(), values.value(row))
+                            }
+                            Some(values) => format!("{}={:.12e}", field.name(), values.value(row)),
+                            None => format!(
+                                "{}={}",
+                                field.name(),
+                                arrow::util::display::array_value_to_string(column, row).unwrap()
+                            ),
+                        },
+                    );
+                }
+            }
+        }
+        cells
+    };
+    assert_eq!(centroids("daily"), centroids("monthly"));
+    let manifest: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(common::published_run(&output, "daily").join("_MANIFEST.json"))
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(manifest["segment_model"], "monthly");
+
+    // Three months earlier, fewer customers: the model's centroids still, not a new fit.
+    let earlier = project.segflow(&[
+        "run",
+        pipeline,
+        "--run-id",
+        "earlier",
+        "--var",
+        "as_of=2011-09-01",
+    ]);
+    earlier.assert_exit(0);
+    assert_eq!(centroids("earlier"), centroids("monthly"));
+    assert!(assignment_of(&project, "earlier").len() < 1310);
+
+    // k must be the model's.
+    project.replace_in(pipeline, "  k: 5\n", "  k: 4\n");
+    let wrong_k = project.segflow(&["run", pipeline, "--run-id", "wrong"]);
+    wrong_k.assert_exit(4);
+    assert!(
+        wrong_k
+            .stderr
+            .contains("the model of run `monthly` has 5 segments and `k` says 4"),
+        "{}",
+        wrong_k.stderr
+    );
+}

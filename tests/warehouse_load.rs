@@ -203,3 +203,135 @@ async fn datafusion_reads_a_table_folder_as_an_external_table_partitioned_by_run
     assert_eq!(batch.schema().field(3).data_type(), &DataType::Date32);
     assert!(batch.column(3).is_valid(0));
 }
+
+/// The example with its cleaned lines published as `transactions`, split by country, and
+/// its customer features as `customer_features`.
+fn with_published_steps() -> Project {
+    let project = Project::copy_of_repository();
+    project.replace_in(
+        PIPELINE,
+        "    sql_file: ../sql/retail/clean_transactions.sql\n",
+        "    sql_file: ../sql/retail/clean_transactions.sql\n    publish: {table: transactions, partition_by: [country]}\n",
+    );
+    project.replace_in(
+        PIPELINE,
+        "    sql_file: ../sql/retail/customer_features.sql\n",
+        "    sql_file: ../sql/retail/customer_features.sql\n    publish: true\n",
+    );
+    project
+}
+
+#[test]
+fn a_published_step_is_a_table_of_the_run_a_warehouse_reloads() {
+    let project = with_published_steps();
+    project.segflow(&["check", PIPELINE]).assert_exit(0);
+    project
+        .segflow(&["run", PIPELINE, "--report-json", "report.json"])
+        .assert_exit(0);
+    // Run again: the rerun's files replace the first version's, partition folders and all.
+    project
+        .segflow(&["run", PIPELINE, "--report-json", "report.json"])
+        .assert_exit(0);
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(project.path("report.json")).unwrap())
+            .unwrap();
+    let rows_out = |step: &str| -> u64 {
+        report["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == step)
+            .unwrap()["rows_out"]
+            .as_u64()
+            .unwrap()
+    };
+    let version = common::published_run(&project.path(OUTPUT), "2011-12-10");
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(version.join("_MANIFEST.json")).unwrap())
+            .unwrap();
+    let transactions = manifest["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|table| table["name"] == "transactions")
+        .unwrap();
+    assert_eq!(transactions["partition_by"], serde_json::json!(["country"]));
+    assert_eq!(
+        transactions["rows"].as_u64(),
+        Some(rows_out("clean_transactions"))
+    );
+    for file in common::table_files(&version, "transactions") {
+        let relative = file.strip_prefix(project.path(OUTPUT)).unwrap();
+        let folders: Vec<String> = relative
+            .parent()
+            .unwrap()
+            .iter()
+            .map(|part| part.to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(folders[..2], ["transactions", "run_id=2011-12-10"]);
+        assert!(folders[2].starts_with("country="), "{}", relative.display());
+    }
+
+    if duckdb_available() {
+        let script = format!(
+            r#"
+import duckdb, json
+lines = "read_parquet('{OUTPUT}/transactions/*/*/*.parquet', hive_partitioning = true)"
+features = "read_parquet('{OUTPUT}/customer_features/*/*.parquet', hive_partitioning = true)"
+print(json.dumps({{
+    "lines": duckdb.sql(f"SELECT count(*), count(DISTINCT country), count(DISTINCT run_id) FROM {{lines}}").fetchall()[0],
+    "uk": duckdb.sql(f"SELECT count(*) FROM {{lines}} WHERE country = 'United Kingdom'").fetchall()[0][0],
+    "types": dict((n, t) for n, t, *_ in duckdb.sql(f"DESCRIBE SELECT * FROM {{lines}}").fetchall()),
+    "features": duckdb.sql(f"SELECT count(*), count(DISTINCT customer_id) FROM {{features}}").fetchall()[0],
+}}))
+"#
+        );
+        let loaded: serde_json::Value = serde_json::from_str(&duckdb(&project, &script)).unwrap();
+        let lines = rows_out("clean_transactions");
+        assert_eq!(
+            loaded["lines"],
+            serde_json::json!([lines, 16, 1]),
+            "every cleaned line once, after a rerun too"
+        );
+        assert!(loaded["uk"].as_u64().unwrap() > lines / 2);
+        assert_eq!(loaded["types"]["invoiced_at"], "TIMESTAMP");
+        assert_eq!(loaded["types"]["country"], "VARCHAR");
+        assert_eq!(
+            loaded["features"],
+            serde_json::json!([1310, 1310]),
+            "one row per customer, as the segment stage read them"
+        );
+    }
+}
+
+#[test]
+fn publish_mistakes_are_named_at_their_keys() {
+    let project = with_published_steps();
+    project.replace_in(
+        PIPELINE,
+        "partition_by: [country]}",
+        "partition_by: [county]}",
+    );
+    let run = project.segflow(&["check", PIPELINE]);
+    run.assert_exit(3);
+    assert!(
+        run.stderr.contains(
+            "steps[0].publish.partition_by[0]: `clean_transactions` has no column `county` (did you mean `country`?)"
+        ),
+        "{}",
+        run.stderr
+    );
+    project.replace_in(
+        PIPELINE,
+        "publish: {table: transactions, partition_by: [county]}",
+        "publish: {table: segments, partition_by: [run_id]}",
+    );
+    let run = project.segflow(&["check", PIPELINE]);
+    run.assert_exit(3);
+    for expected in [
+        "steps[0].publish.table: `segments` is a table segflow publishes itself",
+        "steps[0].publish.partition_by[0]: every table is partitioned by `run_id` first",
+    ] {
+        assert!(run.stderr.contains(expected), "{expected}: {}", run.stderr);
+    }
+}

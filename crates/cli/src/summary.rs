@@ -141,6 +141,11 @@ fn render_segments(segment: &segflow_engine::SegmentReport) -> String {
             "  warm start from run {run}: its scaler and centroids, its segment ids kept\n"
         ));
     }
+    if let Some(run) = &segment.assigned_with_model_of {
+        out.push_str(&format!(
+            "  assigned with the model of run {run} as it is (segment.model): not refitted\n"
+        ));
+    }
     if let Some(selection) = &segment.k_selection {
         out.push_str(&render_k_selection(selection));
     }

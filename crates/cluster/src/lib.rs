@@ -32,7 +32,7 @@ pub use output::{
 pub use params::{FeatureTransform, KMetric, KSelection, Role, ScalerKind};
 pub use scaler::Scaler;
 pub use transform::Preprocessor;
-pub use warm::{PreviousModel, match_ids, segment_from_previous};
+pub use warm::{PreviousModel, match_ids, segment_from_previous, segment_with_model};
 
 pub type Result<T, E = ClusterError> = std::result::Result<T, E>;
 
@@ -384,7 +384,7 @@ pub fn assign_rows(
 }
 
 /// Every row's nearest centroid, squared distance and the inertia.
-fn assign(data: ArrayView2<f64>, centroids: Array2<f64>) -> Fitted {
+pub(crate) fn assign(data: ArrayView2<f64>, centroids: Array2<f64>) -> Fitted {
     let mut assignments = Array1::zeros(data.nrows());
     let mut squared_distances = Array1::zeros(data.nrows());
     for (i, row) in data.outer_iter().enumerate() {

@@ -388,3 +388,33 @@ fn values_whose_squares_overflow_are_an_error_naming_the_feature() {
     );
     assert!(error.to_string().contains("feature `y`"), "{error}");
 }
+
+#[test]
+fn a_fixed_model_assigns_the_rows_it_was_fitted_on_as_the_fit_did() {
+    let input = blobs();
+    let fitted = segment(
+        &input,
+        &features(),
+        &plain(),
+        ScalerKind::Standard,
+        &settings(3, 42),
+    )
+    .unwrap();
+    let model = PreviousModel {
+        preprocess: fitted.preprocess.clone(),
+        centroids: fitted.centroids.clone(),
+        ids: vec![7, 3, 5],
+    };
+    let assigned = segment_with_model(&input, &features(), &model).unwrap();
+    assert_eq!(assigned.assignments, fitted.assignments);
+    assert_eq!(assigned.sizes, fitted.sizes);
+    assert_eq!(assigned.ids, [7, 3, 5], "the model's ids, as they are");
+    assert_eq!(assigned.centroids, fitted.centroids);
+    assert_eq!(assigned.iterations, 0);
+    assert!((assigned.inertia - fitted.inertia).abs() < 1e-9 * fitted.inertia);
+    let wrong = segment_with_model(&input, &features()[..1], &model).unwrap_err();
+    assert!(
+        wrong.to_string().contains("2 features and this run 1"),
+        "{wrong}"
+    );
+}

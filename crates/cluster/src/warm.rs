@@ -78,6 +78,44 @@ pub fn segment_from_previous(
     ))
 }
 
+/// Assigns every row to the previous model's nearest centroid without fitting: its
+/// transforms, scaler, centroids and ids as they are (a daily run between refits). The
+/// segments keep the model's order and ids, not this data's sizes.
+pub fn segment_with_model(
+    batches: &[arrow::array::RecordBatch],
+    features: &[String],
+    previous: &PreviousModel,
+) -> Result<Segmentation> {
+    if previous.centroids.ncols() != features.len() {
+        return Err(ClusterError::PreviousModel(format!(
+            "it has {} features and this run {}",
+            previous.centroids.ncols(),
+            features.len()
+        )));
+    }
+    let raw = feature_matrix(batches, features)?;
+    let scaled = previous.preprocess.transform(raw.view(), features)?;
+    crate::check_magnitudes(&raw, &scaled, features)?;
+    let fitted = crate::assign(scaled.view(), previous.centroids.clone());
+    let k = previous.centroids.nrows();
+    let mut sizes = vec![0u64; k];
+    for &row in &fitted.assignments {
+        sizes[row] += 1;
+    }
+    Ok(Segmentation {
+        features: features.to_vec(),
+        preprocess: previous.preprocess.clone(),
+        centroids: fitted.centroids,
+        ids: previous.ids.clone(),
+        assignments: fitted.assignments.iter().map(|&c| c as u32).collect(),
+        distances: fitted.squared_distances.iter().map(|d| d.sqrt()).collect(),
+        sizes,
+        inertia: fitted.inertia,
+        iterations: 0,
+        converged: true,
+    })
+}
+
 /// For each new centroid row, the id it takes: the previous id it is matched to, or a new
 /// one (after the largest previous id, by row) when there are more new than previous.
 pub fn match_ids(centroids: &Array2<f64>, previous: &PreviousModel) -> Vec<u32> {

@@ -160,19 +160,45 @@ fn validate_sql(validate: &Validate, columns: &[String]) -> String {
     text
 }
 
-/// Where a step's planned result breaks its contract, located at the contract's keys.
+/// Where a step's planned result breaks its contract, located at the contract's keys; and,
+/// for a published step, a partition column it lacks or a column of the run's names.
 fn contract_problems(
     pipeline: &Pipeline,
     step: &segflow_pipeline::Step,
     schema: &arrow::datatypes::Schema,
 ) -> Vec<segflow_pipeline::Problem> {
-    let Some(contract) = &step.contract else {
-        return Vec::new();
+    let mut problems: Vec<segflow_pipeline::Problem> = match &step.contract {
+        Some(contract) => contract::schema_problems(contract, schema, &step.name)
+            .into_iter()
+            .map(|(key, message)| pipeline.problem(&key, message))
+            .collect(),
+        None => Vec::new(),
     };
-    contract::schema_problems(contract, schema, &step.name)
-        .into_iter()
-        .map(|(key, message)| pipeline.problem(&key, message))
-        .collect()
+    if let Some(published) = &step.publish {
+        let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+        for (i, column) in published.partition_by.iter().enumerate() {
+            if !names.contains(&column.as_str()) {
+                problems.push(pipeline.problem(
+                    &format!("{}.publish.partition_by[{i}]", step.key),
+                    format!(
+                        "`{}` has no column `{column}`{}; its columns: {}",
+                        step.name,
+                        did_you_mean(column, &names),
+                        names.join(", ")
+                    ),
+                ));
+            }
+        }
+        let as_of = pipeline.vars.get("as_of").map(String::as_str);
+        let planned = Arc::new(schema.clone());
+        if let Err(message) = RunColumns::new("check", as_of).published_schema(&planned) {
+            problems.push(pipeline.problem(
+                &format!("{}.publish", step.key),
+                format!("`{}` {message}", published.table),
+            ));
+        }
+    }
+    problems
 }
 
 /// A step's SQL as it runs: variables substituted, a validate step's checks compiled.

@@ -75,11 +75,7 @@ async fn held_columns(
     reads: &HashMap<&str, HashMap<String, Vec<String>>>,
 ) -> DFResult<Option<Vec<String>>> {
     let name = planned.step.name.as_str();
-    if pipeline
-        .stage_inputs()
-        .iter()
-        .any(|(_, input)| *input == name)
-    {
+    if pipeline.read_after_steps().contains(&name) {
         return Ok(None);
     }
     let mut columns: HashSet<&str> = HashSet::new();

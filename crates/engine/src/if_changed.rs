@@ -147,6 +147,7 @@ mod tests {
             files: Vec::new(),
             metrics: Vec::new(),
             inputs,
+            segment_model: None,
         }
     }
 

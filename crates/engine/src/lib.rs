@@ -60,6 +60,7 @@ mod sql;
 mod steps;
 mod stop;
 mod stores;
+mod tables;
 mod value;
 
 pub use check::{CompiledStep, check, compile, plan};

@@ -238,6 +238,10 @@ pub struct SegmentReport {
     pub k_selection: Option<KSelectionReport>,
     /// The run whose model this one started from (and kept the segment ids of).
     pub warm_start_from: Option<String>,
+    /// With `segment.model`: the run (or model file) whose model assigned the customers,
+    /// not refitted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub assigned_with_model_of: Option<String>,
     /// `segment.checks`, judged on the fitted segments before publishing.
     pub checks: Vec<CheckReport>,
     /// Fitting the model alone (transforms and scaling included), within `duration_ms`.

@@ -32,6 +32,7 @@ use crate::sources::inputs::{Hashing, InputFiles};
 use crate::sources::{SourceRejects, counts};
 use crate::steps::validate::Rejects;
 use crate::stop::{self, Leftovers};
+use crate::tables::{stage_partitioned, stage_table};
 use crate::{
     EngineError, Result, check, contract, if_changed, segment, session, sources, steps, stores,
     value,
@@ -312,6 +313,9 @@ pub async fn run(pipeline: &Pipeline, options: &RunOptions) -> Result<RunReport>
         started_at,
         metrics: recorded_metrics(&steps_checked),
         inputs,
+        segment_model: segment
+            .as_ref()
+            .and_then(|segment| segment.assigned_with_model_of.clone()),
     };
     let tables: std::collections::BTreeSet<String> = staging
         .files()
@@ -489,11 +493,7 @@ impl Running<'_> {
             counts::count_sources(ctx, pipeline, &selected, &table_rows).await?
         };
         table_rows.extend(counted.iter().map(|(name, rows)| (name.clone(), *rows)));
-        let kept: Vec<&str> = pipeline
-            .stage_inputs()
-            .into_iter()
-            .map(|(_, input)| input)
-            .collect();
+        let kept = pipeline.read_after_steps();
         let settings = steps::StepsSettings {
             results: self.results,
             execution: self.execution,
@@ -554,6 +554,15 @@ impl Running<'_> {
                     &rejected.batches,
                 )
                 .await?;
+        }
+        for (step, published) in pipeline.published_steps() {
+            let table = &published.table;
+            if published.partition_by.is_empty() {
+                let file = format!("{table}/part-00000.parquet");
+                stage_table(ctx, staging, &step.name, table, &file).await?;
+            } else {
+                stage_partitioned(ctx, staging, &step.name, table, &published.partition_by).await?;
+            }
         }
         for rejected in rejects {
             let table = format!("{REJECTS_DIR}/{}", rejected.step);
@@ -646,30 +655,6 @@ async fn discard(staging: &Staging, pipeline: &Pipeline) {
         tracing::warn!(%cleanup, "could not remove staged files of the run");
     }
     remove_empty_local_dirs(&pipeline.output.url, STAGING_DIR);
-}
-
-/// Streams the registered table `source` into the staged Parquet file `file` of `table`.
-async fn stage_table(
-    ctx: &SessionContext,
-    staging: &mut Staging,
-    source: &str,
-    table: &str,
-    file: &str,
-) -> Result<()> {
-    let failed = |error: DataFusionError| EngineError::Step {
-        step: table.to_string(),
-        origin: "staging".to_string(),
-        error: Box::new(error),
-    };
-    let frame = ctx.table(source).await.map_err(failed)?;
-    let schema = std::sync::Arc::new(frame.schema().as_arrow().clone());
-    let mut batches = frame.execute_stream().await.map_err(failed)?;
-    let mut writer = staging.table_writer(table, file, schema)?;
-    while let Some(batch) = futures::StreamExt::next(&mut batches).await {
-        writer.write(&batch.map_err(failed)?).await?;
-    }
-    writer.finish(staging).await?;
-    Ok(())
 }
 
 /// The staged `segments` against `segment.contract`: its types, its nulls and, with

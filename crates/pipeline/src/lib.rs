@@ -179,6 +179,28 @@ impl Pipeline {
 
     /// The tables the stages read, with the key each is written at: the segment stage's
     /// input, then the value stage's. A run keeps them after the steps end.
+    /// The steps whose results are published with the run, and how.
+    pub fn published_steps(&self) -> impl Iterator<Item = (&Step, &PublishedStep)> {
+        self.steps
+            .iter()
+            .filter_map(|step| Some((step, step.publish.as_ref()?)))
+    }
+
+    /// The tables a run reads after its steps: the stages' inputs and the published steps.
+    pub fn read_after_steps(&self) -> Vec<&str> {
+        let mut tables: Vec<&str> = self
+            .stage_inputs()
+            .into_iter()
+            .map(|(_, input)| input)
+            .collect();
+        for (step, _) in self.published_steps() {
+            if !tables.contains(&step.name.as_str()) {
+                tables.push(&step.name);
+            }
+        }
+        tables
+    }
+
     pub fn stage_inputs(&self) -> Vec<(&'static str, &str)> {
         let segment = self
             .segment
@@ -387,9 +409,33 @@ pub struct Step {
     pub validate: Option<Validate>,
     /// The columns its result promises.
     pub contract: Option<Contract>,
+    /// Whether and how its result is published with the run.
+    pub publish: Option<PublishedStep>,
     /// Where the step is declared, e.g. `steps[2]`, for error messages.
     pub key: String,
 }
+
+/// A step result published as a table of the run (`publish:`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PublishedStep {
+    pub table: String,
+    pub partition_by: Vec<String>,
+}
+
+/// The tables segflow publishes itself; no step may publish under their names (nor under
+/// `rejects`).
+pub const OWN_TABLES: [&str; 10] = [
+    "segments",
+    "centroids",
+    "profile",
+    "k_selection",
+    "migration",
+    "values",
+    "value_by_segment",
+    "ltv",
+    "value_evaluation",
+    "rejects",
+];
 
 impl Step {
     /// The key holding the SQL: `steps[i].sql` or `steps[i].sql_file`.

@@ -170,6 +170,30 @@ pub struct RawStep {
     /// The columns the step's result promises its readers, checked before any data is read.
     #[serde(default)]
     pub contract: Option<RawContract>,
+    /// `true`: the step's result is published with the run as a table of its own (named
+    /// after the step), or `{table, partition_by}` to name it and split each run's rows
+    /// into folders by the values of some columns.
+    #[serde(default)]
+    pub publish: Option<RawPublish>,
+}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum RawPublish {
+    Flag(bool),
+    Table(RawPublishTable),
+}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawPublishTable {
+    /// The table's name and folder (default: the step's name).
+    #[serde(default)]
+    pub table: Option<String>,
+    /// Columns whose values split each run's partition into folders
+    /// (`<table>/run_id=<id>/<column>=<value>/`), as Hive partitions do.
+    #[serde(default)]
+    pub partition_by: Vec<String>,
 }
 
 /// A table's promised columns.
@@ -424,6 +448,11 @@ pub struct RawSegment {
     /// `{model: {store, path}}` (a `model.json` kept anywhere).
     #[serde(default)]
     pub warm_start: Option<RawWarmStart>,
+    /// Assign customers with an earlier run's model as it is, without fitting (for daily
+    /// runs between refits): `previous`, `{run: ID}` or `{model: {store, path}}`, as for
+    /// `warm_start`.
+    #[serde(default)]
+    pub model: Option<RawWarmStart>,
     /// Other columns of the input copied into `segments/` as they are (not clustered on).
     #[serde(default)]
     pub carry: Vec<String>,

@@ -22,8 +22,12 @@ pub struct Segment {
     pub k: usize,
     /// Set when k is chosen from a range.
     pub k_selection: Option<KSelection>,
-    /// Fit from an earlier run's model and keep its segment ids.
+    /// Fit from an earlier run's model and keep its segment ids; with `fixed_model`, the
+    /// model that assigns the customers as it is (`segment.model`).
     pub warm_start: Option<WarmStart>,
+    /// Assign with the earlier model without fitting: transforms, scaler, centroids, ids
+    /// and names as it has them.
+    pub fixed_model: bool,
     /// Customers with a null, NaN or infinite feature are set aside instead of failing the run.
     pub quarantine_invalid: bool,
     /// Fit on a seeded sample of this many customers, then assign everyone.

@@ -173,6 +173,76 @@ fn sql_file_is_read_relative_to_the_pipeline() {
 }
 
 #[test]
+fn a_published_step_is_named_after_itself_unless_it_names_its_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let step = "    sql: \"SELECT id FROM transactions WHERE at < '${as_of}'\"\n";
+    let published = |publish: &str| {
+        let text = VALID.replace(step, &format!("{step}    publish: {publish}\n"));
+        load_text(dir.path(), &text, &[])
+    };
+    let flag = published("true").unwrap();
+    assert_eq!(
+        flag.steps[0].publish,
+        Some(PublishedStep {
+            table: "features".to_string(),
+            partition_by: Vec::new()
+        })
+    );
+    assert_eq!(flag.read_after_steps(), ["features"]);
+    assert_eq!(published("false").unwrap().steps[0].publish, None);
+    let named = published("{table: customer_features, partition_by: [country]}").unwrap();
+    assert_eq!(
+        named.steps[0].publish.as_ref().unwrap().table,
+        "customer_features"
+    );
+    let found = problems(published("{table: Features-1, partition_by: [x, x]}").unwrap_err());
+    assert_eq!(
+        found,
+        [
+            (
+                "steps[0].publish.table".to_string(),
+                "table name `Features-1` must be lower-case letters, digits and `_`, starting with a letter (it names the table's folder)".to_string()
+            ),
+            (
+                "steps[0].publish.partition_by[1]".to_string(),
+                "`x` is listed twice".to_string()
+            ),
+        ]
+    );
+}
+
+#[test]
+fn a_fixed_model_comes_from_an_earlier_run_and_excludes_a_warm_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let with = |extra: &str| {
+        let text = VALID.replace("  k: 3\n", &format!("  k: 3\n{extra}"));
+        load_text(dir.path(), &text, &[])
+    };
+    let fixed = with("  model: {run: monthly}\n").unwrap();
+    let segment = fixed.segment.unwrap();
+    assert!(segment.fixed_model);
+    assert_eq!(
+        segment.warm_start,
+        Some(WarmStart::Run("monthly".to_string()))
+    );
+    let found = problems(with("  model: previous\n  warm_start: previous\n").unwrap_err());
+    assert_eq!(found[0].0, "segment.model");
+    assert!(
+        found[0].1.starts_with("give either `model`"),
+        "{}",
+        found[0].1
+    );
+    let text = VALID.replace("  k: 3\n", "  k: {min: 2, max: 4}\n  model: previous\n");
+    let found = problems(load_text(dir.path(), &text, &[]).unwrap_err());
+    assert_eq!(found[0].0, "segment.model");
+    assert!(
+        found[0].1.contains("k cannot be chosen from a range"),
+        "{}",
+        found[0].1
+    );
+}
+
+#[test]
 fn sources_and_steps_share_one_namespace() {
     let dir = tempfile::tempdir().unwrap();
     let text = VALID.replace("name: features\n", "name: transactions\n");

@@ -18,15 +18,25 @@ pub fn part_name(part: usize, attempt: &str) -> String {
     format!("part-{part:05}-{attempt}.parquet")
 }
 
-/// The run and attempt of a published table file `name` (relative to the output folder);
-/// `None` for anything else.
+/// The run and attempt of a published table file `name` (relative to the output folder:
+/// `<table>/run_id=<id>/[<column>=<value>/...]<part>`); `None` for anything else.
 pub fn table_file_run(name: &str) -> Option<(&str, &str)> {
     let (dirs, file) = name.rsplit_once('/')?;
-    let (table, partition) = dirs.rsplit_once('/')?;
-    if table.is_empty() || table.starts_with(RUN_DIR_PREFIX) || table.starts_with(STAGING_DIR) {
+    let folders: Vec<&str> = dirs.split('/').collect();
+    // The run's partition: the last `run_id=` folder, after the table's and before the
+    // Hive folders of the table's own partition columns.
+    let at = folders
+        .iter()
+        .rposition(|folder| folder.starts_with(RUN_DIR_PREFIX))?;
+    let table = &folders[..at];
+    if table.is_empty()
+        || table[0].starts_with(RUN_DIR_PREFIX)
+        || table[0].starts_with(STAGING_DIR)
+        || !folders[at + 1..].iter().all(|folder| folder.contains('='))
+    {
         return None;
     }
-    let run_id = partition.strip_prefix(RUN_DIR_PREFIX)?;
+    let run_id = folders[at].strip_prefix(RUN_DIR_PREFIX)?;
     let rest = file.strip_prefix("part-")?.strip_suffix(".parquet")?;
     let (number, attempt) = rest.split_once('-')?;
     if number.is_empty() || !number.bytes().all(|b| b.is_ascii_digit()) || attempt.is_empty() {
@@ -68,6 +78,11 @@ mod tests {
             "rejects/orders/run_id=2011-12-10/part-00003-20261203T101010123Z-0a1b2c3d.parquet"
         );
         assert_eq!(table_file_run(&name), Some(("2011-12-10", attempt)));
+        let partitioned = format!(
+            "orders/run_id=2011-12-10/country=UK/year=2011/{}",
+            part_name(0, attempt)
+        );
+        assert_eq!(table_file_run(&partitioned), Some(("2011-12-10", attempt)));
         for other in [
             "segments/run_id=a/_SUCCESS",
             "segments/run_id=a/part-00000.parquet",
@@ -75,6 +90,7 @@ mod tests {
             "run_id=a/attempt=b/segments/part-00000-b.parquet",
             "_staging/a/attempt=b/segments/part-00000-b.parquet",
             "segments/part-00000-b.parquet",
+            "segments/run_id=a/extra/part-00000-b.parquet",
             "_LATEST.json",
         ] {
             assert_eq!(table_file_run(other), None, "{other}");

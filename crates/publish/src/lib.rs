@@ -159,6 +159,9 @@ pub struct WrittenFile {
 #[derive(Debug, Clone, PartialEq)]
 pub struct TableFile {
     pub table: String,
+    /// The Hive folders its rows are in within the run's partition of the table (e.g.
+    /// `country=UK/`), for a table partitioned by some of its columns; empty otherwise.
+    pub partition: String,
     pub rows: u64,
     pub schema: SchemaRef,
     /// Nulls per column of `schema`, from the file's statistics (`None` for a nested
@@ -436,6 +439,7 @@ impl Staging {
             name: name.to_string(),
             table: Some(TableFile {
                 table: table.to_string(),
+                partition: String::new(),
                 rows,
                 nulls: null_counts(&footer, &schema),
                 schema,
@@ -475,11 +479,11 @@ impl Staging {
     }
 
     /// Records the Parquet files someone else wrote under `folder` (relative to the run's
-    /// folder, e.g. `segments/` written by a cluster's executors) as the files of `table`.
-    /// They are renamed `part-00000.parquet`, `part-00001.parquet`, ... in name order, so a
-    /// published run's layout does not depend on what wrote it; their rows and schema are
-    /// read from their footers, which must end in [`Staging::run_columns`]. Returns the
-    /// rows they hold.
+    /// folder, e.g. `segments/` written by a cluster's executors) as the files of `table`,
+    /// each in the Hive folders (`country=UK/`) it was written in, if any. They are renamed
+    /// `part-00000.parquet`, `part-00001.parquet`, ... in name order, so a published run's
+    /// layout does not depend on what wrote it; their rows and schema are read from their
+    /// footers, which must end in [`Staging::run_columns`]. Returns the rows they hold.
     pub async fn adopt_parquet(&mut self, table: &str, folder: &str) -> Result<u64> {
         let folder = folder.trim_end_matches('/');
         let staged = format!("{}/{folder}/", self.prefix);
@@ -493,7 +497,15 @@ impl Staging {
         written.sort_by(|a, b| a.location.cmp(&b.location));
         let mut rows = 0;
         for (part, meta) in written.into_iter().enumerate() {
-            let name = format!("{folder}/part-{part:05}.parquet");
+            let relative = self.folder.relative(&meta.location);
+            let within = relative
+                .strip_prefix(&format!("{}/{folder}/", self.prefix))
+                .unwrap_or_default();
+            let partition = match within.rsplit_once('/') {
+                Some((dirs, _)) => format!("{dirs}/"),
+                None => String::new(),
+            };
+            let name = format!("{folder}/{partition}part-{part:05}.parquet");
             let path = self.folder.path(&format!("{}/{name}", self.prefix));
             let url = self.folder.url_of(&format!("{}/{name}", self.prefix));
             if meta.location != path {
@@ -534,6 +546,7 @@ impl Staging {
                 name,
                 table: Some(TableFile {
                     table: table.to_string(),
+                    partition,
                     rows: file_rows,
                     nulls: null_counts(&footer, &schema),
                     schema: Arc::new(schema),
@@ -659,8 +672,9 @@ impl Staging {
                 Some(part) => {
                     let number = parts.entry(part.table.as_str()).or_default();
                     let name = format!(
-                        "{}{}",
+                        "{}{}{}",
                         table_partition(&part.table, &self.run_id),
+                        part.partition,
                         layout::part_name(*number, &self.attempt)
                     );
                     *number += 1;
@@ -734,6 +748,11 @@ impl Staging {
                     name: part.table.clone(),
                     rows: 0,
                     columns: manifest::columns(&part.schema),
+                    partition_by: part
+                        .partition
+                        .split('/')
+                        .filter_map(|folder| Some(folder.split_once('=')?.0.to_string()))
+                        .collect(),
                 });
             table.rows += part.rows;
             for (column, nulls) in table.columns.iter_mut().zip(&part.nulls) {
@@ -767,6 +786,7 @@ impl Staging {
                 .collect(),
             metrics: info.metrics.clone(),
             inputs: info.inputs.clone(),
+            segment_model: info.segment_model.clone(),
         }
     }
 
@@ -935,6 +955,7 @@ impl TableWriter {
             name: self.name,
             table: Some(TableFile {
                 table: self.table,
+                partition: String::new(),
                 rows: self.rows,
                 nulls: null_counts(&footer, &self.schema),
                 schema: self.schema,

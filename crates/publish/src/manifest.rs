@@ -40,6 +40,10 @@ pub struct Manifest {
     /// (manifests before version 3 have none).
     #[serde(default)]
     pub inputs: Vec<ManifestInput>,
+    /// With `segment.model`: the run (or model file) whose model assigned the segments,
+    /// not refitted (absent when the run fitted its own).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub segment_model: Option<String>,
 }
 
 /// One file a source of the run read, as its store described it, so that a later run can
@@ -78,6 +82,10 @@ pub struct ManifestTable {
     pub name: String,
     pub rows: u64,
     pub columns: Vec<ManifestColumn>,
+    /// The columns a partitioned table's rows are split by, in its folders' names
+    /// (`<column>=<value>/`) and not in its files.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub partition_by: Vec<String>,
 }
 
 fn first_version() -> u32 {
@@ -120,6 +128,8 @@ pub struct RunInfo {
     pub started_at: chrono::DateTime<chrono::Utc>,
     pub metrics: Vec<ManifestMetric>,
     pub inputs: Vec<ManifestInput>,
+    /// With `segment.model`: the run (or model file) whose model assigned the segments.
+    pub segment_model: Option<String>,
 }
 
 /// A schema's columns as a manifest records them (nulls not yet counted: 0).

@@ -38,6 +38,7 @@ fn info() -> RunInfo {
             e_tag: Some("1a-2b-78".to_string()),
             content_hash: Some("sha256:ab".to_string()),
         }],
+        segment_model: None,
     }
 }
 

@@ -204,6 +204,7 @@ mod tests {
             names: (0..sizes.len()).map(|id| format!("s{id}")).collect(),
             k_selection: None,
             warm_start_from: None,
+            assigned_with_model_of: None,
             checks: Vec::new(),
             fit_ms: 0,
             duration_ms: 0,

@@ -78,6 +78,25 @@ pub(super) fn fit_model(
     previous: Option<&PreviousRun>,
     kmeans: &KMeansSettings,
 ) -> Result<(Segmentation, Option<Vec<KScore>>)> {
+    if segment.fixed_model {
+        let previous = previous.ok_or_else(|| {
+            EngineError::SegmentData(
+                "`segment.model: previous`: no run is published before this one to assign with; run once without `model` to fit one".to_string(),
+            )
+        })?;
+        if previous.model.centroids.nrows() != segment.k {
+            return Err(EngineError::SegmentData(format!(
+                "`segment.model`: the model of run `{}` has {} segments and `k` says {}; set k to the model's",
+                previous.run_id,
+                previous.model.centroids.nrows(),
+                segment.k
+            )));
+        }
+        let assigned =
+            segflow_cluster::segment_with_model(input, &segment.features, &previous.model)
+                .map_err(cluster_error)?;
+        return Ok((assigned, None));
+    }
     match previous {
         Some(previous) => Ok((
             segflow_cluster::segment_from_previous(

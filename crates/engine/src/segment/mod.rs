@@ -143,7 +143,12 @@ pub async fn run_segment(
     let mut report = SegmentReport {
         customers_quarantined,
         fitted_on: sample.map(|(size, _)| size as u64),
-        warm_start_from: previous.map(|previous| previous.run_id.clone()),
+        warm_start_from: previous
+            .filter(|_| !segment.fixed_model)
+            .map(|previous| previous.run_id.clone()),
+        assigned_with_model_of: previous
+            .filter(|_| segment.fixed_model)
+            .map(|previous| previous.run_id.clone()),
         k_selection,
         names,
         input: segment.input.clone(),

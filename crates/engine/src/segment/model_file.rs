@@ -225,6 +225,7 @@ mod tests {
             k: 2,
             k_selection: None,
             warm_start: None,
+            fixed_model: false,
             quarantine_invalid: false,
             fit_sample: None,
             seed: 7,

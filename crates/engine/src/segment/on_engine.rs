@@ -22,29 +22,14 @@ use datafusion::logical_expr::{Expr, lit, when};
 use datafusion::prelude::{DataFrame, ParquetReadOptions, SessionContext, ident};
 use segflow_cluster::{ClusterError, DISTANCE, SEGMENT_ID, SEGMENT_NAME, Segmentation};
 use segflow_pipeline::Segment;
-use segflow_publish::{AS_OF_COLUMN, AsOf, RUN_ID_COLUMN, RunColumns, Staging};
+use segflow_publish::Staging;
 
 use super::local::split_invalid;
 use super::stage::cluster_error;
+use crate::tables::run_column_exprs;
 use crate::{EngineError, Result};
 
 const SEGMENTS: &str = "segments";
-
-/// The run's columns as literals, as [`RunColumns`] types them.
-fn run_columns(columns: &RunColumns) -> Vec<Expr> {
-    let mut exprs = vec![lit(columns.run_id.as_str()).alias(RUN_ID_COLUMN)];
-    if let Some(as_of) = &columns.as_of {
-        let value = match as_of {
-            AsOf::Date(days) => ScalarValue::Date32(Some(*days)),
-            AsOf::Timestamp(micros) => {
-                ScalarValue::TimestampMicrosecond(Some(*micros), Some("UTC".into()))
-            }
-            AsOf::Text(text) => ScalarValue::Utf8(Some(text.clone())),
-        };
-        exprs.push(lit(value).alias(AS_OF_COLUMN));
-    }
-    exprs
-}
 
 /// What the pass found, for the stage's report and outputs.
 pub(super) struct Assigned {
@@ -157,7 +142,7 @@ pub(super) async fn assign_on_engine(
     );
     output.extend(segment.carry.iter().map(ident));
     // The executors write the files, so the run's columns are theirs to add.
-    output.extend(run_columns(staging.run_columns()));
+    output.extend(run_column_exprs(staging.run_columns()));
     let mut with_nearest = passed_through(&with_distances);
     with_nearest.push(nearest.alias(NEAREST));
     let segments = with_distances
@@ -435,6 +420,7 @@ mod tests {
             k: 2,
             k_selection: None,
             warm_start: None,
+            fixed_model: false,
             quarantine_invalid,
             fit_sample: Some(2),
             seed: 7,

@@ -17,7 +17,7 @@ use crate::raw::{RawLocation, RawPipeline, RawResources};
 use crate::vars::expand;
 use crate::{
     Contract, ContractColumn, ContractType, Location, OnDrift, Pipeline, PipelineError, Problem,
-    Resources, Result, Source, Step, StepKind, Store,
+    PublishedStep, Resources, Result, Source, Step, StepKind, Store,
 };
 
 /// Which table a contract is on: a step's result, or the published segments (which alone
@@ -376,6 +376,10 @@ impl Resolver {
                 .contract
                 .clone()
                 .and_then(|raw| self.contract(&format!("{key}.contract"), raw, ContractOf::Step));
+            let publish = step
+                .publish
+                .clone()
+                .and_then(|raw| self.published_step(&key, &step.name, raw));
             if kind == Some(StepKind::Validate) {
                 if let Some(contract) = &contract {
                     // A validate step's result is a view of its flagged input; a not_null
@@ -395,6 +399,7 @@ impl Resolver {
                         sql_file: None,
                         validate: Some(validate),
                         contract,
+                        publish,
                         key,
                     });
                 }
@@ -460,11 +465,83 @@ impl Resolver {
                     sql_file,
                     validate: None,
                     contract,
+                    publish,
                     key,
                 });
             }
         }
+        self.check_published_tables(&steps);
         steps
+    }
+
+    /// A step's `publish:`, its table named after the step unless it says otherwise.
+    fn published_step(
+        &mut self,
+        key: &str,
+        step: &str,
+        raw: crate::raw::RawPublish,
+    ) -> Option<PublishedStep> {
+        let (table, partition_by) = match raw {
+            crate::raw::RawPublish::Flag(false) => return None,
+            crate::raw::RawPublish::Flag(true) => (step.to_string(), Vec::new()),
+            crate::raw::RawPublish::Table(table) => (
+                table.table.unwrap_or_else(|| step.to_string()),
+                table.partition_by,
+            ),
+        };
+        let valid = table.starts_with(|c: char| c.is_ascii_lowercase())
+            && table
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+        if !valid {
+            self.problem(
+                format!("{key}.publish.table"),
+                format!("table name `{table}` must be lower-case letters, digits and `_`, starting with a letter (it names the table's folder)"),
+            );
+        } else if crate::OWN_TABLES.contains(&table.as_str()) {
+            self.problem(
+                format!("{key}.publish.table"),
+                format!("`{table}` is a table segflow publishes itself; give the step's table another name with `publish: {{table: NAME}}`"),
+            );
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for (i, column) in partition_by.iter().enumerate() {
+            if !seen.insert(column) {
+                self.problem(
+                    format!("{key}.publish.partition_by[{i}]"),
+                    format!("`{column}` is listed twice"),
+                );
+            }
+            if column == "run_id" || column == "as_of" {
+                self.problem(
+                    format!("{key}.publish.partition_by[{i}]"),
+                    format!("every table is partitioned by `run_id` first, and `{column}` is one of the run's own columns; partition by a column of the step"),
+                );
+            }
+        }
+        Some(PublishedStep {
+            table,
+            partition_by,
+        })
+    }
+
+    /// No two steps publish one table.
+    fn check_published_tables(&mut self, steps: &[Step]) {
+        let mut tables: BTreeMap<&str, &str> = BTreeMap::new();
+        for step in steps {
+            let Some(published) = &step.publish else {
+                continue;
+            };
+            if let Some(first) = tables.insert(&published.table, &step.name) {
+                self.problem(
+                    format!("{}.publish", step.key),
+                    format!(
+                        "step `{first}` publishes table `{}` already; name this one with `publish: {{table: NAME}}`",
+                        published.table
+                    ),
+                );
+            }
+        }
     }
 
     /// A contract's columns and, on the segment output, its drift rule.

@@ -71,37 +71,21 @@ impl Resolver {
         // What kind of warm start is declared, even one with a mistake reported below, so
         // the checks that need one do not report its absence as well.
         let declared_warm_start = raw
-            .warm_start
+            .model
             .as_ref()
+            .or(raw.warm_start.as_ref())
             .map(|warm| matches!(warm, RawWarmStart::Model(_)));
-        let warm_start = match raw.warm_start {
-            None => None,
-            Some(RawWarmStart::Previous(word)) if word == "previous" => Some(WarmStart::Previous),
-            Some(RawWarmStart::Previous(other)) => {
-                self.problem(
-                    "segment.warm_start",
-                    format!("expected `previous`, `{{run: ID}}` or `{{model: {{store, path}}}}`, got `{other}`"),
-                );
-                None
-            }
-            Some(RawWarmStart::Run(run)) => match self.expand("segment.warm_start.run", &run.run) {
-                Some(id) => match crate::check_run_id(&id) {
-                    Ok(()) => Some(WarmStart::Run(id)),
-                    Err(message) => {
-                        self.problem("segment.warm_start.run", message);
-                        None
-                    }
-                },
-                None => None,
-            },
-            Some(RawWarmStart::Model(model)) => self
-                .location(
-                    "segment.warm_start.model",
-                    &model.model.store,
-                    &model.model.path,
-                    stores,
-                )
-                .map(WarmStart::Model),
+        let fixed_model = raw.model.is_some();
+        if fixed_model && raw.warm_start.is_some() {
+            self.problem(
+                "segment.model",
+                "give either `model` (assign with an earlier model as it is) or `warm_start` (fit again, starting from it), not both",
+            );
+        }
+        let warm_start = match (raw.model, raw.warm_start) {
+            (Some(model), _) => self.earlier_model("segment.model", model, stores),
+            (None, Some(warm)) => self.earlier_model("segment.warm_start", warm, stores),
+            (None, None) => None,
         };
         let quarantine_invalid = match raw.on_invalid_features.as_deref() {
             None | Some("fail") => false,
@@ -123,10 +107,18 @@ impl Resolver {
             );
         }
         if warm_start.is_some() && k_selection.is_some() {
-            self.problem(
-                "segment.warm_start",
-                "a warm start keeps the previous segments' meaning, which needs a fixed k: choose k first, then warm-start",
-            );
+            let (key, message) = if fixed_model {
+                (
+                    "segment.model",
+                    "the model's segments are the segments: k cannot be chosen from a range; set k to the model's number of segments",
+                )
+            } else {
+                (
+                    "segment.warm_start",
+                    "a warm start keeps the previous segments' meaning, which needs a fixed k: choose k first, then warm-start",
+                )
+            };
+            self.problem(key, message);
         }
         for id in raw.names.keys() {
             if k_selection.is_some() {
@@ -179,6 +171,7 @@ impl Resolver {
             k,
             k_selection,
             warm_start,
+            fixed_model,
             quarantine_invalid,
             fit_sample: raw.fit_sample.map(|size| size.max(0) as usize),
             seed: raw.seed.unwrap_or(0),
@@ -188,6 +181,43 @@ impl Resolver {
             checks,
         };
         Some((segment, output?))
+    }
+
+    /// An earlier model named at `key`: `previous`, `{run: ID}` or `{model: {store, path}}`.
+    fn earlier_model(
+        &mut self,
+        key: &str,
+        raw: RawWarmStart,
+        stores: &[Store],
+    ) -> Option<WarmStart> {
+        match raw {
+            RawWarmStart::Previous(word) if word == "previous" => Some(WarmStart::Previous),
+            RawWarmStart::Previous(other) => {
+                self.problem(
+                    key,
+                    format!("expected `previous`, `{{run: ID}}` or `{{model: {{store, path}}}}`, got `{other}`"),
+                );
+                None
+            }
+            RawWarmStart::Run(run) => {
+                let id = self.expand(&format!("{key}.run"), &run.run)?;
+                match crate::check_run_id(&id) {
+                    Ok(()) => Some(WarmStart::Run(id)),
+                    Err(message) => {
+                        self.problem(format!("{key}.run"), message);
+                        None
+                    }
+                }
+            }
+            RawWarmStart::Model(model) => self
+                .location(
+                    &format!("{key}.model"),
+                    &model.model.store,
+                    &model.model.path,
+                    stores,
+                )
+                .map(WarmStart::Model),
+        }
     }
 
     fn segment_checks(
