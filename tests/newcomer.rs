@@ -363,21 +363,7 @@ fn validate_with_jsonschema(
     schema: &serde_json::Value,
     documents: &[(String, serde_json::Value)],
 ) -> Option<Vec<Vec<String>>> {
-    let found = std::process::Command::new("python3")
-        .args(["-c", "import jsonschema"])
-        .output()
-        .is_ok_and(|output| output.status.success());
-    if !found {
-        assert!(
-            std::env::var_os("SEGFLOW_REQUIRE_JSONSCHEMA").is_none(),
-            "SEGFLOW_REQUIRE_JSONSCHEMA is set but python3 cannot import jsonschema (pip install jsonschema)"
-        );
-        #[allow(clippy::print_stderr)]
-        {
-            eprintln!(
-                "skipped: python3 cannot import jsonschema; `pip install jsonschema` to validate with it"
-            );
-        }
+    if !common::python_has("jsonschema", "SEGFLOW_REQUIRE_JSONSCHEMA") {
         return None;
     }
     let dir = tempfile::tempdir().unwrap();

@@ -447,7 +447,7 @@ fn run_ids_keep_runs_apart_and_the_manifest_describes_each() {
     }
     let mut on_disk = BTreeSet::new();
     collect_files(&output, &first, &mut on_disk);
-    for table in [
+    const TABLES: [&str; 7] = [
         "centroids",
         "ltv",
         "profile",
@@ -455,7 +455,8 @@ fn run_ids_keep_runs_apart_and_the_manifest_describes_each() {
         "rejects/valid_transactions",
         "segments",
         "value_by_segment",
-    ] {
+    ];
+    for table in TABLES {
         collect_files(
             &output,
             &output.join(format!("{table}/run_id=2011-12-10")),
@@ -472,18 +473,7 @@ fn run_ids_keep_runs_apart_and_the_manifest_describes_each() {
         .iter()
         .map(|table| table["name"].as_str().unwrap())
         .collect();
-    assert_eq!(
-        tables,
-        [
-            "centroids",
-            "ltv",
-            "profile",
-            "rejects/raw_transactions",
-            "rejects/valid_transactions",
-            "segments",
-            "value_by_segment"
-        ]
-    );
+    assert_eq!(tables, TABLES);
     let segments = manifest["tables"]
         .as_array()
         .unwrap()

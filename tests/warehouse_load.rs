@@ -41,27 +41,6 @@ fn manifest_rows(project: &Project, table: &str) -> Vec<(String, u64)> {
         .collect()
 }
 
-/// Whether python3 can import duckdb; fails instead when `SEGFLOW_REQUIRE_DUCKDB` is set.
-fn duckdb_available() -> bool {
-    let found = Command::new("python3")
-        .args(["-c", "import duckdb"])
-        .status()
-        .is_ok_and(|status| status.success());
-    if !found {
-        assert!(
-            std::env::var_os("SEGFLOW_REQUIRE_DUCKDB").is_none(),
-            "SEGFLOW_REQUIRE_DUCKDB is set but python3 cannot import duckdb (pip install duckdb)"
-        );
-        #[allow(clippy::print_stderr)]
-        {
-            eprintln!(
-                "skipped: python3 cannot import duckdb; `pip install duckdb` to load with it"
-            );
-        }
-    }
-    found
-}
-
 /// Runs `script` with DuckDB in python3, in the project's folder, and returns its output.
 fn duckdb(project: &Project, script: &str) -> String {
     let output = Command::new("python3")
@@ -79,7 +58,7 @@ fn duckdb(project: &Project, script: &str) -> String {
 
 #[test]
 fn duckdb_reads_each_table_folder_with_hive_partitioning() {
-    if !duckdb_available() {
+    if !common::python_has("duckdb", "SEGFLOW_REQUIRE_DUCKDB") {
         return;
     }
     let project = two_runs();
@@ -272,7 +251,7 @@ fn a_published_step_is_a_table_of_the_run_a_warehouse_reloads() {
         assert!(folders[2].starts_with("country="), "{}", relative.display());
     }
 
-    if duckdb_available() {
+    if common::python_has("duckdb", "SEGFLOW_REQUIRE_DUCKDB") {
         let script = format!(
             r#"
 import duckdb, json

@@ -110,6 +110,29 @@ impl Project {
     }
 }
 
+/// Whether python3 can import `module` (a peer the tests check segflow's output with, from
+/// PyPI). When it cannot: with the environment variable `require` set (as `.ci/run` sets
+/// it), the test fails; otherwise it says it skips.
+pub fn python_has(module: &str, require: &str) -> bool {
+    let found = Command::new("python3")
+        .args(["-c", &format!("import {module}")])
+        .output()
+        .is_ok_and(|output| output.status.success());
+    if !found {
+        assert!(
+            std::env::var_os(require).is_none(),
+            "{require} is set but python3 cannot import {module} (pip install {module})"
+        );
+        #[allow(clippy::print_stderr)]
+        {
+            eprintln!(
+                "skipped: python3 cannot import {module}; `pip install {module}` to check with it"
+            );
+        }
+    }
+    found
+}
+
 pub fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for entry in std::fs::read_dir(from).unwrap() {

@@ -32,13 +32,7 @@ pub fn segment_from_previous(
     previous: &PreviousModel,
     settings: &KMeansSettings,
 ) -> Result<Segmentation> {
-    if previous.centroids.ncols() != features.len() {
-        return Err(ClusterError::PreviousModel(format!(
-            "it has {} features and this run {}",
-            previous.centroids.ncols(),
-            features.len()
-        )));
-    }
+    same_features(previous, features)?;
     let raw = feature_matrix(batches, features)?;
     if raw.nrows() < settings.k {
         return Err(ClusterError::TooFewRows {
@@ -86,13 +80,7 @@ pub fn segment_with_model(
     features: &[String],
     previous: &PreviousModel,
 ) -> Result<Segmentation> {
-    if previous.centroids.ncols() != features.len() {
-        return Err(ClusterError::PreviousModel(format!(
-            "it has {} features and this run {}",
-            previous.centroids.ncols(),
-            features.len()
-        )));
-    }
+    same_features(previous, features)?;
     let raw = feature_matrix(batches, features)?;
     let scaled = previous.preprocess.transform(raw.view(), features)?;
     crate::check_magnitudes(&raw, &scaled, features)?;
@@ -114,6 +102,17 @@ pub fn segment_with_model(
         iterations: 0,
         converged: true,
     })
+}
+
+fn same_features(previous: &PreviousModel, features: &[String]) -> Result<()> {
+    if previous.centroids.ncols() != features.len() {
+        return Err(ClusterError::PreviousModel(format!(
+            "it has {} features and this run {}",
+            previous.centroids.ncols(),
+            features.len()
+        )));
+    }
+    Ok(())
 }
 
 /// For each new centroid row, the id it takes: the previous id it is matched to, or a new

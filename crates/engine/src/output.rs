@@ -69,7 +69,13 @@ pub(crate) fn output_folder(ctx: &SessionContext, pipeline: &Pipeline) -> Result
         .map_err(|error| invalid(error.to_string()))?;
     let root = StorePath::from_url_path(location.url.path())
         .map_err(|error| invalid(error.to_string()))?;
-    Ok(OutputFolder::new(store, root, location.url.as_str()))
+    let folder = OutputFolder::new(store, root, location.url.as_str());
+    match pipeline.output_format {
+        segflow_pipeline::OutputFormat::Parquet => Ok(folder),
+        segflow_pipeline::OutputFormat::Delta => folder
+            .with_delta()
+            .map_err(|error| invalid(error.to_string())),
+    }
 }
 
 /// Folders of runs that died (a day or more without a write) are worth a word in the log:

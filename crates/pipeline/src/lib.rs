@@ -70,6 +70,8 @@ pub struct Pipeline {
     /// The run's output folder (`segment.output`, or `value.output` without a segment
     /// stage).
     pub output: Location,
+    /// How its tables are published (`output.format`).
+    pub output_format: OutputFormat,
     pub resources: Resources,
     /// Where the SQL runs (`engine:`); `--engine` overrides it.
     pub engine: Option<Engine>,
@@ -413,6 +415,16 @@ pub struct Step {
     pub publish: Option<PublishedStep>,
     /// Where the step is declared, e.g. `steps[2]`, for error messages.
     pub key: String,
+}
+
+/// How a run's tables are published.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OutputFormat {
+    /// Folders of Parquet files partitioned by run.
+    #[default]
+    Parquet,
+    /// The same files, each table also a Delta Lake table committed once per run.
+    Delta,
 }
 
 /// A step result published as a table of the run (`publish:`).

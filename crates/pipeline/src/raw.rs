@@ -480,7 +480,7 @@ pub struct RawSegment {
     #[serde(default)]
     pub contract: Option<RawContract>,
     /// Where the outputs are written.
-    pub output: RawLocation,
+    pub output: RawOutput,
 }
 
 /// A check of the fitted segments.
@@ -508,6 +508,21 @@ pub struct RawLocation {
     pub store: String,
     /// A folder under the store.
     pub path: String,
+}
+
+/// The run's output folder.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawOutput {
+    /// One of the names under `stores`.
+    pub store: String,
+    /// A folder under the store.
+    pub path: String,
+    /// `parquet` (default): each table a folder of Parquet files partitioned by run; `delta`:
+    /// each table also a Delta Lake table (a `_delta_log` committed per run), for readers
+    /// of Delta. Needs segflow built with the `delta` feature.
+    #[serde(default)]
+    pub format: Option<String>,
 }
 
 /// The value stage's settings.
@@ -557,7 +572,7 @@ pub struct RawValue {
     /// Where the outputs are written when the pipeline has no segment stage (with one,
     /// `segment.output` says).
     #[serde(default)]
-    pub output: Option<RawLocation>,
+    pub output: Option<RawOutput>,
 }
 
 /// The input's columns for each quantity of a customer's history.

@@ -30,8 +30,10 @@
 //!    other deletes its files and fails with [`PublishError::PublishedConcurrently`];
 //! 3. points `_SUCCESS` at the commit (an overwrite: a reader sees the old pointer or the
 //!    new one, never none), writes each table's `<table>/run_id=<id>/_SUCCESS` (the commit
-//!    and that table's files), then points `_LATEST.json` at the run, unless it names a run
-//!    later in run order ([`compare_run_ids`]: a backfill of an old day leaves it where it is);
+//!    and that table's files), with `format: delta` commits each table's Delta log
+//!    (`delta.rs`: the run's partition replaced), then points `_LATEST.json` at the run,
+//!    unless it names a run later in run order ([`compare_run_ids`]: a backfill of an old
+//!    day leaves it where it is);
 //! 4. only then deletes the versions the commit superseded (their table files first, then
 //!    their folders), and its staging folder.
 //!
@@ -55,6 +57,8 @@
 //! change to one is seen beside the other. The commit records are in `commits.rs`.
 
 mod commits;
+#[cfg(feature = "delta")]
+mod delta;
 mod layout;
 mod manifest;
 mod runs;
@@ -225,6 +229,8 @@ pub struct OutputFolder {
     pub store: Arc<dyn ObjectStore>,
     pub root: Path,
     pub url: String,
+    /// `format: delta`: each table is also a Delta table, committed once per run.
+    pub delta: bool,
 }
 
 impl std::fmt::Debug for OutputFolder {
@@ -240,7 +246,59 @@ impl OutputFolder {
         } else {
             format!("{url}/")
         };
-        OutputFolder { store, root, url }
+        OutputFolder {
+            store,
+            root,
+            url,
+            delta: false,
+        }
+    }
+
+    /// The folder with its tables kept as Delta tables too (`format: delta`); fails when
+    /// this segflow was built without the `delta` feature.
+    pub fn with_delta(mut self) -> Result<OutputFolder> {
+        if !cfg!(feature = "delta") {
+            return Err(PublishError::Corrupt {
+                url: self.url.clone(),
+                message: "`format: delta` needs segflow built with Delta Lake support: `cargo build --features delta` (or `cargo install --path crates/cli --features delta`)".to_string(),
+            });
+        }
+        self.delta = true;
+        Ok(self)
+    }
+
+    /// Brings each table's Delta log along to `commit`, if the table has one (a publish
+    /// with `format: delta` creates it).
+    pub(crate) async fn keep_delta_tables_at(&self, commit: &Commit, create: bool) -> Result<()> {
+        #[cfg(feature = "delta")]
+        return self.commit_delta_tables(commit, create).await;
+        #[cfg(not(feature = "delta"))]
+        {
+            let _ = (commit, create);
+            Ok(())
+        }
+    }
+
+    /// The footer of the Parquet file `name`, read from its end alone.
+    #[cfg_attr(not(feature = "delta"), allow(dead_code))]
+    async fn parquet_footer(&self, name: &str) -> Result<ParquetMetaData> {
+        let path = self.path(name);
+        let url = self.url_of(name);
+        let meta = self
+            .store
+            .head(&path)
+            .await
+            .map_err(PublishError::store("reading the size of", url.clone()))?;
+        ParquetMetaDataReader::new()
+            .load_and_finish(
+                ObjectRanges {
+                    store: self.store.clone(),
+                    path,
+                },
+                meta.size,
+            )
+            .await
+            .map_err(|error| PublishError::Parquet { url, error })
     }
 
     fn path(&self, name: &str) -> Path {
@@ -587,6 +645,13 @@ impl Staging {
             OutputFolder::run_dir(&self.run_id),
             self.attempt
         );
+        #[cfg(feature = "delta")]
+        if self.folder.delta
+            && let Err(error) = self.folder.check_delta_columns(&self.files).await
+        {
+            let _ = self.discard().await;
+            return Err(error);
+        }
         let destinations = self.destinations(&version_dir);
         let manifest = self.manifest(info, &destinations);
         let commit = Commit {
@@ -619,6 +684,10 @@ impl Staging {
             for marker in commits::table_commits(&commit, &self.files) {
                 folder.point_table_success_at(&marker).await?;
                 steps.done("pointed a table's _SUCCESS at the commit");
+            }
+            if folder.delta {
+                folder.keep_delta_tables_at(&commit, true).await?;
+                steps.done("committed the tables' Delta logs");
             }
             let latest = runs::point_latest_at(folder, &manifest, &commit).await?;
             steps.done("pointed _LATEST.json at the run");

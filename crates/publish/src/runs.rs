@@ -298,9 +298,10 @@ impl OutputFolder {
             if let Some(newest) = self.success_lags(run_id).await? {
                 self.point_success_at(&newest).await?;
             }
-            // The tables' markers may still name the version about to go.
+            // The tables' markers and Delta logs may still name the version about to go.
             if let Some(published) = self.published(run_id).await? {
                 self.point_tables_at(&published).await?;
+                self.keep_delta_tables_at(&published, false).await?;
             }
         }
         for run in runs.iter().filter(|run| run.status != RunStatus::Published) {

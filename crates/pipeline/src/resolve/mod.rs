@@ -13,11 +13,11 @@ use url::Url;
 pub(crate) use checks::CHECK_TYPES;
 
 use crate::checks::Validate;
-use crate::raw::{RawLocation, RawPipeline, RawResources};
+use crate::raw::{RawOutput, RawPipeline, RawResources};
 use crate::vars::expand;
 use crate::{
-    Contract, ContractColumn, ContractType, Location, OnDrift, Pipeline, PipelineError, Problem,
-    PublishedStep, Resources, Result, Source, Step, StepKind, Store,
+    Contract, ContractColumn, ContractType, Location, OnDrift, OutputFormat, Pipeline,
+    PipelineError, Problem, PublishedStep, Resources, Result, Source, Step, StepKind, Store,
 };
 
 /// Which table a contract is on: a step's result, or the published segments (which alone
@@ -47,6 +47,7 @@ pub fn resolve(
         secret_vars: BTreeSet::new(),
         declared_stores: Vec::new(),
         rendered: Vec::new(),
+        output_format: OutputFormat::Parquet,
     };
 
     check_identifier(&mut resolver.problems, "name", "pipeline name", &raw.name);
@@ -106,6 +107,7 @@ pub fn resolve(
         value: value.map(|value| value.expect("a value stage without problems resolves")),
         segment: segment.map(|segment| segment.expect("a segment without problems resolves").0),
         output: output.expect("an output without problems resolves"),
+        output_format: resolver.output_format,
         resources,
         engine,
         locations: crate::KeyIndex::default(),
@@ -122,6 +124,8 @@ pub(crate) struct Resolver {
     /// Values read from the environment.
     /// Values rendered with a secret, and their shown forms.
     rendered: crate::vars::Rendered,
+    /// The output's `format`, set where the output is resolved.
+    output_format: OutputFormat,
 }
 
 impl Resolver {
@@ -132,7 +136,7 @@ impl Resolver {
         &mut self,
         segment_output: Option<Option<Location>>,
         has_value: bool,
-        value_output: Option<RawLocation>,
+        value_output: Option<RawOutput>,
         stores: &[Store],
     ) -> Option<Location> {
         match (segment_output, value_output) {

@@ -4,12 +4,10 @@
 use std::collections::HashSet;
 
 use super::{Resolver, any_of};
-use crate::raw::{
-    RawFeature, RawK, RawLiteral, RawLocation, RawSegment, RawSegmentCheck, RawWarmStart,
-};
+use crate::raw::{RawFeature, RawK, RawLiteral, RawSegment, RawSegmentCheck, RawWarmStart};
 use crate::{
-    FeatureTransform, KMetric, KSelection, Location, Role, ScalerKind, Segment, SegmentCheck,
-    SegmentCheckKind, Severity, Store, WarmStart,
+    FeatureTransform, KMetric, KSelection, Location, OutputFormat, Role, ScalerKind, Segment,
+    SegmentCheck, SegmentCheckKind, Severity, Store, WarmStart,
 };
 
 impl Resolver {
@@ -462,9 +460,20 @@ impl Resolver {
     pub(super) fn output_location(
         &mut self,
         at: &str,
-        raw: RawLocation,
+        raw: crate::raw::RawOutput,
         stores: &[Store],
     ) -> Option<Location> {
+        self.output_format = match raw.format.as_deref() {
+            None | Some("parquet") => OutputFormat::Parquet,
+            Some("delta") => OutputFormat::Delta,
+            Some(other) => {
+                self.problem(
+                    format!("{at}.format"),
+                    format!("expected `parquet` or `delta`, got `{other}`"),
+                );
+                OutputFormat::Parquet
+            }
+        };
         let mut location = self.location(at, &raw.store, &raw.path, stores)?;
         if location.url.path().contains(['*', '?', '[']) {
             self.problem(
