@@ -7,8 +7,6 @@
 
 mod common;
 
-use std::process::Command;
-
 use common::Project;
 
 const PIPELINE: &str = "pipelines/customer_segments.yaml";
@@ -36,17 +34,7 @@ sys.stdout.flush()
 os._exit(0)
 "#
     );
-    let output = Command::new("python3")
-        .args(["-c", &script])
-        .current_dir(project.path("."))
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    serde_json::from_slice(&output.stdout).unwrap()
+    common::python_json(project, &script)
 }
 
 /// The example with its output in Delta format.

@@ -7,8 +7,6 @@
 
 mod common;
 
-use std::process::Command;
-
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{DataType, Int64Type};
 use common::Project;
@@ -41,21 +39,6 @@ fn manifest_rows(project: &Project, table: &str) -> Vec<(String, u64)> {
         .collect()
 }
 
-/// Runs `script` with DuckDB in python3, in the project's folder, and returns its output.
-fn duckdb(project: &Project, script: &str) -> String {
-    let output = Command::new("python3")
-        .args(["-c", script])
-        .current_dir(project.path("."))
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).unwrap()
-}
-
 #[test]
 fn duckdb_reads_each_table_folder_with_hive_partitioning() {
     if !common::python_has("duckdb", "SEGFLOW_REQUIRE_DUCKDB") {
@@ -80,7 +63,7 @@ out["names_differing_from_centroids"] = names
 print(json.dumps(out))
 "#
     );
-    let loaded: serde_json::Value = serde_json::from_str(&duckdb(&project, &script)).unwrap();
+    let loaded: serde_json::Value = common::python_json(&project, &script);
     for table in [
         "segments",
         "centroids",
@@ -265,7 +248,7 @@ print(json.dumps({{
 }}))
 "#
         );
-        let loaded: serde_json::Value = serde_json::from_str(&duckdb(&project, &script)).unwrap();
+        let loaded: serde_json::Value = common::python_json(&project, &script);
         let lines = rows_out("clean_transactions");
         assert_eq!(
             loaded["lines"],

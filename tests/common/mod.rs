@@ -133,6 +133,22 @@ pub fn python_has(module: &str, require: &str) -> bool {
     found
 }
 
+/// What the Python `script` prints as JSON, run in the project's folder; its stderr on
+/// failure.
+pub fn python_json(project: &Project, script: &str) -> serde_json::Value {
+    let output = Command::new("python3")
+        .args(["-c", script])
+        .current_dir(project.path("."))
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
 pub fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for entry in std::fs::read_dir(from).unwrap() {
