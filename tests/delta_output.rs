@@ -34,7 +34,7 @@ sys.stdout.flush()
 os._exit(0)
 "#
     );
-    common::python_json(project, &script)
+    common::python_json(&project.path("."), &script, &[])
 }
 
 /// The example with its output in Delta format.

@@ -388,17 +388,8 @@ print(json.dumps([
     for document in given["documents"]
 ]))
 "#;
-    let output = std::process::Command::new("python3")
-        .args(["-c", script])
-        .arg(&input)
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    Some(serde_json::from_slice(&output.stdout).unwrap())
+    let found = common::python_json(dir.path(), script, &[input.to_str().unwrap()]);
+    Some(serde_json::from_value(found).unwrap())
 }
 
 #[test]

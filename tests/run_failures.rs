@@ -524,3 +524,27 @@ fn a_failing_segment_check_publishes_nothing_and_a_warning_one_is_reported() {
         "nothing is published"
     );
 }
+
+/// A build without the `delta` feature refuses `format: delta` before anything runs.
+#[cfg(not(feature = "delta"))]
+#[test]
+fn delta_output_without_delta_support_is_a_pipeline_mistake() {
+    let project = Project::copy_of_repository();
+    project.replace_in(
+        PIPELINE,
+        "    store: output\n    path: customer_segments\n",
+        "    store: output\n    path: customer_segments\n    format: delta\n",
+    );
+    for command in ["check", "run"] {
+        let run = project.segflow(&[command, PIPELINE]);
+        run.assert_exit(3);
+        assert!(
+            run.stderr.contains(
+                "segment.output.format: `delta` needs segflow built with Delta Lake support"
+            ),
+            "{}",
+            run.stderr
+        );
+    }
+    assert!(!project.path("out/customer_segments").exists());
+}

@@ -63,7 +63,7 @@ out["names_differing_from_centroids"] = names
 print(json.dumps(out))
 "#
     );
-    let loaded: serde_json::Value = common::python_json(&project, &script);
+    let loaded: serde_json::Value = common::python_json(&project.path("."), &script, &[]);
     for table in [
         "segments",
         "centroids",
@@ -248,7 +248,7 @@ print(json.dumps({{
 }}))
 "#
         );
-        let loaded: serde_json::Value = common::python_json(&project, &script);
+        let loaded: serde_json::Value = common::python_json(&project.path("."), &script, &[]);
         let lines = rows_out("clean_transactions");
         assert_eq!(
             loaded["lines"],

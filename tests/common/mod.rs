@@ -133,12 +133,13 @@ pub fn python_has(module: &str, require: &str) -> bool {
     found
 }
 
-/// What the Python `script` prints as JSON, run in the project's folder; its stderr on
+/// What the Python `script` prints as JSON, run in `dir` with `args`; its stderr on
 /// failure.
-pub fn python_json(project: &Project, script: &str) -> serde_json::Value {
+pub fn python_json(dir: &Path, script: &str, args: &[&str]) -> serde_json::Value {
     let output = Command::new("python3")
         .args(["-c", script])
-        .current_dir(project.path("."))
+        .args(args)
+        .current_dir(dir)
         .output()
         .unwrap();
     assert!(

@@ -236,6 +236,19 @@ async fn check_and_compile(
     let mut compiled = Vec::new();
     stores::register_stores(&ctx, pipeline)?;
     let mut problems = Vec::new();
+    if pipeline.output_format == segflow_pipeline::OutputFormat::Delta
+        && !segflow_publish::DELTA_SUPPORTED
+    {
+        let stage = if pipeline.segment.is_some() {
+            "segment"
+        } else {
+            "value"
+        };
+        problems.push(pipeline.problem(
+            &format!("{stage}.output.format"),
+            "`delta` needs segflow built with Delta Lake support: `cargo build --features delta` (or `cargo install --path crates/cli --features delta`)",
+        ));
+    }
     let mut failed: HashSet<String> = HashSet::new();
     for (index, source) in pipeline.sources.iter().enumerate() {
         let registered = match &source.schema {

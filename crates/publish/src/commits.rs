@@ -9,7 +9,9 @@
 use object_store::{ObjectStoreExt, PutMode};
 use serde::{Deserialize, Serialize};
 
-use crate::{OutputFolder, PublishError, Result, SUCCESS_MARKER, WrittenFile, table_partition};
+use crate::{
+    Manifest, OutputFolder, PublishError, Result, SUCCESS_MARKER, WrittenFile, table_partition,
+};
 
 pub const COMMITS_DIR: &str = "_commits";
 /// A version's folder inside its run's folder is `attempt=<attempt id>`.
@@ -168,13 +170,10 @@ impl OutputFolder {
         self.put(&name, json, PutMode::Overwrite).await
     }
 
-    /// Points every table's `_SUCCESS` at `commit`, from its manifest (a version published
+    /// Points every table's `_SUCCESS` at `commit`, from its `manifest` (a version published
     /// before tables had folders has none to point): what a crash between the run's
     /// `_SUCCESS` and the tables' left undone, before the version they name is deleted.
-    pub(crate) async fn point_tables_at(&self, commit: &Commit) -> Result<()> {
-        let Some(manifest) = self.manifest_at(commit).await? else {
-            return Ok(());
-        };
+    pub(crate) async fn point_tables_at(&self, commit: &Commit, manifest: &Manifest) -> Result<()> {
         if manifest.schema_version < crate::TABLE_FOLDERS_SINCE {
             return Ok(());
         }

@@ -27,17 +27,20 @@ use object_store::ObjectStore;
 use object_store::prefix::PrefixStore;
 
 use crate::{
-    Commit, OutputFolder, PublishError, RUN_DIR_PREFIX, RUN_ID_COLUMN, Result, TABLE_FOLDERS_SINCE,
+    Commit, Manifest, OutputFolder, PublishError, RUN_DIR_PREFIX, RUN_ID_COLUMN, Result,
+    TABLE_FOLDERS_SINCE,
 };
 
 impl OutputFolder {
-    /// Commits the files `commit`'s version has of each table to the table's Delta log,
-    /// creating the table on its first run when `create` (a publish asks for it; `gc`
-    /// only brings along tables that already have a log).
-    pub(crate) async fn commit_delta_tables(&self, commit: &Commit, create: bool) -> Result<()> {
-        let Some(manifest) = self.manifest_at(commit).await? else {
-            return Ok(());
-        };
+    /// Commits the files `commit`'s version has of each table (its `manifest` says which) to
+    /// the table's Delta log, creating the table on its first run when `create` (a publish
+    /// asks for it; `gc` only brings along tables that already have a log).
+    pub(crate) async fn commit_delta_tables(
+        &self,
+        commit: &Commit,
+        manifest: &Manifest,
+        create: bool,
+    ) -> Result<()> {
         if manifest.schema_version < TABLE_FOLDERS_SINCE {
             return Ok(());
         }

@@ -93,6 +93,8 @@ pub use table_schema::{AS_OF_COLUMN, AsOf, RUN_ID_COLUMN, RunColumns, warehouse_
 pub type Result<T, E = PublishError> = std::result::Result<T, E>;
 
 pub const SUCCESS_MARKER: &str = "_SUCCESS";
+/// Whether this build can keep tables as Delta tables (`format: delta`, feature `delta`).
+pub const DELTA_SUPPORTED: bool = cfg!(feature = "delta");
 pub const MANIFEST_FILE: &str = "_MANIFEST.json";
 pub const LATEST_FILE: &str = "_LATEST.json";
 pub const STAGING_DIR: &str = "_staging";
@@ -257,7 +259,7 @@ impl OutputFolder {
     /// The folder with its tables kept as Delta tables too (`format: delta`); fails when
     /// this segflow was built without the `delta` feature.
     pub fn with_delta(mut self) -> Result<OutputFolder> {
-        if !cfg!(feature = "delta") {
+        if !DELTA_SUPPORTED {
             return Err(PublishError::Corrupt {
                 url: self.url.clone(),
                 message: "`format: delta` needs segflow built with Delta Lake support: `cargo build --features delta` (or `cargo install --path crates/cli --features delta`)".to_string(),
@@ -267,14 +269,19 @@ impl OutputFolder {
         Ok(self)
     }
 
-    /// Brings each table's Delta log along to `commit`, if the table has one (a publish
-    /// with `format: delta` creates it).
-    pub(crate) async fn keep_delta_tables_at(&self, commit: &Commit, create: bool) -> Result<()> {
+    /// Brings each table's Delta log along to `commit` (whose manifest is `manifest`), if
+    /// the table has one (a publish with `format: delta` creates it).
+    pub(crate) async fn keep_delta_tables_at(
+        &self,
+        commit: &Commit,
+        manifest: &Manifest,
+        create: bool,
+    ) -> Result<()> {
         #[cfg(feature = "delta")]
-        return self.commit_delta_tables(commit, create).await;
+        return self.commit_delta_tables(commit, manifest, create).await;
         #[cfg(not(feature = "delta"))]
         {
-            let _ = (commit, create);
+            let _ = (commit, manifest, create);
             Ok(())
         }
     }
@@ -686,7 +693,9 @@ impl Staging {
                 steps.done("pointed a table's _SUCCESS at the commit");
             }
             if folder.delta {
-                folder.keep_delta_tables_at(&commit, true).await?;
+                folder
+                    .keep_delta_tables_at(&commit, &manifest, true)
+                    .await?;
                 steps.done("committed the tables' Delta logs");
             }
             let latest = runs::point_latest_at(folder, &manifest, &commit).await?;

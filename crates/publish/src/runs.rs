@@ -299,9 +299,12 @@ impl OutputFolder {
                 self.point_success_at(&newest).await?;
             }
             // The tables' markers and Delta logs may still name the version about to go.
-            if let Some(published) = self.published(run_id).await? {
-                self.point_tables_at(&published).await?;
-                self.keep_delta_tables_at(&published, false).await?;
+            if let Some(published) = self.published(run_id).await?
+                && let Some(manifest) = self.manifest_at(&published).await?
+            {
+                self.point_tables_at(&published, &manifest).await?;
+                self.keep_delta_tables_at(&published, &manifest, false)
+                    .await?;
             }
         }
         for run in runs.iter().filter(|run| run.status != RunStatus::Published) {
