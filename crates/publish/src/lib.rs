@@ -61,6 +61,7 @@ mod commits;
 mod delta;
 mod layout;
 mod manifest;
+mod run_files;
 mod runs;
 mod store_errors;
 mod table_schema;
@@ -86,6 +87,7 @@ pub use manifest::{
     MANIFEST_SCHEMA_VERSION, Manifest, ManifestColumn, ManifestFile, ManifestInput, ManifestMetric,
     ManifestTable, RunInfo, TABLE_FOLDERS_SINCE, columns as manifest_columns, type_name,
 };
+pub use run_files::{RunFiles, RunFilesError};
 pub use runs::{Latest, RunEntry, RunStatus, compare_run_ids};
 pub use store_errors::{explain, find_store_error};
 pub use table_schema::{AS_OF_COLUMN, AsOf, RUN_ID_COLUMN, RunColumns, warehouse_type};
@@ -640,6 +642,35 @@ impl Staging {
         Ok(self.files.last().expect("just pushed"))
     }
 
+    /// `run_id=<id>/attempt=<a>`: where this attempt's files that are not tables go.
+    fn version_dir(&self) -> String {
+        format!(
+            "{}/{ATTEMPT_PREFIX}{}",
+            OutputFolder::run_dir(&self.run_id),
+            self.attempt
+        )
+    }
+
+    /// The staged files as a reader of the published run will find them: under their
+    /// published names, with the manifest `publish` would write now (for a report of the
+    /// run, written into the run before it is published).
+    pub fn run_files(&self, info: &RunInfo) -> RunFiles {
+        let version_dir = self.version_dir();
+        let destinations = self.destinations(&version_dir);
+        let manifest = self.manifest(info, &destinations);
+        let located = destinations
+            .into_iter()
+            .zip(&self.files)
+            .map(|(published, file)| (published, format!("{}/{}", self.prefix, file.name)))
+            .collect();
+        RunFiles::staged(
+            self.folder.clone(),
+            manifest,
+            format!("{version_dir}/"),
+            located,
+        )
+    }
+
     /// Makes the staged files the run's published version, by the protocol at the top of
     /// this file. Before the commit, a failure removes what the attempt wrote; after it,
     /// the run is published and cleanup problems are reported in
@@ -647,11 +678,7 @@ impl Staging {
     pub async fn publish(mut self, info: &RunInfo) -> Result<Published> {
         let mut steps = PublishSteps::from_environment();
         steps.hold();
-        let version_dir = format!(
-            "{}/{ATTEMPT_PREFIX}{}",
-            OutputFolder::run_dir(&self.run_id),
-            self.attempt
-        );
+        let version_dir = self.version_dir();
         #[cfg(feature = "delta")]
         if self.folder.delta
             && let Err(error) = self.folder.check_delta_columns(&self.files).await

@@ -893,3 +893,53 @@ async fn the_manifest_counts_each_columns_nulls_over_the_files() {
         ]
     );
 }
+
+#[tokio::test]
+async fn a_staged_run_reads_as_the_published_run_will() {
+    let folder = folder();
+    let mut staging = stage(&folder, "r1", &[vec![1, 2], vec![3]]).await;
+    staging
+        .write_bytes("model.json", b"{\"k\": 2}".to_vec())
+        .await
+        .unwrap();
+    let info = info();
+    let staged = staging.run_files(&info);
+    let staged_rows = staged.table("segments", &["v"]).await.unwrap().unwrap();
+    let staged_model = staged.file("model.json").await.unwrap().unwrap();
+    let staged_manifest = staged.manifest().clone();
+    assert!(
+        staged.file("report.html").await.unwrap().is_none(),
+        "not listed"
+    );
+    assert!(staged.table("profile", &["v"]).await.unwrap().is_none());
+    staging.publish(&info).await.unwrap();
+
+    let published = folder.run_files("r1").await.unwrap();
+    assert_eq!(published.version_path(), staged.version_path());
+    assert_eq!(
+        published.manifest(),
+        &Manifest {
+            ended_at: published.manifest().ended_at.clone(),
+            ..staged_manifest
+        },
+        "the same manifest but for its end"
+    );
+    let rows = published.table("segments", &["v"]).await.unwrap().unwrap();
+    assert_eq!(rows, staged_rows);
+    assert_eq!(rows.iter().map(|b| b.num_rows()).sum::<usize>(), 3);
+    assert_eq!(
+        rows[0].schema().fields().len(),
+        1,
+        "only the columns asked for"
+    );
+    assert_eq!(
+        published.file("model.json").await.unwrap().unwrap(),
+        staged_model
+    );
+
+    let error = folder.run_files("r2").await.unwrap_err();
+    assert!(
+        matches!(error, RunFilesError::NotPublished { .. }),
+        "{error}"
+    );
+}
