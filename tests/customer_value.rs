@@ -348,8 +348,8 @@ fn other_models_without_spend_and_value_columns_as_features() {
     );
     project.replace_in(
         PIPELINE,
-        "    - { name: total_spend, transform: log1p, winsorize: [0, 0.99], role: monetary }\n",
-        "    - { name: total_spend, transform: log1p, winsorize: [0, 0.99], role: monetary }\n    - { name: clv, transform: log1p }\n",
+        "    - { name: total_spend, transform: log1p, winsorize: [0, 0.99], role: monetary, unit: GBP }\n",
+        "    - { name: total_spend, transform: log1p, winsorize: [0, 0.99], role: monetary, unit: GBP }\n    - { name: clv, transform: log1p }\n",
     );
     project.segflow(&["check", PIPELINE]).assert_exit(0);
     project.segflow(&["run", PIPELINE]).assert_exit(0);

@@ -83,7 +83,7 @@ fn repeated_segment_key_fails_validation() {
     project.replace_in(PIPELINE, "  key: customer_id\n", "  key: frequency\n");
     project.replace_in(
         PIPELINE,
-        "    - { name: frequency, transform: log1p, role: frequency }\n",
+        "    - { name: frequency, transform: log1p, role: frequency, unit: repeat purchase days }\n",
         "",
     );
     let run = project.segflow(&["run", PIPELINE]);

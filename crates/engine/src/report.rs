@@ -244,6 +244,13 @@ pub struct SegmentReport {
     pub assigned_with_model_of: Option<String>,
     /// `segment.checks`, judged on the fitted segments before publishing.
     pub checks: Vec<CheckReport>,
+    /// `segment.actions`: the pipeline's suggested action per segment name, which the
+    /// report shows over its defaults.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub actions: BTreeMap<String, String>,
+    /// The features' `unit`s, by feature.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub units: BTreeMap<String, String>,
     /// Fitting the model alone (transforms and scaling included), within `duration_ms`.
     pub fit_ms: u64,
     pub duration_ms: u64,

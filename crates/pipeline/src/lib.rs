@@ -501,6 +501,19 @@ impl Masks {
         self.pairs.is_empty()
     }
 
+    /// `value` with the masks applied to its strings only: keys and numbers are never a
+    /// secret's rendered place, and the JSON stays valid whatever a secret is.
+    pub fn apply_json(&self, value: &mut serde_json::Value) {
+        match value {
+            serde_json::Value::String(text) => *text = self.apply(text),
+            serde_json::Value::Array(items) => items.iter_mut().for_each(|v| self.apply_json(v)),
+            serde_json::Value::Object(fields) => {
+                fields.values_mut().for_each(|v| self.apply_json(v))
+            }
+            _ => {}
+        }
+    }
+
     /// `text` with every rendered value replaced by its shown form.
     pub fn apply(&self, text: &str) -> String {
         let mut text = text.to_string();

@@ -385,7 +385,7 @@ impl<'de> Deserialize<'de> for RawFeature {
         impl<'de> serde::de::Visitor<'de> for Visitor {
             type Value = RawFeature;
             fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("a column name, or {name, transform, winsorize, role}")
+                f.write_str("a column name, or {name, transform, winsorize, role, unit}")
             }
             fn visit_str<E: serde::de::Error>(self, value: &str) -> Result<RawFeature, E> {
                 Ok(RawFeature::Name(value.to_string()))
@@ -416,6 +416,10 @@ pub struct RawFeatureDetailed {
     /// segments and, for `monetary`, the revenue share of the profile.
     #[serde(default)]
     pub role: Option<String>,
+    /// What the values are counted in (`days`, `GBP`, `orders`), for the report's axes
+    /// and tables.
+    #[serde(default)]
+    pub unit: Option<String>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -425,7 +429,7 @@ pub struct RawSegment {
     pub input: String,
     /// The column that identifies a customer; it must be unique and not null.
     pub key: String,
-    /// Numeric columns clustered on: a name, or `{name, transform, winsorize, role}`.
+    /// Numeric columns clustered on: a name, or `{name, transform, winsorize, role, unit}`.
     pub features: Vec<RawFeature>,
     /// How every feature is scaled after its transforms: `standard` (default: mean 0,
     /// standard deviation 1), `robust` (median 0, interquartile range 1) or `minmax` (0 to 1).
@@ -456,6 +460,11 @@ pub struct RawSegment {
     /// Other columns of the input copied into `segments/` as they are (not clustered on).
     #[serde(default)]
     pub carry: Vec<String>,
+    /// What to do with a segment, by segment name, shown beside it in the run's report
+    /// (`report.html`); replaces or adds to segflow's default suggestions for the names it
+    /// gives (Champions, Loyal, Potential loyalists, New, At risk, Hibernating, Lost).
+    #[serde(default)]
+    pub actions: BTreeMap<String, String>,
     /// The number of segments, or `{min, max, select_by, sample}` to try each k in the
     /// range and keep the best by a metric.
     pub k: RawK,

@@ -17,6 +17,10 @@ pub struct Segment {
     pub scaler: ScalerKind,
     /// Names replacing the generated ones, by segment id.
     pub names: BTreeMap<u32, String>,
+    /// Suggested actions by segment name, for the report (over its defaults).
+    pub actions: BTreeMap<String, String>,
+    /// What a feature's values are counted in, by feature, for the report.
+    pub units: BTreeMap<String, String>,
     pub carry: Vec<String>,
     /// The number of segments; with `k_selection`, the largest k tried.
     pub k: usize,

@@ -206,6 +206,8 @@ mod tests {
             warm_start_from: None,
             assigned_with_model_of: None,
             checks: Vec::new(),
+            actions: Default::default(),
+            units: Default::default(),
             fit_ms: 0,
             duration_ms: 0,
         }

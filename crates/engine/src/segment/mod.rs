@@ -163,6 +163,8 @@ pub async fn run_segment(
         ids: segmentation.ids.clone(),
         sizes: totals.sizes.clone(),
         checks: Vec::new(),
+        actions: segment.actions.clone(),
+        units: segment.units.clone(),
         fit_ms,
         duration_ms: started.elapsed().as_millis() as u64,
     };

@@ -221,6 +221,8 @@ mod tests {
             transforms: Vec::new(),
             scaler: segflow_pipeline::ScalerKind::Robust,
             names: Default::default(),
+            actions: Default::default(),
+            units: Default::default(),
             carry: Vec::new(),
             k: 2,
             k_selection: None,

@@ -416,6 +416,8 @@ mod tests {
             transforms: vec![transform(true)],
             scaler: segflow_pipeline::ScalerKind::Standard,
             names: Default::default(),
+            actions: Default::default(),
+            units: Default::default(),
             carry: vec!["tag".to_string()],
             k: 2,
             k_selection: None,

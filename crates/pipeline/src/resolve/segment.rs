@@ -1,7 +1,7 @@
 //! The segment stage: input, key, features with their transforms and roles, k (or a range),
 //! scaler, warm start, names and output.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 
 use super::{Resolver, any_of};
 use crate::raw::{RawFeature, RawK, RawLiteral, RawSegment, RawSegmentCheck, RawWarmStart};
@@ -20,6 +20,20 @@ impl Resolver {
     ) -> Option<(Segment, Location)> {
         let problems_before = self.problems.len();
         let (features, transforms) = self.resolve_features(&raw.features);
+        let mut units = BTreeMap::new();
+        for (index, feature) in raw.features.iter().enumerate() {
+            if let crate::raw::RawFeature::Detailed(detailed) = feature
+                && let Some(unit) = &detailed.unit
+            {
+                if unit.trim().is_empty() {
+                    self.problem(
+                        format!("segment.features[{index}].unit"),
+                        "name the unit (`days`, `GBP`), or leave `unit` out",
+                    );
+                }
+                units.insert(detailed.name.clone(), unit.clone());
+            }
+        }
         let scaler = match raw
             .scaler
             .as_deref()
@@ -134,6 +148,16 @@ impl Resolver {
                 );
             }
         }
+        for (name, action) in &raw.actions {
+            if name.trim().is_empty() {
+                self.problem("segment.actions", "a segment name cannot be empty");
+            } else if action.trim().is_empty() {
+                self.problem(
+                    format!("segment.actions.{name}"),
+                    "say what to do with the segment, or leave the name out for segflow's default",
+                );
+            }
+        }
         let restarts = raw.restarts.unwrap_or(1);
         if restarts < 1 {
             self.problem("segment.restarts", "restarts must be at least 1");
@@ -165,6 +189,8 @@ impl Resolver {
             transforms,
             scaler,
             names: raw.names,
+            actions: raw.actions,
+            units,
             carry: raw.carry,
             k,
             k_selection,
