@@ -127,15 +127,52 @@ fn example_pipeline_on_s3_publishes_what_the_local_run_does() {
     let manifest: serde_json::Value =
         serde_json::from_slice(&server.get(BUCKET, &format!("{version}_MANIFEST.json"))).unwrap();
     let files = manifest["files"].as_array().unwrap();
-    assert_eq!(files.len(), 9, "{manifest:#}");
+    assert_eq!(files.len(), 11, "{manifest:#}");
+    // The report, rendered again from the bucket by the run's folder URL, is the one the
+    // run published there.
+    segflow_on(
+        &project,
+        &server,
+        &[
+            "report",
+            &format!("s3://{BUCKET}/{OUTPUT}/run_id=2011-12-10/"),
+            "-o",
+            "from-s3.html",
+        ],
+    )
+    .assert_exit(0);
+    assert!(
+        std::fs::read(project.path("from-s3.html")).unwrap()
+            == server.get(BUCKET, &format!("{version}report.html")),
+        "segflow report renders the published page again"
+    );
     for file in files {
         // Relative to the output folder: tables in their folders, the rest in the version's.
         let path = file["path"].as_str().unwrap();
         let Some(table) = file["table"].as_str() else {
-            // model.json: the same model, number for number.
             let name = path.rsplit('/').next().unwrap();
-            let remote: serde_json::Value =
-                serde_json::from_slice(&server.get(BUCKET, &format!("{OUTPUT}/{path}"))).unwrap();
+            let remote = server.get(BUCKET, &format!("{OUTPUT}/{path}"));
+            if name == "report.html" {
+                // Times and input URLs differ; the segments, their value and actions do not.
+                let local = std::fs::read_to_string(local.join(name)).unwrap();
+                let remote = String::from_utf8(remote.to_vec()).unwrap();
+                assert_eq!(
+                    common::report_section(&remote, "segments"),
+                    common::report_section(&local, "segments")
+                );
+                continue;
+            }
+            if name == "run.json" {
+                let remote: serde_json::Value = serde_json::from_slice(&remote).unwrap();
+                assert_eq!(remote["status"], "success");
+                assert_eq!(
+                    remote["segment"]["sizes"],
+                    serde_json::json!([415, 250, 237, 217, 191])
+                );
+                continue;
+            }
+            // model.json: the same model, number for number.
+            let remote: serde_json::Value = serde_json::from_slice(&remote).unwrap();
             let local: serde_json::Value =
                 serde_json::from_str(&std::fs::read_to_string(local.join(name)).unwrap()).unwrap();
             assert_eq!(remote, local, "{path}");

@@ -163,6 +163,16 @@ pub fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
+/// The `<section id="{id}">` of a report page, whole.
+pub fn report_section(html: &str, id: &str) -> String {
+    let open = format!("<section id=\"{id}\">");
+    let start = html
+        .find(&open)
+        .unwrap_or_else(|| panic!("the report has a section #{id}"));
+    let end = start + html[start..].find("</section>").expect("a section ends");
+    html[start..end].to_string()
+}
+
 /// The published version folder of the run `_LATEST.json` in the output folder `output`
 /// names, found as the README tells a loader to: `_LATEST.json`, then the run's `_SUCCESS`.
 pub fn published(output: &Path) -> PathBuf {

@@ -241,6 +241,30 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = ListFormat::Text)]
         format: ListFormat,
     },
+    /// Render a published run's report (`report.html`) again from its files alone: the
+    /// manifest, `run.json`, `model.json` and the tables, as a warehouse would load them.
+    /// Writes a local file; the published run is never changed.
+    #[command(after_help = format!(
+        "Examples:\n  segflow report pipelines/customer_segments.yaml                 # the latest run\n  \
+         segflow report pipelines/customer_segments.yaml --run-id 2011-12-10 -o report.html\n  \
+         segflow report s3://lake/segments/run_id=2011-12-10/ -o - > report.html\n\n\
+         A run that is not published (no _SUCCESS) exits with 3; a run whose files are missing or\n\
+         unreadable, or written by a newer segflow, with 1. Nothing is written then.\n\n{EXIT_CODES}"
+    ))]
+    Report {
+        /// A pipeline file (its output folder), an output folder's URL or local path, or a
+        /// run's folder in one (`.../run_id=<id>/`).
+        target: String,
+        #[command(flatten)]
+        vars: Vars,
+        /// The run (default: the one `_LATEST.json` names, or the run's folder given).
+        #[arg(long, value_name = "ID")]
+        run_id: Option<String>,
+        /// Where to write the page (`-`: standard output). Default:
+        /// `<pipeline>-<run id>.html` in the current folder.
+        #[arg(short = 'o', long, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
     /// Delete what dead attempts left in an output folder (staging folders, version folders
     /// no commit names) and superseded versions. A run's published version is never touched.
     #[command(after_help = format!(

@@ -72,6 +72,68 @@ fn open_target(
     ))
 }
 
+/// A run's folder (`.../run_id=<id>/`) as its output folder and run id; anything else as
+/// it is.
+fn split_run_folder(target: &str) -> (String, Option<String>) {
+    let trimmed = target.trim_end_matches('/');
+    match trimmed.rsplit_once('/') {
+        Some((parent, last)) if last.starts_with(segflow_engine::RUN_DIR_PREFIX) => (
+            format!("{parent}/"),
+            Some(last[segflow_engine::RUN_DIR_PREFIX.len()..].to_string()),
+        ),
+        None if trimmed.starts_with(segflow_engine::RUN_DIR_PREFIX) => (
+            ".".to_string(),
+            Some(trimmed[segflow_engine::RUN_DIR_PREFIX.len()..].to_string()),
+        ),
+        _ => (target.to_string(), None),
+    }
+}
+
+/// Writes a report page to `output` (`-`: standard output; default
+/// `report-<run id>.html` here) whole: to a file beside it first, then renamed, so an
+/// interrupted write never leaves half a page. Returns the file written.
+fn write_page(
+    output: Option<&std::path::Path>,
+    run_id: &str,
+    page: &str,
+) -> anyhow::Result<Option<PathBuf>> {
+    if output == Some(std::path::Path::new("-")) {
+        use std::io::Write;
+        std::io::stdout()
+            .write_all(page.as_bytes())
+            .context("writing the report to standard output")?;
+        return Ok(None);
+    }
+    let path = match output {
+        Some(path) => path.to_path_buf(),
+        None => {
+            let safe: String = run_id
+                .chars()
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() || "-_.".contains(c) {
+                        c
+                    } else {
+                        '_'
+                    }
+                })
+                .collect();
+            PathBuf::from(format!("report-{safe}.html"))
+        }
+    };
+    let folder = match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let mut partial = tempfile::NamedTempFile::new_in(&folder)
+        .with_context(|| format!("writing the report in {}", folder.display()))?;
+    std::io::Write::write_all(&mut partial, page.as_bytes())
+        .with_context(|| format!("writing {}", path.display()))?;
+    partial
+        .persist(&path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(Some(path))
+}
+
 /// A URL as given, or a local path as a `file://` URL.
 fn url_of(target: &str, folder: bool) -> anyhow::Result<segflow_pipeline::Url> {
     match segflow_pipeline::Url::parse(target) {
@@ -101,14 +163,9 @@ fn redact(text: &str) -> String {
     }
 }
 
-/// `value` with the masks applied to its strings only: keys and numbers are never a
-/// secret's rendered place, and the JSON stays valid whatever a secret is.
 fn redact_json(value: &mut serde_json::Value) {
-    match value {
-        serde_json::Value::String(text) => *text = redact(text),
-        serde_json::Value::Array(items) => items.iter_mut().for_each(redact_json),
-        serde_json::Value::Object(fields) => fields.values_mut().for_each(redact_json),
-        _ => {}
+    if let Some(masks) = SECRETS.get() {
+        masks.apply_json(value);
     }
 }
 
@@ -601,6 +658,39 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 ListFormat::Json => summary::print_json(summary::runs_json(&folder.url, &runs)),
                 ListFormat::Text if !cli.quiet => summary::print_runs(&folder.url, &runs),
                 ListFormat::Text => {}
+            }
+            Ok(())
+        }
+        Command::Report {
+            target,
+            vars,
+            run_id,
+            output,
+        } => {
+            let (target, run_of_folder) = split_run_folder(&target);
+            let run_id = match (run_id, run_of_folder) {
+                (Some(given), Some(of_folder)) if given != of_folder => {
+                    return Err(UsageError(format!(
+                        "--run-id {given} names another run than the folder given (run `{of_folder}`)"
+                    ))
+                    .into());
+                }
+                (given, of_folder) => given.or(of_folder),
+            };
+            let folder = open_output(&target, vars)?;
+            let runtime = runtime()?;
+            let run_id = match run_id {
+                Some(run_id) => run_id,
+                None => runtime
+                    .block_on(segflow_engine::latest_run_id(&folder))
+                    .map_err(anyhow::Error::from)?,
+            };
+            let page = runtime.block_on(segflow_engine::render_report(&folder, &run_id))?;
+            let written = write_page(output.as_deref(), &run_id, &page)?;
+            if !cli.quiet
+                && let Some(path) = written
+            {
+                summary::print_report_written(&run_id, &path);
             }
             Ok(())
         }

@@ -294,6 +294,13 @@ pub fn render_runs(url: &str, runs: &[RunEntry]) -> String {
     out.trim_end().to_string()
 }
 
+pub fn print_report_written(run_id: &str, path: &std::path::Path) {
+    print_text(&format!(
+        "report of run `{run_id}` written to {}",
+        path.display()
+    ));
+}
+
 pub fn print_gc(
     url: &str,
     stale: &[RunEntry],

@@ -172,6 +172,10 @@ pub enum EngineError {
     },
     #[error("publishing outputs")]
     Publish(#[from] PublishError),
+    /// A run's report could not be rendered: a run that is not published, or whose files
+    /// are missing or unreadable.
+    #[error(transparent)]
+    Report(#[from] segflow_report::ReportError),
 }
 
 /// Who has to act: the pipeline's author, the data's owner, or whoever runs the machine.
@@ -196,6 +200,11 @@ impl EngineError {
             | EngineError::SegmentSpec(_)
             | EngineError::ValueSpec(_)
             | EngineError::BadVariable { .. } => ErrorClass::PipelineInvalid,
+            // `segflow report` named a run that is not there: the command line is wrong.
+            EngineError::Report(segflow_report::ReportError::Run(
+                segflow_publish::RunFilesError::NotPublished { .. }
+                | segflow_publish::RunFilesError::NothingPublished { .. },
+            )) => ErrorClass::PipelineInvalid,
             EngineError::Step { error, .. } if is_sql_mistake(error) => ErrorClass::PipelineInvalid,
             EngineError::SegmentData(_)
             | EngineError::ValueData(_)

@@ -33,7 +33,9 @@
 //! | `in_memory`, `sample` | step tests: steps on given rows, and a test's first rows |
 //! | `sql` | quoting, query options, generated names (a leaf) |
 //! | `error`, `report`, `progress` | what a run tells its caller |
+//! | `account` | what a run writes about itself: `run.json` and `report.html` (segflow-report), and a published run's report rendered again |
 
+mod account;
 mod baseline;
 mod check;
 mod columns;
@@ -63,6 +65,7 @@ mod stores;
 mod tables;
 mod value;
 
+pub use account::{latest_run_id, render_published as render_report};
 pub use check::{CompiledStep, check, compile, plan};
 pub use error::{EngineError, ErrorClass, Result};
 pub use in_memory::{InMemoryRun, known_schemas, run_in_memory};
@@ -76,6 +79,6 @@ pub use report::{
 };
 pub use run::{REJECTS_DIR, RunOptions, resolve_run_id, run, shown_vars};
 pub use sample::sample_inputs;
-pub use segflow_publish::{Latest, OutputFolder, RunEntry, RunStatus};
+pub use segflow_publish::{Latest, OutputFolder, RUN_DIR_PREFIX, RunEntry, RunStatus};
 pub use session::RunResources;
 pub use stop::{Leftovers, dead_spill_folders};

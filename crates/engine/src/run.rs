@@ -317,6 +317,13 @@ pub async fn run(pipeline: &Pipeline, options: &RunOptions) -> Result<RunReport>
             .as_ref()
             .and_then(|segment| segment.assigned_with_model_of.clone()),
     };
+    let mut account = report(segment, value, Vec::new());
+    if let Err(error) =
+        crate::account::stage_account_and_report(&mut staging, pipeline, &account, &info).await
+    {
+        discard(&staging, pipeline).await;
+        return Err(error);
+    }
     let tables: std::collections::BTreeSet<String> = staging
         .files()
         .iter()
@@ -360,10 +367,10 @@ pub async fn run(pipeline: &Pipeline, options: &RunOptions) -> Result<RunReport>
             bytes: None,
         });
     }
-    Ok(RunReport {
-        latest_run: published.latest.clone(),
-        ..report(segment, value, outputs)
-    })
+    account.outputs = outputs;
+    account.latest_run = published.latest.clone();
+    account.duration_ms = started.elapsed().as_millis() as u64;
+    Ok(account)
 }
 
 /// A run with `--if-changed` against the latest published run.
