@@ -154,40 +154,7 @@ fn the_values_are_the_same_on_any_number_of_threads() {
 #[test]
 fn the_model_is_judged_on_a_later_period_the_sql_measured() {
     let project = Project::copy_of_repository();
-    // Calibrate on the first half year; count each customer's purchase days in the 26
-    // weeks after.
-    project.replace_in(PIPELINE, "as_of: \"2011-12-10\"", "as_of: \"2011-06-11\"");
-    project.replace_in(
-        PIPELINE,
-        "  - name: customer_features\n",
-        r#"  - name: holdout_purchases
-    kind: clean
-    sql: |
-      SELECT customer_id, count(DISTINCT CAST(invoiced_at AS DATE)) AS purchases
-      FROM valid_transactions
-      WHERE NOT is_refund
-        AND invoiced_at >= DATE '${as_of}'
-        AND invoiced_at < DATE '${as_of}' + INTERVAL '182 days'
-      GROUP BY customer_id
-
-  - name: customer_features
-"#,
-    );
-    project.replace_in(
-        "sql/retail/customer_features.sql",
-        "    s.first_purchase,\n",
-        "    CAST(coalesce(h.purchases, 0) AS BIGINT) AS holdout_purchases,\n    s.first_purchase,\n",
-    );
-    project.replace_in(
-        "sql/retail/customer_features.sql",
-        "LEFT JOIN customer_refunds r ON r.customer_id = s.customer_id",
-        "LEFT JOIN customer_refunds r ON r.customer_id = s.customer_id\nLEFT JOIN holdout_purchases h ON h.customer_id = s.customer_id",
-    );
-    project.replace_in(
-        PIPELINE,
-        "  discount_rate: 0.01\n",
-        "  discount_rate: 0.01\n  evaluate: { actual_purchases: holdout_purchases, period: 26 weeks }\n",
-    );
+    project.calibrate_with_holdout("2011-06-11");
     // The freshness check would warn, the change check has no baseline: both pass.
     let run = project.segflow(&["run", PIPELINE, "--report-json", "report.json"]);
     run.assert_exit(0);

@@ -234,38 +234,7 @@ fn every_run_publishes_its_report_and_segflow_report_renders_the_same_page() {
 /// from a range and the value model judged on the 26 weeks after; then rerun on the whole
 /// year, warm-started from it (its k), so customers' moves are counted.
 fn warm_started_season(project: &Project) -> (PathBuf, PathBuf) {
-    project.replace_in(PIPELINE, "as_of: \"2011-12-10\"", "as_of: \"2011-06-11\"");
-    project.replace_in(
-        PIPELINE,
-        "  - name: customer_features\n",
-        r#"  - name: holdout_purchases
-    kind: clean
-    sql: |
-      SELECT customer_id, count(DISTINCT CAST(invoiced_at AS DATE)) AS purchases
-      FROM valid_transactions
-      WHERE NOT is_refund
-        AND invoiced_at >= DATE '${as_of}'
-        AND invoiced_at < DATE '${as_of}' + INTERVAL '182 days'
-      GROUP BY customer_id
-
-  - name: customer_features
-"#,
-    );
-    project.replace_in(
-        "sql/retail/customer_features.sql",
-        "    s.first_purchase,\n",
-        "    CAST(coalesce(h.purchases, 0) AS BIGINT) AS holdout_purchases,\n    s.first_purchase,\n",
-    );
-    project.replace_in(
-        "sql/retail/customer_features.sql",
-        "LEFT JOIN customer_refunds r ON r.customer_id = s.customer_id",
-        "LEFT JOIN customer_refunds r ON r.customer_id = s.customer_id\nLEFT JOIN holdout_purchases h ON h.customer_id = s.customer_id",
-    );
-    project.replace_in(
-        PIPELINE,
-        "  discount_rate: 0.01\n",
-        "  discount_rate: 0.01\n  evaluate: { actual_purchases: holdout_purchases, period: 26 weeks }\n",
-    );
+    project.calibrate_with_holdout("2011-06-11");
     project.replace_in(PIPELINE, "  k: 5\n", "  k: { min: 3, max: 6 }\n");
     project.replace_in(
         PIPELINE,

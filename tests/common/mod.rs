@@ -78,6 +78,49 @@ impl Project {
         self.write(path, &format!("{}{}", &text[..start], &text[end..]));
     }
 
+    /// The example calibrated up to `as_of`, with each customer's purchase days in the 26
+    /// weeks after counted by a step of its own (`holdout_purchases`) and given to the
+    /// value stage's `evaluate`.
+    pub fn calibrate_with_holdout(&self, as_of: &str) {
+        let path = "pipelines/customer_segments.yaml";
+        self.replace_in(
+            path,
+            "as_of: \"2011-12-10\"",
+            &format!("as_of: \"{as_of}\""),
+        );
+        self.replace_in(
+            path,
+            "  - name: customer_features\n",
+            r#"  - name: holdout_purchases
+    kind: clean
+    sql: |
+      SELECT customer_id, count(DISTINCT CAST(invoiced_at AS DATE)) AS purchases
+      FROM valid_transactions
+      WHERE NOT is_refund
+        AND invoiced_at >= DATE '${as_of}'
+        AND invoiced_at < DATE '${as_of}' + INTERVAL '182 days'
+      GROUP BY customer_id
+
+  - name: customer_features
+"#,
+        );
+        self.replace_in(
+            "sql/retail/customer_features.sql",
+            "    s.first_purchase,\n",
+            "    CAST(coalesce(h.purchases, 0) AS BIGINT) AS holdout_purchases,\n    s.first_purchase,\n",
+        );
+        self.replace_in(
+            "sql/retail/customer_features.sql",
+            "LEFT JOIN customer_refunds r ON r.customer_id = s.customer_id",
+            "LEFT JOIN customer_refunds r ON r.customer_id = s.customer_id\nLEFT JOIN holdout_purchases h ON h.customer_id = s.customer_id",
+        );
+        self.replace_in(
+            path,
+            "  discount_rate: 0.01\n",
+            "  discount_rate: 0.01\n  evaluate: { actual_purchases: holdout_purchases, period: 26 weeks }\n",
+        );
+    }
+
     /// The names of the steps a `--report-json` file reports, in order.
     pub fn report_steps(&self, report: &str) -> Vec<String> {
         let report: serde_json::Value =

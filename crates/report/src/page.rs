@@ -978,28 +978,27 @@ fn data_quality(run: &RunData) -> String {
             count(step.rows_quarantined),
         ]);
     }
-    if let Some(value) = &account.value {
-        labels.push("value stage".to_string());
-        parts.push(vec![value.customers, value.customers_quarantined, 0]);
+    // The stages: customers in, valued or segmented, set aside.
+    let stages = [
+        account
+            .value
+            .as_ref()
+            .map(|v| ("value", v.customers, v.customers_quarantined)),
+        account
+            .segment
+            .as_ref()
+            .map(|s| ("segment", s.customers, s.customers_quarantined)),
+    ];
+    for (stage, customers, quarantined) in stages.into_iter().flatten() {
+        labels.push(format!("{stage} stage"));
+        parts.push(vec![customers, quarantined, 0]);
         flow.row(vec![
-            "value".to_string(),
-            "value stage".to_string(),
-            count(value.customers + value.customers_quarantined),
-            count(value.customers),
+            stage.to_string(),
+            format!("{stage} stage"),
+            count(customers + quarantined),
+            count(customers),
             "–".to_string(),
-            count(value.customers_quarantined),
-        ]);
-    }
-    if let Some(segment) = &account.segment {
-        labels.push("segment stage".to_string());
-        parts.push(vec![segment.customers, segment.customers_quarantined, 0]);
-        flow.row(vec![
-            "segment".to_string(),
-            "segment stage".to_string(),
-            count(segment.customers + segment.customers_quarantined),
-            count(segment.customers),
-            "–".to_string(),
-            count(segment.customers_quarantined),
+            count(quarantined),
         ]);
     }
     let title = "Rows kept, set aside and removed, stage by stage";
@@ -1222,21 +1221,16 @@ fn provenance(run: &RunData) -> String {
                     .unwrap_or_default(),
             ]);
         }
-        if let Some(value) = &account.value {
+        let stages = [
+            account.value.as_ref().map(|v| ("value", v.duration_ms)),
+            account.segment.as_ref().map(|s| ("segment", s.duration_ms)),
+        ];
+        for (stage, ms) in stages.into_iter().flatten() {
             times.row(vec![
-                "value".into(),
-                "value stage".into(),
+                stage.to_string(),
+                format!("{stage} stage"),
                 String::new(),
-                format!("{:.3}", value.duration_ms as f64 / 1000.0),
-                String::new(),
-            ]);
-        }
-        if let Some(segment) = &account.segment {
-            times.row(vec![
-                "segment".into(),
-                "segment stage".into(),
-                String::new(),
-                format!("{:.3}", segment.duration_ms as f64 / 1000.0),
+                format!("{:.3}", ms as f64 / 1000.0),
                 String::new(),
             ]);
         }
