@@ -171,9 +171,17 @@ fn files_under(dir: &Path) -> Vec<String> {
 #[test]
 fn every_run_publishes_its_report_and_segflow_report_renders_the_same_page() {
     let project = Project::copy_of_repository();
-    project.segflow(&["run", PIPELINE]).assert_exit(0);
+    let run = project.segflow(&["run", PIPELINE]);
+    run.assert_exit(0);
     let output = project.path(OUTPUT);
     let version = published(&output);
+    // The summary ends with the page's address.
+    let line = run
+        .stdout
+        .lines()
+        .find(|line| line.starts_with("report  file://"))
+        .unwrap_or_else(|| panic!("{}", run.stdout));
+    assert!(line.ends_with("/report.html"), "{line}");
     let listed: Vec<String> = manifest(&version)["files"]
         .as_array()
         .unwrap()

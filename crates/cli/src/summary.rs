@@ -104,6 +104,14 @@ pub fn render_run(report: &RunReport) -> String {
             )),
         }
     }
+    // The one file a person opens first, with its whole address to click or paste.
+    if let Some(page) = report
+        .outputs
+        .iter()
+        .find(|output| output.url.ends_with("/report.html"))
+    {
+        out.push_str(&format!("report  {}\n", page.url));
+    }
     out.push_str(&format!("done in {}", seconds(report.duration_ms)));
     out
 }
