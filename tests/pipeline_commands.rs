@@ -256,6 +256,13 @@ fn a_secret_from_the_environment_never_reaches_the_output() {
     let report = std::fs::read_to_string(project.path("r.json")).unwrap();
     assert!(report.contains("\"token\": \"***\""), "{report}");
     seen.push(report);
+    // Nor the run's own account and page, published with it.
+    let version = common::published(&project.path("out/customer_segments"));
+    for file in ["run.json", "report.html"] {
+        let text = std::fs::read_to_string(version.join(file)).unwrap();
+        assert!(text.contains("***"), "{file} shows the variable masked");
+        seen.push(text);
+    }
 
     // A SQL error that quotes the secret shows it masked.
     project.replace_in(

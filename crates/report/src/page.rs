@@ -691,7 +691,12 @@ fn ltv_chart(run: &RunData, ltv: &Frame) -> String {
         })
         .collect();
     for at in 0..ltv.rows {
-        data.row(columns.iter().map(|column| column[at].clone()).collect());
+        data.row(
+            columns
+                .iter()
+                .map(|column| column.get(at).cloned().unwrap_or_default())
+                .collect(),
+        );
     }
     figure(
         title,
