@@ -366,6 +366,23 @@ fn customers_with_missing_features_fail_the_run_or_are_set_aside() {
         .collect();
     assert_eq!(reasons, ["y is null", "x is null; y is null"]);
     assert_eq!(assignments(&project, "kept").len(), 60);
+    // The report counts them: each reason once, and each feature's nulls.
+    let page = std::fs::read_to_string(
+        common::published_run(&project.path("out/blobs"), "kept").join("report.html"),
+    )
+    .unwrap();
+    for row in [
+        "<td>rejects/segment</td><td>x is null; y is null</td><td class=\"n\">1</td>",
+        "<td>rejects/segment</td><td>y is null</td><td class=\"n\">1</td>",
+    ] {
+        assert!(page.contains(row), "{row}");
+    }
+    assert!(
+        page.contains(
+            "<td>y</td><td>–</td><td>–</td><td class=\"n\">62</td><td class=\"n\">2</td>"
+        ),
+        "y: 62 customers, 2 nulls"
+    );
 }
 
 #[test]

@@ -29,7 +29,7 @@ pub const REPORT_FILE: &str = "report.html";
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {
     #[error(transparent)]
-    Run(RunFilesError),
+    Run(#[from] RunFilesError),
     #[error("{url} cannot be read: {message}")]
     Unreadable { url: String, message: String },
 }

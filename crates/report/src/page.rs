@@ -28,11 +28,12 @@ svg.chart text.light{fill:#fff}.grid{stroke:#e6e6e6}.axis{stroke:#444}.whisker{s
 
 /// The whole page.
 pub fn render(run: &RunData) -> String {
+    let overall = feature_summaries(run);
     let mut body = String::new();
     body.push_str(&headline(run));
     body.push_str(&segments(run));
-    body.push_str(&charts(run));
-    body.push_str(&data_behind(run));
+    body.push_str(&charts(run, &overall));
+    body.push_str(&data_behind(run, &overall));
     body.push_str(&data_quality(run));
     body.push_str(&provenance(run));
     format!(
@@ -253,13 +254,28 @@ fn segments(run: &RunData) -> String {
     )
 }
 
-fn charts(run: &RunData) -> String {
+/// Each feature's figures over every segmented customer, computed once for the charts
+/// and the data section.
+fn feature_summaries(run: &RunData) -> BTreeMap<String, Summary> {
+    let Some(segments) = &run.segments else {
+        return BTreeMap::new();
+    };
+    run.features
+        .iter()
+        .filter_map(|feature| {
+            let values = segments.values(feature)?;
+            Some((feature.clone(), Summary::of(values)))
+        })
+        .collect()
+}
+
+fn charts(run: &RunData, overall: &BTreeMap<String, Summary>) -> String {
     let mut html = String::new();
     if let Some(profile) = &run.profile {
         let rows = segment_rows(profile);
         html.push_str(&sizes_chart(&rows));
         html.push_str(&profile_chart(run, profile, &rows));
-        html.push_str(&distribution_charts(run, &rows));
+        html.push_str(&distribution_charts(run, &rows, overall));
     }
     if let Some(k_selection) = &run.k_selection {
         html.push_str(&k_selection_charts(run, k_selection));
@@ -357,13 +373,20 @@ fn feature_values(run: &RunData, rows: &[SegmentRow]) -> Option<Vec<(String, Vec
     Some(features)
 }
 
-fn distribution_charts(run: &RunData, rows: &[SegmentRow]) -> String {
+fn distribution_charts(
+    run: &RunData,
+    rows: &[SegmentRow],
+    overall: &BTreeMap<String, Summary>,
+) -> String {
     let Some(features) = feature_values(run, rows) else {
         return String::new();
     };
     let mut html = String::new();
     for (index, (feature, per_segment)) in features.iter().enumerate() {
-        let axis = Summary::of(per_segment.iter().flatten().copied()).axis();
+        let Some(all) = overall.get(feature) else {
+            continue;
+        };
+        let axis = all.axis();
         let summaries: Vec<Summary> = per_segment
             .iter()
             .map(|v| Summary::of(v.iter().copied()))
@@ -774,10 +797,10 @@ fn evaluation_chart(run: &RunData, frame: &Frame) -> String {
     )
 }
 
-fn data_behind(run: &RunData) -> String {
-    let Some(segments) = &run.segments else {
+fn data_behind(run: &RunData, overall: &BTreeMap<String, Summary>) -> String {
+    if run.segments.is_none() {
         return String::new();
-    };
+    }
     let model_features: BTreeMap<&str, &crate::account::ModelFeature> = run
         .model
         .iter()
@@ -808,9 +831,10 @@ fn data_behind(run: &RunData) -> String {
     );
     let mut charts = String::new();
     for (index, feature) in run.features.iter().enumerate() {
-        let Some(values) = segments.values(feature) else {
+        let Some(summary) = overall.get(feature) else {
             continue;
         };
+        let values = summary.values();
         let shown_name = run.labelled(feature);
         let rejected = run.segment_rejects.as_ref().and_then(|r| r.floats(feature));
         let nulls = rejected
@@ -818,7 +842,6 @@ fn data_behind(run: &RunData) -> String {
             .flatten()
             .filter(|v| v.is_none_or(|v| !v.is_finite()))
             .count() as u64;
-        let summary = Summary::of(values.iter().copied());
         let (low, high) = match clips.get(feature.as_str()) {
             Some(clip) => (
                 count(values.iter().filter(|&&v| v < clip.low).count() as u64),

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use arrow::array::{ArrayRef, AsArray, RecordBatch};
 use arrow::compute::{cast, concat_batches};
 use arrow::datatypes::{DataType, Float64Type, Schema};
-use segflow_publish::{Manifest, RunFiles, RunFilesError};
+use segflow_publish::{Manifest, RunFiles};
 
 use crate::ReportError;
 use crate::account::{ModelAccount, RunAccount};
@@ -16,6 +16,7 @@ use crate::account::{ModelAccount, RunAccount};
 /// publishing), which the engine writes and the report reads.
 pub const RUN_ACCOUNT_FILE: &str = "run.json";
 const MODEL_FILE: &str = "model.json";
+const SEGMENT_REJECTS: &str = "rejects/segment";
 
 /// A table's columns, read whole.
 #[derive(Debug, Clone)]
@@ -158,10 +159,21 @@ impl RunData {
         let all = ["*"];
         let mut segment_columns: Vec<&str> = vec!["segment_id"];
         segment_columns.extend(features.iter().map(String::as_str));
+        // The segment stage's rejects are read once: their features and their reasons.
+        let mut segment_reject_columns = segment_columns.clone();
+        segment_reject_columns.push("reason");
+        let segment_rejects = frame(run, SEGMENT_REJECTS, &segment_reject_columns).await?;
         let mut set_aside = Vec::new();
         for table in &manifest.tables {
-            if table.name.starts_with("rejects/") {
-                set_aside.extend(reasons(run, &table.name).await?);
+            let rejects = match table.name.as_str() {
+                SEGMENT_REJECTS => segment_rejects.clone(),
+                name if name.starts_with("rejects/") => {
+                    frame(run, name, &["checks", "reason"]).await?
+                }
+                _ => None,
+            };
+            if let Some(rejects) = rejects {
+                set_aside.extend(reasons(&rejects, &table.name));
             }
         }
         Ok(RunData {
@@ -173,7 +185,7 @@ impl RunData {
             ltv: frame(run, "ltv", &all).await?,
             value_evaluation: frame(run, "value_evaluation", &all).await?,
             segments: frame(run, "segments", &segment_columns).await?,
-            segment_rejects: frame(run, "rejects/segment", &segment_columns).await?,
+            segment_rejects,
             set_aside,
             manifest,
             account,
@@ -261,10 +273,7 @@ async fn frame(run: &RunFiles, name: &str, columns: &[&str]) -> Result<Option<Fr
 
 /// How many rows of the rejects table `name` were set aside for each reason: a validate
 /// step's by the checks they failed, the others by their `reason`.
-async fn reasons(run: &RunFiles, name: &str) -> Result<Vec<SetAside>, ReportError> {
-    let Some(frame) = frame(run, name, &["checks", "reason"]).await? else {
-        return Ok(Vec::new());
-    };
+fn reasons(frame: &Frame, name: &str) -> Vec<SetAside> {
     let column = if frame.has("checks") {
         "checks"
     } else {
@@ -300,13 +309,7 @@ async fn reasons(run: &RunFiles, name: &str) -> Result<Vec<SetAside>, ReportErro
             rows: rest,
         });
     }
-    Ok(shown)
-}
-
-impl From<RunFilesError> for ReportError {
-    fn from(error: RunFilesError) -> ReportError {
-        ReportError::Run(error)
-    }
+    shown
 }
 
 /// The sum of a column of a frame, nulls left out.

@@ -63,6 +63,11 @@ impl Summary {
         }
     }
 
+    /// The finite values, sorted.
+    pub fn values(&self) -> &[f64] {
+        &self.sorted
+    }
+
     /// The axis to draw these values on: a log axis when they are non-negative and
     /// skewed enough that a linear one would squeeze most of them into its first tenth,
     /// else a linear one.
