@@ -61,6 +61,9 @@ pub struct Pipeline {
     pub masks: Masks,
     pub stores: Vec<Store>,
     pub sources: Vec<Source>,
+    /// The pipeline's `partition_key`: the customer column of every source that has one
+    /// of this name and no `partition_key` of its own.
+    pub partition_key: Option<String>,
     /// In the order written; the planner decides the order they run in.
     pub steps: Vec<Step>,
     /// The value stage, run before the segment stage.
@@ -241,6 +244,8 @@ pub struct Source {
     /// Files read from a folder or glob end with this; a `.gz` ending means gzip.
     pub extension: String,
     pub on_error: OnError,
+    /// The column identifying a customer (`partition_key`), as written on the source.
+    pub partition_key: Option<String>,
 }
 
 /// What reading a source does with a row that does not parse.
@@ -368,6 +373,24 @@ impl ColumnType {
             .iter()
             .find(|(name, _)| *name == lower)
             .map(|(_, column_type)| *column_type)
+    }
+
+    /// The name a pipeline declares it by.
+    pub fn as_str(self) -> &'static str {
+        Self::NAMES
+            .iter()
+            .find(|(_, column_type)| *column_type == self)
+            .map(|(name, _)| *name)
+            .expect("every type has a name")
+    }
+
+    /// Whether buckets can be made from a column of this type: integers and text compare
+    /// exactly (floats have two zeros; dates and times belong to no one customer).
+    pub fn can_key_buckets(self) -> bool {
+        matches!(
+            self,
+            ColumnType::String | ColumnType::Int32 | ColumnType::Int64
+        )
     }
 }
 

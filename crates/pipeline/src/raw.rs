@@ -30,6 +30,11 @@ pub struct RawPipeline {
     pub stores: BTreeMap<String, RawStore>,
     /// The extract steps: tables read from a store.
     pub sources: Vec<RawSource>,
+    /// The column that identifies a customer in every source that has a column of this
+    /// name (a source's own `partition_key` overrides it): `segflow plan` shows which
+    /// steps keep customers apart on it and could run bucket by bucket.
+    #[serde(default)]
+    pub partition_key: Option<String>,
     /// SQL steps; each result is a table later steps read by the step's name.
     #[serde(default)]
     pub steps: Vec<RawStep>,
@@ -109,6 +114,11 @@ pub struct RawSource {
     /// column. `quarantine`: such rows go to the source's rejects table with the reason.
     #[serde(default)]
     pub on_error: Option<String>,
+    /// The column of this source that identifies a customer (an integer or text column,
+    /// as the file has it): `segflow plan` shows which steps keep customers apart on it
+    /// and could run bucket by bucket. Overrides the pipeline's `partition_key`.
+    #[serde(default)]
+    pub partition_key: Option<String>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]

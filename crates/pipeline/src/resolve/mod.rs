@@ -58,6 +58,9 @@ pub fn resolve(
     let sources = resolver.resolve_sources(raw.sources, &stores);
     let steps = resolver.resolve_steps(raw.steps);
     resolver.check_unique_table_names(&sources, &steps);
+    let partition_key = raw
+        .partition_key
+        .filter(|column| resolver.partition_key("partition_key", column));
     let mut raw_value = raw.value;
     let value_output = raw_value.as_mut().and_then(|value| value.output.take());
     let value = raw_value.map(|value| resolver.resolve_value(value, raw.segment.as_ref()));
@@ -103,6 +106,7 @@ pub fn resolve(
         masks: crate::Masks::new(resolver.rendered),
         stores,
         sources,
+        partition_key,
         steps,
         value: value.map(|value| value.expect("a value stage without problems resolves")),
         segment: segment.map(|segment| segment.expect("a segment without problems resolves").0),

@@ -74,6 +74,12 @@ impl Resolver {
                     );
                 }
             }
+            let partition_key = source
+                .partition_key
+                .filter(|column| self.partition_key(&format!("{key}.partition_key"), column));
+            if let (Some(column), Some(declared)) = (&partition_key, &schema) {
+                self.declared_partition_key(&format!("{key}.partition_key"), column, declared);
+            }
             let location = self.location(&key, &source.store, &source.path, stores);
             if let (Some(location), Some(format)) = (location, format) {
                 let extension = source
@@ -87,10 +93,47 @@ impl Resolver {
                     schema,
                     extension,
                     on_error,
+                    partition_key,
                 });
             }
         }
         sources
+    }
+
+    /// A `partition_key` names a column; whether the source has it is known once its
+    /// schema is (declared: [`Resolver::declared_partition_key`]; inferred: at `check`).
+    pub(super) fn partition_key(&mut self, key: &str, column: &str) -> bool {
+        if column.trim().is_empty() {
+            self.problem(key, "name the column that identifies a customer");
+            return false;
+        }
+        true
+    }
+
+    /// A source's `partition_key` against its declared columns: there, and a type buckets
+    /// can be made from.
+    fn declared_partition_key(&mut self, key: &str, column: &str, declared: &[Column]) {
+        match declared.iter().find(|c| c.name == column) {
+            None => {
+                let names: Vec<&str> = declared.iter().map(|c| c.name.as_str()).collect();
+                self.problem(
+                    key,
+                    format!(
+                        "column `{column}` is not in the source's schema{}; its columns: {}",
+                        did_you_mean(column, &names),
+                        names.join(", ")
+                    ),
+                );
+            }
+            Some(declared) if !declared.data_type.can_key_buckets() => self.problem(
+                key,
+                format!(
+                    "`{column}` is declared {}: a partition key is an integer or text column (equal floats, dates or times can be written differently)",
+                    declared.data_type.as_str()
+                ),
+            ),
+            Some(_) => {}
+        }
     }
 
     pub(super) fn csv_options(&mut self, key: &str, raw: Option<RawCsvOptions>) -> CsvOptions {
