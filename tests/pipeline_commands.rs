@@ -488,3 +488,117 @@ fn runs_lists_runs_and_gc_removes_only_dead_ones() {
     bad.assert_exit(2);
     assert!(bad.stderr.contains("contains `/`"), "{}", bad.stderr);
 }
+
+#[test]
+fn plan_shows_which_steps_keep_customers_apart_and_why_the_others_do_not() {
+    let project = Project::copy_of_repository();
+    // Two steps an analyst might add: a total over all customers, and a top ten.
+    let pipeline = std::fs::read_to_string(project.path(PIPELINE)).unwrap();
+    let added = pipeline.replacen(
+        "\nvalue:\n",
+        "
+  - name: revenue_per_country
+    kind: merge
+    sql: |
+      SELECT country, sum(amount) AS revenue
+      FROM valid_transactions
+      GROUP BY country
+
+  - name: top_customers
+    kind: merge
+    sql_file: ../sql/top_customers.sql
+
+  - name: top_customer_features
+    kind: merge
+    sql: |
+      SELECT f.* FROM customer_features f JOIN top_customers t ON t.customer_id = f.customer_id
+
+value:
+",
+        1,
+    );
+    assert_ne!(
+        added, pipeline,
+        "the example has a value stage to insert steps before"
+    );
+    project.write(PIPELINE, &added);
+    project.write(
+        "sql/top_customers.sql",
+        "-- The ten customers who spent most.\nSELECT customer_id, total_spend\nFROM customer_features\nORDER BY total_spend DESC\nLIMIT 10\n",
+    );
+    let text = project.segflow(&["plan", PIPELINE]);
+    text.assert_exit(0);
+    let line = |step: &str| {
+        text.stdout
+            .lines()
+            .skip_while(|line| !line.starts_with("bucketing by partition_key"))
+            .find(|line| line.trim_start().starts_with(&format!("{step} ")))
+            .unwrap_or_else(|| panic!("no bucketing line for {step}:\n{}", text.stdout))
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    assert_eq!(
+        line("raw_transactions"),
+        "raw_transactions split by customer_id (text read as BIGINT, as clean_transactions casts it)"
+    );
+    assert_eq!(
+        line("daily_purchases"),
+        "daily_purchases bucketed key in customer_id"
+    );
+    assert!(
+        line("valid_transactions").ends_with(
+            "checked over all buckets: row_count, change_row_count, freshness_invoiced_at, schema"
+        ),
+        "{}",
+        line("valid_transactions")
+    );
+    assert_eq!(
+        line("revenue_per_country"),
+        "revenue_per_country whole Aggregate at line 3 of steps[5].sql: GROUP BY valid_transactions.country does not include the key, so one group can have rows in every bucket"
+    );
+    assert_eq!(
+        line("top_customers"),
+        "top_customers whole Sort at line 5 of sql/top_customers.sql: ORDER BY with LIMIT keeps the first rows of the whole table, not of one bucket"
+    );
+    assert_eq!(
+        line("top_customer_features"),
+        "top_customer_features whole reads top_customers, which needs every bucket first"
+    );
+
+    let json = project.segflow(&["plan", PIPELINE, "--format", "json"]);
+    json.assert_exit(0);
+    let plan: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+    let steps = plan["bucketing"]["steps"].as_array().unwrap();
+    let step = |name: &str| steps.iter().find(|s| s["name"] == name).unwrap();
+    assert_eq!(step("customer_features")["bucketed"], true);
+    assert_eq!(
+        step("customer_features")["key_columns"],
+        serde_json::json!(["customer_id"])
+    );
+    assert_eq!(step("top_customers")["operator"], "Sort");
+    assert_eq!(plan["bucketing"]["sources"][0]["key"], "customer_id");
+}
+
+#[test]
+fn plan_of_a_pipeline_that_does_not_check_still_shows_its_graph() {
+    let project = Project::copy_of_repository();
+    project.replace_in(
+        "sql/retail/daily_purchases.sql",
+        "sum(amount) AS spend",
+        "sum(amout) AS spend",
+    );
+    let text = project.segflow(&["plan", PIPELINE]);
+    text.assert_exit(0);
+    assert!(
+        text.stdout.contains("level 3  daily_purchases"),
+        "{}",
+        text.stdout
+    );
+    assert!(
+        text.stdout
+            .contains("bucketing by partition_key: not analysed, the pipeline does not check"),
+        "{}",
+        text.stdout
+    );
+}

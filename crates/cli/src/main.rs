@@ -594,7 +594,20 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let graph = segflow_engine::plan(&pipeline)?;
             let chosen =
                 segflow_plan::choose(&graph, &select, &exclude).map_err(EngineError::from)?;
-            let shown = plan_view::Shown::new(&pipeline, &graph, &chosen);
+            let mut shown = plan_view::Shown::new(&pipeline, &graph, &chosen);
+            if pipeline.partition_key.is_some()
+                || pipeline.sources.iter().any(|s| s.partition_key.is_some())
+            {
+                // Which steps keep customers apart is proved from their plans, so it needs
+                // the schemas `check` reads; a pipeline that does not check still shows
+                // its graph.
+                shown.bucketing = Some(
+                    runtime()?
+                        .block_on(segflow_engine::analyse_bucketing(&pipeline))
+                        .map(|bucketing| bucketing.expect("a partition key is declared"))
+                        .map_err(|error| error.to_string()),
+                );
+            }
             match format {
                 PlanFormat::Text => summary::print_text(&plan_view::text(&shown)),
                 PlanFormat::Json => summary::print_json(plan_view::json(&shown)),

@@ -1,5 +1,6 @@
 //! `segflow plan`: the step graph as text for people, JSON for tools, DOT for pictures.
 
+use segflow_engine::{Bucketing, Runs, Whole};
 use segflow_pipeline::{Pipeline, Segment, Source, Value};
 use segflow_plan::{Chosen, PlannedStep, StepGraph};
 use serde_json::json;
@@ -16,6 +17,9 @@ pub struct Shown<'a> {
     value: Option<&'a Value>,
     /// Whether part of the graph is left out.
     partial: bool,
+    /// With a `partition_key`: which steps keep customers apart on it, or why that could
+    /// not be analysed (the pipeline does not check).
+    pub bucketing: Option<Result<Bucketing, String>>,
 }
 
 impl<'a> Shown<'a> {
@@ -38,6 +42,7 @@ impl<'a> Shown<'a> {
             steps,
             segment: (pipeline.segment.as_ref()).filter(|segment| chosen.contains(&segment.input)),
             value: (pipeline.value.as_ref()).filter(|value| chosen.contains(&value.input)),
+            bucketing: None,
         }
     }
 }
@@ -111,15 +116,137 @@ pub fn text(shown: &Shown) -> String {
             pipeline.redact(pipeline.output.url.as_str())
         ));
     }
+    if let Some(bucketing) = &shown.bucketing {
+        out.push_str(&bucketing_text(shown, bucketing, width));
+    }
     out.push_str("Steps on the same level do not depend on each other and run concurrently.");
     out
+}
+
+/// Per split source its key, per step whether it keeps customers apart and, when not, why.
+fn bucketing_text(shown: &Shown, bucketing: &Result<Bucketing, String>, width: usize) -> String {
+    let bucketing = match bucketing {
+        Ok(bucketing) => bucketing,
+        Err(error) => {
+            let first = error.lines().next().unwrap_or_default();
+            return format!(
+                "bucketing by partition_key: not analysed, the pipeline does not check ({first}); `segflow check` lists every problem\n"
+            );
+        }
+    };
+    let mut out =
+        String::from("bucketing by partition_key (customers kept apart, bucket by bucket):\n");
+    for source in &shown.sources {
+        let Some((_, key)) = bucketing
+            .sources
+            .iter()
+            .find(|(name, _)| *name == source.name)
+        else {
+            out.push_str(&format!(
+                "  {:<width$}  whole     no key column: every bucket reads it all\n",
+                source.name
+            ));
+            continue;
+        };
+        let parsed = match &bucketing.parses_key_in {
+            Some(step) => format!(" (text read as BIGINT, as {step} casts it)"),
+            None => String::new(),
+        };
+        out.push_str(&format!(
+            "  {:<width$}  split     by {key}{parsed}\n",
+            source.name
+        ));
+    }
+    for (_, planned) in &shown.steps {
+        let name = &planned.step.name;
+        let Some(runs) = bucketing.step(name) else {
+            continue;
+        };
+        let line = match runs {
+            Runs::Bucketed {
+                key_columns,
+                over_all_buckets,
+            } => {
+                let held = if key_columns.is_empty() {
+                    "the key dropped".to_string()
+                } else {
+                    format!("key in {}", key_columns.join(", "))
+                };
+                let checks = if over_all_buckets.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        "; checked over all buckets: {}",
+                        over_all_buckets.join(", ")
+                    )
+                };
+                format!("bucketed  {held}{checks}")
+            }
+            Runs::Whole(Whole::NoBucketedInput) => "whole     reads no split table".to_string(),
+            Runs::Whole(Whole::NeedsAllBuckets { table }) => {
+                format!("whole     reads {table}, which needs every bucket first")
+            }
+            Runs::Whole(Whole::Refused { refusal, at }) => format!(
+                "whole     {}{}: {}",
+                refusal.operator,
+                at.as_ref()
+                    .map(|at| format!(" at {at}"))
+                    .unwrap_or_default(),
+                refusal.reason
+            ),
+        };
+        out.push_str(&format!("  {name:<width$}  {line}\n"));
+    }
+    out
+}
+
+/// [`bucketing_text`]'s facts for tools.
+fn bucketing_json(bucketing: &Result<Bucketing, String>) -> serde_json::Value {
+    let bucketing = match bucketing {
+        Ok(bucketing) => bucketing,
+        Err(error) => return json!({ "analysed": false, "error": error }),
+    };
+    json!({
+        "analysed": true,
+        "sources": bucketing.sources.iter().map(|(source, key)| json!({
+            "name": source,
+            "key": key,
+        })).collect::<Vec<_>>(),
+        "key_parsed_as_bigint_in": bucketing.parses_key_in,
+        "steps": bucketing.steps.iter().map(|step| match &step.runs {
+            Runs::Bucketed { key_columns, over_all_buckets } => json!({
+                "name": step.step,
+                "bucketed": true,
+                "key_columns": key_columns,
+                "checked_over_all_buckets": over_all_buckets,
+            }),
+            Runs::Whole(whole) => {
+                let (why, operator, at) = match whole {
+                    Whole::NoBucketedInput => ("reads no split table".to_string(), None, None),
+                    Whole::NeedsAllBuckets { table } => {
+                        (format!("reads {table}, which needs every bucket first"), None, None)
+                    }
+                    Whole::Refused { refusal, at } => {
+                        (refusal.reason.clone(), Some(refusal.operator), at.clone())
+                    }
+                };
+                json!({
+                    "name": step.step,
+                    "bucketed": false,
+                    "why": why,
+                    "operator": operator,
+                    "at": at,
+                })
+            }
+        }).collect::<Vec<_>>(),
+    })
 }
 
 /// The plan as JSON; the caller masks its strings. `order` is each step's place in the
 /// whole plan, selected or not.
 pub fn json(shown: &Shown) -> serde_json::Value {
     let pipeline = shown.pipeline;
-    json!({
+    let mut plan = json!({
         "pipeline": pipeline.name,
         "sources": shown.sources.iter().map(|source| json!({
             "name": source.name,
@@ -151,7 +278,12 @@ pub fn json(shown: &Shown) -> serde_json::Value {
             "seed": segment.seed,
         })),
         "output": pipeline.redact(pipeline.output.url.as_str()),
-    })
+    });
+    // Only a pipeline with a `partition_key` has it.
+    if let Some(bucketing) = &shown.bucketing {
+        plan["bucketing"] = bucketing_json(bucketing);
+    }
+    plan
 }
 
 /// Graphviz: sources as boxes, steps as ellipses, the segment stage as a double octagon.

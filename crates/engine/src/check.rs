@@ -17,6 +17,7 @@ use segflow_pipeline::{CheckKind, Pipeline, Validate, did_you_mean};
 use segflow_plan::StepGraph;
 use segflow_publish::RunColumns;
 
+use crate::bucketing::Bucketing;
 use crate::columns::{ReadColumns, read_columns};
 use crate::contract;
 use crate::error::describe;
@@ -215,7 +216,7 @@ pub struct CompiledStep {
 /// Every step of the pipeline as it will run, in run order; fails as `check` does.
 pub async fn compile(pipeline: &Pipeline) -> Result<Vec<CompiledStep>> {
     let graph = segflow_plan::plan(pipeline)?;
-    let (_, compiled) = check_and_compile(pipeline, &graph)
+    let (_, compiled, _) = check_and_compile(pipeline, &graph)
         .await
         .map_err(|error| error.blaming_variables(pipeline))?;
     Ok(compiled)
@@ -227,11 +228,109 @@ pub async fn check_schemas(pipeline: &Pipeline, graph: &StepGraph) -> Result<Rea
     Ok(check_and_compile(pipeline, graph).await?.0)
 }
 
+/// Which steps keep customers apart on the pipeline's `partition_key`, as `segflow plan`
+/// shows it; `None` without one. Fails as `check` does.
+pub async fn analyse_bucketing(pipeline: &Pipeline) -> Result<Option<Bucketing>> {
+    let graph = segflow_plan::plan(pipeline)?;
+    let (_, _, bucketing) = check_and_compile(pipeline, &graph)
+        .await
+        .map_err(|error| error.blaming_variables(pipeline))?;
+    Ok(bucketing)
+}
+
+/// The sources split by a `partition_key` (their own, or the pipeline's where they have
+/// the column), each with its column; `None` when the pipeline names none. A key the
+/// source lacks, or of a type buckets cannot be made from, is a problem of its key.
+async fn partition_keys(
+    ctx: &SessionContext,
+    pipeline: &Pipeline,
+    failed: &HashSet<String>,
+    problems: &mut Vec<segflow_pipeline::Problem>,
+) -> Result<Option<Vec<(String, String)>>> {
+    let declared = pipeline.partition_key.is_some()
+        || pipeline.sources.iter().any(|s| s.partition_key.is_some());
+    if !declared {
+        return Ok(None);
+    }
+    let mut split = Vec::new();
+    let mut every_column: Vec<String> = Vec::new();
+    for (index, source) in pipeline.sources.iter().enumerate() {
+        if failed.contains(&source.name) {
+            continue;
+        }
+        let (key, column) = match (&source.partition_key, &pipeline.partition_key) {
+            (Some(column), _) => (format!("sources[{index}].partition_key"), column),
+            (None, Some(column)) => ("partition_key".to_string(), column),
+            (None, None) => continue,
+        };
+        let table = ctx
+            .table(source.name.as_str())
+            .await
+            .map_err(|error| EngineError::table(&source.name, error))?;
+        let schema = table.schema().as_arrow();
+        let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+        every_column.extend(names.iter().map(|name| name.to_string()));
+        match schema.field_with_name(column) {
+            // The pipeline's key is for the sources that have the column.
+            Err(_) if source.partition_key.is_none() => {}
+            Err(_) => problems.push(pipeline.problem(
+                &key,
+                format!(
+                    "column `{column}` is not in source `{}`{}; its columns: {}",
+                    source.name,
+                    did_you_mean(column, &names),
+                    names.join(", ")
+                ),
+            )),
+            Ok(field) if !can_key_buckets(field.data_type()) => problems.push(pipeline.problem(
+                &key,
+                format!(
+                    "`{column}` of source `{}` is {}: a partition key is an integer or text column (equal floats, dates or times can be written differently)",
+                    source.name,
+                    field.data_type()
+                ),
+            )),
+            Ok(_) => split.push((source.name.clone(), column.clone())),
+        }
+    }
+    if let Some(column) = &pipeline.partition_key
+        && !split.iter().any(|(_, key)| key == column)
+        && !problems
+            .iter()
+            .any(|problem| problem.key == "partition_key")
+    {
+        let names: Vec<&str> = every_column.iter().map(String::as_str).collect();
+        // Exports name columns their own way: `CustomerID` for `customer_id`.
+        let loose = |name: &str| name.replace('_', "").to_ascii_lowercase();
+        let hint = match names.iter().find(|name| loose(name) == loose(column)) {
+            Some(name) => format!(
+                " (`{name}` is spelt differently: name it on the source, `partition_key: {name}`)"
+            ),
+            None => did_you_mean(column, &names),
+        };
+        problems.push(pipeline.problem(
+            "partition_key",
+            format!("no source has a column `{column}`{hint}"),
+        ));
+    }
+    Ok(Some(split))
+}
+
+/// Integers and text: the types whose equal values are equal keys.
+fn can_key_buckets(data_type: &arrow::datatypes::DataType) -> bool {
+    use arrow::datatypes::DataType;
+    data_type.is_integer()
+        || matches!(
+            data_type,
+            DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
+        )
+}
+
 /// [`check_schemas`], and each step's SQL as it was planned.
 async fn check_and_compile(
     pipeline: &Pipeline,
     graph: &StepGraph,
-) -> Result<(ReadColumns, Vec<CompiledStep>)> {
+) -> Result<(ReadColumns, Vec<CompiledStep>, Option<Bucketing>)> {
     let ctx = session::planning_session()?;
     let mut compiled = Vec::new();
     stores::register_stores(&ctx, pipeline)?;
@@ -278,6 +377,7 @@ async fn check_and_compile(
             failed.insert(source.name.clone());
         }
     }
+    let split_sources = partition_keys(&ctx, pipeline, &failed, &mut problems).await?;
     for planned in &graph.steps {
         let step = &planned.step;
         if planned.reads.iter().any(|table| failed.contains(table)) {
@@ -435,7 +535,16 @@ async fn check_and_compile(
         }
     }
     if problems.is_empty() {
-        Ok((read_columns(&ctx, pipeline, graph).await?, compiled))
+        let read = read_columns(&ctx, pipeline, graph).await?;
+        let bucketing = match split_sources {
+            None => None,
+            Some(sources) => Some(
+                crate::bucketing::analyse(&ctx, pipeline, graph, sources)
+                    .await
+                    .map_err(|(step, error)| EngineError::table(&step, error))?,
+            ),
+        };
+        Ok((read, compiled, bucketing))
     } else {
         Err(EngineError::Check {
             file: pipeline.file.clone(),

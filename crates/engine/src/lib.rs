@@ -14,6 +14,7 @@
 //! | [`run`] | a whole run, start to publish |
 //! | `baseline` | the previous run in run order, as its manifest recorded it |
 //! | `check` | planning every step against schemas before any data is read |
+//! | `bucketing` | which steps keep customers apart on the `partition_key` (plan analysis) |
 //! | `contract` | tables against the columns their contracts promise (a leaf) |
 //! | `if_changed` | `--if-changed`: the run against the latest published one (a leaf) |
 //! | `columns` | which columns of each result later steps read |
@@ -37,6 +38,7 @@
 
 mod account;
 mod baseline;
+mod bucketing;
 mod check;
 mod columns;
 mod contract;
@@ -66,7 +68,8 @@ mod tables;
 mod value;
 
 pub use account::{latest_run_id, render_published as render_report};
-pub use check::{CompiledStep, check, compile, plan};
+pub use bucketing::{Bucketing, Refusal, Runs, StepBucketing, Whole};
+pub use check::{CompiledStep, analyse_bucketing, check, compile, plan};
 pub use error::{EngineError, ErrorClass, Result};
 pub use in_memory::{InMemoryRun, known_schemas, run_in_memory};
 pub use output::{open_output, open_output_url, open_url, remove_runs};
