@@ -10,7 +10,9 @@ use rayon::prelude::*;
 use crate::ValueError;
 use crate::fit::{Minimum, Start, minimise, minimise_with_gradient};
 use crate::history::{History, Patterns};
-use crate::special::{digamma, ln_gamma, ln_hyp2f1, log_add_exp, log_sub_exp, sigmoid};
+use crate::special::{
+    digamma, ln_gamma, ln_hyp2f1, ln_hyp2f1_many, log_add_exp, log_sub_exp, sigmoid,
+};
 
 /// Customers in the sample a fit on many more starts from.
 const START_SAMPLE: usize = 50_000;
@@ -583,10 +585,7 @@ impl PurchaseFit {
         pairs.dedup();
         let ahead: Vec<Vec<Option<Ahead>>> = pairs
             .par_iter()
-            .map(|&(x, big_t)| {
-                let (x, big_t) = (f64::from_bits(x), f64::from_bits(big_t));
-                times.iter().map(|&t| self.ahead(x, big_t, t)).collect()
-            })
+            .map(|&(x, big_t)| self.ahead_at(f64::from_bits(x), f64::from_bits(big_t), times))
             .collect();
         patterns
             .histories
@@ -622,25 +621,12 @@ impl PurchaseFit {
     fn ahead(&self, x: f64, big_t: f64, t: f64) -> Option<Ahead> {
         match self.model {
             PurchaseModel::BgNbd | PurchaseModel::MbgNbd => {
-                let [r, alpha, a, b] = self.params;
-                let modified = self.model == PurchaseModel::MbgNbd;
-                // MBG/NBD lets a customer leave at the first purchase too.
-                let (hyp_b, c, lead) = if modified {
-                    (b + x + 1.0, a + b + x, (a + b + x) / (a - 1.0))
-                } else {
-                    (b + x, a + b + x - 1.0, (a + b + x - 1.0) / (a - 1.0))
-                };
+                let alpha = self.params[1];
                 let z = t / (alpha + big_t + t);
-                let ln_hyp = ln_hyp2f1(r + x, hyp_b, c, z)?;
-                let left = -(ln_hyp + (r + x) * ((alpha + big_t).ln() - (alpha + t + big_t).ln()))
-                    .exp_m1();
-                let beta_b = if modified { b + x + 1.0 } else { b + x };
-                let ln_survival = ln_hyp2f1(r + x, beta_b, a + beta_b, z)?
-                    - (r + x) * (t / (alpha + big_t)).ln_1p();
-                Some(Ahead {
-                    purchases: lead * left,
-                    survival: ln_survival.exp(),
-                })
+                let [(a, b, c), (sa, sb, sc)] = self.hypergeometric_arguments(x);
+                let ln_hyp = ln_hyp2f1(a, b, c, z)?;
+                let ln_survival_hyp = ln_hyp2f1(sa, sb, sc, z)?;
+                Some(self.bg_ahead(x, big_t, t, ln_hyp, ln_survival_hyp))
             }
             PurchaseModel::ParetoNbd => {
                 let [r, alpha, s, beta] = self.params;
@@ -650,6 +636,63 @@ impl PurchaseFit {
                     survival: (-s * (t / (beta + big_t)).ln_1p()).exp(),
                 })
             }
+        }
+    }
+
+    /// [`PurchaseFit::ahead`] at each of `times`: for (M)BG/NBD the 2F1 series of all
+    /// times summed side by side, as their coefficients are the same.
+    fn ahead_at(&self, x: f64, big_t: f64, times: &[f64]) -> Vec<Option<Ahead>> {
+        if self.model == PurchaseModel::ParetoNbd {
+            return times.iter().map(|&t| self.ahead(x, big_t, t)).collect();
+        }
+        let alpha = self.params[1];
+        let zs: Vec<f64> = times.iter().map(|&t| t / (alpha + big_t + t)).collect();
+        let [(a, b, c), (sa, sb, sc)] = self.hypergeometric_arguments(x);
+        let ln_hyps = ln_hyp2f1_many(a, b, c, &zs);
+        let ln_survival_hyps = ln_hyp2f1_many(sa, sb, sc, &zs);
+        times
+            .iter()
+            .zip(ln_hyps.into_iter().zip(ln_survival_hyps))
+            .map(|(&t, hyps)| match hyps {
+                (Some(ln_hyp), Some(ln_survival_hyp)) => {
+                    Some(self.bg_ahead(x, big_t, t, ln_hyp, ln_survival_hyp))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// (M)BG/NBD's two 2F1 at a frequency: the conditional expectation's and the survival's
+    /// (a, b, c).
+    fn hypergeometric_arguments(&self, x: f64) -> [(f64, f64, f64); 2] {
+        let [r, _, a, b] = self.params;
+        // MBG/NBD lets a customer leave at the first purchase too.
+        let (hyp_b, c) = if self.model == PurchaseModel::MbgNbd {
+            (b + x + 1.0, a + b + x)
+        } else {
+            (b + x, a + b + x - 1.0)
+        };
+        let beta_b = if self.model == PurchaseModel::MbgNbd {
+            b + x + 1.0
+        } else {
+            b + x
+        };
+        [(r + x, hyp_b, c), (r + x, beta_b, a + beta_b)]
+    }
+
+    /// (M)BG/NBD's forecast `t` periods after T from its two 2F1 (as logarithms).
+    fn bg_ahead(&self, x: f64, big_t: f64, t: f64, ln_hyp: f64, ln_survival_hyp: f64) -> Ahead {
+        let [r, alpha, a, b] = self.params;
+        let lead = if self.model == PurchaseModel::MbgNbd {
+            (a + b + x) / (a - 1.0)
+        } else {
+            (a + b + x - 1.0) / (a - 1.0)
+        };
+        let left = -(ln_hyp + (r + x) * ((alpha + big_t).ln() - (alpha + t + big_t).ln())).exp_m1();
+        let ln_survival = ln_survival_hyp - (r + x) * (t / (alpha + big_t)).ln_1p();
+        Ahead {
+            purchases: lead * left,
+            survival: ln_survival.exp(),
         }
     }
 

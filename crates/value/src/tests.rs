@@ -315,3 +315,51 @@ fn the_chance_of_being_active_later_is_the_posterior_expectation_of_surviving() 
         1e-12,
     );
 }
+
+#[test]
+fn forecasts_are_each_customers_expectations_bit_for_bit() {
+    // The forecast sums 2F1 at all times side by side; it must give what the per-customer
+    // formulas give alone, for every model, at the months' ends and a later period.
+    let histories = [
+        History::new(0.0, 0.0, 38.9),
+        History::new(2.0, 30.4, 38.9),
+        History::new(2.0, 10.0, 31.0),
+        History::new(45.0, 37.0, 39.0),
+        History::new(900.0, 51.0, 52.0),
+    ];
+    let (patterns, _) = Patterns::of(&histories);
+    let times = [0.0, 4.35, 8.7, 26.1, 52.2, 26.0];
+    for (model, params) in [
+        (PurchaseModel::BgNbd, [0.243, 4.414, 0.793, 2.426]),
+        (PurchaseModel::MbgNbd, [0.525, 6.183, 0.891, 1.614]),
+        (PurchaseModel::ParetoNbd, [0.553, 10.58, 0.606, 11.67]),
+    ] {
+        let fit = PurchaseFit {
+            model,
+            params,
+            log_likelihood: 0.0,
+            iterations: None,
+            evaluations: 0,
+            converged: true,
+        };
+        for (history, forecast) in patterns
+            .histories
+            .iter()
+            .zip(fit.forecast(&patterns, &times))
+        {
+            assert_eq!(forecast.p_alive.to_bits(), fit.p_alive(history).to_bits());
+            for (k, &t) in times.iter().enumerate() {
+                assert_eq!(
+                    forecast.purchases[k].to_bits(),
+                    fit.expected_purchases(t, history).to_bits(),
+                    "{model:?} {history:?} t {t}"
+                );
+                assert_eq!(
+                    forecast.alive[k].to_bits(),
+                    fit.p_alive_after(t, history).to_bits(),
+                    "{model:?} {history:?} t {t}"
+                );
+            }
+        }
+    }
+}
