@@ -595,9 +595,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let chosen =
                 segflow_plan::choose(&graph, &select, &exclude).map_err(EngineError::from)?;
             let mut shown = plan_view::Shown::new(&pipeline, &graph, &chosen);
-            if pipeline.partition_key.is_some()
-                || pipeline.sources.iter().any(|s| s.partition_key.is_some())
-            {
+            if pipeline.declares_partition_key() {
                 // Which steps keep customers apart is proved from their plans, so it needs
                 // the schemas `check` reads; a pipeline that does not check still shows
                 // its graph.

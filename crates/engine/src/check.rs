@@ -247,9 +247,7 @@ async fn partition_keys(
     failed: &HashSet<String>,
     problems: &mut Vec<segflow_pipeline::Problem>,
 ) -> Result<Option<Vec<(String, String)>>> {
-    let declared = pipeline.partition_key.is_some()
-        || pipeline.sources.iter().any(|s| s.partition_key.is_some());
-    if !declared {
+    if !pipeline.declares_partition_key() {
         return Ok(None);
     }
     let mut split = Vec::new();

@@ -178,6 +178,15 @@ impl Pipeline {
         }
     }
 
+    /// Whether a `partition_key` is written, on the pipeline or on a source.
+    pub fn declares_partition_key(&self) -> bool {
+        self.partition_key.is_some()
+            || self
+                .sources
+                .iter()
+                .any(|source| source.partition_key.is_some())
+    }
+
     pub fn store(&self, name: &str) -> Option<&Store> {
         self.stores.iter().find(|store| store.name == name)
     }
