@@ -216,7 +216,7 @@ pub struct CompiledStep {
 /// Every step of the pipeline as it will run, in run order; fails as `check` does.
 pub async fn compile(pipeline: &Pipeline) -> Result<Vec<CompiledStep>> {
     let graph = segflow_plan::plan(pipeline)?;
-    let (_, compiled, _) = check_and_compile(pipeline, &graph)
+    let (_, compiled, _) = check_and_compile(pipeline, &graph, Analyse::Not)
         .await
         .map_err(|error| error.blaming_variables(pipeline))?;
     Ok(compiled)
@@ -225,14 +225,14 @@ pub async fn compile(pipeline: &Pipeline) -> Result<Vec<CompiledStep>> {
 /// Every problem found, each located in the pipeline file; when the pipeline plans, the
 /// columns of each step's result that later steps read.
 pub async fn check_schemas(pipeline: &Pipeline, graph: &StepGraph) -> Result<ReadColumns> {
-    Ok(check_and_compile(pipeline, graph).await?.0)
+    Ok(check_and_compile(pipeline, graph, Analyse::Not).await?.0)
 }
 
 /// Which steps keep customers apart on the pipeline's `partition_key`, as `segflow plan`
 /// shows it; `None` without one. Fails as `check` does.
 pub async fn analyse_bucketing(pipeline: &Pipeline) -> Result<Option<Bucketing>> {
     let graph = segflow_plan::plan(pipeline)?;
-    let (_, _, bucketing) = check_and_compile(pipeline, &graph)
+    let (_, _, bucketing) = check_and_compile(pipeline, &graph, Analyse::Bucketing)
         .await
         .map_err(|error| error.blaming_variables(pipeline))?;
     Ok(bucketing)
@@ -280,7 +280,7 @@ async fn partition_keys(
                     names.join(", ")
                 ),
             )),
-            Ok(field) if !can_key_buckets(field.data_type()) => problems.push(pipeline.problem(
+            Ok(field) if !crate::bucketing::can_key_buckets(field.data_type()) => problems.push(pipeline.problem(
                 &key,
                 format!(
                     "`{column}` of source `{}` is {}: a partition key is an integer or text column (equal floats, dates or times can be written differently)",
@@ -314,20 +314,20 @@ async fn partition_keys(
     Ok(Some(split))
 }
 
-/// Integers and text: the types whose equal values are equal keys.
-fn can_key_buckets(data_type: &arrow::datatypes::DataType) -> bool {
-    use arrow::datatypes::DataType;
-    data_type.is_integer()
-        || matches!(
-            data_type,
-            DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
-        )
+/// Whether [`check_and_compile`] also works out which steps keep customers apart: only
+/// `segflow plan` shows it, and it plans every step again.
+#[derive(Clone, Copy, PartialEq)]
+enum Analyse {
+    Not,
+    Bucketing,
 }
 
-/// [`check_schemas`], and each step's SQL as it was planned.
+/// [`check_schemas`], and each step's SQL as it was planned; with [`Analyse::Bucketing`]
+/// and a `partition_key`, which steps keep customers apart.
 async fn check_and_compile(
     pipeline: &Pipeline,
     graph: &StepGraph,
+    analyse: Analyse,
 ) -> Result<(ReadColumns, Vec<CompiledStep>, Option<Bucketing>)> {
     let ctx = session::planning_session()?;
     let mut compiled = Vec::new();
@@ -535,12 +535,12 @@ async fn check_and_compile(
     if problems.is_empty() {
         let read = read_columns(&ctx, pipeline, graph).await?;
         let bucketing = match split_sources {
-            None => None,
-            Some(sources) => Some(
+            Some(sources) if analyse == Analyse::Bucketing => Some(
                 crate::bucketing::analyse(&ctx, pipeline, graph, sources)
                     .await
                     .map_err(|(step, error)| EngineError::table(&step, error))?,
             ),
+            _ => None,
         };
         Ok((read, compiled, bucketing))
     } else {

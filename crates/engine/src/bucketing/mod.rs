@@ -16,7 +16,7 @@ use datafusion::prelude::SessionContext;
 use segflow_pipeline::Pipeline;
 use segflow_plan::{PlannedStep, StepGraph};
 
-pub use operators::{Analysis, Flow, Reach, Refusal, analyse_plan, keyword_line};
+pub use operators::{Analysis, Flow, Reach, Refusal, analyse_plan, can_key_buckets, keyword_line};
 
 use crate::sql::query_only;
 use crate::steps::validate::flagging_sql;

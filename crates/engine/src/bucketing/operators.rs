@@ -501,9 +501,21 @@ enum KeyCast {
     Loses,
 }
 
+/// Integers and text: the types whose equal values are equal keys, so buckets can be made
+/// from them (equal floats, dates or times can be written differently).
+pub fn can_key_buckets(data_type: &DataType) -> bool {
+    data_type.is_integer() || is_text(data_type)
+}
+
+fn is_text(data_type: &DataType) -> bool {
+    matches!(
+        data_type,
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
+    )
+}
+
 fn key_cast(from: &DataType, to: &DataType) -> KeyCast {
-    let text =
-        |t: &DataType| matches!(t, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View);
+    let text = is_text;
     if from == to || (text(from) && text(to)) || (from.is_integer() && text(to)) {
         return KeyCast::Keeps;
     }
