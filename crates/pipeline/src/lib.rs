@@ -64,6 +64,8 @@ pub struct Pipeline {
     /// The pipeline's `partition_key`: the customer column of every source that has one
     /// of this name and no `partition_key` of its own.
     pub partition_key: Option<String>,
+    /// How many buckets a run splits the sources with a partition key into (`buckets:`).
+    pub buckets: Buckets,
     /// In the order written; the planner decides the order they run in.
     pub steps: Vec<Step>,
     /// The value stage, run before the segment stage.
@@ -88,6 +90,38 @@ pub struct Resources {
     /// Bytes.
     pub memory_limit: Option<u64>,
     pub spill_dir: Option<PathBuf>,
+}
+
+/// How many buckets a run splits its sources with a partition key into.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Buckets {
+    /// As many as the input's size needs for one bucket to fit the memory limit.
+    #[default]
+    Auto,
+    /// This many (1: the sources are never split).
+    Count(std::num::NonZeroUsize),
+}
+
+impl Buckets {
+    /// `auto` or a whole number of at least 1, as `buckets:` and `--buckets` take it.
+    pub fn parse(text: &str) -> std::result::Result<Buckets, String> {
+        let text = text.trim();
+        if text == "auto" {
+            return Ok(Buckets::Auto);
+        }
+        text.parse::<std::num::NonZeroUsize>()
+            .map(Buckets::Count)
+            .map_err(|_| format!("`{text}` is not a number of buckets; write `auto` or a whole number, at least 1"))
+    }
+}
+
+impl std::fmt::Display for Buckets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Buckets::Auto => f.write_str("auto"),
+            Buckets::Count(count) => write!(f, "{count}"),
+        }
+    }
 }
 
 /// Where a run's SQL executes.

@@ -35,6 +35,12 @@ pub struct RawPipeline {
     /// steps keep customers apart on it and could run bucket by bucket.
     #[serde(default)]
     pub partition_key: Option<String>,
+    /// How many buckets a run splits the sources with a `partition_key` into, to run the
+    /// steps that keep customers apart one bucket at a time: `auto` (the default: as many
+    /// as the input's size needs for a bucket to fit the memory limit, one when it all
+    /// fits) or a whole number (1: never split). `--buckets` overrides it.
+    #[serde(default)]
+    pub buckets: Option<RawLiteral>,
     /// SQL steps; each result is a table later steps read by the step's name.
     #[serde(default)]
     pub steps: Vec<RawStep>,

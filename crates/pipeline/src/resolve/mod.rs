@@ -13,7 +13,7 @@ use url::Url;
 pub(crate) use checks::CHECK_TYPES;
 
 use crate::checks::Validate;
-use crate::raw::{RawOutput, RawPipeline, RawResources};
+use crate::raw::{RawLiteral, RawOutput, RawPipeline, RawResources};
 use crate::vars::expand;
 use crate::{
     Contract, ContractColumn, ContractType, Location, OnDrift, OutputFormat, Pipeline,
@@ -61,6 +61,10 @@ pub fn resolve(
     let partition_key = raw
         .partition_key
         .filter(|column| resolver.partition_key("partition_key", column));
+    let buckets = raw
+        .buckets
+        .and_then(|written| resolver.resolve_buckets(written))
+        .unwrap_or_default();
     let mut raw_value = raw.value;
     let value_output = raw_value.as_mut().and_then(|value| value.output.take());
     let value = raw_value.map(|value| resolver.resolve_value(value, raw.segment.as_ref()));
@@ -107,6 +111,7 @@ pub fn resolve(
         stores,
         sources,
         partition_key,
+        buckets,
         steps,
         value: value.map(|value| value.expect("a value stage without problems resolves")),
         segment: segment.map(|segment| segment.expect("a segment without problems resolves").0),
@@ -200,6 +205,18 @@ impl Resolver {
                 None
             }
         }
+    }
+
+    fn resolve_buckets(&mut self, written: RawLiteral) -> Option<crate::Buckets> {
+        let text = match written {
+            RawLiteral::Integer(count) => count.to_string(),
+            RawLiteral::Text(text) => self.expand("buckets", &text)?,
+            RawLiteral::Float(number) => number.to_string(),
+            RawLiteral::Boolean(flag) => flag.to_string(),
+        };
+        crate::Buckets::parse(&text)
+            .map_err(|message| self.problem("buckets", message))
+            .ok()
     }
 
     fn resolve_resources(&mut self, raw: RawResources) -> Resources {
