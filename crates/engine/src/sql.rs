@@ -84,6 +84,17 @@ pub fn rejects_table(step: &str) -> String {
     format!("__segflow_rejects_{step}")
 }
 
+/// The table a validate step's table-level check `index` is judged over: what was measured
+/// of each part of its input, one row each.
+pub fn measured_table(step: &str, index: usize) -> String {
+    format!("__segflow_measured_{index}_{step}")
+}
+
+/// Bucket `bucket`'s part of `table`, held until every bucket has run.
+pub fn bucket_table(table: &str, bucket: usize) -> String {
+    format!("__segflow_bucket_{bucket}_{table}")
+}
+
 /// The flag column of a validate step's row-level check `index`: whether the row fails it.
 pub fn fail_column(index: usize) -> String {
     format!("__segflow_fail_{index}")

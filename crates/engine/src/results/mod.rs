@@ -47,6 +47,7 @@ use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::ExecutionPlanProperties;
 use datafusion::prelude::{DataFrame, SessionContext};
 
+pub(crate) use sink::compact_views;
 use sink::{Destination, PartitionSink};
 
 /// The step results of one run and where they live.
@@ -67,9 +68,9 @@ enum Held {
         bytes: usize,
     },
     Files(PathBuf),
-    /// A query over another held result, which it keeps until it is released itself.
+    /// A query over other held results, which it keeps until it is released itself.
     View {
-        over: String,
+        over: Vec<String>,
     },
     /// A query its reader runs as part of its own plan; what it reads is kept for the
     /// reader by the caller.
@@ -302,7 +303,7 @@ impl StepResults {
             ctx,
             name,
             Held::View {
-                over: over.to_string(),
+                over: vec![over.to_string()],
             },
         );
         Ok(())
@@ -314,6 +315,93 @@ impl StepResults {
         ctx.register_table(name, frame.into_view())?;
         self.hold(ctx, name, Held::Query);
         Ok(())
+    }
+
+    /// Moves the held result `from` (and the results it is a view over) to the name `to`,
+    /// so that a later result may be named `from`: a step's result of one bucket, kept
+    /// while the next bucket runs the step again.
+    pub async fn rename(&self, ctx: &SessionContext, from: &str, to: &str) -> Result<()> {
+        let provider = ctx
+            .deregister_table(from)?
+            .ok_or_else(|| DataFusionError::Internal(format!("no result `{from}` to rename")))?;
+        let held = self
+            .held
+            .lock()
+            .expect("no panic while holding the lock")
+            .remove(from);
+        let held = match held {
+            Some(Held::View { over }) => {
+                let mut moved = Vec::with_capacity(over.len());
+                for table in over {
+                    let renamed = format!("{to}__{table}");
+                    Box::pin(self.rename(ctx, &table, &renamed)).await?;
+                    moved.push(renamed);
+                }
+                ctx.register_table(to, provider)?;
+                Held::View { over: moved }
+            }
+            // The files move too: the next result named `from` writes to its folder.
+            Some(Held::Files(dir)) => {
+                let moved = self.scratch.path().join(to);
+                std::fs::rename(&dir, &moved)?;
+                let schema = provider.schema();
+                let options = ArrowReadOptions {
+                    schema: Some(schema.as_ref()),
+                    file_extension: ".arrow",
+                    ..ArrowReadOptions::default()
+                };
+                ctx.register_arrow(to, &format!("{}/", moved.display()), options)
+                    .await?;
+                Held::Files(moved)
+            }
+            Some(held) => {
+                ctx.register_table(to, provider)?;
+                held
+            }
+            None => {
+                ctx.register_table(to, provider)?;
+                Held::Query
+            }
+        };
+        self.hold(ctx, to, held);
+        Ok(())
+    }
+
+    /// Registers the held results `parts` (of one schema) as the table `name`, all their
+    /// rows, keeping them until `name` is released: a step's result over every bucket.
+    pub async fn register_union(
+        &self,
+        ctx: &SessionContext,
+        name: &str,
+        parts: &[String],
+    ) -> Result<()> {
+        let mut union: Option<DataFrame> = None;
+        for part in parts {
+            let frame = ctx.table(part.as_str()).await?;
+            union = Some(match union {
+                Some(union) => union.union(frame)?,
+                None => frame,
+            });
+        }
+        let union = union.ok_or_else(|| {
+            DataFusionError::Internal(format!("no parts to register `{name}` over"))
+        })?;
+        ctx.register_table(name, union.into_view())?;
+        self.hold(
+            ctx,
+            name,
+            Held::View {
+                over: parts.to_vec(),
+            },
+        );
+        Ok(())
+    }
+
+    /// A folder of the run's scratch space, made if missing, removed with it.
+    pub fn scratch_folder(&self, name: &str) -> std::io::Result<PathBuf> {
+        let dir = self.scratch.path().join(name);
+        std::fs::create_dir_all(&dir)?;
+        Ok(dir)
     }
 
     /// Registers nothing: `name` is already a table over Parquet files under the run's
@@ -367,7 +455,11 @@ impl StepResults {
                     tracing::debug!(%error, dir = %dir.display(), "removing spilled result");
                 }
             }
-            Held::View { over } => self.release(ctx, &over),
+            Held::View { over } => {
+                for table in over {
+                    self.release(ctx, &table);
+                }
+            }
             Held::Query | Held::Stored => {}
         }
     }

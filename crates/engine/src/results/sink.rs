@@ -180,7 +180,7 @@ pub(super) fn compact_slices(batch: &RecordBatch) -> Result<RecordBatch> {
 
 /// `batch` with each string or binary view column copied to buffers holding only the
 /// values it references, when its buffers hold more than twice that.
-pub(super) fn compact_views(batch: &RecordBatch) -> Result<RecordBatch> {
+pub(crate) fn compact_views(batch: &RecordBatch) -> Result<RecordBatch> {
     fn compact<T: ByteViewType + ?Sized>(views: &GenericByteViewArray<T>) -> Option<ArrayRef> {
         let buffers: usize = views.data_buffers().iter().map(|buffer| buffer.len()).sum();
         (buffers > 2 * views.total_buffer_bytes_used()).then(|| Arc::new(views.gc()) as ArrayRef)

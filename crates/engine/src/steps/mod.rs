@@ -27,7 +27,7 @@ use crate::results::StepResults;
 use crate::sql::{only_columns, query_only};
 use crate::{EngineError, Result, contract};
 use arrow::array::AsArray;
-use validate::{Rejects, run_validate};
+use validate::{Rejects, TableMeasures, run_validate};
 
 /// What the steps did: their reports (in plan order), their rejects, and the file scans
 /// they ran (to count the rows read from each source).
@@ -36,6 +36,9 @@ pub struct StepsOutcome {
     pub reports: Vec<StepReport>,
     pub rejects: Vec<Rejects>,
     pub scans: Vec<Scan>,
+    /// What the validate steps' table-level checks measured, to judge them again on
+    /// several runs' measures together (a step run bucket by bucket).
+    pub measures: Vec<TableMeasures>,
 }
 
 /// Runs `steps` (in plan order) level by level: steps on one level do not read each other,
@@ -57,22 +60,22 @@ pub async fn run_steps(
     let mut ran = 0;
     for level in levels.into_values() {
         ran += level.len();
-        let done: Vec<(Option<StepReport>, Option<Rejects>, Vec<Scan>)> =
-            futures::stream::iter(level.into_iter().map(|planned| {
-                let streamed_input = streamed_input(planned, steps, &streamed);
-                run_step(
-                    ctx,
-                    planned,
-                    settings,
-                    &step_rows,
-                    &streamed,
-                    streamed_input,
-                )
-            }))
-            .buffered(settings.max_concurrent.max(1))
-            .try_collect()
-            .await?;
-        for (report, rejects, scans) in done {
+        let done: Vec<StepDone> = futures::stream::iter(level.into_iter().map(|planned| {
+            let streamed_input = streamed_input(planned, steps, &streamed);
+            run_step(
+                ctx,
+                planned,
+                settings,
+                &step_rows,
+                &streamed,
+                streamed_input,
+            )
+        }))
+        .buffered(settings.max_concurrent.max(1))
+        .try_collect()
+        .await?;
+        for (report, rejects, scans, measures) in done {
+            outcome.measures.extend(measures);
             // A streamed step is reported once its reader has run.
             let Some(report) = report else {
                 continue;
@@ -311,16 +314,16 @@ async fn run_step(
     step_rows: &HashMap<String, u64>,
     streamed: &HashMap<&str, &str>,
     streamed_input: Option<&PlannedStep>,
-) -> Result<(Option<StepReport>, Option<Rejects>, Vec<Scan>)> {
+) -> Result<StepDone> {
     let step = &planned.step;
     settings.progress.step_started(&step.name);
     if let Some(validate) = &step.validate {
-        let (report, rejects, scans) =
+        let (report, rejects, scans, measures) =
             run_validate(ctx, planned, validate, settings, streamed_input).await?;
         settings
             .progress
             .step_done(&step.name, report.rows_out, report.duration_ms);
-        return Ok((Some(report), rejects, scans));
+        return Ok((Some(report), rejects, scans, Some(measures)));
     }
     let started = Instant::now();
     let sql_error = |error| EngineError::step(step, error);
@@ -338,7 +341,7 @@ async fn run_step(
             .results
             .register_query(ctx, &step.name, frame)
             .map_err(sql_error)?;
-        return Ok((None, None, Vec::new()));
+        return Ok((None, None, Vec::new(), None));
     }
     let non_null: Vec<&str> = step
         .contract
@@ -391,5 +394,14 @@ async fn run_step(
     settings
         .progress
         .step_done(&step.name, rows_out, report.duration_ms);
-    Ok((Some(report), None, scans))
+    Ok((Some(report), None, scans, None))
 }
+
+/// What one step left: its report (none yet for a streamed step), rejects, file scans and
+/// a validate step's measures.
+type StepDone = (
+    Option<StepReport>,
+    Option<Rejects>,
+    Vec<Scan>,
+    Option<TableMeasures>,
+);

@@ -14,6 +14,9 @@ mod sql;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef;
 use std::time::Instant;
 
 use datafusion::error::DataFusionError;
@@ -31,7 +34,7 @@ use crate::sql::{
     reason_column, rejects_table, set_aside_table,
 };
 use crate::{EngineError, Result};
-use report::{TableCheckInput, row_check_report, table_check_report};
+use report::{TableCheckInput, measure_table_check, row_check_report, table_check_report};
 
 /// A validate step's rejected rows, registered as `table`: `step`, `checks`, `reasons`,
 /// then the input's columns.
@@ -42,8 +45,8 @@ pub struct Rejects {
     pub rows: u64,
 }
 
-/// Runs a validate step; returns its report, its rejects (none without quarantine checks)
-/// and the file scans of its flagging query. With `streamed_input`, the input is that
+/// Runs a validate step; returns its report, its rejects (none without quarantine checks),
+/// the file scans of its flagging query and what its table-level checks measured. With `streamed_input`, the input is that
 /// step's query, which runs as part of the flagging query: the scans are its, and an
 /// error running the flagging query is reported as its (the checks' SQL is generated and
 /// planned; the step's SQL is what fails on bad data).
@@ -53,7 +56,7 @@ pub async fn run_validate(
     validate: &Validate,
     settings: StepsSettings<'_>,
     streamed_input: Option<&PlannedStep>,
-) -> Result<(StepReport, Option<Rejects>, Vec<Scan>)> {
+) -> Result<(StepReport, Option<Rejects>, Vec<Scan>, TableMeasures)> {
     let step = &planned.step;
     let started = Instant::now();
     let sql_error = |error| EngineError::Step {
@@ -259,6 +262,22 @@ pub async fn run_validate(
         });
     }
 
+    let mut measured = TableMeasures {
+        step: step.name.clone(),
+        schema: input_schema.clone(),
+        checks: Vec::new(),
+    };
+    for (index, check) in validate.checks.iter().enumerate() {
+        if failing.contains_key(&index) {
+            continue;
+        }
+        if let Some(batches) = measure_table_check(ctx, &flagged_name, check)
+            .await
+            .map_err(sql_error)?
+        {
+            measured.checks.push((index, batches));
+        }
+    }
     let mut checks = Vec::with_capacity(validate.checks.len());
     for (index, check) in validate.checks.iter().enumerate() {
         let report = if let Some(&failing) = failing.get(&index) {
@@ -268,13 +287,13 @@ pub async fn run_validate(
                 .map_err(sql_error)?
         } else {
             let input = TableCheckInput {
-                annotated: &flagged_name,
+                step: &step.name,
                 table: &validate.input,
                 schema: &input_schema,
                 rows: rows_in,
                 baseline: settings.baseline,
             };
-            table_check_report(ctx, &input, check)
+            table_check_report(ctx, &input, (index, check), measured.of(index))
                 .await
                 .map_err(sql_error)?
         };
@@ -295,5 +314,82 @@ pub async fn run_validate(
         duration_ms: started.elapsed().as_millis() as u64,
         profile: flagged.profile,
     };
-    Ok((report, rejects, flagged.scans))
+    Ok((report, rejects, flagged.scans, measured))
+}
+
+/// A validate step that ran once per bucket (`parts`, in bucket order, with `measures`,
+/// what each run's table-level checks measured) as one report: rows summed, each
+/// row-level check's failing rows summed and its status judged on the sums (its samples
+/// the first buckets'), each table-level check judged on every bucket's measures together,
+/// so that the report is the one a single run over all the rows gives.
+pub async fn over_buckets(
+    ctx: &SessionContext,
+    planned: &PlannedStep,
+    parts: Vec<StepReport>,
+    measures: &[TableMeasures],
+    baseline: &crate::baseline::Baseline,
+) -> Result<StepReport> {
+    let step = &planned.step;
+    let validate = step
+        .validate
+        .as_ref()
+        .expect("over_buckets is given a validate step");
+    let per_check: Vec<Vec<crate::report::CheckReport>> =
+        parts.iter().map(|part| part.checks.clone()).collect();
+    let mut report = StepReport::summed(parts);
+    let schema = match measures.first() {
+        Some(measured) => measured.schema.clone(),
+        None => return Ok(report),
+    };
+    let mut checks = Vec::with_capacity(validate.checks.len());
+    for (index, check) in validate.checks.iter().enumerate() {
+        let judged = if check.kind.is_row_level() {
+            let failing = per_check.iter().map(|part| part[index].failing_rows).sum();
+            let samples = per_check
+                .iter()
+                .flat_map(|part| part[index].samples.iter().cloned())
+                .take(report::SAMPLES)
+                .collect();
+            report::row_check_outcome(check, (failing, report.rows_in), samples)
+        } else {
+            let measured: Vec<RecordBatch> = measures
+                .iter()
+                .flat_map(|measured| measured.of(index).iter().cloned())
+                .collect();
+            let input = TableCheckInput {
+                step: &step.name,
+                table: &validate.input,
+                schema: &schema,
+                rows: report.rows_in,
+                baseline,
+            };
+            table_check_report(ctx, &input, (index, check), &measured)
+                .await
+                .map_err(|error| EngineError::step(step, error))?
+        };
+        checks.push(judged);
+    }
+    report.checks = checks;
+    Ok(report)
+}
+
+/// What a validate step's table-level checks measured of its input's rows (one row per
+/// check, [`report::measure_table_check`]), kept so a step run bucket by bucket can
+/// judge them on every bucket's measures together.
+#[derive(Debug, Clone)]
+pub struct TableMeasures {
+    pub step: String,
+    /// The input's schema, for `schema` checks.
+    pub schema: SchemaRef,
+    /// By check index; checks that need no rows measure nothing.
+    pub checks: Vec<(usize, Vec<RecordBatch>)>,
+}
+
+impl TableMeasures {
+    fn of(&self, index: usize) -> &[RecordBatch] {
+        self.checks
+            .iter()
+            .find(|(measured, _)| *measured == index)
+            .map_or(&[], |(_, batches)| batches.as_slice())
+    }
 }

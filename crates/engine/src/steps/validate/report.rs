@@ -15,7 +15,7 @@ use crate::report::{CheckReport, MetricReport};
 use crate::sql::{collect, fail_column, literal, quote};
 
 /// Failing rows shown per check.
-const SAMPLES: usize = 5;
+pub(super) const SAMPLES: usize = 5;
 
 pub(super) async fn row_check_report(
     ctx: &SessionContext,
@@ -40,15 +40,24 @@ pub(super) async fn row_check_report(
         .await?;
         format_rows(&rows)
     };
+    Ok(row_check_outcome(check, (failing, checked), samples))
+}
+
+/// A row-level check's report from its failing rows among `checked` and their samples.
+pub(super) fn row_check_outcome(
+    check: &Check,
+    (failing, checked): (u64, u64),
+    samples: Vec<String>,
+) -> CheckReport {
     let status = row_check_status(check, failing, checked);
-    Ok(CheckReport {
+    CheckReport {
         rows_checked: Some(checked),
         failing_share: Some(failing as f64 / checked.max(1) as f64),
         warn_if: check.warn_if.map(|t| t.to_string()),
         error_if: check.error_if.map(|t| t.to_string()),
         ..check_report(check, failing, samples, None)
     }
-    .with_status(status))
+    .with_status(status)
 }
 
 /// A row-level check fails the run past `error_if`, warns past `warn_if`, and otherwise
@@ -69,8 +78,8 @@ fn row_check_status(check: &Check, failing: u64, checked: u64) -> &'static str {
 
 /// Where a table-level check reads from besides its rows.
 pub(super) struct TableCheckInput<'a> {
-    /// The flagged rows of the input (every row, whichever checks it failed).
-    pub annotated: &'a str,
+    /// The validate step whose checks these are.
+    pub step: &'a str,
     /// The input's name: the table a `change` check's metric is recorded for.
     pub table: &'a str,
     pub schema: &'a Schema,
@@ -78,19 +87,67 @@ pub(super) struct TableCheckInput<'a> {
     pub baseline: &'a Baseline,
 }
 
-/// A table-level check's report. `annotated` holds the input's rows (flagged), so a check
-/// reading them does not run the input's query again when it was streamed.
+/// What a table-level check needs of the rows, measured by one small query of the flagged
+/// rows `annotated` into one row, and judged by [`table_check_report`] on the measured
+/// rows of every part of the input together: once for a whole table, once per bucket for a
+/// table run bucket by bucket. So the two give one answer. `None` for a check that needs
+/// no rows (row counts, schema) or runs its own query (sql).
+pub(super) async fn measure_table_check(
+    ctx: &SessionContext,
+    annotated: &str,
+    check: &Check,
+) -> datafusion::error::Result<Option<Vec<RecordBatch>>> {
+    let measures = match &check.kind {
+        CheckKind::Freshness { column, .. } => {
+            format!("max(CAST({} AS TIMESTAMP)) AS newest", quote(column))
+        }
+        CheckKind::Change {
+            metric,
+            column: Some(column),
+            ..
+        } => {
+            let column = quote(column);
+            match metric {
+                Metric::RowCount => return Ok(None),
+                Metric::NullShare => format!("count(*) AS n, count({column}) AS non_null"),
+                Metric::Distinct => format!("count(DISTINCT {column}) AS distinct_values"),
+                Metric::Sum => format!("sum({column}) AS total"),
+                Metric::Mean => format!("sum({column}) AS total, count({column}) AS non_null"),
+                Metric::Min => format!("min({column}) AS lowest"),
+                Metric::Max => format!("max({column}) AS highest"),
+            }
+        }
+        _ => return Ok(None),
+    };
+    collect(ctx, &format!("SELECT {measures} FROM {annotated}"))
+        .await
+        .map(Some)
+}
+
+/// A table-level check's report, judged on `measured`: what [`measure_table_check`]
+/// measured of each part of the input.
 pub(super) async fn table_check_report(
     ctx: &SessionContext,
     input: &TableCheckInput<'_>,
-    check: &Check,
+    (index, check): (usize, &Check),
+    measured: &[RecordBatch],
 ) -> datafusion::error::Result<CheckReport> {
     let TableCheckInput {
-        annotated,
         schema: input_schema,
         rows,
         ..
     } = *input;
+    // The measured rows as one table, for the judging query.
+    let over_measured = |select: String| async move {
+        let table = crate::sql::measured_table(input.step, index);
+        ctx.register_table(
+            &table,
+            ctx.read_batches(measured.iter().cloned())?.into_view(),
+        )?;
+        let judged = collect(ctx, &select.replace("{measured}", &quote(&table))).await;
+        ctx.deregister_table(&table)?;
+        judged
+    };
     if let CheckKind::Change {
         metric,
         column,
@@ -98,7 +155,26 @@ pub(super) async fn table_check_report(
         max_decrease,
     } = &check.kind
     {
-        let value = measure(ctx, annotated, *metric, column.as_deref(), rows).await?;
+        let value = match metric {
+            Metric::RowCount => Some(rows as f64),
+            metric => {
+                let expression = match metric {
+                    Metric::NullShare => {
+                        "CAST(sum(n) - sum(non_null) AS DOUBLE) / CAST(greatest(sum(n), 1) AS DOUBLE)"
+                    }
+                    Metric::Distinct => "CAST(sum(distinct_values) AS DOUBLE)",
+                    Metric::Sum => "CAST(sum(total) AS DOUBLE)",
+                    Metric::Mean => "CAST(sum(total) AS DOUBLE) / CAST(sum(non_null) AS DOUBLE)",
+                    Metric::Min => "CAST(min(lowest) AS DOUBLE)",
+                    Metric::Max => "CAST(max(highest) AS DOUBLE)",
+                    Metric::RowCount => unreachable!("counted above"),
+                };
+                let batches =
+                    over_measured(format!("SELECT {expression} FROM {{measured}}")).await?;
+                let values = batches[0].column(0).as_primitive::<Float64Type>();
+                (!values.is_null(0) && values.value(0).is_finite()).then(|| values.value(0))
+            }
+        };
         let name = metric.id(column.as_deref());
         let earlier = input.baseline.earlier(input.table, &name);
         let (held, detail) = judge_change(&name, value, &earlier, *max_increase, *max_decrease);
@@ -140,14 +216,12 @@ pub(super) async fn table_check_report(
             as_of,
         } => {
             let sql = format!(
-                "SELECT max(CAST({col} AS TIMESTAMP)), \
-                 coalesce(max(CAST({col} AS TIMESTAMP)) < CAST({as_of} AS TIMESTAMP) - INTERVAL '{max_age_seconds} seconds', true) \
-                 FROM {input}",
-                col = quote(column),
+                "SELECT max(newest), \
+                 coalesce(max(newest) < CAST({as_of} AS TIMESTAMP) - INTERVAL '{max_age_seconds} seconds', true) \
+                 FROM {{measured}}",
                 as_of = literal(as_of),
-                input = annotated
             );
-            let batch = &collect(ctx, &sql).await?[0];
+            let batch = &over_measured(sql).await?[0];
             let stale = batch.column(1).as_boolean().value(0);
             let newest = format_rows(&[batch.project(&[0])?])
                 .pop()
@@ -234,31 +308,6 @@ fn check_report(
         detail,
         metric: None,
     }
-}
-
-/// The metric of the flagged input `annotated` (`rows` rows), computed in one small query.
-async fn measure(
-    ctx: &SessionContext,
-    annotated: &str,
-    metric: Metric,
-    column: Option<&str>,
-    rows: u64,
-) -> datafusion::error::Result<Option<f64>> {
-    let column = column.map(quote).unwrap_or_default();
-    let expression = match metric {
-        Metric::RowCount => return Ok(Some(rows as f64)),
-        Metric::NullShare => format!(
-            "CAST(count(*) - count({column}) AS DOUBLE) / CAST(greatest(count(*), 1) AS DOUBLE)"
-        ),
-        Metric::Distinct => format!("CAST(count(DISTINCT {column}) AS DOUBLE)"),
-        Metric::Sum => format!("CAST(sum({column}) AS DOUBLE)"),
-        Metric::Mean => format!("CAST(avg({column}) AS DOUBLE)"),
-        Metric::Min => format!("CAST(min({column}) AS DOUBLE)"),
-        Metric::Max => format!("CAST(max({column}) AS DOUBLE)"),
-    };
-    let batches = collect(ctx, &format!("SELECT {expression} FROM {annotated}")).await?;
-    let values = batches[0].column(0).as_primitive::<Float64Type>();
-    Ok((!values.is_null(0)).then(|| values.value(0)))
 }
 
 /// Whether the metric moved within its bounds since the previous run, and a line saying
