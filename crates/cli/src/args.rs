@@ -105,6 +105,12 @@ pub enum Command {
         /// system's temporary folder).
         #[arg(long, value_name = "DIR")]
         spill_dir: Option<PathBuf>,
+        /// How many buckets the steps that keep customers apart on the `partition_key` run
+        /// in, one bucket at a time: `auto` (as many as the input needs for a bucket to fit
+        /// the memory limit) or a number (1: over whole tables). Default: the pipeline's
+        /// `buckets:`, else auto.
+        #[arg(long, value_name = "N|auto", value_parser = segflow_pipeline::Buckets::parse)]
+        buckets: Option<segflow_pipeline::Buckets>,
         /// Add each step's executed plan with per-operator metrics (as EXPLAIN ANALYZE
         /// shows them) to the summary and the JSON report.
         #[arg(long)]

@@ -429,6 +429,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             max_concurrent_steps,
             memory_limit,
             spill_dir,
+            buckets,
             profile,
             engine,
             if_changed,
@@ -473,6 +474,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 engine,
                 leftovers: Default::default(),
                 if_changed,
+                buckets,
             };
             let leftovers = options.leftovers.clone();
             let run = move || -> anyhow::Result<_> {

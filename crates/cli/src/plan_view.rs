@@ -152,8 +152,13 @@ fn bucketing_text(shown: &Shown, bucketing: &Result<Bucketing, String>, width: u
             Some(step) => format!(" (text read as BIGINT, as {step} casts it)"),
             None => String::new(),
         };
+        let nulls = if bucketing.spreads_null_keys {
+            "; rows without a key dealt out over the buckets, as no step groups them"
+        } else {
+            "; rows without a key in the first bucket"
+        };
         out.push_str(&format!(
-            "  {:<width$}  split     by {key}{parsed}\n",
+            "  {:<width$}  split     by {key}{parsed}{nulls}\n",
             source.name
         ));
     }
@@ -213,6 +218,7 @@ fn bucketing_json(bucketing: &Result<Bucketing, String>) -> serde_json::Value {
             "key": key,
         })).collect::<Vec<_>>(),
         "key_parsed_as_bigint_in": bucketing.parses_key_in,
+        "null_keys_spread": bucketing.spreads_null_keys,
         "steps": bucketing.steps.iter().map(|step| match &step.runs {
             Runs::Bucketed { key_columns, over_all_buckets } => json!({
                 "name": step.step,

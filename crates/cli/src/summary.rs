@@ -37,6 +37,9 @@ pub fn render_run(report: &RunReport) -> String {
         .max()
         .unwrap_or(0);
     out.push_str("steps\n");
+    if let Some(buckets) = &report.buckets {
+        out.push_str(&render_buckets(buckets));
+    }
     for step in &report.steps {
         let (time, note) = match (&step.streamed_into, step.spilled) {
             (Some(reader), _) => ("-".to_string(), format!("  (streamed into {reader})")),
@@ -114,6 +117,27 @@ pub fn render_run(report: &RunReport) -> String {
     }
     out.push_str(&format!("done in {}", seconds(report.duration_ms)));
     out
+}
+
+/// How the sources were split into buckets, the buckets' sizes, and which steps ran once
+/// per bucket.
+fn render_buckets(buckets: &segflow_engine::BucketsReport) -> String {
+    let sources: Vec<String> = buckets
+        .sources
+        .iter()
+        .map(|source| format!("{} by {}", source.name, source.key))
+        .collect();
+    let smallest = buckets.rows.iter().min().copied().unwrap_or(0);
+    let largest = buckets.rows.iter().max().copied().unwrap_or(0);
+    format!(
+        "  in {} buckets ({}; {} to {} rows each, split in {}): {}\n",
+        buckets.count,
+        sources.join(", "),
+        thousands(smallest),
+        thousands(largest),
+        seconds(buckets.split_ms),
+        buckets.steps.join(", ")
+    )
 }
 
 /// The segment stage's line, how it was fitted and every segment's size.

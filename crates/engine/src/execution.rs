@@ -335,7 +335,7 @@ fn written_rows(batches: &[RecordBatch]) -> DFResult<u64> {
 }
 
 /// One file scan of a step's plan: the files it read and the rows it produced.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Scan {
     pub files: Vec<String>,
     pub rows: u64,
@@ -361,7 +361,7 @@ async fn executed_profile(ctx: &SessionContext, plan: &Arc<dyn ExecutionPlan>) -
 
 /// The plan's scans of source files, with the rows each produced. A spilled step result
 /// is read as files too; its rows are counted as that step's, so it is left out.
-fn source_scans(plan: &dyn ExecutionPlan, results: &StepResults) -> Vec<Scan> {
+pub(crate) fn source_scans(plan: &dyn ExecutionPlan, results: &StepResults) -> Vec<Scan> {
     let mut scans = Vec::new();
     collect_scans(plan, &mut scans);
     scans.retain(|scan| !scan.files.iter().any(|file| results.holds(file)));

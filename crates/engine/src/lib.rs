@@ -75,6 +75,7 @@ pub use in_memory::{InMemoryRun, known_schemas, run_in_memory};
 pub use output::{open_output, open_output_url, open_url, remove_runs};
 pub use preview::{Preview, PreviewOptions, Previewed, preview};
 pub use progress::{JobStates, Progress, ProgressEvent};
+pub use report::{BucketedSource, BucketsReport};
 pub use report::{
     CheckReport, EvaluationReport, FailedRun, KScoreReport, KSelectionReport, MetricReport,
     OutputReport, RUN_REPORT_SCHEMA_VERSION, RunOutcome, RunReport, SegmentReport, SourceReport,

@@ -70,6 +70,30 @@ impl Progress {
         }
     }
 
+    /// Where steps run once per bucket report: not a line per step and bucket, but the one
+    /// line `line`, telling which bucket and step are running.
+    pub fn per_bucket(&self, line: &str, bucket: usize, buckets: usize) -> Progress {
+        let Some(report) = self.report.clone() else {
+            return Progress::default();
+        };
+        let line = line.to_string();
+        let at = format!("bucket {}/{buckets}", bucket + 1);
+        Progress::to(move |event| {
+            let state = match event {
+                ProgressEvent::StepStarted { step } => format!("{at}: {step}"),
+                ProgressEvent::StepRows { step, rows_read } => {
+                    format!("{at}: {step}, {rows_read} rows read")
+                }
+                ProgressEvent::StepState { step, state } => format!("{at}: {step} {state}"),
+                ProgressEvent::StepDone { .. } => return,
+            };
+            report(ProgressEvent::StepState {
+                step: line.clone(),
+                state,
+            });
+        })
+    }
+
     fn send(&self, event: ProgressEvent) {
         if let Some(report) = &self.report {
             report(event);

@@ -70,6 +70,34 @@ pub struct RunReport {
     /// With `--if-changed`: what differs from the latest published run, so the run ran
     /// (empty when unchanged). Absent without `--if-changed`.
     pub changes: Option<Vec<String>>,
+    /// When the steps that keep customers apart ran bucket by bucket (`partition_key`,
+    /// `buckets`): how the sources were split. Absent when they ran over whole tables.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub buckets: Option<BucketsReport>,
+}
+
+/// How a run split its sources into buckets and which steps ran bucket by bucket.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct BucketsReport {
+    pub count: usize,
+    /// The sources split, each with its key column and rows.
+    pub sources: Vec<BucketedSource>,
+    /// Rows of each bucket, over every split source.
+    pub rows: Vec<u64>,
+    /// The steps that ran once per bucket, in plan order.
+    pub steps: Vec<String>,
+    /// Whether rows without a key were dealt out over the buckets (no bucketed step groups
+    /// them) rather than all put in the first.
+    pub null_keys_spread: bool,
+    /// Time spent reading the sources and writing the buckets.
+    pub split_ms: u64,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct BucketedSource {
+    pub name: String,
+    pub key: String,
+    pub rows: u64,
 }
 
 impl RunReport {
@@ -92,6 +120,7 @@ impl RunReport {
             latest_run: None,
             changes: None,
             value: None,
+            buckets: None,
         }
     }
 }
@@ -157,6 +186,35 @@ pub struct StepReport {
     /// With `--profile`: the executed plan with each operator's metrics (EXPLAIN ANALYZE).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub profile: Option<String>,
+}
+
+impl StepReport {
+    /// The reports of one step's runs over parts of its input (buckets, in order) as one:
+    /// rows summed, spilled when a part was, the time of all parts, the first part's
+    /// profile (every part runs the same plan). The checks are the first part's: the
+    /// caller judges them on all parts.
+    pub fn summed(parts: Vec<StepReport>) -> StepReport {
+        let count = parts.len();
+        let mut parts = parts.into_iter();
+        let mut summed = parts.next().expect("a step runs over one part at least");
+        for part in parts {
+            summed.rows_in += part.rows_in;
+            summed.rows_out += part.rows_out;
+            summed.rows_removed = match (summed.rows_removed, part.rows_removed) {
+                (Some(a), Some(b)) => Some(a + b),
+                (a, b) => a.or(b),
+            };
+            summed.rows_quarantined += part.rows_quarantined;
+            summed.spilled |= part.spilled;
+            summed.duration_ms += part.duration_ms;
+        }
+        if count > 1 {
+            summed.profile = summed.profile.map(|profile| {
+                format!("-- bucket 1 of {count}; every bucket runs this plan\n{profile}")
+            });
+        }
+        summed
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use datafusion::error::DataFusionError;
 use datafusion::prelude::SessionContext;
-use segflow_pipeline::{CheckKind, Engine, Pipeline};
+use segflow_pipeline::{Buckets, CheckKind, Engine, Pipeline};
 use segflow_plan::{Selector, StepGraph};
 use segflow_publish::{
     LATEST_FILE, MANIFEST_FILE, ManifestMetric, OutputFolder, RunColumns, RunInfo, STAGING_DIR,
@@ -22,8 +22,8 @@ use crate::execution::{Execution, InProcess, OnCluster};
 use crate::output::{output_folder, remove_empty_local_dirs, warn_about_stale_runs};
 use crate::progress::Progress;
 use crate::report::{
-    OutputReport, RUN_REPORT_SCHEMA_VERSION, RunOutcome, RunReport, SegmentReport, SourceReport,
-    StepReport, ValueReport,
+    BucketsReport, OutputReport, RUN_REPORT_SCHEMA_VERSION, RunOutcome, RunReport, SegmentReport,
+    SourceReport, StepReport, ValueReport,
 };
 use crate::results::StepResults;
 use crate::select::{Selection, select_steps};
@@ -34,8 +34,8 @@ use crate::steps::validate::Rejects;
 use crate::stop::{self, Leftovers};
 use crate::tables::{stage_partitioned, stage_table};
 use crate::{
-    EngineError, Result, check, contract, if_changed, segment, session, sources, steps, stores,
-    value,
+    EngineError, Result, bucketing, check, contract, if_changed, segment, session, sources, steps,
+    stores, value,
 };
 
 /// Under the output folder: one Parquet table of rejected rows per quarantining source and
@@ -76,6 +76,9 @@ pub struct RunOptions {
     /// [`if_changed`](crate::if_changed)); else report it as current. Ignored by a partial
     /// run, which publishes nothing to compare with.
     pub if_changed: bool,
+    /// How many buckets the steps that keep customers apart run in, over the pipeline's
+    /// `buckets:` (`--buckets`).
+    pub buckets: Option<Buckets>,
 }
 
 impl Default for RunOptions {
@@ -92,6 +95,7 @@ impl Default for RunOptions {
             engine: None,
             leftovers: Leftovers::default(),
             if_changed: false,
+            buckets: None,
         }
     }
 }
@@ -167,6 +171,7 @@ pub async fn run(pipeline: &Pipeline, options: &RunOptions) -> Result<RunReport>
                     latest_run: Some(current),
                     changes: Some(Vec::new()),
                     value: None,
+                    buckets: None,
                 });
             }
         },
@@ -214,6 +219,8 @@ pub async fn run(pipeline: &Pipeline, options: &RunOptions) -> Result<RunReport>
         results: &results,
         execution: execution.as_ref(),
         baseline: &baseline,
+        memory_limit: resources.memory_limit,
+        engine: &engine,
     };
     let ran = match running.checked_steps(&graph, &read_columns).await {
         Ok(ran) => ran,
@@ -229,6 +236,7 @@ pub async fn run(pipeline: &Pipeline, options: &RunOptions) -> Result<RunReport>
         reports: step_reports,
         rejects,
         source_rejects,
+        buckets,
     } = ran;
     // A failing segment check reports the steps as a failing step check does.
     let steps_checked = step_reports.clone();
@@ -251,6 +259,7 @@ pub async fn run(pipeline: &Pipeline, options: &RunOptions) -> Result<RunReport>
         latest_run: None,
         changes: changes.clone(),
         value,
+        buckets: buckets.clone(),
     };
     let mut staging = match staging {
         Some(staging) if !partial => staging,
@@ -449,6 +458,9 @@ struct Running<'a> {
     results: &'a StepResults,
     execution: &'a dyn Execution,
     baseline: &'a Baseline,
+    /// Bytes the run may use, for `buckets: auto`.
+    memory_limit: u64,
+    engine: &'a Engine,
 }
 
 /// What the steps of a run produced, once every check passed.
@@ -457,6 +469,7 @@ struct CheckedSteps {
     reports: Vec<StepReport>,
     rejects: Vec<Rejects>,
     source_rejects: Vec<SourceRejects>,
+    buckets: Option<BucketsReport>,
 }
 
 impl Running<'_> {
@@ -511,8 +524,19 @@ impl Running<'_> {
             progress: &self.options.progress,
             baseline: self.baseline,
         };
-        let outcome = match steps::run_steps(ctx, &selected, settings, table_rows).await {
-            Ok(outcome) => outcome,
+        let ran = match self.bucketing(&selected).await? {
+            Some((bucketing, buckets)) => {
+                bucketing::run_steps_in_buckets(
+                    ctx, &selected, settings, table_rows, &bucketing, buckets,
+                )
+                .await
+            }
+            None => steps::run_steps(ctx, &selected, settings, table_rows)
+                .await
+                .map(|outcome| (outcome, None)),
+        };
+        let (outcome, buckets) = match ran {
+            Ok(ran) => ran,
             Err(error) => {
                 return Err(sources::name_the_source(ctx, pipeline, &selected, error).await);
             }
@@ -537,7 +561,34 @@ impl Running<'_> {
             reports: outcome.reports,
             rejects: outcome.rejects,
             source_rejects,
+            buckets,
         })
+    }
+
+    /// Which steps run bucket by bucket, and in how many buckets: `None` when the steps
+    /// run over whole tables (no partition key, one bucket, or a cluster, whose tasks
+    /// already split the work).
+    async fn bucketing(
+        &self,
+        selected: &[&segflow_plan::PlannedStep],
+    ) -> Result<Option<(bucketing::Bucketing, usize)>> {
+        let pipeline = self.pipeline;
+        if !pipeline.declares_partition_key() || *self.engine != Engine::Local {
+            return Ok(None);
+        }
+        let asked = self.options.buckets.unwrap_or(pipeline.buckets);
+        let buckets = bucketing::bucket_count(self.ctx, pipeline, asked, self.memory_limit).await?;
+        if buckets <= 1 || selected.is_empty() {
+            return Ok(None);
+        }
+        let Some(analysed) = check::analyse_bucketing(pipeline).await? else {
+            return Ok(None);
+        };
+        tracing::info!(
+            buckets,
+            "steps that keep customers apart run bucket by bucket"
+        );
+        Ok(Some((analysed, buckets)))
     }
 
     /// Stages the rejects, then runs the value stage (if any) and the segment stage into

@@ -7,15 +7,20 @@
 //! together can give (a refused step's result, or one computed from it) cannot run per
 //! bucket either. `segflow plan` shows the outcome.
 
+mod count;
+mod execute;
 mod operators;
+mod split;
 
 use std::collections::{HashMap, HashSet};
 
 use datafusion::error::DataFusionError;
 use datafusion::prelude::SessionContext;
-use segflow_pipeline::Pipeline;
+use segflow_pipeline::{CheckKind, Metric, Pipeline};
 use segflow_plan::{PlannedStep, StepGraph};
 
+pub use count::bucket_count;
+pub use execute::run_steps_in_buckets;
 pub use operators::{Analysis, Flow, Reach, Refusal, analyse_plan, can_key_buckets, keyword_line};
 
 use crate::sql::query_only;
@@ -29,6 +34,11 @@ pub struct Bucketing {
     /// The first step that casts a text key to BIGINT: buckets must be made from the text
     /// parsed as a BIGINT, so that `"012"` and `"12"` share one.
     pub parses_key_in: Option<String>,
+    /// Whether rows without a key may be spread over the buckets: no bucketed step groups
+    /// them (each drops them before any aggregate, DISTINCT or window), so they need not
+    /// share one bucket (guest orders, often a tenth of the lines, would make it the
+    /// largest by far).
+    pub spreads_null_keys: bool,
     /// In plan order.
     pub steps: Vec<StepBucketing>,
 }
@@ -101,8 +111,11 @@ pub(crate) async fn analyse(
     let mut bucketing = Bucketing {
         sources,
         parses_key_in: None,
+        spreads_null_keys: true,
         steps: Vec::new(),
     };
+    // Bucketed tables no row of which has a null key.
+    let mut null_free: HashSet<String> = HashSet::new();
     for planned in &graph.steps {
         let name = planned.step.name.clone();
         let reads_split = planned.reads.iter().any(|table| split.contains_key(table));
@@ -125,13 +138,21 @@ pub(crate) async fn analyse(
                     Some(keys) => Reach::Bucketed(keys.clone()),
                     None => Reach::Whole,
                 };
-                let (analysed, over_all_buckets) = analyse_step(ctx, planned, &reach)
-                    .await
-                    .map_err(|error| (name.clone(), error))?;
+                let is_null_free = |table: &str| null_free.contains(table);
+                let (analysed, over_all_buckets) =
+                    analyse_step(ctx, planned, &reach, &is_null_free)
+                        .await
+                        .map_err(|error| (name.clone(), error))?;
                 match analysed {
                     Ok(split_on) => {
                         if split_on.parses_key && bucketing.parses_key_in.is_none() {
                             bucketing.parses_key_in = Some(name.clone());
+                        }
+                        if split_on.groups_null_keys {
+                            bucketing.spreads_null_keys = false;
+                        }
+                        if split_on.null_free {
+                            null_free.insert(name.clone());
                         }
                         match split_on.key_columns {
                             Some(key_columns) => Runs::Bucketed {
@@ -168,6 +189,8 @@ pub(crate) async fn analyse(
 struct SplitOn {
     key_columns: Option<Vec<String>>,
     parses_key: bool,
+    groups_null_keys: bool,
+    null_free: bool,
 }
 
 impl SplitOn {
@@ -182,6 +205,8 @@ impl SplitOn {
                 ),
             },
             parses_key: analysis.parses_key,
+            groups_null_keys: analysis.groups_null_keys,
+            null_free: analysis.null_free,
         }
     }
 }
@@ -201,6 +226,7 @@ async fn analyse_step(
     ctx: &SessionContext,
     planned: &PlannedStep,
     reach: &dyn Fn(&str) -> Reach,
+    null_free: &dyn Fn(&str) -> bool,
 ) -> datafusion::error::Result<StepAnalysis> {
     let step = &planned.step;
     let Some(validate) = &step.validate else {
@@ -208,7 +234,7 @@ async fn analyse_step(
             .sql_with_options(&step.sql, query_only())
             .await?
             .into_optimized_plan()?;
-        let analysed = analyse_plan(&plan, reach)
+        let analysed = analyse_plan(&plan, reach, null_free)
             .map(|analysis| SplitOn::of(analysis, plan.schema()))
             .map_err(|refusal| (refusal, Origin::Sql(step.sql.clone())));
         return Ok((analysed, Vec::new()));
@@ -222,8 +248,25 @@ async fn analyse_step(
         .collect();
     let mut over_all_buckets = Vec::new();
     let mut parses_key = false;
+    let mut groups_null_keys = false;
+    let input_keys = match reach(&validate.input) {
+        Reach::Bucketed(keys) => keys,
+        Reach::Whole => Vec::new(),
+    };
     for check in &validate.checks {
         if !check.kind.is_row_level() {
+            if let Some(reason) = judged_only_whole(check, &input_keys) {
+                let refusal = Refusal {
+                    operator: "check",
+                    reason: format!("check `{}`: {reason}", check.name),
+                    line: None,
+                    keyword: "",
+                };
+                return Ok((
+                    Err((refusal, Origin::Check(check.key.clone()))),
+                    over_all_buckets,
+                ));
+            }
             over_all_buckets.push(check.name.clone());
             continue;
         }
@@ -235,8 +278,11 @@ async fn analyse_step(
             .sql_with_options(&flagging_sql(&single, &columns), query_only())
             .await?
             .into_optimized_plan()?;
-        match analyse_plan(&plan, reach) {
-            Ok(analysis) => parses_key |= analysis.parses_key,
+        match analyse_plan(&plan, reach, null_free) {
+            Ok(analysis) => {
+                parses_key |= analysis.parses_key;
+                groups_null_keys |= analysis.groups_null_keys;
+            }
             Err(mut refusal) => {
                 refusal.reason = format!("check `{}`: {}", check.name, refusal.reason);
                 return Ok((
@@ -255,9 +301,31 @@ async fn analyse_step(
         Ok(SplitOn {
             key_columns,
             parses_key,
+            groups_null_keys,
+            // Its rows are its input's.
+            null_free: null_free(&validate.input),
         }),
         over_all_buckets,
     ))
+}
+
+/// Why a table-level check cannot be judged from what each bucket measures, if it cannot:
+/// an `sql` check runs a query of its own over whole tables, and distinct values of a
+/// column that is not the key may repeat across buckets.
+fn judged_only_whole(check: &segflow_pipeline::Check, keys: &[String]) -> Option<String> {
+    match &check.kind {
+        CheckKind::Sql { .. } => {
+            Some("an sql check runs its own query over whole tables".to_string())
+        }
+        CheckKind::Change {
+            metric: Metric::Distinct,
+            column: Some(column),
+            ..
+        } if !keys.contains(column) => Some(format!(
+            "distinct values of `{column}`, not the key, are counted over all rows at once"
+        )),
+        _ => None,
+    }
 }
 
 /// "line 12 of sql/retail/daily_purchases.sql", or of the step's inline SQL; a validate

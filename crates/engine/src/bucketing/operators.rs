@@ -20,7 +20,7 @@ use arrow::datatypes::DataType;
 use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::common::{Column, DFSchema, Spans};
 use datafusion::logical_expr::expr::{Alias, Cast, TryCast, WindowFunction};
-use datafusion::logical_expr::{Distinct, Expr, ExprSchemable, JoinType, LogicalPlan};
+use datafusion::logical_expr::{Distinct, Expr, ExprSchemable, JoinType, LogicalPlan, Operator};
 
 /// How a table a plan reads reaches one bucket's run.
 #[derive(Debug, Clone, PartialEq)]
@@ -59,31 +59,107 @@ pub struct Analysis {
     pub flow: Flow,
     /// A text key is cast to BIGINT somewhere: buckets must be made from the parsed value.
     pub parses_key: bool,
+    /// An aggregate, DISTINCT or window may see rows whose key is null: rows without a key
+    /// must then all be in one bucket, as they are one group. When no operator does (the
+    /// rows without a key are filtered out before any grouping, as guest orders are), they
+    /// can be spread over the buckets. Joins never match a null key, so never group them.
+    pub groups_null_keys: bool,
+    /// No row the plan gives has a null in its key columns.
+    pub null_free: bool,
 }
 
-/// Walks `plan` bottom-up; `reach` tells how each table it scans arrives (by table name).
+/// Walks `plan` bottom-up; `reach` tells how each table it scans arrives (by table name),
+/// `null_free` which bucketed tables have no row with a null key.
 pub fn analyse_plan(
     plan: &LogicalPlan,
     reach: &dyn Fn(&str) -> Reach,
+    null_free: &dyn Fn(&str) -> bool,
 ) -> Result<Analysis, Refusal> {
     let mut walk = Walk {
         reach,
+        null_free_table: null_free,
         parses_key: false,
+        null_free: std::collections::HashSet::new(),
+        groups_null_keys: false,
     };
     let flow = walk.flow(plan)?;
     Ok(Analysis {
+        null_free: walk.is_null_free(plan),
         flow,
         parses_key: walk.parses_key,
+        groups_null_keys: walk.groups_null_keys,
     })
 }
 
 struct Walk<'a> {
     reach: &'a dyn Fn(&str) -> Reach,
+    null_free_table: &'a dyn Fn(&str) -> bool,
     parses_key: bool,
+    /// The plans walked whose rows have no null key (by address: they live as long as the
+    /// walk).
+    null_free: std::collections::HashSet<usize>,
+    groups_null_keys: bool,
 }
 
 impl Walk<'_> {
     fn flow(&mut self, plan: &LogicalPlan) -> Result<Flow, Refusal> {
+        let flow = self.flow_of(plan)?;
+        if self.keys_null_free(plan, &flow) {
+            self.null_free.insert(plan as *const LogicalPlan as usize);
+        }
+        if let Flow::Bucketed(_) = &flow {
+            let groups = match plan {
+                LogicalPlan::Aggregate(aggregate) => Some(&aggregate.input),
+                LogicalPlan::Distinct(Distinct::All(input)) => Some(input),
+                LogicalPlan::Distinct(Distinct::On(on)) => Some(&on.input),
+                LogicalPlan::Window(window) => Some(&window.input),
+                _ => None,
+            };
+            if groups.is_some_and(|input| !self.is_null_free(input)) {
+                self.groups_null_keys = true;
+            }
+        }
+        Ok(flow)
+    }
+
+    fn is_null_free(&self, plan: &LogicalPlan) -> bool {
+        self.null_free
+            .contains(&(plan as *const LogicalPlan as usize))
+    }
+
+    /// Whether no row of `plan` (whose rows flow as `flow`) has a null key: its bucketed
+    /// tables have none, or a filter drops the rows whose key is null. Conservative: an
+    /// operator not listed may give null keys.
+    fn keys_null_free(&self, plan: &LogicalPlan, flow: &Flow) -> bool {
+        let Flow::Bucketed(keys) = flow else {
+            return true;
+        };
+        match plan {
+            LogicalPlan::TableScan(scan) => (self.null_free_table)(scan.table_name.table()),
+            LogicalPlan::Filter(filter) => {
+                self.is_null_free(&filter.input)
+                    || rejects_null_key(&filter.predicate, filter.input.schema(), keys)
+            }
+            LogicalPlan::Projection(_)
+            | LogicalPlan::SubqueryAlias(_)
+            | LogicalPlan::Repartition(_)
+            | LogicalPlan::Sort(_)
+            | LogicalPlan::Limit(_)
+            | LogicalPlan::Aggregate(_)
+            | LogicalPlan::Distinct(_)
+            | LogicalPlan::Window(_)
+            | LogicalPlan::Join(_)
+            | LogicalPlan::Union(_)
+            | LogicalPlan::Unnest(_)
+            | LogicalPlan::Subquery(_) => plan
+                .inputs()
+                .into_iter()
+                .all(|input| self.is_null_free(input)),
+            _ => false,
+        }
+    }
+
+    fn flow_of(&mut self, plan: &LogicalPlan) -> Result<Flow, Refusal> {
         match plan {
             LogicalPlan::TableScan(scan) => {
                 match (self.reach)(scan.table_name.table()) {
@@ -594,6 +670,40 @@ fn names(exprs: &[Expr]) -> String {
         })
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// Whether `predicate` (over `schema`, whose `keys` columns hold the key) is false or null
+/// for a row whose key is null: one of its conjuncts is `key IS NOT NULL` or compares the
+/// key (or a cast of it, `TRY_CAST` included) with something.
+fn rejects_null_key(predicate: &Expr, schema: &DFSchema, keys: &BTreeSet<usize>) -> bool {
+    fn of_key(expr: &Expr, schema: &DFSchema, keys: &BTreeSet<usize>) -> bool {
+        match expr {
+            Expr::Column(column) => index_of(schema, column).is_some_and(|i| keys.contains(&i)),
+            Expr::Cast(Cast { expr, .. })
+            | Expr::TryCast(TryCast { expr, .. })
+            | Expr::Alias(Alias { expr, .. }) => of_key(expr, schema, keys),
+            _ => false,
+        }
+    }
+    datafusion::logical_expr::utils::split_conjunction(predicate)
+        .into_iter()
+        .any(|conjunct| match conjunct {
+            Expr::IsNotNull(expr) => of_key(expr, schema, keys),
+            Expr::BinaryExpr(binary)
+                if matches!(
+                    binary.op,
+                    Operator::Eq
+                        | Operator::NotEq
+                        | Operator::Lt
+                        | Operator::LtEq
+                        | Operator::Gt
+                        | Operator::GtEq
+                ) =>
+            {
+                of_key(&binary.left, schema, keys) || of_key(&binary.right, schema, keys)
+            }
+            _ => false,
+        })
 }
 
 fn refusal(

@@ -326,6 +326,12 @@ async fn corrupt_gzip_file(ctx: &SessionContext, source: &Source) -> Option<(Str
     None
 }
 
+/// The bytes of the files `source` reads, as listed.
+pub async fn listed_bytes(ctx: &SessionContext, source: &Source) -> datafusion::error::Result<u64> {
+    let listed = parsed::listed(ctx, source).await?;
+    Ok(listed.files.iter().map(|file| file.size).sum())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -41,11 +41,15 @@ async fn analysed(sql: &str) -> Result<Analysis, Refusal> {
     )
     .unwrap();
     let plan = ctx.sql(sql).await.unwrap().into_optimized_plan().unwrap();
-    analyse_plan(&plan, &|table| match table {
-        "lines" => Reach::Bucketed(vec!["customer_id".to_string()]),
-        "exports" => Reach::Bucketed(vec!["raw_id".to_string()]),
-        _ => Reach::Whole,
-    })
+    analyse_plan(
+        &plan,
+        &|table| match table {
+            "lines" => Reach::Bucketed(vec!["customer_id".to_string()]),
+            "exports" => Reach::Bucketed(vec!["raw_id".to_string()]),
+            _ => Reach::Whole,
+        },
+        &|_| false,
+    )
 }
 
 async fn held(sql: &str) -> Vec<usize> {
@@ -215,4 +219,63 @@ fn a_keyword_is_found_as_a_word_not_in_text() {
     let sql = "SELECT 'LIMIT' AS word -- LIMIT\nFROM t\nLIMIT 5";
     assert_eq!(keyword_line(sql, "limit"), Some(3));
     assert_eq!(keyword_line(sql, "OVER"), None);
+}
+
+#[tokio::test]
+async fn rows_without_a_key_are_grouped_unless_a_filter_drops_them_first() {
+    let grouped = |sql: &'static str| async move {
+        let analysis = analysed(sql).await.unwrap();
+        (analysis.groups_null_keys, analysis.null_free)
+    };
+    // A null customer is one group of its own: all its rows must share a bucket.
+    assert_eq!(
+        grouped("SELECT customer_id, sum(amount) FROM lines GROUP BY customer_id").await,
+        (true, false)
+    );
+    assert_eq!(
+        grouped("SELECT DISTINCT customer_id, invoice_no FROM lines").await,
+        (true, false)
+    );
+    // Dropped before grouping (as the example drops guest orders): they can go anywhere.
+    assert_eq!(
+        grouped(
+            "SELECT customer_id, sum(amount) FROM lines WHERE customer_id IS NOT NULL AND amount > 0 GROUP BY customer_id"
+        )
+        .await,
+        (false, true)
+    );
+    assert_eq!(
+        grouped(
+            "SELECT DISTINCT CAST(raw_id AS BIGINT) AS id, amount FROM exports WHERE try_cast(raw_id AS BIGINT) IS NOT NULL"
+        )
+        .await,
+        (false, true)
+    );
+    // IS DISTINCT FROM keeps a null key; a filter on another column keeps it too.
+    assert_eq!(
+        grouped(
+            "SELECT customer_id, count(*) FROM lines WHERE customer_id IS DISTINCT FROM 7 GROUP BY customer_id"
+        )
+        .await,
+        (true, false)
+    );
+    assert_eq!(
+        grouped(
+            "SELECT customer_id, count(*) FROM lines WHERE amount IS NOT NULL GROUP BY customer_id"
+        )
+        .await,
+        (true, false)
+    );
+    // Row by row, or a join (a null key matches nothing): nothing groups them.
+    assert_eq!(
+        grouped("SELECT customer_id, amount * 2 AS doubled FROM lines").await,
+        (false, false)
+    );
+    assert_eq!(
+        grouped(
+            "SELECT l.customer_id, c.region FROM lines l JOIN countries c ON l.country = c.country"
+        )
+        .await,
+        (false, false)
+    );
 }
