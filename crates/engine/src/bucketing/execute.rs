@@ -18,7 +18,7 @@ use datafusion::prelude::SessionContext;
 use segflow_plan::PlannedStep;
 
 use super::split::{self, SplitSource};
-use super::{Bucketing, Runs};
+use super::analysis::{Bucketing, Runs};
 use crate::report::{BucketedSource, BucketsReport, StepReport};
 use crate::sql::bucket_table;
 use crate::steps::validate::{self, Rejects, TableMeasures};
