@@ -682,3 +682,43 @@ fn a_cluster_executor_reads_and_writes_s3_with_the_settings_segflow_sends() {
         .collect();
     assert!(keys.iter().all(|key| !key.contains("_staging")), "{keys:?}");
 }
+
+#[test]
+fn buckets_asked_of_a_cluster_run_whole_and_publish_what_a_bucketed_local_run_does() {
+    let project = Project::copy_of_repository();
+    let run = |engine: &str, name: &str| {
+        let output = format!("output=file://../{name}");
+        let report = format!("{name}.json");
+        project
+            .segflow(&[
+                "run",
+                PIPELINE,
+                "--buckets",
+                "4",
+                "--engine",
+                engine,
+                "--var",
+                &output,
+                "--report-json",
+                &report,
+            ])
+            .assert_exit(0);
+        let report: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(project.path(&report)).unwrap()).unwrap();
+        report
+    };
+    let local = run("local", "local");
+    let cluster = run("ballista-standalone", "cluster");
+    assert_eq!(local["buckets"]["count"], 4);
+    // The cluster's tasks split the work; its steps read whole tables.
+    assert!(cluster.get("buckets").is_none(), "{cluster:#}");
+    assert_eq!(
+        row_accounting(&project.path("cluster.json")),
+        row_accounting(&project.path("local.json"))
+    );
+    let segments = |name: &str| {
+        let version = common::published(&project.path(&format!("{name}/customer_segments")));
+        sorted_rows(&common::table(&version, "segments"))
+    };
+    assert_eq!(segments("cluster"), segments("local"));
+}

@@ -213,3 +213,106 @@ fn a_check_only_whole_tables_can_judge_ends_the_bucketed_steps_and_changes_nothi
         published_tables(&project, "whole/customer_segments")
     );
 }
+
+#[test]
+fn rows_without_a_key_share_a_bucket_when_a_step_groups_them() {
+    let project = Project::copy_of_repository();
+    let pipeline = "pipelines/customer_segments.yaml";
+    // Guest lines (no customer_id) are one group here: they must not be dealt out.
+    project.replace_in(
+        pipeline,
+        "  - name: daily_purchases\n",
+        "  - name: lines_per_customer\n    kind: clean\n    publish: true\n    sql: |\n      SELECT customer_id, count(*) AS lines FROM raw_transactions GROUP BY customer_id\n\n  - name: daily_purchases\n",
+    );
+    let plan = project.segflow(&["plan", pipeline]);
+    plan.assert_exit(0);
+    assert!(
+        plan.stdout
+            .contains("by customer_id (text read as BIGINT, as clean_transactions casts it); rows without a key in the first bucket"),
+        "{}",
+        plan.stdout
+    );
+    assert!(
+        plan.stdout
+            .contains("lines_per_customer  bucketed  key in customer_id"),
+        "{}",
+        plan.stdout
+    );
+    let whole = run(&project, pipeline, "1", "whole", &[]);
+    let bucketed = run(&project, pipeline, "4", "bucketed", &[]);
+    assert_eq!(bucketed["buckets"]["null_keys_spread"], false);
+    assert_eq!(accounting(&bucketed), accounting(&whole));
+    let tables = published_tables(&project, "whole/customer_segments");
+    let guests: Vec<&String> = tables
+        .iter()
+        .find(|(name, _)| name == "lines_per_customer")
+        .expect("the step is published")
+        .1
+        .iter()
+        .filter(|row| row.starts_with("|             |"))
+        .collect();
+    assert_eq!(guests.len(), 1, "one row for the lines without a customer");
+    assert_eq!(
+        published_tables(&project, "bucketed/customer_segments"),
+        tables
+    );
+}
+
+#[test]
+fn in_buckets_a_run_holds_in_memory_what_spills_whole() {
+    let project = common::bench_project();
+    project
+        .segflow(&[
+            "generate",
+            "bench/data/generated.parquet",
+            "--format",
+            "parquet",
+            "--rows",
+            "1000000",
+            "--seed",
+            "42",
+        ])
+        .assert_exit(0);
+    let pipeline = common::BENCH_PIPELINE;
+    let vars = ["transactions=generated.parquet"];
+    let limited = |buckets: &str, name: &str| {
+        let output = format!("output=file://../{name}");
+        let json = format!("{name}.json");
+        let mut args = vec![
+            "run",
+            pipeline,
+            "--memory-limit",
+            "200MB",
+            "--buckets",
+            buckets,
+            "--var",
+            &output,
+            "--report-json",
+            &json,
+        ];
+        for var in vars {
+            args.extend(["--var", var]);
+        }
+        project.segflow(&args).assert_exit(0);
+        report(&project, &json)
+    };
+    let spilled = |report: &Value| -> Vec<String> {
+        report["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|step| step["spilled"] == true)
+            .map(|step| step["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let whole = limited("1", "whole");
+    // The flagged lines of 1M do not fit 200 MB: written to disk and read back.
+    assert_eq!(spilled(&whole), ["valid_transactions"]);
+    let bucketed = limited("8", "bucketed");
+    assert!(spilled(&bucketed).is_empty(), "{bucketed:#}");
+    assert_eq!(accounting(&bucketed), accounting(&whole));
+    assert_eq!(
+        published_tables(&project, "bucketed/customer_segments"),
+        published_tables(&project, "whole/customer_segments")
+    );
+}

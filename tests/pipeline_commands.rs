@@ -540,7 +540,7 @@ value:
     };
     assert_eq!(
         line("raw_transactions"),
-        "raw_transactions split by customer_id (text read as BIGINT, as clean_transactions casts it)"
+        "raw_transactions split by customer_id (text read as BIGINT, as clean_transactions casts it); rows without a key dealt out over the buckets, as no step groups them"
     );
     assert_eq!(
         line("daily_purchases"),

@@ -14,7 +14,7 @@
 //! | [`run`] | a whole run, start to publish |
 //! | `baseline` | the previous run in run order, as its manifest recorded it |
 //! | `check` | planning every step against schemas before any data is read |
-//! | `bucketing` | which steps keep customers apart on the `partition_key` (plan analysis) |
+//! | `bucketing` | which steps keep customers apart on the `partition_key` (plan analysis), and running them bucket by bucket |
 //! | `contract` | tables against the columns their contracts promise (a leaf) |
 //! | `if_changed` | `--if-changed`: the run against the latest published one (a leaf) |
 //! | `columns` | which columns of each result later steps read |

@@ -19,6 +19,11 @@ const BUCKET_SHARE_OF_MEMORY: u64 = 16;
 /// and the run's peak memory is a bucket's, not the input's.
 const BUCKET_BYTES_AT_MOST: u64 = 128 << 20;
 
+/// However little memory there is, a bucket of at least this much: buckets are for inputs
+/// larger than memory, and each costs every step a plan and a result of its own; an input
+/// this small runs whole, and a limit too small for it fails as it would anyway.
+const BUCKET_BYTES_AT_LEAST: u64 = 32 << 20;
+
 /// The buckets for `asked`, with `memory_limit` bytes: `auto` sizes them from the files of
 /// the sources that name a partition key.
 pub async fn bucket_count(
@@ -59,7 +64,8 @@ fn in_memory_per_file_byte(format: Format) -> u64 {
 }
 
 fn buckets_for(in_memory: u64, memory_limit: u64) -> usize {
-    let per_bucket = (memory_limit / BUCKET_SHARE_OF_MEMORY).clamp(1, BUCKET_BYTES_AT_MOST);
+    let per_bucket =
+        (memory_limit / BUCKET_SHARE_OF_MEMORY).clamp(BUCKET_BYTES_AT_LEAST, BUCKET_BYTES_AT_MOST);
     in_memory.div_ceil(per_bucket).max(1) as usize
 }
 
@@ -81,7 +87,10 @@ mod tests {
         assert_eq!(buckets_for(parquet(1_100_000_000), 2 << 30), 41);
         // 10M lines (103 MB) with 12 GiB: 2.5M lines a bucket.
         assert_eq!(buckets_for(parquet(103_000_000), 12 << 30), 4);
-        // Little memory: smaller buckets.
+        // Little memory: smaller buckets, down to 32 MiB.
         assert_eq!(buckets_for(parquet(103_000_000), 512 << 20), 16);
+        assert_eq!(buckets_for(parquet(103_000_000), 64 << 20), 16);
+        // The example's lines with a limit of a few megabytes: whole.
+        assert_eq!(buckets_for(3_000_000 * 2, 5 << 20), 1);
     }
 }

@@ -17,8 +17,8 @@ use datafusion::datasource::file_format::options::ArrowReadOptions;
 use datafusion::prelude::SessionContext;
 use segflow_plan::PlannedStep;
 
-use super::split::{self, SplitSource};
 use super::analysis::{Bucketing, Runs};
+use super::split::{self, SplitSource};
 use crate::report::{BucketedSource, BucketsReport, StepReport};
 use crate::sql::bucket_table;
 use crate::steps::validate::{self, Rejects, TableMeasures};

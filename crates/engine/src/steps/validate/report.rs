@@ -137,16 +137,16 @@ pub(super) async fn table_check_report(
         rows,
         ..
     } = *input;
-    // The measured rows as one table, for the judging query.
+    // The measured rows as one table, for the judging query: a few rows in this process,
+    // judged here whichever engine ran the steps (a cluster cannot read them).
     let over_measured = |select: String| async move {
+        let local = SessionContext::new();
         let table = crate::sql::measured_table(input.step, index);
-        ctx.register_table(
+        local.register_table(
             &table,
-            ctx.read_batches(measured.iter().cloned())?.into_view(),
+            local.read_batches(measured.iter().cloned())?.into_view(),
         )?;
-        let judged = collect(ctx, &select.replace("{measured}", &quote(&table))).await;
-        ctx.deregister_table(&table)?;
-        judged
+        collect(&local, &select.replace("{measured}", &quote(&table))).await
     };
     if let CheckKind::Change {
         metric,
