@@ -316,3 +316,54 @@ fn in_buckets_a_run_holds_in_memory_what_spills_whole() {
         published_tables(&project, "whole/customer_segments")
     );
 }
+
+#[test]
+fn a_lookup_table_joined_in_every_bucket_is_counted_once() {
+    let project = Project::copy_of_repository();
+    let pipeline = "pipelines/customer_segments.yaml";
+    project.write(
+        "fixtures/retail/regions.csv",
+        "country,region\nUnited Kingdom,UK\nFrance,EU\nGermany,EU\nEIRE,EU\nSpain,EU\n",
+    );
+    project.replace_in(
+        pipeline,
+        "steps:\n",
+        "  - name: regions\n    store: fixtures\n    path: retail/regions.csv\n    format: csv\n    csv:\n      has_header: true\n\nsteps:\n",
+    );
+    project.replace_in(
+        pipeline,
+        "  - name: daily_purchases\n",
+        "  - name: lines_by_region\n    kind: merge\n    publish: true\n    sql: |\n      SELECT v.customer_id, v.invoice_no, r.region\n      FROM valid_transactions v JOIN regions r ON v.country = r.country\n\n  - name: daily_purchases\n",
+    );
+    let plan = project.segflow(&["plan", pipeline]);
+    plan.assert_exit(0);
+    assert!(
+        plan.stdout
+            .contains("lines_by_region     bucketed  key in customer_id"),
+        "{}",
+        plan.stdout
+    );
+    let whole = run(&project, pipeline, "1", "whole", &[]);
+    let bucketed = run(&project, pipeline, "6", "bucketed", &[]);
+    let step = |report: &Value| {
+        report["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|step| step["name"] == "lines_by_region")
+            .cloned()
+            .unwrap()
+    };
+    // Its valid lines and the five regions, once.
+    assert_eq!(
+        step(&whole)["rows_in"].as_u64(),
+        Some(25_894 + 5),
+        "{:#}",
+        step(&whole)
+    );
+    assert_eq!(accounting(&bucketed), accounting(&whole));
+    assert_eq!(
+        published_tables(&project, "bucketed/customer_segments"),
+        published_tables(&project, "whole/customer_segments")
+    );
+}

@@ -212,6 +212,12 @@ impl Buckets<'_> {
         let mut exit_parts: BTreeMap<&str, Vec<String>> = BTreeMap::new();
         let mut rejects: BTreeMap<String, (String, Vec<String>, u64)> = BTreeMap::new();
         let mut scans = Vec::new();
+        // The rows of each split source and bucketed step in the first bucket.
+        let mut first_bucket_rows: HashMap<&str, u64> = self
+            .splits
+            .iter()
+            .map(|split| (split.source.as_str(), split.buckets[0].1))
+            .collect();
         for bucket in 0..count {
             let mut table_rows = self.table_rows.clone();
             for split in self.splits {
@@ -238,6 +244,13 @@ impl Buckets<'_> {
                 ..self.settings
             };
             let ran = steps::run_steps(ctx, self.steps, settings, table_rows).await?;
+            if bucket == 0 {
+                for report in &ran.reports {
+                    if let Some(planned) = self.steps.iter().find(|p| p.step.name == report.name) {
+                        first_bucket_rows.insert(planned.step.name.as_str(), report.rows_out);
+                    }
+                }
+            }
             for report in ran.reports {
                 reports.entry(report.name.clone()).or_default().push(report);
             }
@@ -292,7 +305,7 @@ impl Buckets<'_> {
                     validate::over_buckets(ctx, planned, parts, &measured, self.settings.baseline)
                         .await?
                 }
-                None => self.summed(planned, parts),
+                None => self.summed(planned, parts, &first_bucket_rows),
             };
             outcome.reports.push(report);
         }
@@ -310,22 +323,24 @@ impl Buckets<'_> {
         Ok(name)
     }
 
-    /// A step's report over every bucket: each bucket's run counted the tables it reads
-    /// whole (not split, of known rows) in its rows in; the sum counts them once.
-    fn summed(&self, planned: &PlannedStep, parts: Vec<StepReport>) -> StepReport {
+    /// A step's report over every bucket. Each bucket's run counted the rows of the tables
+    /// the step reads whole (a lookup source, or a step run before the buckets) in its
+    /// rows in: what its first bucket read beyond its bucketed tables' rows, counted once.
+    fn summed(
+        &self,
+        planned: &PlannedStep,
+        parts: Vec<StepReport>,
+        first_bucket_rows: &HashMap<&str, u64>,
+    ) -> StepReport {
         let count = parts.len() as u64;
-        let mut report = StepReport::summed(parts);
-        let split = |table: &str| self.splits.iter().any(|split| split.source == table);
-        let whole_rows: u64 = planned
+        let bucketed_rows: u64 = planned
             .reads
             .iter()
-            .filter(|table| !split(table) && !self.steps.iter().any(|p| &p.step.name == *table))
-            .filter_map(|table| self.table_rows.get(table))
+            .filter_map(|table| first_bucket_rows.get(table.as_str()))
             .sum();
+        let whole_rows = parts[0].rows_in.saturating_sub(bucketed_rows);
+        let mut report = StepReport::summed(parts);
         report.rows_in -= whole_rows * (count - 1);
-        if let (Some(removed), true) = (report.rows_removed, whole_rows > 0) {
-            report.rows_removed = Some(removed.saturating_sub(whole_rows * (count - 1)));
-        }
         report
     }
 }

@@ -29,9 +29,10 @@ use futures::StreamExt;
 use crate::execution::{Scan, source_scans};
 use crate::results::{StepResults, compact_views};
 
-/// Rows gathered for one bucket before they are written as one batch: small buckets'
-/// rows are not written a few at a time, and a reader gets batches of a usual size.
-const ROWS_PER_WRITE: usize = 4096;
+/// Rows gathered for one bucket before they are written as one batch: a bucket's rows are
+/// not written a few at a time, and its readers get batches of DataFusion's usual size.
+/// (At 4096 rows, 100M lines at 2 GB took 52 s against 45 s; 16384 gained nothing more.)
+const ROWS_PER_WRITE: usize = 8192;
 
 /// A source written as buckets.
 #[derive(Debug)]
