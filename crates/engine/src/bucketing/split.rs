@@ -27,7 +27,7 @@ use datafusion::prelude::SessionContext;
 use futures::StreamExt;
 
 use crate::execution::{Scan, source_scans};
-use crate::results::{StepResults, compact_views};
+use crate::results::{StepResults, compact_views, make_dir_in_scratch};
 
 /// Rows gathered for one bucket before they are written as one batch: a bucket's rows are
 /// not written a few at a time, and its readers get batches of DataFusion's usual size.
@@ -68,7 +68,7 @@ pub async fn split(
     let dirs: Vec<PathBuf> = (0..buckets)
         .map(|bucket| {
             let dir = root.join(format!("{bucket:05}"));
-            std::fs::create_dir_all(&dir).map(|_| dir)
+            make_dir_in_scratch(&dir).map(|_| dir)
         })
         .collect::<std::io::Result<_>>()?;
     let compression: Option<CompressionType> = ctx

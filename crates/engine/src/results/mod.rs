@@ -50,6 +50,16 @@ use datafusion::prelude::{DataFrame, SessionContext};
 pub(crate) use sink::compact_views;
 use sink::{Destination, PartitionSink};
 
+/// Makes `dir` (if missing) in a folder that must exist: never the run's scratch space
+/// itself again, which a stopped run's cleanup removes while the run's last writes may
+/// still be on their way.
+pub(crate) fn make_dir_in_scratch(dir: &Path) -> std::io::Result<()> {
+    match std::fs::create_dir(dir) {
+        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        made => made,
+    }
+}
+
 /// The step results of one run and where they live.
 #[derive(Debug)]
 pub struct StepResults {
@@ -400,7 +410,7 @@ impl StepResults {
     /// A folder of the run's scratch space, made if missing, removed with it.
     pub fn scratch_folder(&self, name: &str) -> std::io::Result<PathBuf> {
         let dir = self.scratch.path().join(name);
-        std::fs::create_dir_all(&dir)?;
+        make_dir_in_scratch(&dir)?;
         Ok(dir)
     }
 

@@ -113,7 +113,7 @@ impl PartitionSink {
     /// Moves the held batches to this partition's file and gives their memory back.
     pub(super) fn spill(&mut self) -> Result<()> {
         if self.writer.is_none() {
-            std::fs::create_dir_all(&self.dir)?;
+            super::make_dir_in_scratch(&self.dir)?;
             let path = self.dir.join(format!("part-{}.arrow", self.partition));
             let options = IpcWriteOptions::default().try_with_compression(self.compression)?;
             let file = BufWriter::new(File::create(path)?);
