@@ -47,18 +47,8 @@ use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::ExecutionPlanProperties;
 use datafusion::prelude::{DataFrame, SessionContext};
 
-pub(crate) use sink::compact_views;
 use sink::{Destination, PartitionSink};
-
-/// Makes `dir` (if missing) in a folder that must exist: never the run's scratch space
-/// itself again, which a stopped run's cleanup removes while the run's last writes may
-/// still be on their way.
-pub(crate) fn make_dir_in_scratch(dir: &Path) -> std::io::Result<()> {
-    match std::fs::create_dir(dir) {
-        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
-        made => made,
-    }
-}
+pub(crate) use sink::{compact_views, make_dir_in_scratch};
 
 /// The step results of one run and where they live.
 #[derive(Debug)]

@@ -23,6 +23,16 @@ use datafusion::execution::memory_pool::MemoryReservation;
 use datafusion::physical_plan::SendableRecordBatchStream;
 use futures::StreamExt;
 
+/// Makes `dir` (if missing) in a folder that must exist: never the run's scratch space
+/// itself again, which a stopped run's cleanup removes while the run's last writes may
+/// still be on their way.
+pub(crate) fn make_dir_in_scratch(dir: &std::path::Path) -> std::io::Result<()> {
+    match std::fs::create_dir(dir) {
+        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        made => made,
+    }
+}
+
 /// One output partition of a plan being materialised.
 pub(super) struct PartitionSink {
     pub(super) partition: usize,
@@ -113,7 +123,7 @@ impl PartitionSink {
     /// Moves the held batches to this partition's file and gives their memory back.
     pub(super) fn spill(&mut self) -> Result<()> {
         if self.writer.is_none() {
-            super::make_dir_in_scratch(&self.dir)?;
+            make_dir_in_scratch(&self.dir)?;
             let path = self.dir.join(format!("part-{}.arrow", self.partition));
             let options = IpcWriteOptions::default().try_with_compression(self.compression)?;
             let file = BufWriter::new(File::create(path)?);
