@@ -31,6 +31,26 @@ fn published_tables(project: &Project, output: &str) -> Vec<(String, Vec<String>
         .collect()
 }
 
+/// The project with the bench pipeline and `rows` generated lines as
+/// `bench/data/generated.parquet`.
+fn generated_project(rows: u64, seed: u64) -> Project {
+    let project = common::bench_project();
+    let (rows, seed) = (rows.to_string(), seed.to_string());
+    project
+        .segflow(&[
+            "generate",
+            "bench/data/generated.parquet",
+            "--format",
+            "parquet",
+            "--rows",
+            &rows,
+            "--seed",
+            &seed,
+        ])
+        .assert_exit(0);
+    project
+}
+
 fn report(project: &Project, file: &str) -> Value {
     serde_json::from_str(&std::fs::read_to_string(project.path(file)).unwrap()).unwrap()
 }
@@ -156,19 +176,7 @@ fn the_example_in_buckets_publishes_what_a_whole_run_does() {
 
 #[test]
 fn a_generated_export_in_buckets_is_segmented_as_a_whole_run_does() {
-    let project = common::bench_project();
-    project
-        .segflow(&[
-            "generate",
-            "bench/data/generated.parquet",
-            "--format",
-            "parquet",
-            "--rows",
-            "3000000",
-            "--seed",
-            "7",
-        ])
-        .assert_exit(0);
+    let project = generated_project(3_000_000, 7);
     let pipeline = common::BENCH_PIPELINE;
     let vars = ["transactions=generated.parquet"];
     let whole = run(&project, pipeline, "1", "whole", &vars);
@@ -260,19 +268,7 @@ fn rows_without_a_key_share_a_bucket_when_a_step_groups_them() {
 
 #[test]
 fn in_buckets_a_run_holds_in_memory_what_spills_whole() {
-    let project = common::bench_project();
-    project
-        .segflow(&[
-            "generate",
-            "bench/data/generated.parquet",
-            "--format",
-            "parquet",
-            "--rows",
-            "1000000",
-            "--seed",
-            "42",
-        ])
-        .assert_exit(0);
+    let project = generated_project(1_000_000, 42);
     let pipeline = common::BENCH_PIPELINE;
     let vars = ["transactions=generated.parquet"];
     let limited = |buckets: &str, name: &str| {

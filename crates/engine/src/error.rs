@@ -216,6 +216,20 @@ impl EngineError {
         }
     }
 
+    /// Reading `source` of `pipeline` failed; its URL as the pipeline may show it (secrets
+    /// masked).
+    pub(crate) fn of_source(
+        pipeline: &segflow_pipeline::Pipeline,
+        source: &segflow_pipeline::Source,
+        error: DataFusionError,
+    ) -> EngineError {
+        EngineError::Source {
+            source_name: source.name.clone(),
+            url: pipeline.redact(source.location.url.as_str()),
+            error: Box::new(error),
+        }
+    }
+
     /// A step's SQL failed: `error`, blamed on `step` and where its SQL is written.
     pub(crate) fn step(step: &segflow_pipeline::Step, error: DataFusionError) -> EngineError {
         EngineError::Step {

@@ -42,11 +42,7 @@ pub async fn bucket_count(
         }
         let bytes = crate::sources::listed_bytes(ctx, source)
             .await
-            .map_err(|error| EngineError::Source {
-                source_name: source.name.clone(),
-                url: pipeline.redact(source.location.url.as_str()),
-                error: Box::new(error),
-            })?;
+            .map_err(|error| EngineError::of_source(pipeline, source, error))?;
         in_memory += bytes.saturating_mul(in_memory_per_file_byte(source.format));
     }
     Ok(buckets_for(in_memory, memory_limit))

@@ -19,7 +19,6 @@ use arrow::array::{Array, ArrayRef, AsArray, RecordBatch, UInt32Array};
 use arrow::compute::kernels::cast::{CastOptions, cast_with_options};
 use arrow::compute::{concat_batches, take_record_batch};
 use arrow::datatypes::{DataType, Int64Type, SchemaRef};
-use arrow::ipc::CompressionType;
 use arrow::ipc::writer::{IpcWriteOptions, StreamWriter};
 use datafusion::error::{DataFusionError, Result};
 use datafusion::physical_plan::ExecutionPlanProperties;
@@ -27,7 +26,7 @@ use datafusion::prelude::SessionContext;
 use futures::StreamExt;
 
 use crate::execution::{Scan, source_scans};
-use crate::results::{StepResults, compact_views, make_dir_in_scratch};
+use crate::results::{StepResults, compact_views, make_dir_in_scratch, spill_compression};
 
 /// Rows gathered for one bucket before they are written as one batch: a bucket's rows are
 /// not written a few at a time, and its readers get batches of DataFusion's usual size.
@@ -71,12 +70,7 @@ pub async fn split(
             make_dir_in_scratch(&dir).map(|_| dir)
         })
         .collect::<std::io::Result<_>>()?;
-    let compression: Option<CompressionType> = ctx
-        .copied_config()
-        .options()
-        .execution
-        .spill_compression
-        .into();
+    let compression = spill_compression(ctx);
     let task = ctx.task_ctx();
     let mut running = tokio::task::JoinSet::new();
     for partition in 0..plan.output_partitioning().partition_count() {

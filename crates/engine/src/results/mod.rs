@@ -50,6 +50,16 @@ use datafusion::prelude::{DataFrame, SessionContext};
 use sink::{Destination, PartitionSink};
 pub(crate) use sink::{compact_views, make_dir_in_scratch};
 
+/// How the session compresses spill files (`datafusion.execution.spill_compression`): held
+/// results and bucket files are written the same way.
+pub(crate) fn spill_compression(ctx: &SessionContext) -> Option<CompressionType> {
+    ctx.copied_config()
+        .options()
+        .execution
+        .spill_compression
+        .into()
+}
+
 /// The step results of one run and where they live.
 #[derive(Debug)]
 pub struct StepResults {
@@ -160,12 +170,7 @@ impl StepResults {
             None => None,
         };
         let destination = self.destination(ctx, name);
-        let compression: Option<CompressionType> = ctx
-            .copied_config()
-            .options()
-            .execution
-            .spill_compression
-            .into();
+        let compression = spill_compression(ctx);
         let task = ctx.task_ctx();
         let mut running = tokio::task::JoinSet::new();
         for partition in 0..plan.output_partitioning().partition_count() {
@@ -562,6 +567,28 @@ mod tests {
         assert!(std::fs::read_dir(&dir).unwrap().count() >= 1);
         results.release(&ctx, "result");
         assert!(!dir.exists());
+    }
+
+    #[tokio::test]
+    async fn results_moved_aside_and_read_as_one_keep_their_rows_and_files() {
+        // One result on disk, one in memory, each under the name the next one takes.
+        let ctx = session(4 << 20);
+        let results = StepResults::new(&ctx, None).unwrap();
+        assert!(materialise(&ctx, &results, QUERY).await.spilled);
+        results.rename(&ctx, "result", "bucket_0").await.unwrap();
+        let small = "SELECT value AS v, repeat('x', 50) AS padding FROM generate_series(1, 10)";
+        assert!(!materialise(&ctx, &results, small).await.spilled);
+        results.rename(&ctx, "result", "bucket_1").await.unwrap();
+        assert!(ctx.table("result").await.is_err());
+        // The first one's files moved: the second was not written among them.
+        assert!(!results.scratch.path().join("result").exists());
+        let parts = ["bucket_0".to_string(), "bucket_1".to_string()];
+        results.register_union(&ctx, "all", &parts).await.unwrap();
+        assert_eq!(sum_of(&ctx, "all").await, (200_010, 20_000_100_055));
+        results.release(&ctx, "all");
+        assert!(ctx.table("bucket_0").await.is_err());
+        assert!(!results.scratch.path().join("bucket_0").exists());
+        assert_eq!(ctx.runtime_env().memory_pool.reserved(), 0);
     }
 
     #[tokio::test]

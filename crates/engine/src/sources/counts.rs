@@ -35,11 +35,7 @@ pub async fn count_sources(
         }
         let rows = async { ctx.table(source.name.as_str()).await?.count().await }
             .await
-            .map_err(|error| EngineError::Source {
-                source_name: source.name.clone(),
-                url: pipeline.redact(source.location.url.as_str()),
-                error: Box::new(error),
-            })?;
+            .map_err(|error| EngineError::of_source(pipeline, source, error))?;
         counted.insert(source.name.clone(), rows as u64);
     }
     Ok(counted)

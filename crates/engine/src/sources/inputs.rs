@@ -41,11 +41,7 @@ impl InputFiles {
                 files: listed,
             } = super::parsed::listed(ctx, source)
                 .await
-                .map_err(|error| EngineError::Source {
-                    source_name: source.name.clone(),
-                    url: pipeline.redact(source.location.url.as_str()),
-                    error: Box::new(error),
-                })?;
+                .map_err(|error| EngineError::of_source(pipeline, source, error))?;
             let local = source.location.url.scheme() == "file";
             files.extend(listed.into_iter().map(|meta| {
                 InputFile {
