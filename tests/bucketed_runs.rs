@@ -105,7 +105,15 @@ fn accounting(report: &Value) -> Value {
     })
 }
 
-fn run(project: &Project, pipeline: &str, buckets: &str, name: &str, vars: &[&str]) -> Value {
+/// Runs `pipeline` in `buckets` buckets into the output `name` (report `name.json`), with
+/// `vars` and other arguments `more`.
+fn run_with(
+    project: &Project,
+    pipeline: &str,
+    (buckets, name): (&str, &str),
+    vars: &[&str],
+    more: &[&str],
+) -> Value {
     let output = format!("output=file://../{name}");
     let json = format!("{name}.json");
     let mut args = vec![
@@ -121,8 +129,13 @@ fn run(project: &Project, pipeline: &str, buckets: &str, name: &str, vars: &[&st
     for var in vars {
         args.extend(["--var", var]);
     }
+    args.extend(more);
     project.segflow(&args).assert_exit(0);
     report(project, &json)
+}
+
+fn run(project: &Project, pipeline: &str, buckets: &str, name: &str, vars: &[&str]) -> Value {
+    run_with(project, pipeline, (buckets, name), vars, &[])
 }
 
 #[test]
@@ -272,25 +285,13 @@ fn in_buckets_a_run_holds_in_memory_what_spills_whole() {
     let pipeline = common::BENCH_PIPELINE;
     let vars = ["transactions=generated.parquet"];
     let limited = |buckets: &str, name: &str| {
-        let output = format!("output=file://../{name}");
-        let json = format!("{name}.json");
-        let mut args = vec![
-            "run",
+        run_with(
+            &project,
             pipeline,
-            "--memory-limit",
-            "200MB",
-            "--buckets",
-            buckets,
-            "--var",
-            &output,
-            "--report-json",
-            &json,
-        ];
-        for var in vars {
-            args.extend(["--var", var]);
-        }
-        project.segflow(&args).assert_exit(0);
-        report(&project, &json)
+            (buckets, name),
+            &vars,
+            &["--memory-limit", "200MB"],
+        )
     };
     let spilled = |report: &Value| -> Vec<String> {
         report["steps"]
