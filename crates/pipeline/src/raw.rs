@@ -40,7 +40,7 @@ pub struct RawPipeline {
     /// as the input's size needs for a bucket to fit the memory limit, one when it all
     /// fits) or a whole number (1: never split). `--buckets` overrides it.
     #[serde(default)]
-    pub buckets: Option<RawLiteral>,
+    pub buckets: Option<RawBuckets>,
     /// SQL steps; each result is a table later steps read by the step's name.
     #[serde(default)]
     pub steps: Vec<RawStep>,
@@ -339,6 +339,36 @@ pub struct RawWarmStartModel {
 #[serde(deny_unknown_fields)]
 pub struct RawWarmStartRun {
     pub run: String,
+}
+
+#[derive(Debug, JsonSchema)]
+#[schemars(untagged)]
+pub enum RawBuckets {
+    Count(i64),
+    Word(String),
+}
+
+// By hand, as `RawK`: `buckets: [2]` should say what it takes, not "no variant matched".
+impl<'de> Deserialize<'de> for RawBuckets {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = RawBuckets;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("`auto` or a whole number of buckets")
+            }
+            fn visit_i64<E: serde::de::Error>(self, value: i64) -> Result<RawBuckets, E> {
+                Ok(RawBuckets::Count(value))
+            }
+            fn visit_u64<E: serde::de::Error>(self, value: u64) -> Result<RawBuckets, E> {
+                Ok(RawBuckets::Count(value.min(i64::MAX as u64) as i64))
+            }
+            fn visit_str<E: serde::de::Error>(self, value: &str) -> Result<RawBuckets, E> {
+                Ok(RawBuckets::Word(value.to_string()))
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
 }
 
 #[derive(Debug, JsonSchema)]

@@ -13,7 +13,7 @@ use url::Url;
 pub(crate) use checks::CHECK_TYPES;
 
 use crate::checks::Validate;
-use crate::raw::{RawLiteral, RawOutput, RawPipeline, RawResources};
+use crate::raw::{RawBuckets, RawOutput, RawPipeline, RawResources};
 use crate::vars::expand;
 use crate::{
     Contract, ContractColumn, ContractType, Location, OnDrift, OutputFormat, Pipeline,
@@ -207,12 +207,10 @@ impl Resolver {
         }
     }
 
-    fn resolve_buckets(&mut self, written: RawLiteral) -> Option<crate::Buckets> {
+    fn resolve_buckets(&mut self, written: RawBuckets) -> Option<crate::Buckets> {
         let text = match written {
-            RawLiteral::Integer(count) => count.to_string(),
-            RawLiteral::Text(text) => self.expand("buckets", &text)?,
-            RawLiteral::Float(number) => number.to_string(),
-            RawLiteral::Boolean(flag) => flag.to_string(),
+            RawBuckets::Count(count) => count.to_string(),
+            RawBuckets::Word(text) => self.expand("buckets", &text)?,
         };
         crate::Buckets::parse(&text)
             .map_err(|message| self.problem("buckets", message))
